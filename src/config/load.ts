@@ -1,0 +1,123 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { compileSchema, schemaPath } from '../schemas.js';
+import type { Config } from './types.js';
+
+/** A configuration problem; `path` is the JSON pointer of the offending key. */
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    readonly problems: { path: string; message: string }[] = [],
+  ) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const ENV_REF = /\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** Replaces ${NAME} and ${NAME:-default} in every string; a missing variable without default is an error. */
+export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', missing: string[] = []): unknown {
+  if (typeof value === 'string') {
+    // A value that is exactly one reference to an unset variable becomes undefined, so optional keys may stay unset.
+    const whole = /^\$\{([A-Z_][A-Z0-9_]*)\}$/.exec(value);
+    if (whole && env[whole[1]] === undefined) return undefined;
+    return value.replace(ENV_REF, (_m, name: string, def: string | undefined) => {
+      const v = env[name];
+      if (v !== undefined) return v;
+      if (def !== undefined) return def;
+      missing.push(`${path}: \${${name}} is not set`);
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}/${i}`, missing));
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      const e = expandEnv(v, env, `${path}/${k}`, missing);
+      if (e !== undefined) out[k] = e;
+    }
+    return out;
+  }
+  return value;
+}
+
+let validateConfig: ReturnType<typeof compileSchema> | undefined;
+
+/** Validates a parsed config document and applies defaults. Throws ConfigError naming each bad key. */
+export function checkConfig(doc: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const missing: string[] = [];
+  const expanded = expandEnv(doc, env, '', missing);
+  if (missing.length) throw new ConfigError(`config: ${missing.join('; ')}`, missing.map((m) => ({ path: m.split(':')[0], message: m })));
+  validateConfig ??= compileSchema(schemaPath('config.schema.json'), { useDefaults: true });
+  if (!validateConfig(expanded)) {
+    const problems = (validateConfig.errors ?? []).map((e) => {
+      const extra = e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : '';
+      const allowed = e.keyword === 'enum' ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})` : '';
+      return { path: e.instancePath || '/', message: `${e.message ?? 'invalid'}${extra}${allowed}` };
+    });
+    throw new ConfigError(`config: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, problems);
+  }
+  const cfg = expanded as unknown as Config;
+  cfg.baseDir = baseDir;
+  crossCheck(cfg);
+  return cfg;
+}
+
+/** Checks what a schema cannot: references between sections and unique ids. */
+function crossCheck(cfg: Config): void {
+  const problems: { path: string; message: string }[] = [];
+  const unique = (list: { id: string }[], section: string) => {
+    const seen = new Set<string>();
+    list.forEach((x, i) => {
+      if (seen.has(x.id)) problems.push({ path: `/${section}/${i}/id`, message: `duplicate id "${x.id}"` });
+      seen.add(x.id);
+    });
+  };
+  unique(cfg.sources, 'sources');
+  unique(cfg.platforms, 'platforms');
+  unique(cfg.routes, 'routes');
+  const platformIds = new Set(cfg.platforms.map((p) => p.id));
+  cfg.routes.forEach((r, i) => {
+    r.targets.forEach((t, j) => {
+      if (!platformIds.has(t)) problems.push({ path: `/routes/${i}/targets/${j}`, message: `unknown platform "${t}"` });
+    });
+    r.fallback.forEach((t, j) => {
+      if (!platformIds.has(t)) problems.push({ path: `/routes/${i}/fallback/${j}`, message: `unknown platform "${t}"` });
+    });
+  });
+  if (cfg.routes.filter((r) => r.default).length > 1) problems.push({ path: '/routes', message: 'at most one route may be the default' });
+  const hashes = new Map<string, string>();
+  const keyLists: [string, { sha256: string }[]][] = [
+    ['/keys', cfg.keys],
+    ...cfg.sources.map((s, i) => [`/sources/${i}/keys`, s.keys] as [string, { sha256: string }[]]),
+    ...cfg.platforms.map((p, i) => [`/platforms/${i}/keys`, p.keys] as [string, { sha256: string }[]]),
+  ];
+  for (const [path, keys] of keyLists) {
+    keys.forEach((k, i) => {
+      const other = hashes.get(k.sha256);
+      if (other) problems.push({ path: `${path}/${i}/sha256`, message: `the same key is also configured at ${other}` });
+      hashes.set(k.sha256, `${path}/${i}`);
+    });
+  }
+  if (problems.length) throw new ConfigError(`config: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, problems);
+}
+
+/** Reads, expands and validates a YAML or JSON config file. */
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = await readFile(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config: cannot read ${file}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config: ${file} is not valid YAML/JSON: ${(err as Error).message}`);
+  }
+  return checkConfig(doc, dirname(abs), env);
+}

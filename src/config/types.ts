@@ -1,0 +1,57 @@
+/** Shapes of schemas/config.schema.json after defaults are applied. */
+
+export type Scope = 'alerts:write' | 'alerts:read' | 'audit:read' | 'events:write' | 'admin';
+
+export interface KeyConfig {
+  id?: string;
+  sha256: string;
+  scopes: Scope[];
+  expiresAt?: string;
+}
+
+export interface RateLimitConfig {
+  max: number;
+  perSeconds: number;
+}
+
+export interface SourceConfig {
+  id: string;
+  name?: string;
+  keys: KeyConfig[];
+  rateLimit?: RateLimitConfig;
+  feedback?: { url: string; [k: string]: unknown };
+}
+
+export interface PlatformConfig {
+  id: string;
+  name?: string;
+  adapter: string;
+  url: string;
+  options: Record<string, unknown>;
+  fields?: string[];
+  keys: KeyConfig[];
+  [k: string]: unknown;
+}
+
+export interface RouteConfig {
+  id: string;
+  default: boolean;
+  match: { category?: string[]; region?: string[]; priority?: 'normal' | 'urgent' };
+  targets: string[];
+  fallback: string[];
+  [k: string]: unknown;
+}
+
+export interface Config {
+  server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number; publicUrl?: string };
+  redis: { url?: string; prefix: string; dataDir: string; requirePersistence: boolean };
+  log: { level: string };
+  keys: KeyConfig[];
+  sources: SourceConfig[];
+  platforms: PlatformConfig[];
+  policeOnly: string[];
+  routes: RouteConfig[];
+  sandbox: { enabled: boolean; [k: string]: unknown };
+  /** Directory of the config file; relative paths in the config resolve against it. */
+  baseDir: string;
+}

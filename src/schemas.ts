@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020, type Options, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+
+/** Repository root, whether running from src/ (tsx) or dist/src/ (compiled). */
+export const ROOT = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      readFileSync(join(dir, 'package.json'));
+      return dir;
+    } catch {
+      dir = dirname(dir);
+    }
+  }
+  throw new Error('fenliu: cannot find the package root');
+})();
+
+export function schemaPath(name: string): string {
+  return join(ROOT, 'schemas', name);
+}
+
+export function readJson<T = unknown>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+/** A fresh Ajv for JSON Schema 2020-12 with formats; every error reported, not just the first. */
+export function newAjv(opts: Options = {}): Ajv2020 {
+  const ajv = new Ajv2020({ allErrors: true, strict: false, ...opts });
+  (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+  return ajv;
+}
+
+export function compileSchema(path: string, opts: Options = {}): ValidateFunction {
+  return newAjv(opts).compile(readJson(path));
+}
