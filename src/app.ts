@@ -1,0 +1,73 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import rateLimit from '@fastify/rate-limit';
+import type { Logger } from 'pino';
+import authPlugin from './plugins/app/auth.js';
+import problemsPlugin, { sendProblem } from './plugins/app/problems.js';
+import swaggerPlugin from './plugins/external/swagger.js';
+import alertRoutes from './routes/alerts.js';
+import healthRoutes from './routes/health.js';
+import { ProblemError } from './errors.js';
+import type { Runtime } from './runtime.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    fenliu: Runtime;
+    /** Extra readiness checks contributed by other parts (engine: circuit breakers). */
+    readinessExtras?: () => Promise<Record<string, unknown>>;
+  }
+}
+
+/** Routes that may still be called while shutting down, so orchestrators see the state. */
+const ALWAYS_OPEN = new Set(['/healthz', '/readyz']);
+
+/** Root plugin: external plugins first, then app services, then routes. */
+export const appPlugin = fp(
+  async (app: FastifyInstance, opts: { rt: Runtime; extraRoutes?: ((app: FastifyInstance) => Promise<void>)[] }) => {
+    const rt = opts.rt;
+    app.decorate('fenliu', rt);
+    await app.register(problemsPlugin);
+    await app.register(authPlugin, { cfg: rt.cfg });
+    app.addHook('onRequest', async (req, reply) => {
+      if (rt.shuttingDown && !ALWAYS_OPEN.has(req.url)) {
+        reply.header('connection', 'close');
+        return sendProblem(reply, req, new ProblemError('FENLIU_ERR_SHUTTING_DOWN', 'The gateway is shutting down; retry against another instance', { headers: { 'retry-after': '5' } }));
+      }
+    });
+    await app.register(rateLimit, {
+      global: false,
+      redis: rt.redis,
+      nameSpace: `${rt.cfg.redis.prefix}:rl:`,
+      skipOnError: true,
+      errorResponseBuilder: (_req, ctx) => {
+        const err = new ProblemError('FENLIU_ERR_RATE_LIMITED', `Rate limit of ${ctx.max} requests per ${ctx.after} exceeded for this source`, { headers: { 'retry-after': String(Math.ceil(ctx.ttl / 1000)) } });
+        (err as unknown as { statusCode: number }).statusCode = 429;
+        return err;
+      },
+    });
+    await app.register(swaggerPlugin);
+    await app.register(healthRoutes);
+    await app.register(alertRoutes);
+    for (const r of opts.extraRoutes ?? []) await app.register(r);
+  },
+  { name: 'fenliu-app' },
+);
+
+export async function buildServer(rt: Runtime, logger: Logger, extraRoutes: ((app: FastifyInstance) => Promise<void>)[] = []): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: rt.cfg.server.bodyLimitBytes,
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    return503OnClosing: true,
+    requestIdHeader: 'x-request-id',
+    ajv: { customOptions: { allErrors: true, coerceTypes: true, removeAdditional: false } },
+  });
+  // One line per request, after the fact; never bodies.
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), key: req.principal?.keyId }, 'request');
+  });
+  await app.register(appPlugin, { rt, extraRoutes });
+  return app;
+}

@@ -1,0 +1,75 @@
+/**
+ * Audit events: every fact fenliu learns or causes, appended to one ordered Redis Stream
+ * (`<prefix>:audit`). The archiver (archiver.ts) moves them into hash-chained segment files.
+ * Event types and their `data` are documented in docs/audit.md; the schema stays open.
+ */
+
+export interface AuditActor {
+  kind: 'source' | 'platform' | 'operator' | 'system';
+  id: string;
+  keyId?: string;
+}
+
+export interface AuditEvent {
+  type: string;
+  /** ISO 8601 time the fact happened. */
+  at: string;
+  alertId?: string;
+  deliveryId?: string;
+  platformId?: string;
+  sourceId?: string;
+  actor?: AuditActor;
+  reason?: string;
+  data?: Record<string, unknown>;
+}
+
+/** Documented event types (others are allowed; keep docs/audit.md in step). */
+export const AUDIT_EVENT_TYPES = [
+  'alert.received',
+  'alert.refused',
+  'alert.routed',
+  'delivery.translated',
+  'delivery.attempt',
+  'delivery.state',
+  'sla.expired',
+  'sla.escalated',
+  'operator.action',
+  'replay.started',
+  'replay.delivery',
+  'replay.finished',
+] as const;
+
+/** The stream entry field that holds the event JSON. */
+export const AUDIT_FIELD = 'e';
+
+export function auditStreamKey(prefix: string): string {
+  return `${prefix}:audit`;
+}
+
+/** Redis key of the archiver's single-writer lock. */
+export function auditLockKey(prefix: string): string {
+  return `${prefix}:audit:lock`;
+}
+
+/** Redis key where the archiver records the last archived {seq, hash, streamId} (a tail anchor). */
+export function auditHeadKey(prefix: string): string {
+  return `${prefix}:audit:head`;
+}
+
+/** Queues an XADD onto a pipeline or MULTI, so the audit write is atomic with the change it records. */
+export function addAudit(multi: { xadd(...args: any[]): unknown }, prefix: string, ev: AuditEvent): void {
+  if (!ev || typeof ev.type !== 'string' || ev.type === '') throw new TypeError('audit event needs a type');
+  if (typeof ev.at !== 'string' || Number.isNaN(Date.parse(ev.at))) throw new TypeError('audit event needs an ISO `at`');
+  multi.xadd(auditStreamKey(prefix), '*', AUDIT_FIELD, JSON.stringify(ev));
+}
+
+/** Convenience for code that has no MULTI at hand: one XADD, returns the stream id. */
+export async function appendAudit(
+  redis: { xadd(...args: any[]): Promise<string | null> },
+  prefix: string,
+  ev: AuditEvent,
+): Promise<string> {
+  let pending: Promise<string | null> | undefined;
+  addAudit({ xadd: (...args: any[]) => (pending = redis.xadd(...args)) }, prefix, ev);
+  return (await pending) ?? '';
+}

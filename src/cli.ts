@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config/load.js';
+import { RedisServerMissingError } from './redis/embedded.js';
+import { serve, type Role } from './server.js';
+
+const USAGE = `fenliu — interagency integration gateway
+
+Usage:
+  fenliu serve [--config FILE] [--role all|api|worker]
+  fenliu config check FILE
+`;
+
+type Command = (argv: string[]) => Promise<number | void>;
+
+const commands: Record<string, Command> = {
+  async serve(argv) {
+    const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: 'config/demo.yaml' }, role: { type: 'string', default: 'all' } } });
+    const role = values.role as Role;
+    if (!['all', 'api', 'worker'].includes(role)) throw new UsageError(`--role must be all, api or worker, not ${role}`);
+    await serve(values.config!, role);
+  },
+  async config(argv) {
+    const [sub, file] = argv;
+    if (sub !== 'check' || !file) throw new UsageError('usage: fenliu config check FILE');
+    const cfg = await loadConfig(file);
+    process.stdout.write(`${file}: ok (${cfg.sources.length} sources, ${cfg.platforms.length} platforms, ${cfg.routes.length} routes)\n`);
+    return 0;
+  },
+};
+
+class UsageError extends Error {}
+
+/** Registers a subcommand; other modules (audit, adapter kit) add theirs. */
+export function registerCommand(name: string, run: Command): void {
+  commands[name] = run;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(USAGE);
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`fenliu: unknown command "${name}"\n${USAGE}`);
+    return 2;
+  }
+  try {
+    const code = await cmd(rest);
+    return typeof code === 'number' ? code : -1;
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof RedisServerMissingError || err instanceof UsageError) {
+      process.stderr.write(`fenliu: ${err.message.replace(/^config: /, 'config error: ')}\n`);
+      return err instanceof UsageError ? 2 : 1;
+    }
+    const e = err as Error;
+    if (/unreachable/.test(e.message)) {
+      process.stderr.write(`fenliu: ${e.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`fenliu: ${e.stack ?? e.message}\n`);
+    return 1;
+  }
+}
+
+// -1 means "keep running" (serve).
+main(process.argv.slice(2)).then((code) => {
+  if (code >= 0) process.exit(code);
+});

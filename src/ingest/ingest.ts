@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import type { Alert } from '../../adapters/sdk.js';
+import type { AuditEvent } from '../audit/events.js';
+import type { Config } from '../config/types.js';
+import { ProblemError } from '../errors.js';
+import type { Principal } from '../plugins/app/auth.js';
+import { routeAlert } from '../routing/route.js';
+import { deliveryId, newId } from '../store/ids.js';
+import type { Keys } from '../store/keys.js';
+import type { AlertRecord, DeliveryRecord } from '../store/records.js';
+import { canonicalJson, validateAlert } from './validate.js';
+import type { IngestWriter, WriteOutcome } from './writer.js';
+
+export type IngestResult =
+  | { kind: 'created'; record: AlertRecord; deliveries: DeliveryRecord[] }
+  | { kind: 'duplicate'; record: AlertRecord };
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * The ingest decision, in order: validate, check the key's source binding, route, then store.
+ * Everything before the write is pure and cheap; the write is batched by IngestWriter.
+ */
+export class IngestService {
+  constructor(
+    private readonly cfg: Config,
+    private readonly keys: Keys,
+    private readonly writer: IngestWriter,
+    private readonly onRefused: (ev: AuditEvent) => void = () => undefined,
+  ) {}
+
+  async submit(principal: Principal, body: unknown, idempotencyHeader: string | undefined): Promise<IngestResult> {
+    const v = validateAlert(body);
+    if (!v.ok) {
+      this.refuse(principal, 'FENLIU_ERR_VALIDATION', { pointers: v.errors.map((e) => e.pointer) });
+      throw new ProblemError('FENLIU_ERR_VALIDATION', `${v.errors.length} field(s) do not match the alert schema`, { errors: v.errors });
+    }
+    const alert = v.alert;
+    if (principal.kind !== 'operator' && principal.ownerId !== alert.source.system) {
+      throw new ProblemError('FENLIU_ERR_SOURCE_MISMATCH', `This key submits for ${principal.ownerId ?? 'no source'}, not ${alert.source.system}`, {
+        errors: [{ pointer: '/source/system', message: 'is not the source this key is bound to' }],
+      });
+    }
+    if (principal.kind === 'operator' && !this.cfg.sources.some((s) => s.id === alert.source.system)) {
+      throw new ProblemError('FENLIU_ERR_VALIDATION', 'Unknown source system', { errors: [{ pointer: '/source/system', message: 'is not a configured source' }] });
+    }
+    const routed = routeAlert(alert, this.cfg.routes, this.cfg.policeOnly);
+    if (!routed.ok) {
+      this.refuse(principal, routed.code, { category: alert.category, sourceAlertId: alert.source.alertId });
+      if (routed.code === 'FENLIU_ERR_POLICE_ONLY') {
+        throw new ProblemError(routed.code, `Category ${alert.category} matches the police-only rule ${routed.pattern}: the police keep this alert (非必要不分流)`, {
+          errors: [{ pointer: '/category', message: `is police-only (${routed.pattern})` }],
+        });
+      }
+      throw new ProblemError(routed.code, `No route matches category ${alert.category} in region ${alert.location.regionCode}, and there is no default route`, {
+        errors: [{ pointer: '/category', message: 'matches no route' }, { pointer: '/location/regionCode', message: 'matches no route' }],
+      });
+    }
+    if (idempotencyHeader !== undefined && !IDEMPOTENCY_KEY.test(idempotencyHeader)) {
+      throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'Idempotency-Key must be 1 to 128 visible ASCII characters', { errors: [{ pointer: '/headers/idempotency-key', message: 'is invalid' }] });
+    }
+    const outcome = await this.writer.submit(this.build(alert, principal, routed.decision, idempotencyHeader));
+    return settle(outcome);
+  }
+
+  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemHeader: string | undefined) {
+    const now = Date.now();
+    const receivedAt = new Date(now).toISOString();
+    const id = newId('alt', now);
+    const sourceId = alert.source.system;
+    const idempotencyKey = idemHeader ?? alert.source.alertId;
+    const bodyHash = createHash('sha256').update(canonicalJson(alert)).digest('hex');
+    const deliveries: DeliveryRecord[] = decision.targets.map((platformId) => ({
+      id: deliveryId(id, platformId),
+      alertId: id,
+      platformId,
+      state: 'queued',
+      priority: alert.priority ?? 'normal',
+      createdAt: receivedAt,
+      updatedAt: receivedAt,
+      attempts: 0,
+    }));
+    const record: AlertRecord = {
+      id,
+      receivedAt,
+      sourceId,
+      idempotencyKey,
+      bodyHash,
+      keyId: principal.keyId,
+      alert,
+      route: decision,
+      deliveryIds: deliveries.map((d) => d.id),
+    };
+    const actor = { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId } as const;
+    const audit: AuditEvent[] = [
+      { type: 'alert.received', at: receivedAt, alertId: id, sourceId, actor, data: { alert, bodyHash, idempotencyKey } },
+      { type: 'alert.routed', at: receivedAt, alertId: id, sourceId, data: { ruleId: decision.ruleId, targets: decision.targets, deliveryIds: record.deliveryIds } },
+    ];
+    return { record, deliveries, idemKey: this.keys.idem(sourceId, idempotencyKey), audit };
+  }
+
+  private refuse(principal: Principal, code: string, data: Record<string, unknown>): void {
+    this.onRefused({ type: 'alert.refused', at: new Date().toISOString(), sourceId: principal.ownerId, actor: { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId }, data: { code, ...data } });
+  }
+}
+
+function settle(o: WriteOutcome): IngestResult {
+  switch (o.kind) {
+    case 'created':
+    case 'duplicate':
+      return o;
+    case 'conflict':
+      throw new ProblemError('FENLIU_ERR_IDEMPOTENCY_CONFLICT', `Alert ${o.existingId} was stored under this idempotency key with a different body`, { extra: { existingId: o.existingId }, headers: { location: `/v1/alerts/${o.existingId}` } });
+    case 'in-progress':
+      throw new ProblemError('FENLIU_ERR_IDEMPOTENCY_IN_PROGRESS', 'Another request with this idempotency key is being stored; retry shortly', { headers: { 'retry-after': '1' } });
+  }
+}

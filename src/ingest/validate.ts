@@ -1,0 +1,62 @@
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import type { Alert } from '../../adapters/sdk.js';
+import type { FieldError } from '../errors.js';
+import { compileSchema, schemaPath } from '../schemas.js';
+
+let validator: ValidateFunction | undefined;
+
+/** The alert validator, compiled once per process. */
+export function alertValidator(): ValidateFunction {
+  validator ??= compileSchema(schemaPath('alert.v1.schema.json'));
+  return validator;
+}
+
+/** Turns Ajv errors into RFC 6901 pointers at the offending field itself, not its parent. */
+export function toFieldErrors(errors: ErrorObject[] | null | undefined): FieldError[] {
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  for (const e of errors ?? []) {
+    let pointer = e.instancePath;
+    let message = e.message ?? 'is invalid';
+    if (e.keyword === 'required') {
+      pointer += `/${escape((e.params as { missingProperty: string }).missingProperty)}`;
+      message = 'is required';
+    } else if (e.keyword === 'additionalProperties') {
+      pointer += `/${escape((e.params as { additionalProperty: string }).additionalProperty)}`;
+      message = 'is not allowed here (put extra data under /extensions)';
+    } else if (e.keyword === 'dependentRequired') {
+      pointer += `/${escape((e.params as { missingProperty: string }).missingProperty)}`;
+      message = `is required when ${(e.params as { property: string }).property} is given`;
+    } else if (e.keyword === 'enum') {
+      message = `must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    }
+    const id = `${pointer}\u0000${message}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push({ pointer: pointer || '/', message });
+  }
+  return out;
+}
+
+function escape(s: string): string {
+  return s.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+export type Validation = { ok: true; alert: Alert } | { ok: false; errors: FieldError[] };
+
+export function validateAlert(body: unknown): Validation {
+  const v = alertValidator();
+  if (v(body)) return { ok: true, alert: body as Alert };
+  return { ok: false, errors: toFieldErrors(v.errors) };
+}
+
+/** JSON with object keys sorted at every level: the same alert always hashes the same. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const entries = Object.keys(value as object)
+    .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+  return `{${entries.join(',')}}`;
+}

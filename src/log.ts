@@ -1,0 +1,63 @@
+import pino, { type Logger, type LoggerOptions } from 'pino';
+
+/**
+ * Personal data never reaches a log line. Known fields are censored by path; as a second net,
+ * every logged string is scrubbed of anything shaped like a phone or resident ID number.
+ */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  '*.caller.name',
+  '*.caller.phone',
+  '*.parties[*].name',
+  '*.parties[*].phone',
+  '*.parties[*].idNumber',
+  'caller.name',
+  'caller.phone',
+  'alert.caller',
+  'alert.parties',
+  'secret',
+  '*.secret',
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+];
+
+const PHONE = /(?<![0-9])(?:\+?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])/g;
+const ID_NUMBER = /(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])/g;
+const LANDLINE = /(?<![0-9])0[1-9][0-9]{1,2}-?[0-9]{7,8}(?![0-9])/g;
+
+export function scrub(s: string): string {
+  return s.replace(ID_NUMBER, '[id]').replace(PHONE, '[phone]').replace(LANDLINE, '[phone]');
+}
+
+function scrubDeep(v: unknown, depth = 0): unknown {
+  if (typeof v === 'string') return scrub(v);
+  if (depth > 6 || v === null || typeof v !== 'object') return v;
+  if (v instanceof Error) return { type: v.name, message: scrub(v.message), stack: v.stack ? scrub(v.stack) : undefined, code: (v as { code?: string }).code };
+  if (Array.isArray(v)) return v.map((x) => scrubDeep(x, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = scrubDeep(x, depth + 1);
+  return out;
+}
+
+export function loggerOptions(level: string): LoggerOptions {
+  return {
+    level,
+    base: { service: 'fenliu' },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    hooks: {
+      logMethod(args, method) {
+        method.apply(this, args.map((a) => scrubDeep(a)) as Parameters<typeof method>);
+      },
+    },
+  };
+}
+
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  return destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level));
+}

@@ -1,0 +1,149 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { hasScope, type Principal } from '../plugins/app/auth.js';
+import { ProblemError } from '../errors.js';
+import { alertView, getAlertRecord, getAlertView, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { deriveAlertState, isDeliveryState } from '../lifecycle/states.js';
+
+/** The 202/200 answer to a submission: enough to follow the alert, without echoing personal data. */
+function receipt(rec: AlertRecord, deliveries: DeliveryRecord[]) {
+  return {
+    id: rec.id,
+    status: deriveAlertState(deliveries.map((d) => d.state)),
+    receivedAt: rec.receivedAt,
+    source: { system: rec.sourceId, alertId: rec.alert.source.alertId },
+    route: { ruleId: rec.route.ruleId, targets: rec.route.targets },
+    deliveries: deliveries.map((d) => ({ id: d.id, platformId: d.platformId, state: d.state, remoteTicketId: d.remoteTicketId })),
+    links: { self: `/v1/alerts/${rec.id}` },
+  };
+}
+
+/** May this principal read this alert? Its own source may; audit:read and admin may read all. */
+export function canRead(p: Principal | null, rec: AlertRecord): boolean {
+  if (!p) return false;
+  if (hasScope(p, 'audit:read')) return true;
+  return p.kind === 'source' && p.ownerId === rec.sourceId && p.scopes.has('alerts:read');
+}
+
+interface ListQuery {
+  source?: string;
+  category?: string;
+  state?: string;
+  since?: string;
+  until?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+export default async function alertRoutes(app: FastifyInstance) {
+  const rt = app.fenliu;
+  const sourceLimits = new Map(rt.cfg.sources.map((s) => [s.id, s.rateLimit]));
+
+  app.post(
+    '/v1/alerts',
+    {
+      preHandler: app.requireScope('alerts:write'),
+      config: {
+        rateLimit: {
+          keyGenerator: (req: FastifyRequest) => (req.principal ? `${req.principal.ownerId ?? req.principal.keyId}` : req.ip),
+          max: async (req: FastifyRequest) => sourceLimits.get(req.principal?.ownerId ?? '')?.max ?? 1000,
+          timeWindow: async (req: FastifyRequest) => (sourceLimits.get(req.principal?.ownerId ?? '')?.perSeconds ?? 1) * 1000,
+        },
+      },
+    },
+    async (req, reply) => {
+      const idem = req.headers['idempotency-key'];
+      const result = await rt.ingest.submit(req.principal!, req.body, Array.isArray(idem) ? idem[0] : idem);
+      if (result.kind === 'created') {
+        reply.code(202).header('location', `/v1/alerts/${result.record.id}`);
+        return receipt(result.record, result.deliveries);
+      }
+      const deliveries = await getDeliveries(rt.redis, rt.keys, result.record.deliveryIds);
+      reply.code(200).header('location', `/v1/alerts/${result.record.id}`).header('idempotent-replayed', 'true');
+      return receipt(result.record, deliveries);
+    },
+  );
+
+  app.get<{ Params: { id: string } }>('/v1/alerts/:id', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+    const view = await getAlertView(rt.redis, rt.keys, req.params.id);
+    // Another source's alert is as invisible as a missing one.
+    if (!view || !canRead(req.principal, { sourceId: view.sourceId } as AlertRecord)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
+    return view;
+  });
+
+  app.get<{ Querystring: ListQuery }>(
+    '/v1/alerts',
+    {
+      preHandler: app.requireScope('alerts:read', 'audit:read'),
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            source: { type: 'string' },
+            category: { type: 'string' },
+            state: { type: 'string' },
+            since: { type: 'string', format: 'date-time' },
+            until: { type: 'string', format: 'date-time' },
+            cursor: { type: 'string', pattern: '^[0-9]+:[A-Za-z0-9_]+$' },
+            limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const p = req.principal!;
+      let source = q.source;
+      if (!hasScope(p, 'audit:read')) {
+        if (source && source !== p.ownerId) throw new ProblemError('FENLIU_ERR_FORBIDDEN', 'A source key lists only its own alerts');
+        source = p.ownerId;
+      }
+      if (q.state && !isDeliveryState(q.state) && !['delivering', 'failed', 'queued', 'delivered', 'in_progress', 'resolved', 'closed', 'cancelled', 'returned'].includes(q.state)) {
+        throw new ProblemError('FENLIU_ERR_BAD_REQUEST', `Unknown state ${q.state}`, { errors: [{ pointer: '/querystring/state', message: 'is not a known state' }] });
+      }
+      const key = source ? rt.keys.alertsBySource(source) : rt.keys.alerts;
+      const limit = q.limit ?? 50;
+      const min = q.since ? Date.parse(q.since) : -Infinity;
+      let max: number | string = q.until ? Date.parse(q.until) : Infinity;
+      let after: string | undefined;
+      if (q.cursor) {
+        const [score, id] = q.cursor.split(':');
+        max = Number(score);
+        after = id;
+      }
+      const items: ReturnType<typeof alertView>[] = [];
+      let scanned = 0;
+      let nextCursor: string | undefined;
+      // Newest first; filters on category and state are applied while scanning, bounded per page.
+      outer: while (items.length < limit && scanned < 5_000) {
+        const chunk = await rt.redis.zrevrangebyscore(key, max, min, 'WITHSCORES', 'LIMIT', 0, 200);
+        if (!chunk.length) break;
+        const ids: [string, number][] = [];
+        for (let i = 0; i < chunk.length; i += 2) ids.push([chunk[i], Number(chunk[i + 1])]);
+        let progressed = false;
+        for (const [id, score] of ids) {
+          if (after !== undefined) {
+            // Same-millisecond alerts: skip up to and including the cursor's id (ids sort by time).
+            if (score === Number(max) && id >= after) continue;
+          }
+          progressed = true;
+          scanned++;
+          const rec = await getAlertRecord(rt.redis, rt.keys, id);
+          max = score;
+          after = id;
+          if (!rec) continue;
+          if (q.category && rec.alert.category !== q.category && !rec.alert.category.startsWith(`${q.category}.`)) continue;
+          const view = alertView(rec, await getDeliveries(rt.redis, rt.keys, rec.deliveryIds));
+          if (q.state && view.status !== q.state && !view.deliveries.some((d) => d.state === q.state)) continue;
+          items.push(view);
+          if (items.length >= limit) {
+            nextCursor = `${score}:${id}`;
+            break outer;
+          }
+        }
+        if (!progressed) break;
+      }
+      return { items, nextCursor: nextCursor ?? null };
+    },
+  );
+}

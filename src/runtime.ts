@@ -1,0 +1,59 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { addAudit, type AuditEvent } from './audit/events.js';
+import type { Config } from './config/types.js';
+import { QueueRegistry } from './delivery/queues.js';
+import { IngestService } from './ingest/ingest.js';
+import { IngestWriter } from './ingest/writer.js';
+import { apiConnection, waitReady } from './redis/connect.js';
+import { keys, type Keys } from './store/keys.js';
+
+/** The services a process holds, shared by routes, workers and the CLI. */
+export interface Runtime {
+  cfg: Config;
+  log: Logger;
+  redisUrl: string;
+  /** Fail-fast connection for request handlers. */
+  redis: Redis;
+  keys: Keys;
+  queues: QueueRegistry;
+  writer: IngestWriter;
+  ingest: IngestService;
+  /** Set on SIGTERM: new requests get 503. */
+  shuttingDown: boolean;
+  audit(ev: AuditEvent): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function createRuntime(cfg: Config, log: Logger, redisUrl: string): Promise<Runtime> {
+  const redis = apiConnection(redisUrl);
+  redis.on('error', (err) => log.debug({ err: { message: err.message } }, 'redis connection error'));
+  await waitReady(redis, redisUrl);
+  const prefix = cfg.redis.prefix;
+  const k = keys(prefix);
+  const queues = new QueueRegistry(redis, k.queuePrefix, cfg.platforms.map((p) => p.id));
+  await queues.waitUntilReady();
+  const writer = new IngestWriter(redis, k, prefix, queues);
+  const rt: Runtime = {
+    cfg,
+    log,
+    redisUrl,
+    redis,
+    keys: k,
+    queues,
+    writer,
+    ingest: undefined as unknown as IngestService,
+    shuttingDown: false,
+    async audit(ev) {
+      const p = redis.pipeline();
+      addAudit(p, prefix, ev);
+      await p.exec();
+    },
+    async close() {
+      await queues.close();
+      redis.disconnect();
+    },
+  };
+  rt.ingest = new IngestService(cfg, k, writer, (ev) => void rt.audit(ev).catch(() => undefined));
+  return rt;
+}

@@ -1,0 +1,109 @@
+import type { Redis } from 'ioredis';
+import type { Alert } from '../../adapters/sdk.js';
+import type { RouteDecision } from '../routing/route.js';
+import { deriveAlertState, type AlertState, type DeliveryState } from '../lifecycle/states.js';
+import type { Keys } from './keys.js';
+
+/** The stored alert: what 110 sent, validated, and where fenliu decided to send it. */
+export interface AlertRecord {
+  id: string;
+  receivedAt: string;
+  sourceId: string;
+  idempotencyKey: string;
+  /** SHA-256 of the canonical JSON of the alert; same key + same hash = same alert. */
+  bodyHash: string;
+  keyId?: string;
+  alert: Alert;
+  route: RouteDecision;
+  deliveryIds: string[];
+}
+
+export interface DeliveryRecord {
+  id: string;
+  alertId: string;
+  platformId: string;
+  state: DeliveryState;
+  priority: 'normal' | 'urgent';
+  createdAt: string;
+  updatedAt: string;
+  attempts: number;
+  remoteTicketId?: string;
+  pendingToken?: string;
+  lastError?: string;
+  nextAttemptAt?: string;
+  deliveredAt?: string;
+  /** SLA flags (ack, intervene, resolve) set when a deadline passed before the state was reached. */
+  overdue?: string[];
+  result?: string;
+}
+
+/** Hash fields of a new delivery. */
+export function deliveryHash(d: DeliveryRecord): Record<string, string> {
+  const h: Record<string, string> = {};
+  for (const [k, v] of Object.entries(d)) {
+    if (v === undefined) continue;
+    h[k] = typeof v === 'string' ? v : JSON.stringify(v);
+  }
+  return h;
+}
+
+const NUMERIC = new Set(['attempts']);
+const JSONISH = new Set(['overdue']);
+
+export function parseDelivery(h: Record<string, string>): DeliveryRecord | undefined {
+  if (!h || !h.id) return undefined;
+  const d: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(h)) {
+    d[k] = NUMERIC.has(k) ? Number(v) : JSONISH.has(k) ? JSON.parse(v) : v;
+  }
+  return d as unknown as DeliveryRecord;
+}
+
+export interface AlertView {
+  id: string;
+  status: AlertState;
+  receivedAt: string;
+  sourceId: string;
+  route: RouteDecision;
+  alert: Alert;
+  deliveries: DeliveryRecord[];
+  links: Record<string, string>;
+}
+
+export async function getAlertRecord(redis: Redis, k: Keys, id: string): Promise<AlertRecord | undefined> {
+  const raw = await redis.get(k.alert(id));
+  return raw ? (JSON.parse(raw) as AlertRecord) : undefined;
+}
+
+export async function getDeliveries(redis: Redis, k: Keys, ids: string[]): Promise<DeliveryRecord[]> {
+  if (!ids.length) return [];
+  const p = redis.pipeline();
+  for (const id of ids) p.hgetall(k.delivery(id));
+  const res = (await p.exec()) ?? [];
+  const out: DeliveryRecord[] = [];
+  for (const [err, h] of res) {
+    if (err) throw err;
+    const d = parseDelivery(h as Record<string, string>);
+    if (d) out.push(d);
+  }
+  return out;
+}
+
+export function alertView(rec: AlertRecord, deliveries: DeliveryRecord[]): AlertView {
+  return {
+    id: rec.id,
+    status: deriveAlertState(deliveries.map((d) => d.state)),
+    receivedAt: rec.receivedAt,
+    sourceId: rec.sourceId,
+    route: rec.route,
+    alert: rec.alert,
+    deliveries,
+    links: { self: `/v1/alerts/${rec.id}` },
+  };
+}
+
+export async function getAlertView(redis: Redis, k: Keys, id: string): Promise<AlertView | undefined> {
+  const rec = await getAlertRecord(redis, k, id);
+  if (!rec) return undefined;
+  return alertView(rec, await getDeliveries(redis, k, rec.deliveryIds));
+}
