@@ -213,6 +213,8 @@ export interface AdapterSamples {
   businessError?: InboundResponse;
   /** Callback bodies and the states expected from them. */
   callbacks?: { input: CallbackInput; states: ReportedState[] }[];
+  /** Poll answers (for adapters with `poll`), the deliveries polled, and the states expected. */
+  poll?: { deliveries: PollContext['deliveries']; response: InboundResponse; states: ReportedState[] }[];
 }
 
 export interface Adapter<C = Record<string, unknown>> {
@@ -225,6 +227,12 @@ export interface Adapter<C = Record<string, unknown>> {
   configSchema: JsonSchema;
   /** Schema of the `body` translate produces; checked before every send (a violation is a config bug). */
   outputSchema: JsonSchema;
+  /**
+   * Config-dependent output schema (e.g. the webhook adapter lets the integrator supply one).
+   * When present, the engine and the conformance suite validate against its result instead of
+   * `outputSchema`.
+   */
+  outputSchemaFor?(config: C): JsonSchema;
   /** A config that satisfies configSchema, for tests, scaffolds and `fenliu adapter test`. */
   exampleConfig: C;
   translate(alert: Alert, ctx: TranslateContext<C>): OutboundRequest;
@@ -259,4 +267,79 @@ export function parseJson(body: string): unknown {
 /** Adds hours to an ISO instant, deterministically (no clock). */
 export function addHours(iso: string, hours: number): string {
   return new Date(Date.parse(iso) + hours * 3_600_000).toISOString();
+}
+
+/** Statuses the engine always retries; adapters agree so that both readings match. */
+export function isRetryableStatus(status: number): boolean {
+  return status >= 500 || status === 408 || status === 425 || status === 429;
+}
+
+/**
+ * Reads Retry-After (delta-seconds or HTTP-date) as milliseconds. An HTTP-date needs `now`,
+ * because adapters have no clock; without it, or when unreadable, the result is undefined.
+ */
+export function retryAfterMs(headers: Record<string, string>, now?: string): number | undefined {
+  const raw = headers['retry-after']?.trim();
+  if (!raw) return undefined;
+  if (/^\d+$/.test(raw)) return Number(raw) * 1000;
+  const at = Date.parse(raw);
+  const from = now === undefined ? NaN : Date.parse(now);
+  if (Number.isNaN(at) || Number.isNaN(from)) return undefined;
+  return Math.max(0, at - from);
+}
+
+/**
+ * The reading of a non-2xx answer shared by all adapters: retry on 5xx/408/425/429 (with
+ * Retry-After), reject on other 4xx. `reason` is the platform's own error text when the adapter
+ * could extract one. Returns undefined for 2xx, which only the adapter can read.
+ */
+export function statusInterpretation(res: InboundResponse, reason?: string, now?: string): Interpretation | undefined {
+  if (res.status >= 200 && res.status < 300) return undefined;
+  const why = reason ? `HTTP ${res.status}: ${reason}` : `HTTP ${res.status}`;
+  if (isRetryableStatus(res.status)) {
+    const after = retryAfterMs(res.headers, now);
+    return after === undefined ? { outcome: 'retry', reason: why } : { outcome: 'retry', reason: why, retryAfterMs: after };
+  }
+  if (res.status >= 400) return { outcome: 'reject', reason: why };
+  // 1xx/3xx never reach an adapter from a well-behaved client; treat as transient.
+  return { outcome: 'retry', reason: `unexpected ${why}` };
+}
+
+/**
+ * Looks a category up in a code table whose keys are exact codes or prefix patterns
+ * (`dispute.*` matches `dispute.debt` and `dispute.family.x`). Exact match wins, then the
+ * longest matching prefix, so tables can set a family default and override single codes.
+ */
+export function lookupCategory<T>(table: Record<string, T> | undefined, category: string): T | undefined {
+  if (!table) return undefined;
+  if (Object.prototype.hasOwnProperty.call(table, category)) return table[category];
+  let best: { len: number; value: T } | undefined;
+  for (const [key, value] of Object.entries(table)) {
+    if (key === '*') {
+      if (!best) best = { len: 0, value };
+      continue;
+    }
+    if (!key.endsWith('.*')) continue;
+    const prefix = key.slice(0, -1);
+    if (category.startsWith(prefix) && (!best || prefix.length > best.len)) best = { len: prefix.length, value };
+  }
+  return best?.value;
+}
+
+/** Reads a dotted path (`a.b.0.c`) from parsed JSON; undefined when any step is missing. */
+export function getPath(value: unknown, path: string): unknown {
+  if (path === '' || path === '.') return value;
+  let cur: unknown = value;
+  for (const key of path.split('.')) {
+    // Own properties only: a path from config must not reach __proto__ or constructor.
+    if (cur === null || typeof cur !== 'object' || !Object.prototype.hasOwnProperty.call(cur, key)) return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
+/** Cuts text to at most `max` characters without splitting a surrogate pair. */
+export function truncate(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : chars.slice(0, max).join('');
 }

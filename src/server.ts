@@ -51,9 +51,16 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
     throw err;
   }
   const exts: Extension[] = [];
-  for (const make of extensions) {
-    const ext = await make(rt, role);
-    if (ext) exts.push(ext);
+  try {
+    for (const make of extensions) {
+      const ext = await make(rt, role);
+      if (ext) exts.push(ext);
+    }
+  } catch (err) {
+    for (const e of exts.reverse()) await e.close?.().catch(() => undefined);
+    await rt.close();
+    await embedded?.stop();
+    throw err;
   }
   let app: FastifyInstance | undefined;
   let url: string | undefined;

@@ -18,11 +18,14 @@ export class ConfigError extends Error {
 const ENV_REF = /\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}/g;
 
 /** Replaces ${NAME} and ${NAME:-default} in every string; a missing variable without default is an error. */
-export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', missing: string[] = []): unknown {
+export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', missing: string[] = [], unset: Map<string, string> = new Map()): unknown {
   if (typeof value === 'string') {
     // A value that is exactly one reference to an unset variable becomes undefined, so optional keys may stay unset.
     const whole = /^\$\{([A-Z_][A-Z0-9_]*)\}$/.exec(value);
-    if (whole && env[whole[1]] === undefined) return undefined;
+    if (whole && env[whole[1]] === undefined) {
+      unset.set(path, whole[1]);
+      return undefined;
+    }
     return value.replace(ENV_REF, (_m, name: string, def: string | undefined) => {
       const v = env[name];
       if (v !== undefined) return v;
@@ -31,11 +34,11 @@ export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', mis
       return '';
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}/${i}`, missing));
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}/${i}`, missing, unset));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      const e = expandEnv(v, env, `${path}/${k}`, missing);
+      const e = expandEnv(v, env, `${path}/${pointerEscape(k)}`, missing, unset);
       if (e !== undefined) out[k] = e;
     }
     return out;
@@ -43,19 +46,34 @@ export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', mis
   return value;
 }
 
+function pointerEscape(s: string): string {
+  return s.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
 let validateConfig: ReturnType<typeof compileSchema> | undefined;
 
 /** Validates a parsed config document and applies defaults. Throws ConfigError naming each bad key. */
 export function checkConfig(doc: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env): Config {
   const missing: string[] = [];
-  const expanded = expandEnv(doc, env, '', missing);
+  const unset = new Map<string, string>();
+  const expanded = expandEnv(doc, env, '', missing, unset);
   if (missing.length) throw new ConfigError(`config: ${missing.join('; ')}`, missing.map((m) => ({ path: m.split(':')[0], message: m })));
   validateConfig ??= compileSchema(schemaPath('config.schema.json'), { useDefaults: true });
   if (!validateConfig(expanded)) {
     const problems = (validateConfig.errors ?? []).map((e) => {
-      const extra = e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : '';
       const allowed = e.keyword === 'enum' ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})` : '';
-      return { path: e.instancePath || '/', message: `${e.message ?? 'invalid'}${extra}${allowed}` };
+      // A missing key is named itself (/platforms/0/url), not its parent object.
+      let path = e.instancePath || '/';
+      let message = `${e.message ?? 'invalid'}${allowed}`;
+      if (e.keyword === 'required') {
+        path = `${e.instancePath}/${pointerEscape((e.params as { missingProperty: string }).missingProperty)}`;
+        message = 'is required';
+      } else if (e.keyword === 'additionalProperties') {
+        path = `${e.instancePath}/${pointerEscape((e.params as { additionalProperty: string }).additionalProperty)}`;
+        message = 'is not a known key here';
+      }
+      const envNote = unset.has(path) ? ` (it is \${${unset.get(path)}}, which is not set)` : '';
+      return { path, message: `${message}${envNote}` };
     });
     throw new ConfigError(`config: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, problems);
   }

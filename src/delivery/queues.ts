@@ -18,7 +18,7 @@ export function jobPriority(priority: 'normal' | 'urgent' | undefined): number {
 
 export const DEFAULT_JOB_OPTIONS: JobsOptions = {
   // Retries are decided by the engine's classifier; BullMQ only carries them out.
-  attempts: 8,
+  attempts: 1_000,
   backoff: { type: 'fenliu' },
   // The delivery record and dead-letter store keep the history; the queue need not.
   removeOnComplete: { age: 3600, count: 10_000 },

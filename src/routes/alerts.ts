@@ -37,6 +37,9 @@ interface ListQuery {
 export default async function alertRoutes(app: FastifyInstance) {
   const rt = app.fenliu;
   const sourceLimits = new Map(rt.cfg.sources.map((s) => [s.id, s.rateLimit]));
+  // Alerts are JSON only: without Fastify's default text/plain parser, any other content type
+  // is refused with 415 before the body is read (this plugin is encapsulated: other routes keep it).
+  app.removeContentTypeParser('text/plain');
 
   app.post(
     '/v1/alerts',

@@ -24,6 +24,14 @@ export function categoryMatches(pattern: string, category: string): boolean {
 }
 
 /**
+ * Police-only patterns err on the side of the police: an exact code also covers every code below
+ * it (`fire` keeps `fire.residential` too), so a finer taxonomy can never divert such an alert.
+ */
+export function isPoliceOnly(pattern: string, category: string): boolean {
+  return categoryMatches(pattern, category) || (!pattern.endsWith('.*') && category.startsWith(`${pattern}.`));
+}
+
+/**
  * How specific a category pattern is: an exact code beats any prefix, a longer prefix beats a
  * shorter one, and `*` or no category condition is least specific.
  */
@@ -65,7 +73,7 @@ function specificity(rule: RouteConfig, alert: Alert): [number, number, number] 
  * Police-only categories are refused before any route is considered (非必要不分流).
  */
 export function routeAlert(alert: Alert, routes: RouteConfig[], policeOnly: string[]): RouteResult {
-  const police = policeOnly.find((p) => categoryMatches(p, alert.category));
+  const police = policeOnly.find((p) => isPoliceOnly(p, alert.category));
   if (police) return { ok: false, code: 'FENLIU_ERR_POLICE_ONLY', pattern: police };
   let best: RouteConfig | undefined;
   let bestScore: [number, number, number] | undefined;

@@ -1,0 +1,433 @@
+/**
+ * Moves audit events from the Redis Stream into hash-chained JSON Lines segment files.
+ *
+ * - One writer at a time: a Redis lock (SET NX PX, renewed, token-checked release).
+ * - The files are the source of truth: whoever takes the lock re-reads the tail of the last
+ *   segment (seq, chain hash, stream id) and continues after it, so a crash at any point
+ *   (mid-write, between fsync and trim, mid-roll) leaves neither a gap nor a duplicate.
+ * - The stream is trimmed (XTRIM MINID) only after the lines are fsynced.
+ * - After each batch the archiver stores {seq, hash, streamId} under `<prefix>:audit:head`;
+ *   on start it refuses to continue if the files are behind that head (lost or truncated files).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import {
+  AUDIT_FIELD,
+  auditHeadKey,
+  auditLockKey,
+  auditStreamKey,
+  type AuditEvent,
+} from './events.js';
+import { appendDurably, appendManifestEntry, describeSegment, fsyncDir } from './manifest.js';
+import {
+  DEFAULT_BODY_PATHS,
+  GENESIS,
+  SEGMENT_RE,
+  chainHash,
+  listSegments,
+  nextStreamId,
+  parseRecord,
+  readLastLine,
+  readManifest,
+  sealEvent,
+  segmentName,
+  segmentNumber,
+  serializeRecord,
+  streamIdMs,
+  utcDay,
+} from './format.js';
+
+export interface AuditLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface AuditArchiverOptions {
+  redis: Redis;
+  prefix: string;
+  dir: string;
+  /** Roll to a new segment when the current one would exceed this size. Default 64 MB. */
+  segmentMaxBytes?: number;
+  /** Roll at each UTC day (of the stream entry time). Default true. */
+  rollDaily?: boolean;
+  /** Lock time-to-live; renewed every third of it. Default 30 s. */
+  lockTtlMs?: number;
+  /** Stream entries read per batch. Default 500. */
+  batchSize?: number;
+  /** XREAD BLOCK timeout of the running loop. Default 5 s (stop() interrupts it at once). */
+  blockMs?: number;
+  /** Event paths whose values are payload bodies (stored apart, removable by compaction). */
+  bodyPaths?: string[];
+  /** Start even when the files are behind the head recorded in Redis (after a deliberate restore). */
+  allowBehindHead?: boolean;
+  logger?: AuditLogger;
+  /** Test hooks: `afterFsync` runs after lines are durable and before the stream is trimmed. */
+  hooks?: { afterFsync?(info: { lastSeq: number; lastStreamId: string; written: number }): void | Promise<void> };
+}
+
+interface Tail {
+  seq: number;
+  hash: string;
+  streamId: string | null;
+  /** the open (not yet manifested) segment, if any */
+  open: { name: string; day: string; size: number } | null;
+  nextSegNo: number;
+}
+
+const RENEW_LUA = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+const ACQUIRE_LUA = `local v = redis.call('get', KEYS[1])
+if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+if v then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1`;
+const RELEASE_LUA = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
+export class AuditArchiver {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly dir: string;
+  private readonly segmentMaxBytes: number;
+  private readonly rollDaily: boolean;
+  private readonly lockTtlMs: number;
+  private readonly batchSize: number;
+  private readonly blockMs: number;
+  private readonly bodyPaths: string[];
+  private readonly log: AuditLogger | undefined;
+  private readonly opts: AuditArchiverOptions;
+  private readonly token = randomBytes(16).toString('hex');
+
+  private holding = false;
+  private tail: Tail | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private blockConn: Redis | null = null;
+  private running: Promise<void> | null = null;
+  private stopping = false;
+  private wake: (() => void) | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: AuditArchiverOptions) {
+    this.opts = opts;
+    this.redis = opts.redis;
+    this.prefix = opts.prefix;
+    this.dir = opts.dir;
+    this.segmentMaxBytes = opts.segmentMaxBytes ?? 64 * 1024 * 1024;
+    this.rollDaily = opts.rollDaily ?? true;
+    this.lockTtlMs = opts.lockTtlMs ?? 30_000;
+    this.batchSize = opts.batchSize ?? 500;
+    this.blockMs = opts.blockMs ?? 5_000;
+    this.bodyPaths = opts.bodyPaths ?? DEFAULT_BODY_PATHS;
+    this.log = opts.logger;
+  }
+
+  /** Starts the background loop: wait for the lock, archive, block on the stream for more. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.stopping = false;
+    await mkdir(this.dir, { recursive: true });
+    this.blockConn = this.redis.duplicate({
+      lazyConnect: false,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+    });
+    this.blockConn.on('error', () => undefined);
+    this.running = this.loop();
+  }
+
+  /** Stops promptly (interrupts the blocking read), finishes the batch in hand, releases the lock. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    this.blockConn?.disconnect();
+    await this.running?.catch(() => undefined);
+    this.running = null;
+    this.blockConn = null;
+    await this.chain.catch(() => undefined);
+    await this.releaseLock();
+  }
+
+  /** Archives everything now in the stream; returns how many records were written (0 if another process holds the lock). */
+  async flushOnce(): Promise<number> {
+    return this.exclusive(async () => {
+      await mkdir(this.dir, { recursive: true });
+      if (!(await this.ensureLock())) return 0;
+      try {
+        return await this.drain();
+      } finally {
+        if (!this.running) await this.releaseLock();
+      }
+    });
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn, fn);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private async loop(): Promise<void> {
+    let backoff = 100;
+    while (!this.stopping) {
+      try {
+        const got = await this.exclusive(async () => {
+          if (this.stopping) return false;
+          if (!(await this.ensureLock())) return false;
+          await this.drain();
+          return true;
+        });
+        if (this.stopping) break;
+        if (!got) {
+          await this.pause(Math.min(1_000, this.lockTtlMs / 3));
+          continue;
+        }
+        backoff = 100;
+        const after = this.tail?.streamId ?? '0-0';
+        await this.blockConn!.xread('COUNT', 1, 'BLOCK', this.blockMs, 'STREAMS', auditStreamKey(this.prefix), after);
+      } catch (err) {
+        if (this.stopping) break;
+        this.log?.error({ err }, 'audit archiver: batch failed; will retry from the files');
+        this.tail = null; // re-read the files before writing again
+        await this.pause(backoff);
+        backoff = Math.min(backoff * 2, 5_000);
+      }
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  // ---- lock ----
+
+  private async ensureLock(): Promise<boolean> {
+    const ok = (await this.redis.eval(ACQUIRE_LUA, 1, auditLockKey(this.prefix), this.token, String(this.lockTtlMs))) === 1;
+    if (!ok) {
+      this.holding = false;
+      this.tail = null;
+      this.stopRenewal();
+      return false;
+    }
+    if (!this.holding || !this.tail) {
+      this.holding = true;
+      this.tail = null;
+      await this.loadTail();
+      this.startRenewal();
+    }
+    return true;
+  }
+
+  private startRenewal(): void {
+    if (this.renewTimer) return;
+    this.renewTimer = setInterval(() => {
+      this.redis
+        .eval(RENEW_LUA, 1, auditLockKey(this.prefix), this.token, String(this.lockTtlMs))
+        .then((r) => {
+          if (r !== 1) {
+            this.log?.warn({}, 'audit archiver: lost the lock');
+            this.holding = false;
+            this.tail = null;
+            this.stopRenewal();
+          }
+        })
+        .catch(() => undefined);
+    }, Math.max(50, Math.floor(this.lockTtlMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  private stopRenewal(): void {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+  }
+
+  private async releaseLock(): Promise<void> {
+    this.stopRenewal();
+    const was = this.holding;
+    this.holding = false;
+    this.tail = null;
+    if (!was) return;
+    try {
+      await this.redis.eval(RELEASE_LUA, 1, auditLockKey(this.prefix), this.token);
+    } catch {
+      // the lock expires by itself
+    }
+  }
+
+  // ---- files ----
+
+  /** Reads the state from the files; repairs a torn last line and un-manifested closed segments. */
+  private async loadTail(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    // (a torn manifest line, from an interrupted append, is cut off by the next append)
+    const manifest = await readManifest(this.dir);
+    const closed = new Set(manifest.entries.map((e) => e.segment));
+    const segments = await listSegments(this.dir);
+    const tail: Tail = {
+      seq: 0,
+      hash: GENESIS,
+      streamId: null,
+      open: null,
+      nextSegNo: segments.length ? segmentNumber(segments[segments.length - 1]) + 1 : 1,
+    };
+    for (let i = 0; i < segments.length; i++) {
+      const name = segments[i];
+      const path = join(this.dir, name);
+      const last = i === segments.length - 1;
+      if (!closed.has(name)) {
+        const { size, completeSize } = await readLastLine(path);
+        if (size !== completeSize) {
+          if (!last) throw new Error(`audit: ${name} has a torn last line but is not the last segment`);
+          this.log?.warn({ segment: name, size, completeSize }, 'audit archiver: cutting a torn last line (it is still in the stream)');
+          await truncate(path, completeSize);
+        }
+        if (!last && completeSize > 0) {
+          // a segment that was rolled but whose manifest line was lost: close it now
+          await this.closeSegment(name);
+        }
+      }
+      if (last) {
+        const { line, size } = await readLastLine(path);
+        if (!closed.has(name)) tail.open = { name, day: SEGMENT_RE.exec(name)![1], size };
+        if (line !== null) this.setTailFrom(tail, line);
+        else if (i > 0) {
+          const prev = await readLastLine(join(this.dir, segments[i - 1]));
+          if (prev.line !== null) this.setTailFrom(tail, prev.line);
+        }
+      }
+    }
+    const headRaw = await this.redis.get(auditHeadKey(this.prefix));
+    if (headRaw) {
+      const head = JSON.parse(headRaw) as { seq: number; hash: string; streamId: string };
+      if (head.seq > tail.seq && !this.opts.allowBehindHead) {
+        throw new Error(
+          `audit: the files in ${this.dir} end at seq ${tail.seq} but seq ${head.seq} was archived before; segment files were lost or truncated (restore them, or start with allowBehindHead)`,
+        );
+      }
+    }
+    this.tail = tail;
+  }
+
+  private setTailFrom(tail: Tail, line: string): void {
+    const r = parseRecord(line);
+    tail.seq = r.seq;
+    tail.hash = chainHash(line);
+    tail.streamId = r.streamId;
+  }
+
+  private async closeSegment(name: string): Promise<void> {
+    const d = await describeSegment(this.dir, name);
+    await appendManifestEntry(this.dir, { type: 'segment', ...d, at: new Date().toISOString() });
+    this.log?.info({ segment: name, lastSeq: d.lastSeq }, 'audit archiver: segment closed');
+  }
+
+  /** Archives until the stream has nothing newer than the files. */
+  private async drain(): Promise<number> {
+    try {
+      return await this.drainInner();
+    } catch (err) {
+      this.tail = null; // re-read the files before writing again
+      throw err;
+    }
+  }
+
+  private async drainInner(): Promise<number> {
+    let total = 0;
+    const key = auditStreamKey(this.prefix);
+    for (;;) {
+      if (!this.holding || !this.tail) throw new Error('audit archiver: lock lost during a batch');
+      const tail = this.tail;
+      if (tail.streamId) {
+        // entries up to the tail are on disk already (a crash may have come between fsync and trim)
+        await this.redis.xtrim(key, 'MINID', nextStreamId(tail.streamId));
+      }
+      const start = tail.streamId ? `(${tail.streamId}` : '-';
+      const entries = (await this.redis.xrange(key, start, '+', 'COUNT', this.batchSize)) as [string, string[]][];
+      if (entries.length === 0) {
+        await this.maybeRollIdle(tail);
+        return total;
+      }
+      total += await this.writeBatch(tail, entries);
+      if (entries.length < this.batchSize) return total;
+    }
+  }
+
+  /** Closes the open segment when its day is over even if nothing new arrives. */
+  private async maybeRollIdle(tail: Tail): Promise<void> {
+    if (!this.rollDaily || !tail.open || tail.open.size === 0) return;
+    if (tail.open.day < utcDay(Date.now())) {
+      await this.closeSegment(tail.open.name);
+      tail.open = null;
+    }
+  }
+
+  private async writeBatch(tail: Tail, entries: [string, string[]][]): Promise<number> {
+    // segment name -> lines, in order; segments to close after their lines are written
+    const plan: { name: string; data: string[]; close: boolean }[] = [];
+    let seq = tail.seq;
+    let hash = tail.hash;
+    let open = tail.open ? { ...tail.open } : null;
+    let nextSegNo = tail.nextSegNo;
+    let lastId = tail.streamId;
+    for (const [id, fields] of entries) {
+      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealEvent(decodeEvent(id, fields), this.bodyPaths) });
+      const bytes = Buffer.byteLength(line) + 1;
+      const day = utcDay(streamIdMs(id));
+      if (open && open.size > 0 && ((this.rollDaily && day !== open.day) || open.size + bytes > this.segmentMaxBytes)) {
+        const cur = plan.find((p) => p.name === open!.name);
+        if (cur) cur.close = true;
+        else plan.push({ name: open.name, data: [], close: true });
+        open = null;
+      }
+      if (!open) open = { name: segmentName(day, nextSegNo++), day, size: 0 };
+      let cur = plan.find((p) => p.name === open!.name);
+      if (!cur) plan.push((cur = { name: open.name, data: [], close: false }));
+      cur.data.push(line + '\n');
+      open.size += bytes;
+      seq += 1;
+      hash = chainHash(line);
+      lastId = id;
+    }
+    for (const p of plan) {
+      if (p.data.length) {
+        const created = await appendDurably(join(this.dir, p.name), p.data.join(''));
+        if (created) await fsyncDir(this.dir);
+      }
+      if (p.close) await this.closeSegment(p.name);
+    }
+    tail.seq = seq;
+    tail.hash = hash;
+    tail.streamId = lastId;
+    tail.open = open;
+    tail.nextSegNo = nextSegNo;
+    await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: entries.length });
+    await this.redis
+      .multi()
+      .xtrim(auditStreamKey(this.prefix), 'MINID', nextStreamId(lastId!))
+      .set(auditHeadKey(this.prefix), JSON.stringify({ seq, hash, streamId: lastId }))
+      .exec();
+    return entries.length;
+  }
+}
+
+/** Turns a stream entry into an event; a malformed entry is archived as `audit.malformed`, never dropped. */
+function decodeEvent(id: string, fields: string[]): AuditEvent {
+  const idx = fields.indexOf(AUDIT_FIELD);
+  const raw = idx >= 0 && idx % 2 === 0 ? fields[idx + 1] : undefined;
+  if (raw !== undefined) {
+    try {
+      const ev = JSON.parse(raw) as AuditEvent;
+      if (ev && typeof ev === 'object' && typeof ev.type === 'string') return ev;
+    } catch {
+      // fall through
+    }
+  }
+  return { type: 'audit.malformed', at: new Date(streamIdMs(id)).toISOString(), data: { fields } };
+}

@@ -1,0 +1,223 @@
+/**
+ * The on-disk audit format, shared by the archiver, the verifier, compaction and queries.
+ * docs/audit.md is the normative description; keep the two in step.
+ *
+ * Segment line (one record, JSON, members in exactly this order, no whitespace):
+ *   {"seq":N,"streamId":"…","prev":"<hex>","event":{…},"bodies":{"<path>":"<body JSON text>"|{"redacted":true,"sha256":"<hex>"}}}
+ * Inside `event`, each body is replaced by the placeholder {"$body":"<sha256 of the body text>"}.
+ * Chain input of a record = the line bytes before its LAST `,"bodies":` + `}` + "\n";
+ * the next record's `prev` is the SHA-256 (hex) of that. Redacting a body only touches `bodies`,
+ * so the chain input, and with it the whole chain, is unchanged by compaction.
+ */
+import { createHash } from 'node:crypto';
+import { open, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AuditEvent } from './events.js';
+
+export const GENESIS = '0'.repeat(64);
+export const MANIFEST = 'manifest.jsonl';
+export const SEGMENT_RE = /^audit-(\d{8})-(\d{6})\.jsonl$/;
+export const BODIES_MARK = ',"bodies":';
+export const DEFAULT_BODY_PATHS = ['data.alert', 'data.body', 'data.request', 'data.response'];
+
+export type BodyValue = string | { redacted: true; sha256: string };
+
+export interface AuditRecord {
+  seq: number;
+  streamId: string;
+  prev: string;
+  event: AuditEvent;
+  bodies: Record<string, BodyValue>;
+}
+
+export interface ManifestEntry {
+  type: 'segment' | 'compaction';
+  segment: string;
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+  firstStreamId: string;
+  lastStreamId: string;
+  /** Chain hash of the segment's last record (what the next record's prev must be). */
+  lastHash: string;
+  /** SHA-256 of the segment file bytes. */
+  sha256: string;
+  at: string;
+  /** compaction only: the file hash it replaced, and how many bodies were removed. */
+  replacedSha256?: string;
+  redacted?: number;
+  prev: string;
+}
+
+export function sha256Hex(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function segmentName(day: string, n: number): string {
+  return `audit-${day}-${String(n).padStart(6, '0')}.jsonl`;
+}
+
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
+}
+
+export function streamIdMs(id: string): number {
+  return Number(id.split('-')[0]);
+}
+
+/** Compares two Redis stream ids ("ms-seq"). */
+export function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split('-');
+  const [bm, bs] = b.split('-');
+  const d = BigInt(am) - BigInt(bm);
+  if (d !== 0n) return d < 0n ? -1 : 1;
+  const e = BigInt(as ?? '0') - BigInt(bs ?? '0');
+  return e === 0n ? 0 : e < 0n ? -1 : 1;
+}
+
+/** The smallest stream id greater than `id` (for XTRIM MINID / exclusive ranges). */
+export function nextStreamId(id: string): string {
+  const [ms, seq] = id.split('-');
+  return `${ms}-${BigInt(seq ?? '0') + 1n}`;
+}
+
+function getPath(obj: unknown, path: string[]): unknown {
+  let cur: unknown = obj;
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object' || !Object.prototype.hasOwnProperty.call(cur, k)) return undefined;
+    cur = (cur as Record<string, unknown>)[k];
+  }
+  return cur;
+}
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur: Record<string, unknown> = obj;
+  for (const k of path.slice(0, -1)) cur = cur[k] as Record<string, unknown>;
+  cur[path[path.length - 1]] = value;
+}
+
+function clone<T>(v: T): T {
+  return JSON.parse(JSON.stringify(v)) as T;
+}
+
+/** Splits an event into the chained part (bodies replaced by {"$body": hash}) and the bodies. */
+export function sealEvent(ev: AuditEvent, bodyPaths: string[]): { event: AuditEvent; bodies: Record<string, string> } {
+  const event = clone(ev);
+  const bodies: Record<string, string> = {};
+  for (const p of bodyPaths) {
+    const path = p.split('.');
+    const v = getPath(event, path);
+    if (v === undefined) continue;
+    const text = JSON.stringify(v);
+    bodies[p] = text;
+    setPath(event as unknown as Record<string, unknown>, path, { $body: sha256Hex(text) });
+  }
+  return { event, bodies };
+}
+
+export function serializeRecord(r: AuditRecord): string {
+  return JSON.stringify({ seq: r.seq, streamId: r.streamId, prev: r.prev, event: r.event, bodies: r.bodies });
+}
+
+/** Chain hash of a record line (without its trailing newline). */
+export function chainHash(line: string): string {
+  const i = line.lastIndexOf(BODIES_MARK);
+  if (i < 0) throw new Error('record has no "bodies" member');
+  return sha256Hex(line.slice(0, i) + '}\n');
+}
+
+/** Walks an event and returns the path -> hash of every {"$body": hash} placeholder. */
+export function findPlaceholders(v: unknown, base: string[] = [], out: Map<string, string> = new Map()): Map<string, string> {
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length === 1 && keys[0] === '$body' && typeof o.$body === 'string') {
+      out.set(base.join('.'), o.$body);
+      return out;
+    }
+    for (const k of keys) findPlaceholders(o[k], [...base, k], out);
+  }
+  return out;
+}
+
+/** Restores an event for readers: placeholders become the parsed body, or the redaction marker. */
+export function openRecord(r: AuditRecord): AuditEvent {
+  const ev = clone(r.event);
+  for (const [p, b] of Object.entries(r.bodies)) {
+    const path = p.split('.');
+    if (getPath(ev, path) === undefined) continue;
+    setPath(ev as unknown as Record<string, unknown>, path, typeof b === 'string' ? JSON.parse(b) : b);
+  }
+  return ev;
+}
+
+export function parseRecord(line: string): AuditRecord {
+  const r = JSON.parse(line) as AuditRecord;
+  if (!r || typeof r !== 'object' || !Number.isSafeInteger(r.seq) || typeof r.streamId !== 'string' || typeof r.prev !== 'string' || !r.event || typeof r.event !== 'object' || !r.bodies || typeof r.bodies !== 'object') {
+    throw new Error('not an audit record (needs seq, streamId, prev, event, bodies)');
+  }
+  return r;
+}
+
+/** Segment file names in `dir`, in order. */
+export async function listSegments(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return names.filter((n) => SEGMENT_RE.test(n)).sort();
+}
+
+export function segmentNumber(name: string): number {
+  const m = SEGMENT_RE.exec(name);
+  return m ? Number(m[2]) : 0;
+}
+
+/** Reads manifest lines (raw and parsed); a torn last line is returned as `torn`. */
+export async function readManifest(dir: string): Promise<{ lines: string[]; entries: ManifestEntry[]; torn: string | null }> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, MANIFEST), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { lines: [], entries: [], torn: null };
+    throw err;
+  }
+  const parts = text.split('\n');
+  const last = parts.pop() ?? '';
+  const entries: ManifestEntry[] = [];
+  for (const l of parts) entries.push(JSON.parse(l) as ManifestEntry);
+  return { lines: parts, entries, torn: last === '' ? null : last };
+}
+
+/** The last complete line of a file (and the file size), reading backwards in growing chunks. */
+export async function readLastLine(path: string): Promise<{ line: string | null; size: number; completeSize: number }> {
+  const fh = await open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    if (size === 0) return { line: null, size, completeSize: 0 };
+    let chunk = 64 * 1024;
+    for (;;) {
+      const start = Math.max(0, size - chunk);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      // completeSize: the file up to and including the last newline (a torn tail is cut off)
+      const lastNl = buf.lastIndexOf(0x0a);
+      if (lastNl < 0) {
+        if (start === 0) return { line: null, size, completeSize: 0 };
+        chunk *= 4;
+        continue;
+      }
+      const prevNl = buf.lastIndexOf(0x0a, lastNl - 1);
+      if (prevNl < 0 && start > 0) {
+        chunk *= 4;
+        continue;
+      }
+      return { line: buf.subarray(prevNl + 1, lastNl).toString('utf8'), size, completeSize: start + lastNl + 1 };
+    }
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,255 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { DelayedError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Alert, TranslateContext } from '../../adapters/sdk.js';
+import { addAudit } from '../audit/events.js';
+import { transition } from '../lifecycle/transition.js';
+import { workerConnection } from '../redis/connect.js';
+import { deliveryQueueName, type Keys } from '../store/keys.js';
+import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { Circuit } from './circuit.js';
+import { prepare, RECORDED_RESPONSE_BYTES, redactHeaders, type PreparedRequest } from './http.js';
+import { minimise } from './minimise.js';
+import type { Platform } from './platforms.js';
+import { classifyResponse, classifyTransportError, maxAttempts, retryDelay, type Decision } from './policy.js';
+import type { DeliveryJobData } from './queues.js';
+
+/** Thrown to hand a retry to BullMQ with the delay the policy chose. */
+export class RetryLaterError extends Error {
+  constructor(
+    readonly delayMs: number,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'RetryLaterError';
+  }
+}
+
+/** One attempt, as the delivery's attempt log keeps it. */
+export interface AttemptRecord {
+  n: number;
+  at: string;
+  durationMs: number;
+  outcome: Decision['outcome'];
+  request?: { method: string; url: string; headers: Record<string, string>; bodySha256?: string };
+  status?: number;
+  response?: string;
+  errorClass?: string;
+  reason?: string;
+  nextAttemptAt?: string;
+}
+
+export interface EngineOptions {
+  redisUrl: string;
+  /** Fail-fast connection for state reads and writes. */
+  redis: Redis;
+  keys: Keys;
+  prefix: string;
+  platforms: Map<string, Platform>;
+  log: Logger;
+  /** BullMQ lock duration: how long before a silent worker's job is taken over. Default 30 s. */
+  lockDurationMs?: number;
+  /** How often stalled jobs are looked for. Default 15 s. */
+  stalledIntervalMs?: number;
+}
+
+/** Attempt counts are kept by fenliu; BullMQ's own limit is only a backstop. */
+export const BULLMQ_ATTEMPTS_BACKSTOP = 1_000;
+
+/**
+ * The delivery engine: one BullMQ worker per platform, so a slow or dead platform never holds up
+ * another. Each job is one attempt: minimise, translate, validate, sign, send, classify, record.
+ */
+export class DeliveryEngine {
+  readonly workers = new Map<string, Worker<DeliveryJobData>>();
+  readonly circuits = new Map<string, Circuit>();
+  private connection?: Redis;
+
+  constructor(private readonly o: EngineOptions) {
+    for (const p of o.platforms.values()) this.circuits.set(p.id, new Circuit(o.redis, o.prefix, p.id, p.settings.circuitBreaker));
+  }
+
+  async start(): Promise<void> {
+    this.connection = workerConnection(this.o.redisUrl);
+    this.connection.on('error', () => undefined);
+    for (const p of this.o.platforms.values()) {
+      const worker = new Worker<DeliveryJobData>(deliveryQueueName(p.id), (job, token) => this.process(p, job, token), {
+        connection: this.connection,
+        prefix: this.o.keys.queuePrefix,
+        concurrency: p.settings.concurrency,
+        limiter: p.settings.rateLimit ? { max: p.settings.rateLimit.max, duration: p.settings.rateLimit.durationMs } : undefined,
+        lockDuration: this.o.lockDurationMs ?? 30_000,
+        stalledInterval: this.o.stalledIntervalMs ?? 15_000,
+        // A job is taken over this many times after worker crashes before it is given up.
+        maxStalledCount: 10,
+        settings: {
+          backoffStrategy: (_attemptsMade: number, _type?: string, err?: Error) => (err instanceof RetryLaterError ? err.delayMs : 5_000),
+        },
+      });
+      worker.on('failed', (job, err) => void this.onFailed(p, job, err));
+      worker.on('error', (err) => this.o.log.warn({ platform: p.id, err: { message: err.message } }, 'worker error'));
+      this.workers.set(p.id, worker);
+    }
+    await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
+  }
+
+  /** Finishes in-flight attempts (or leaves them to be taken over), then closes. */
+  async close(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((w) => w.close()));
+    this.connection?.disconnect();
+  }
+
+  private async process(p: Platform, job: Job<DeliveryJobData>, token?: string): Promise<void> {
+    const { redis, keys: k, prefix } = this.o;
+    const d = parseDelivery(await redis.hgetall(k.delivery(job.data.deliveryId)));
+    if (!d) {
+      this.o.log.warn({ delivery: job.data.deliveryId }, 'job without a delivery record; dropped');
+      return;
+    }
+    // A re-run after a crash may find the work already done, or the case withdrawn.
+    if (d.state !== 'queued' && d.state !== 'sending') return;
+    const circuit = this.circuits.get(p.id)!;
+    const admitted = await circuit.admit(randomUUID());
+    if (!admitted.ok) {
+      await job.moveToDelayed(Date.now() + admitted.waitMs, token);
+      await redis.hset(k.delivery(d.id), 'nextAttemptAt', new Date(Date.now() + admitted.waitMs).toISOString(), 'lastError', 'circuit open: platform is failing, waiting for the cool-down');
+      throw new DelayedError();
+    }
+    const rec = await getAlertRecord(redis, k, d.alertId);
+    if (!rec) {
+      await this.fail(p, d, 'translate', `alert ${d.alertId} is missing`);
+      return;
+    }
+    if (d.state === 'queued') {
+      const t = await transition(redis, k, prefix, { deliveryId: d.id, to: 'sending', source: 'engine', from: ['queued'] });
+      if (!t.ok) return;
+    }
+    const n = d.attempts + 1;
+    const started = new Date();
+    let decision: Decision;
+    let sent: PreparedRequest | undefined;
+    let status: number | undefined;
+    let responseText: string | undefined;
+    let durationMs = 0;
+    let payload: string | undefined;
+    try {
+      const ctx = this.context(p, rec, d, started);
+      const out = p.adapter.translate(minimise(rec.alert, p.cfg.fields), ctx);
+      if (out.body !== undefined && typeof out.body !== 'string' && !p.validateOutput(out.body)) {
+        const errs = (p.validateOutput.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+        decision = { outcome: 'reject', errorClass: 'output-schema', reason: `adapter ${p.adapter.id}@${p.adapter.version} produced a body that violates its output schema (a configuration bug): ${errs}` };
+      } else {
+        const prepared = prepare(p.cfg.url, out);
+        payload = prepared.body;
+        sent = await p.client.authorise(prepared, d.id);
+        try {
+          const res = await p.client.send(sent);
+          durationMs = res.durationMs;
+          status = res.response.status;
+          responseText = res.response.body;
+          decision = classifyResponse(res.response, () => p.adapter.interpretResponse(res.response, ctx));
+        } catch (err) {
+          durationMs = Date.now() - started.getTime();
+          decision = classifyTransportError(err);
+        }
+      }
+    } catch (err) {
+      decision = { outcome: 'reject', errorClass: 'translate', reason: `adapter ${p.adapter.id}@${p.adapter.version} failed to translate: ${(err as Error).message}` };
+    }
+
+    const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable';
+    if (decision.outcome === 'delivered') await circuit.success();
+    else if (transportFault) await circuit.failure();
+
+    const giveUp = decision.outcome === 'reject' || (decision.outcome === 'retry' && n >= maxAttempts(p.settings.retry));
+    const delay = decision.outcome === 'retry' && !giveUp ? retryDelay(p.settings.retry, n, decision.retryAfterMs) : undefined;
+    const attempt: AttemptRecord = {
+      n,
+      at: started.toISOString(),
+      durationMs,
+      outcome: decision.outcome,
+      request: sent ? { method: sent.method, url: sent.url, headers: redactHeaders(sent.headers), bodySha256: payload !== undefined ? sha256(payload) : undefined } : undefined,
+      status,
+      response: responseText?.slice(0, RECORDED_RESPONSE_BYTES),
+      errorClass: decision.errorClass,
+      reason: decision.reason,
+      nextAttemptAt: delay !== undefined ? new Date(Date.now() + delay).toISOString() : undefined,
+    };
+    const m = redis.multi();
+    m.rpush(k.attempts(d.id), JSON.stringify(attempt));
+    m.hset(k.delivery(d.id), 'attempts', String(n));
+    if (payload !== undefined && n === 1) {
+      addAudit(m, prefix, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: sha256(payload), body: payload } });
+    }
+    addAudit(m, prefix, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt } });
+    await m.exec();
+
+    if (decision.outcome === 'delivered') {
+      await transition(redis, k, prefix, {
+        deliveryId: d.id,
+        to: 'delivered',
+        source: 'engine',
+        from: ['sending'],
+        set: { remoteTicketId: decision.remoteTicketId, pendingToken: decision.pendingToken, deliveredAt: new Date().toISOString() },
+        unset: ['lastError', 'nextAttemptAt'],
+        audit: { alertId: d.alertId, platformId: p.id, data: { remoteTicketId: decision.remoteTicketId } },
+      });
+      if (decision.remoteTicketId) await redis.hset(k.ticket(p.id), decision.remoteTicketId, d.id);
+      if (decision.pendingToken) await redis.hset(k.ticket(p.id), `token:${decision.pendingToken}`, d.id);
+      return;
+    }
+    if (giveUp) {
+      await this.fail(p, d, decision.errorClass ?? 'unknown', decision.reason ?? 'failed', n);
+      return;
+    }
+    await transition(redis, k, prefix, {
+      deliveryId: d.id,
+      to: 'queued',
+      source: 'engine',
+      from: ['sending'],
+      set: { lastError: decision.reason, nextAttemptAt: attempt.nextAttemptAt },
+    });
+    throw new RetryLaterError(delay!, decision.reason ?? 'retry');
+  }
+
+  private context(p: Platform, rec: AlertRecord, d: DeliveryRecord, now: Date): TranslateContext {
+    return {
+      platform: { id: p.id, config: p.cfg.options },
+      delivery: { id: d.id, alertId: d.alertId, remoteTicketId: d.remoteTicketId },
+      alertId: rec.id,
+      now: now.toISOString(),
+      interveneBy: new Date(Date.parse(rec.receivedAt) + p.settings.interveneHours * 3_600_000).toISOString(),
+    };
+  }
+
+  /** Gives a delivery up: state failed, reason kept, and a dead letter that outlives queue cleanup. */
+  private async fail(p: Platform, d: DeliveryRecord, errorClass: string, reason: string, attempts?: number): Promise<void> {
+    const { redis, keys: k, prefix } = this.o;
+    const t = await transition(redis, k, prefix, {
+      deliveryId: d.id,
+      to: 'failed',
+      source: 'engine',
+      set: { lastError: `${errorClass}: ${reason}`, failedAt: new Date().toISOString(), ...(attempts ? { attempts } : {}) },
+      unset: ['nextAttemptAt'],
+      audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
+    });
+    if (t.ok) await redis.zadd(k.deadLetters(p.id), Date.now(), d.id);
+    this.o.log.warn({ delivery: d.id, platform: p.id, errorClass }, 'delivery failed: dead-lettered');
+  }
+
+  /** BullMQ gave a job up without fenliu deciding (stalled too often, unexpected errors): still a dead letter. */
+  private async onFailed(p: Platform, job: Job<DeliveryJobData> | undefined, err: Error): Promise<void> {
+    if (!job || err instanceof RetryLaterError || err instanceof DelayedError) return;
+    const exhausted = job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError' || /stalled more than/i.test(err.message);
+    if (!exhausted) return;
+    const d = parseDelivery(await this.o.redis.hgetall(this.o.keys.delivery(job.data.deliveryId)).catch(() => ({})));
+    if (d && (d.state === 'queued' || d.state === 'sending')) await this.fail(p, d, 'engine', err.message).catch(() => undefined);
+  }
+}
+
+export function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+export type { Alert };

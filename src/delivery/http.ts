@@ -1,0 +1,198 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { InboundResponse, OutboundRequest } from '../../adapters/sdk.js';
+
+/** Outbound authentication of one platform (config `auth`). */
+export type OutboundAuth =
+  | { type: 'none' }
+  | { type: 'hmac'; secret: string }
+  | { type: 'bearer'; token: string }
+  | { type: 'oauth2'; tokenUrl: string; clientId: string; clientSecret: string; scope?: string };
+
+export interface TlsFiles {
+  cert?: string;
+  key?: string;
+  ca?: string;
+  /** Default true; only for test platforms with self-signed certificates. */
+  rejectUnauthorized?: boolean;
+}
+
+export interface Timeouts {
+  /** TCP + TLS connect. Default 5 s. */
+  connectMs: number;
+  /** Until the response headers arrive. Default 10 s. */
+  headersMs: number;
+  /** Between body chunks, and for the whole body. Default 10 s. */
+  bodyMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5_000, headersMs: 10_000, bodyMs: 10_000 };
+
+/** Most a response body is read; more is drained and dropped, so a 10 MB answer cannot grow memory. */
+export const MAX_RESPONSE_BYTES = 1024 * 1024;
+/** What the attempt log keeps of a response body. */
+export const RECORDED_RESPONSE_BYTES = 8 * 1024;
+
+export interface SendResult {
+  response: InboundResponse;
+  durationMs: number;
+  truncated: boolean;
+}
+
+export interface PreparedRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+/** Serialises an adapter's request: the engine, not the adapter, decides bytes and headers. */
+export function prepare(baseUrl: string, req: OutboundRequest): PreparedRequest {
+  const url = new URL(req.path.replace(/^\//, ''), baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`);
+  for (const [k, v] of Object.entries(req.query ?? {})) url.searchParams.set(k, v);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = v;
+  let body: string | undefined;
+  if (req.body !== undefined && req.method !== 'GET') {
+    const ct = req.contentType ?? 'application/json';
+    if (typeof req.body === 'string') body = req.body;
+    else if (ct.startsWith('application/x-www-form-urlencoded')) {
+      const form = new URLSearchParams();
+      for (const [k, v] of Object.entries(req.body as Record<string, unknown>)) if (v !== undefined && v !== null) form.append(k, String(v));
+      body = form.toString();
+    } else body = JSON.stringify(req.body);
+    headers['content-type'] ??= ct.includes('charset') || !ct.startsWith('application/json') ? ct : `${ct}; charset=utf-8`;
+  }
+  headers.accept ??= 'application/json';
+  return { method: req.method, url: url.toString(), headers, body };
+}
+
+/** Standard Webhooks signature: v1,base64(HMAC-SHA256(secret, id.timestamp.body)). */
+export function standardWebhookSignature(secret: string, id: string, timestamp: number, body: string): string {
+  const key = secret.startsWith('whsec_') ? Buffer.from(secret.slice(6), 'base64') : Buffer.from(secret);
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
+}
+
+/**
+ * One platform's HTTP client: shares the process-wide Agent (or has its own for mTLS or a custom
+ * connect timeout), adds outbound auth and the idempotency header, bounds time and body size.
+ */
+export class PlatformClient {
+  private token?: { value: string; expiresAt: number };
+  private tokenRequest?: Promise<string>;
+
+  constructor(
+    readonly platformId: string,
+    readonly baseUrl: string,
+    readonly dispatcher: Dispatcher,
+    readonly auth: OutboundAuth,
+    readonly timeouts: Timeouts,
+  ) {}
+
+  /** Adds auth headers; returns the request as it goes on the wire (what the attempt log records, minus secrets). */
+  async authorise(p: PreparedRequest, messageId: string, now = Date.now()): Promise<PreparedRequest> {
+    const headers: Record<string, string> = { ...p.headers, 'idempotency-key': messageId, 'x-fenliu-delivery-id': messageId };
+    switch (this.auth.type) {
+      case 'hmac': {
+        const ts = Math.floor(now / 1000);
+        headers['webhook-id'] = messageId;
+        headers['webhook-timestamp'] = String(ts);
+        headers['webhook-signature'] = standardWebhookSignature(this.auth.secret, messageId, ts, p.body ?? '');
+        break;
+      }
+      case 'bearer':
+        headers.authorization = `Bearer ${this.auth.token}`;
+        break;
+      case 'oauth2':
+        headers.authorization = `Bearer ${await this.oauthToken()}`;
+        break;
+    }
+    return { ...p, headers };
+  }
+
+  /** Client-credentials token, cached until shortly before it expires; one fetch at a time. */
+  private async oauthToken(): Promise<string> {
+    if (this.auth.type !== 'oauth2') throw new Error('not oauth2');
+    if (this.token && this.token.expiresAt > Date.now() + 30_000) return this.token.value;
+    const auth = this.auth;
+    this.tokenRequest ??= (async () => {
+      try {
+        const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: auth.clientId, client_secret: auth.clientSecret });
+        if (auth.scope) form.set('scope', auth.scope);
+        const res = await request(auth.tokenUrl, {
+          method: 'POST',
+          dispatcher: this.dispatcher,
+          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+          body: form.toString(),
+          headersTimeout: this.timeouts.headersMs,
+          bodyTimeout: this.timeouts.bodyMs,
+        });
+        const json = (await res.body.json()) as { access_token?: string; expires_in?: number };
+        if (res.statusCode >= 300 || !json.access_token) throw Object.assign(new Error(`OAuth2 token endpoint answered ${res.statusCode}`), { code: 'OAUTH_TOKEN' });
+        this.token = { value: json.access_token, expiresAt: Date.now() + (json.expires_in ?? 300) * 1000 };
+        return json.access_token;
+      } finally {
+        this.tokenRequest = undefined;
+      }
+    })();
+    return this.tokenRequest;
+  }
+
+  /** Sends one request; throws only for transport failures (classified by the policy). */
+  async send(p: PreparedRequest): Promise<SendResult> {
+    const started = performance.now();
+    const total = AbortSignal.timeout(this.timeouts.connectMs + this.timeouts.headersMs + this.timeouts.bodyMs);
+    const res = await request(p.url, {
+      method: p.method as Dispatcher.HttpMethod,
+      headers: p.headers,
+      body: p.body,
+      dispatcher: this.dispatcher,
+      headersTimeout: this.timeouts.headersMs,
+      bodyTimeout: this.timeouts.bodyMs,
+      signal: total,
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let truncated = false;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      if (size < MAX_RESPONSE_BYTES) {
+        chunks.push(chunk.subarray(0, MAX_RESPONSE_BYTES - size));
+        size += Math.min(chunk.length, MAX_RESPONSE_BYTES - size);
+      } else truncated = true;
+    }
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+    return {
+      response: { status: res.statusCode, headers, body: Buffer.concat(chunks).toString('utf8') },
+      durationMs: Math.round(performance.now() - started),
+      truncated,
+    };
+  }
+}
+
+/** Headers as the attempt log records them: authorisation and signatures never stored. */
+export function redactHeaders(h: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) out[k] = /authorization|signature|api[-_]?key|cookie|token/i.test(k) ? '[redacted]' : v;
+  return out;
+}
+
+export function createAgent(timeouts: Timeouts, tls?: TlsFiles, baseDir = '.'): Agent {
+  const read = (f?: string) => (f ? readFileSync(resolve(baseDir, f)) : undefined);
+  return new Agent({
+    connect: {
+      timeout: timeouts.connectMs,
+      ...(tls ? { cert: read(tls.cert), key: read(tls.key), ca: read(tls.ca), rejectUnauthorized: tls.rejectUnauthorized ?? true } : {}),
+    },
+    headersTimeout: timeouts.headersMs,
+    bodyTimeout: timeouts.bodyMs,
+    keepAliveTimeout: 10_000,
+    connections: 64,
+  });
+}
+
+export function newMessageId(): string {
+  return `msg_${randomUUID()}`;
+}
