@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Alert, TranslateContext } from '../../adapters/sdk.js';
 import { addAudit } from '../audit/events.js';
+import { bus } from '../events.js';
 import { transition } from '../lifecycle/transition.js';
 import { workerConnection } from '../redis/connect.js';
 import { deliveryQueueName, type Keys } from '../store/keys.js';
@@ -160,7 +161,8 @@ export class DeliveryEngine {
 
     const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable';
     if (decision.outcome === 'delivered') await circuit.success();
-    else if (transportFault) await circuit.failure();
+    else if (transportFault && (await circuit.failure()) === 'open') bus.emitEvent('circuit.change', { platformId: p.id, state: 'open' });
+    bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: decision.outcome, errorClass: decision.errorClass, durationMs });
 
     const giveUp = decision.outcome === 'reject' || (decision.outcome === 'retry' && n >= maxAttempts(p.settings.retry));
     const delay = decision.outcome === 'retry' && !giveUp ? retryDelay(p.settings.retry, n, decision.retryAfterMs) : undefined;
@@ -195,6 +197,9 @@ export class DeliveryEngine {
         unset: ['lastError', 'nextAttemptAt'],
         audit: { alertId: d.alertId, platformId: p.id, data: { remoteTicketId: decision.remoteTicketId } },
       });
+      const now = Date.now();
+      await redis.zadd(k.flowDelivered(p.id), now, d.id);
+      bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
       if (decision.remoteTicketId) await redis.hset(k.ticket(p.id), decision.remoteTicketId, d.id);
       if (decision.pendingToken) await redis.hset(k.ticket(p.id), `token:${decision.pendingToken}`, d.id);
       return;
@@ -235,6 +240,7 @@ export class DeliveryEngine {
       audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
     });
     if (t.ok) await redis.zadd(k.deadLetters(p.id), Date.now(), d.id);
+    if (t.ok) bus.emitEvent('delivery.failed', { platformId: p.id, errorClass });
     this.o.log.warn({ delivery: d.id, platform: p.id, errorClass }, 'delivery failed: dead-lettered');
   }
 

@@ -9,6 +9,7 @@ import { deliveryId, newId } from '../store/ids.js';
 import type { Keys } from '../store/keys.js';
 import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { canonicalJson, validateAlert } from './validate.js';
+import { bus } from '../events.js';
 import type { IngestWriter, WriteOutcome } from './writer.js';
 
 export type IngestResult =
@@ -60,7 +61,9 @@ export class IngestService {
       throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'Idempotency-Key must be 1 to 128 visible ASCII characters', { errors: [{ pointer: '/headers/idempotency-key', message: 'is invalid' }] });
     }
     const outcome = await this.writer.submit(this.build(alert, principal, routed.decision, idempotencyHeader));
-    return settle(outcome);
+    const result = settle(outcome);
+    bus.emitEvent('alert.accepted', { sourceId: alert.source.system, category: alert.category, regionCode: alert.location.regionCode, deliveries: routed.decision.targets.length, duplicate: result.kind === 'duplicate' });
+    return result;
   }
 
   private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemHeader: string | undefined) {
@@ -100,6 +103,7 @@ export class IngestService {
   }
 
   private refuse(principal: Principal, code: string, data: Record<string, unknown>): void {
+    bus.emitEvent('alert.refused', { sourceId: principal.ownerId, code });
     this.onRefused({ type: 'alert.refused', at: new Date().toISOString(), sourceId: principal.ownerId, actor: { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId }, data: { code, ...data } });
   }
 }

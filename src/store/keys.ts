@@ -13,6 +13,8 @@ export function keys(prefix: string) {
     /** Remote ticket id → delivery id, per platform. */
     ticket: (platformId: string) => `${prefix}:ticket:${platformId}`,
     deadLetters: (platformId: string) => `${prefix}:dead:${platformId}`,
+    /** Deliveries that reached `delivered`, by time (score: epoch ms): the console's flow out. */
+    flowDelivered: (platformId: string) => `${prefix}:flow:delivered:${platformId}`,
     /** Queue prefix for BullMQ; the braces keep each platform's queue on one Redis Cluster shard. */
     queuePrefix: `${prefix}:q`,
   };

@@ -1,0 +1,34 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * In-process facts for observers (metrics, live console). Emitting is fire-and-forget: an
+ * observer can never slow down or break ingest or delivery.
+ */
+export interface FenliuEvents {
+  'alert.accepted': { sourceId: string; category: string; regionCode: string; deliveries: number; duplicate: boolean };
+  'alert.refused': { sourceId?: string; code: string };
+  'delivery.attempt': { platformId: string; outcome: 'delivered' | 'retry' | 'reject'; errorClass?: string; durationMs: number };
+  'delivery.delivered': { platformId: string; latencyMs: number };
+  'delivery.failed': { platformId: string; errorClass: string };
+  'delivery.state': { platformId: string; deliveryId: string; from?: string; to: string; source: string };
+  'circuit.change': { platformId: string; state: 'closed' | 'open' | 'half-open' };
+  'sla.expired': { platformId: string; kind: string; deliveryId: string };
+}
+
+class Bus extends EventEmitter {
+  emitEvent<K extends keyof FenliuEvents>(name: K, payload: FenliuEvents[K]): void {
+    if (this.listenerCount(name) === 0) return;
+    try {
+      this.emit(name, payload);
+    } catch {
+      // Observers must not break the caller.
+    }
+  }
+  onEvent<K extends keyof FenliuEvents>(name: K, fn: (payload: FenliuEvents[K]) => void): () => void {
+    this.on(name, fn);
+    return () => this.off(name, fn);
+  }
+}
+
+export const bus = new Bus();
+bus.setMaxListeners(50);
