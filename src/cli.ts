@@ -3,12 +3,15 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.js';
 import { RedisServerMissingError } from './redis/embedded.js';
 import { serve, type Role } from './server.js';
+import { auditCompactCommand, auditVerifyCommand } from './audit/cli.js';
 
 const USAGE = `fenliu — interagency integration gateway
 
 Usage:
   fenliu serve [--config FILE] [--role all|api|worker]
   fenliu config check FILE
+  fenliu audit verify DIR [--json]
+  fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
 `;
 
 type Command = (argv: string[]) => Promise<number | void>;
@@ -27,14 +30,15 @@ const commands: Record<string, Command> = {
     process.stdout.write(`${file}: ok (${cfg.sources.length} sources, ${cfg.platforms.length} platforms, ${cfg.routes.length} routes)\n`);
     return 0;
   },
+  async audit(argv) {
+    const [sub, ...rest] = argv;
+    if (sub === 'verify') return auditVerifyCommand(rest);
+    if (sub === 'compact') return auditCompactCommand(rest);
+    throw new UsageError('usage: fenliu audit verify DIR | fenliu audit compact DIR --older-than 30d');
+  },
 };
 
 class UsageError extends Error {}
-
-/** Registers a subcommand; other modules (audit, adapter kit) add theirs. */
-export function registerCommand(name: string, run: Command): void {
-  commands[name] = run;
-}
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Runtime } from './runtime.js';
 import type { Role } from './server.js';
 import { engineExtension } from './delivery/extension.js';
+import { auditExtension } from './audit/extension.js';
 import { startSandbox, type SandboxKind } from './sandbox/index.js';
 
 /**
@@ -27,4 +28,4 @@ const sandboxExtension: ExtensionFactory = async (rt, role) => {
 };
 
 /** In start order; closed in reverse. */
-export const extensions: ExtensionFactory[] = [sandboxExtension, engineExtension];
+export const extensions: ExtensionFactory[] = [sandboxExtension, engineExtension, auditExtension];

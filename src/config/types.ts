@@ -52,6 +52,8 @@ export interface Config {
   policeOnly: string[];
   routes: RouteConfig[];
   sandbox: { enabled: boolean; [k: string]: unknown };
+  audit: { dir: string; archive: boolean; segmentMaxBytes: number; bodyRetentionDays?: number };
+  engine: { lockDurationMs: number; stalledIntervalMs: number };
   /** Directory of the config file; relative paths in the config resolve against it. */
   baseDir: string;
 }
