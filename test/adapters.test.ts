@@ -310,3 +310,11 @@ t.test('loadAdapter', async (t) => {
   await t.rejects(loadAdapter('./broken.mjs', dir), /is not a valid adapter: id must be a kebab-case string; version must be semver/);
   await t.rejects(loadAdapter('./missing.mjs', dir), /cannot import/);
 });
+
+t.test('grid-governance: a confidential caller who is also a party keeps only the role', async (t) => {
+  const grid = builtinAdapters['grid-governance'];
+  const fixture = grid.fixtures!.find((f) => f.name === 'confidential-caller-is-a-party')!;
+  const body = grid.translate(fixture.alert, { ...conformanceContext, platform: { id: 'p', config: grid.exampleConfig } }).body as { 当事人: Record<string, string>[] };
+  t.same(body.当事人, [{ 角色: '商户', 姓名: '李四', 联系电话: '13900139000' }, { 角色: '顾客' }]);
+  t.notMatch(JSON.stringify(body), /张三|13800138000|42020419900101123X/);
+});

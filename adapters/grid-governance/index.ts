@@ -120,10 +120,13 @@ function event(alert: Alert, ctx: TranslateContext<GridGovernanceConfig>): Recor
   out.紧急程度 = alert.priority === 'urgent' ? '紧急' : '一般';
   if (ctx.interveneBy) out.办理时限 = ctx.interveneBy;
   // Identity fields stay out unless minimisation let them through; id numbers never go to the grid.
+  // A confidential caller who is also a party keeps the role but loses name and phone.
+  const caller = alert.caller?.confidential ? alert.caller : undefined;
   out.当事人 = (alert.parties ?? []).map((p) => {
     const party: Record<string, string> = { 角色: cfg.roleNames?.[p.role] ?? p.role };
-    if (p.name) party.姓名 = p.name;
-    if (p.phone) party.联系电话 = p.phone;
+    const isCaller = !!caller && ((!!p.phone && p.phone === caller.phone) || (!!p.name && p.name === caller.name));
+    if (p.name && !isCaller) party.姓名 = p.name;
+    if (p.phone && !isCaller) party.联系电话 = p.phone;
     return party;
   });
   return out;
@@ -215,6 +218,14 @@ export default defineAdapter<GridGovernanceConfig>({
     { name: 'noodle-shop-dispute', alert: sampleAlerts.noodleShop },
     { name: 'minimal', alert: sampleAlerts.minimal },
     { name: 'confidential-urgent-leak', alert: sampleAlerts.confidentialLeak },
+    {
+      name: 'confidential-caller-is-a-party',
+      alert: {
+        ...sampleAlerts.noodleShop,
+        caller: { name: '张三', phone: '13800138000', confidential: true },
+        location: { address: '湖北省黄石市下陆区团城山街道杭州西路88号', regionCode: '420204' },
+      },
+    },
   ],
 
   samples: {
