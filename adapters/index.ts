@@ -6,6 +6,7 @@ import gridGovernance from './grid-governance/index.js';
 import hotline12345 from './hotline-12345/index.js';
 import open311 from './open311/index.js';
 import webhook from './webhook/index.js';
+import feedback110 from './feedback-110/index.js';
 
 export const builtinAdapters: Record<string, Adapter<any>> = {
   [hotline12345.id]: hotline12345,
@@ -13,6 +14,7 @@ export const builtinAdapters: Record<string, Adapter<any>> = {
   [cityOps.id]: cityOps,
   [open311.id]: open311,
   [webhook.id]: webhook,
+  [feedback110.id]: feedback110,
 };
 
 /** What a module must export to count as an adapter; checked before the engine trusts it. */

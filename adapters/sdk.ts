@@ -94,6 +94,27 @@ export interface TranslateContext<C = Record<string, unknown>> {
   interveneBy?: string;
   /** Alert id as fenliu knows it (e.g. "alt_…"). */
   alertId: string;
+  /**
+   * Set for notices about a case rather than the case itself: feedback to 110 (a delivery's
+   * new state), escalations when a deadline passes.
+   */
+  event?: CaseEvent;
+}
+
+/** A fact about one delivery of a case, as feedback and escalations carry it. */
+export interface CaseEvent {
+  type: 'state' | 'overdue' | 'repeat';
+  /** The delivery the event is about (not the feedback delivery itself). */
+  deliveryId: string;
+  platformId: string;
+  platformName?: string;
+  state?: ReportedState | 'failed' | 'queued' | 'sending';
+  at: string;
+  note?: string;
+  remoteTicketId?: string;
+  /** For overdue: which deadline (ack, intervene, resolve) and when it was due. */
+  sla?: 'ack' | 'intervene' | 'resolve';
+  dueAt?: string;
 }
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

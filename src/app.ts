@@ -3,6 +3,8 @@ import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
 import type { Logger } from 'pino';
 import authPlugin from './plugins/app/auth.js';
+import { consoleSessionPlugin } from './console/session.js';
+import { requestMetricsPlugin } from './metrics/metrics.js';
 import problemsPlugin, { sendProblem } from './plugins/app/problems.js';
 import swaggerPlugin from './plugins/external/swagger.js';
 import alertRoutes from './routes/alerts.js';
@@ -28,6 +30,8 @@ export const appPlugin = fp(
     app.decorate('fenliu', rt);
     await app.register(problemsPlugin);
     await app.register(authPlugin, { cfg: rt.cfg });
+    await app.register(consoleSessionPlugin);
+    await app.register(requestMetricsPlugin);
     app.addHook('onRequest', async (req, reply) => {
       if (rt.shuttingDown && !ALWAYS_OPEN.has(req.url)) {
         reply.header('connection', 'close');

@@ -4,6 +4,8 @@ import type { Role } from './server.js';
 import { engineExtension } from './delivery/extension.js';
 import { auditExtension } from './audit/extension.js';
 import { startSandbox, type SandboxKind } from './sandbox/index.js';
+import { consoleExtension } from './console/extension.js';
+import { metricsExtension } from './metrics/extension.js';
 
 /**
  * A part of fenliu that starts with the process: the delivery engine, the audit archiver, the
@@ -28,4 +30,4 @@ const sandboxExtension: ExtensionFactory = async (rt, role) => {
 };
 
 /** In start order; closed in reverse. */
-export const extensions: ExtensionFactory[] = [sandboxExtension, engineExtension, auditExtension];
+export const extensions: ExtensionFactory[] = [metricsExtension, sandboxExtension, engineExtension, auditExtension, consoleExtension];

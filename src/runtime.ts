@@ -7,6 +7,7 @@ import { IngestService } from './ingest/ingest.js';
 import { IngestWriter } from './ingest/writer.js';
 import { apiConnection, waitReady } from './redis/connect.js';
 import { keys, type Keys } from './store/keys.js';
+import { Lifecycle } from './lifecycle/service.js';
 
 /** The services a process holds, shared by routes, workers and the CLI. */
 export interface Runtime {
@@ -19,6 +20,7 @@ export interface Runtime {
   queues: QueueRegistry;
   writer: IngestWriter;
   ingest: IngestService;
+  lifecycle: Lifecycle;
   /** Set on SIGTERM: new requests get 503. */
   shuttingDown: boolean;
   audit(ev: AuditEvent): Promise<void>;
@@ -43,6 +45,7 @@ export async function createRuntime(cfg: Config, log: Logger, redisUrl: string):
     queues,
     writer,
     ingest: undefined as unknown as IngestService,
+    lifecycle: new Lifecycle(redis, k, cfg, queues, queues.lifecycle, log),
     shuttingDown: false,
     async audit(ev) {
       const p = redis.pipeline();

@@ -80,7 +80,25 @@ export function checkConfig(doc: unknown, baseDir: string, env: NodeJS.ProcessEn
   const cfg = expanded as unknown as Config;
   cfg.baseDir = baseDir;
   crossCheck(cfg);
+  addFeedbackPlatforms(cfg);
   return cfg;
+}
+
+/** Id of the platform that carries feedback to a 110 source. */
+export function feedbackPlatformId(sourceId: string): string {
+  return `fb.${sourceId}`;
+}
+
+/**
+ * Feedback to 110 travels the same engine as any delivery (retries, isolation, dead letters), so
+ * each source with a feedback endpoint becomes a platform of its own.
+ */
+function addFeedbackPlatforms(cfg: Config): void {
+  for (const s of cfg.sources) {
+    if (!s.feedback) continue;
+    const { url, adapter, options, states: _states, ...engine } = s.feedback;
+    cfg.platforms.push({ id: feedbackPlatformId(s.id), name: `110 feedback: ${s.name ?? s.id}`, adapter, url, options, keys: [], fields: ['source'], feedbackFor: s.id, ...engine });
+  }
 }
 
 /** Checks what a schema cannot: references between sections and unique ids. */
@@ -105,6 +123,12 @@ function crossCheck(cfg: Config): void {
       if (!platformIds.has(t)) problems.push({ path: `/routes/${i}/fallback/${j}`, message: `unknown platform "${t}"` });
     });
   });
+  const slaRefs: [string, string | undefined][] = [
+    ['/sla/escalateTo', cfg.sla?.escalateTo],
+    ...cfg.routes.map((r, i) => [`/routes/${i}/sla/escalateTo`, r.sla?.escalateTo] as [string, string | undefined]),
+    ...cfg.platforms.map((p, i) => [`/platforms/${i}/sla/escalateTo`, p.sla?.escalateTo] as [string, string | undefined]),
+  ];
+  for (const [path, id] of slaRefs) if (id && !platformIds.has(id)) problems.push({ path, message: `unknown platform "${id}"` });
   if (cfg.routes.filter((r) => r.default).length > 1) problems.push({ path: '/routes', message: 'at most one route may be the default' });
   const hashes = new Map<string, string>();
   const keyLists: [string, { sha256: string }[]][] = [

@@ -19,7 +19,7 @@ export interface SourceConfig {
   name?: string;
   keys: KeyConfig[];
   rateLimit?: RateLimitConfig;
-  feedback?: { url: string; [k: string]: unknown };
+  feedback?: { url: string; adapter: string; options: Record<string, unknown>; states: string[]; [k: string]: unknown };
 }
 
 export interface PlatformConfig {
@@ -30,7 +30,17 @@ export interface PlatformConfig {
   options: Record<string, unknown>;
   fields?: string[];
   keys: KeyConfig[];
+  sla?: SlaConfig;
+  /** Set on the platforms fenliu derives from sources' feedback settings. */
+  feedbackFor?: string;
   [k: string]: unknown;
+}
+
+export interface SlaConfig {
+  ackBy?: string;
+  interveneBy?: string;
+  resolveBy?: string;
+  escalateTo?: string;
 }
 
 export interface RouteConfig {
@@ -39,7 +49,7 @@ export interface RouteConfig {
   match: { category?: string[]; region?: string[]; priority?: 'normal' | 'urgent' };
   targets: string[];
   fallback: string[];
-  [k: string]: unknown;
+  sla?: SlaConfig;
 }
 
 export interface Config {
@@ -52,6 +62,8 @@ export interface Config {
   policeOnly: string[];
   routes: RouteConfig[];
   sandbox: { enabled: boolean; [k: string]: unknown };
+  sla: SlaConfig;
+  repeat: { enabled: boolean; window: string; secret?: string };
   audit: { dir: string; archive: boolean; segmentMaxBytes: number; bodyRetentionDays?: number };
   engine: { lockDurationMs: number; stalledIntervalMs: number };
   /** Directory of the config file; relative paths in the config resolve against it. */

@@ -55,6 +55,11 @@ export class Circuit {
     return 'closed';
   }
 
+  /** Frees the half-open probe slot without a verdict (the probe sent nothing). */
+  async releaseProbe(probeToken: string): Promise<void> {
+    await this.redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, `${this.key}:probe`, probeToken);
+  }
+
   /** Counts a transport failure; opens (or reopens) the circuit at the threshold. */
   async failure(now = Date.now()): Promise<CircuitState> {
     const res = (await this.redis.eval(

@@ -2,7 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Alert, TranslateContext } from '../../adapters/sdk.js';
+import type { Alert, CaseEvent, OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
+import type { Lifecycle } from '../lifecycle/service.js';
 import { addAudit } from '../audit/events.js';
 import { bus } from '../events.js';
 import { transition } from '../lifecycle/transition.js';
@@ -30,6 +31,8 @@ export class RetryLaterError extends Error {
 /** One attempt, as the delivery's attempt log keeps it. */
 export interface AttemptRecord {
   n: number;
+  /** Absent for the first delivery; cancel, update or urge for follow-ups. */
+  kind?: string;
   at: string;
   durationMs: number;
   outcome: Decision['outcome'];
@@ -53,6 +56,17 @@ export interface EngineOptions {
   lockDurationMs?: number;
   /** How often stalled jobs are looked for. Default 15 s. */
   stalledIntervalMs?: number;
+  /** Side effects of state changes (feedback, SLA, poll index); absent in bare engine tests. */
+  lifecycle?: Lifecycle;
+}
+
+interface Exchange {
+  decision: Decision;
+  sent?: PreparedRequest;
+  status?: number;
+  responseText?: string;
+  durationMs: number;
+  payload?: string;
 }
 
 /** Attempt counts are kept by fenliu; BullMQ's own limit is only a backstop. */
@@ -108,10 +122,12 @@ export class DeliveryEngine {
       this.o.log.warn({ delivery: job.data.deliveryId }, 'job without a delivery record; dropped');
       return;
     }
+    if (job.data.kind && job.data.kind !== 'deliver') return this.followUp(p, job, d);
     // A re-run after a crash may find the work already done, or the case withdrawn.
     if (d.state !== 'queued' && d.state !== 'sending') return;
     const circuit = this.circuits.get(p.id)!;
-    const admitted = await circuit.admit(randomUUID());
+    const probeToken = randomUUID();
+    const admitted = await circuit.admit(probeToken);
     if (!admitted.ok) {
       await job.moveToDelayed(Date.now() + admitted.waitMs, token);
       await redis.hset(k.delivery(d.id), 'nextAttemptAt', new Date(Date.now() + admitted.waitMs).toISOString(), 'lastError', 'circuit open: platform is failing, waiting for the cool-down');
@@ -128,40 +144,18 @@ export class DeliveryEngine {
     }
     const n = d.attempts + 1;
     const started = new Date();
-    let decision: Decision;
-    let sent: PreparedRequest | undefined;
-    let status: number | undefined;
-    let responseText: string | undefined;
-    let durationMs = 0;
-    let payload: string | undefined;
-    try {
-      const ctx = this.context(p, rec, d, started);
-      const out = p.adapter.translate(minimise(rec.alert, p.cfg.fields), ctx);
-      if (out.body !== undefined && typeof out.body !== 'string' && !p.validateOutput(out.body)) {
-        const errs = (p.validateOutput.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
-        decision = { outcome: 'reject', errorClass: 'output-schema', reason: `adapter ${p.adapter.id}@${p.adapter.version} produced a body that violates its output schema (a configuration bug): ${errs}` };
-      } else {
-        const prepared = prepare(p.cfg.url, out);
-        payload = prepared.body;
-        sent = await p.client.authorise(prepared, d.id);
-        try {
-          const res = await p.client.send(sent);
-          durationMs = res.durationMs;
-          status = res.response.status;
-          responseText = res.response.body;
-          decision = classifyResponse(res.response, () => p.adapter.interpretResponse(res.response, ctx));
-        } catch (err) {
-          durationMs = Date.now() - started.getTime();
-          decision = classifyTransportError(err);
-        }
-      }
-    } catch (err) {
-      decision = { outcome: 'reject', errorClass: 'translate', reason: `adapter ${p.adapter.id}@${p.adapter.version} failed to translate: ${(err as Error).message}` };
-    }
+    const ctx = this.context(p, rec, d, started);
+    const x = await this.exchange(p, d, ctx, () => p.adapter.translate(minimise(rec.alert, p.cfg.fields), ctx));
+    const { decision, sent, status, responseText, durationMs, payload } = x;
 
+    // The circuit counts consecutive transport faults (no answer, 5xx, 408/425/429). Any other
+    // answer proves the platform reachable and closes it; an attempt that never went out
+    // (output-schema, translate) says nothing, but must not keep the half-open probe slot.
     const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable';
-    if (decision.outcome === 'delivered') await circuit.success();
-    else if (transportFault && (await circuit.failure()) === 'open') bus.emitEvent('circuit.change', { platformId: p.id, state: 'open' });
+    if (transportFault) {
+      if ((await circuit.failure()) === 'open') bus.emitEvent('circuit.change', { platformId: p.id, state: 'open' });
+    } else if (status !== undefined) await circuit.success();
+    else if (admitted.probe) await circuit.releaseProbe(probeToken);
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: decision.outcome, errorClass: decision.errorClass, durationMs });
 
     const giveUp = decision.outcome === 'reject' || (decision.outcome === 'retry' && n >= maxAttempts(p.settings.retry));
@@ -188,7 +182,9 @@ export class DeliveryEngine {
     await m.exec();
 
     if (decision.outcome === 'delivered') {
-      await transition(redis, k, prefix, {
+      const deliveredAt = new Date().toISOString();
+      const t = await transition(redis, k, prefix, {
+        at: deliveredAt,
         deliveryId: d.id,
         to: 'delivered',
         source: 'engine',
@@ -202,6 +198,7 @@ export class DeliveryEngine {
       bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
       if (decision.remoteTicketId) await redis.hset(k.ticket(p.id), decision.remoteTicketId, d.id);
       if (decision.pendingToken) await redis.hset(k.ticket(p.id), `token:${decision.pendingToken}`, d.id);
+      if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'delivered', 'engine', undefined, deliveredAt);
       return;
     }
     if (giveUp) {
@@ -218,13 +215,104 @@ export class DeliveryEngine {
     throw new RetryLaterError(delay!, decision.reason ?? 'retry');
   }
 
+  /** Builds, checks, signs and sends one request, and classifies what happened. Never throws. */
+  private async exchange(p: Platform, d: DeliveryRecord, ctx: TranslateContext, build: () => OutboundRequest): Promise<Exchange> {
+    const started = Date.now();
+    const x: Exchange = { decision: { outcome: 'retry' }, durationMs: 0 };
+    try {
+      const out = build();
+      if (out.body !== undefined && typeof out.body !== 'string' && !p.validateOutput(out.body) && !(ctx as { followUp?: boolean }).followUp) {
+        const errs = (p.validateOutput.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+        x.decision = { outcome: 'reject', errorClass: 'output-schema', reason: `adapter ${p.adapter.id}@${p.adapter.version} produced a body that violates its output schema (a configuration bug): ${errs}` };
+        return x;
+      }
+      const prepared = prepare(p.cfg.url, out);
+      x.payload = prepared.body;
+      try {
+        // Inside the transport try: an OAuth2 token endpoint that is down is a transient
+        // failure to retry, not a permanent translate error.
+        x.sent = await p.client.authorise(prepared, d.id);
+        const res = await p.client.send(x.sent);
+        x.durationMs = res.durationMs;
+        x.status = res.response.status;
+        x.responseText = res.response.body;
+        x.decision = classifyResponse(res.response, () => p.adapter.interpretResponse(res.response, ctx));
+      } catch (err) {
+        x.durationMs = Date.now() - started;
+        x.decision = classifyTransportError(err);
+      }
+    } catch (err) {
+      x.decision = { outcome: 'reject', errorClass: 'translate', reason: `adapter ${p.adapter.id}@${p.adapter.version} failed to translate: ${(err as Error).message}` };
+    }
+    return x;
+  }
+
+  /**
+   * A follow-up about a case the platform already holds: cancel (撤单), update (补充), urge (催办).
+   * Same transport, retries and audit as the first delivery; the delivery's state is not changed
+   * by it (the lifecycle already set it).
+   */
+  private async followUp(p: Platform, job: Job<DeliveryJobData>, d: DeliveryRecord): Promise<void> {
+    const { redis, keys: k, prefix } = this.o;
+    const kind = job.data.kind as 'cancel' | 'update' | 'urge';
+    if (!d.remoteTicketId && !d.pendingToken) {
+      // The platform has nothing to follow up yet: wait for the first delivery to land.
+      if (d.state === 'queued' || d.state === 'sending') throw new RetryLaterError(2_000, 'waiting for the first delivery');
+      return;
+    }
+    const rec = await getAlertRecord(redis, k, d.alertId);
+    if (!rec) return;
+    const hook = kind === 'cancel' ? p.adapter.translateCancel : kind === 'update' ? p.adapter.translateUpdate : p.adapter.translateUrge;
+    const at = new Date();
+    if (!hook) {
+      await redis.rpush(k.history(d.id), JSON.stringify({ at: at.toISOString(), from: d.state, to: d.state, source: 'engine', note: `${kind} not sent: adapter ${p.adapter.id} has no ${kind} hook` }));
+      return;
+    }
+    const ctx = { ...this.context(p, rec, d, at), followUp: true };
+    const alert = minimise(rec.alert, p.cfg.fields);
+    const x = await this.exchange(p, d, ctx, () =>
+      kind === 'cancel'
+        ? p.adapter.translateCancel!(alert, ctx, job.data.reason ?? '')
+        : kind === 'update'
+          ? p.adapter.translateUpdate!(alert, ctx)
+          : p.adapter.translateUrge!(alert, ctx, job.data.repeat ?? { alertId: rec.id, reportedAt: rec.alert.reportedAt, summary: rec.alert.summary }),
+    );
+    const n = job.attemptsMade + 1;
+    const giveUp = x.decision.outcome === 'reject' || (x.decision.outcome === 'retry' && n >= maxAttempts(p.settings.retry));
+    const delay = x.decision.outcome === 'retry' && !giveUp ? retryDelay(p.settings.retry, n, x.decision.retryAfterMs) : undefined;
+    const attempt: AttemptRecord = {
+      n,
+      kind,
+      at: at.toISOString(),
+      durationMs: x.durationMs,
+      outcome: x.decision.outcome,
+      request: x.sent ? { method: x.sent.method, url: x.sent.url, headers: redactHeaders(x.sent.headers), bodySha256: x.payload !== undefined ? sha256(x.payload) : undefined } : undefined,
+      status: x.status,
+      response: x.responseText?.slice(0, RECORDED_RESPONSE_BYTES),
+      errorClass: x.decision.errorClass,
+      reason: x.decision.reason,
+      nextAttemptAt: delay !== undefined ? new Date(Date.now() + delay).toISOString() : undefined,
+    };
+    const m = redis.multi();
+    m.rpush(k.attempts(d.id), JSON.stringify(attempt));
+    addAudit(m, prefix, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt, body: x.payload } });
+    if (x.decision.outcome === 'delivered' || giveUp) {
+      const note = x.decision.outcome === 'delivered' ? `${kind} delivered` : `${kind} failed: ${x.decision.reason}`;
+      m.rpush(k.history(d.id), JSON.stringify({ at: new Date().toISOString(), from: d.state, to: d.state, source: 'engine', note }));
+    }
+    await m.exec();
+    bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: x.decision.outcome, errorClass: x.decision.errorClass, durationMs: x.durationMs });
+    if (delay !== undefined) throw new RetryLaterError(delay, x.decision.reason ?? 'retry');
+  }
+
   private context(p: Platform, rec: AlertRecord, d: DeliveryRecord, now: Date): TranslateContext {
     return {
       platform: { id: p.id, config: p.cfg.options },
       delivery: { id: d.id, alertId: d.alertId, remoteTicketId: d.remoteTicketId },
       alertId: rec.id,
       now: now.toISOString(),
-      interveneBy: new Date(Date.parse(rec.receivedAt) + p.settings.interveneHours * 3_600_000).toISOString(),
+      interveneBy: d.interveneBy ?? new Date(Date.parse(rec.receivedAt) + p.settings.interveneHours * 3_600_000).toISOString(),
+      event: d.event ? (JSON.parse(d.event) as CaseEvent) : undefined,
     };
   }
 
@@ -240,6 +328,7 @@ export class DeliveryEngine {
       audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
     });
     if (t.ok) await redis.zadd(k.deadLetters(p.id), Date.now(), d.id);
+    if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'failed', 'engine', reason, new Date().toISOString());
     if (t.ok) bus.emitEvent('delivery.failed', { platformId: p.id, errorClass });
     this.o.log.warn({ delivery: d.id, platform: p.id, errorClass }, 'delivery failed: dead-lettered');
   }

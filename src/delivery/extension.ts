@@ -1,12 +1,19 @@
 import type { ExtensionFactory } from '../extensions.js';
 import { deliveryRoutes } from '../routes/deliveries.js';
+import { Circuit } from './circuit.js';
 import { DeliveryEngine } from './engine.js';
 import { loadPlatforms } from './platforms.js';
+import { LifecycleWorker } from '../lifecycle/worker.js';
+import { lifecycleRoutes } from '../routes/lifecycle.js';
+import { workerConnection } from '../redis/connect.js';
+import type { Redis } from 'ioredis';
 
 /** The delivery engine as a part of the process: workers in worker roles, routes in API roles. */
 export const engineExtension: ExtensionFactory = async (rt, role) => {
   const platforms = await loadPlatforms(rt.cfg);
   let engine: DeliveryEngine | undefined;
+  let lifecycleWorker: LifecycleWorker | undefined;
+  let lwConnection: Redis | undefined;
   if (role !== 'api') {
     engine = new DeliveryEngine({
       redisUrl: rt.redisUrl,
@@ -15,19 +22,31 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       prefix: rt.cfg.redis.prefix,
       platforms,
       log: rt.log,
+      lifecycle: rt.lifecycle,
       lockDurationMs: (rt.cfg as { engine?: { lockDurationMs?: number } }).engine?.lockDurationMs,
       stalledIntervalMs: (rt.cfg as { engine?: { stalledIntervalMs?: number } }).engine?.stalledIntervalMs,
     });
     await engine.start();
+    lwConnection = workerConnection(rt.redisUrl);
+    lwConnection.on('error', () => undefined);
+    lifecycleWorker = new LifecycleWorker(rt.lifecycle, platforms, lwConnection, rt.log);
+    await lifecycleWorker.start();
   }
+  const circuitsOf =
+    engine?.circuits ?? new Map([...platforms.values()].map((p) => [p.id, new Circuit(rt.redis, rt.cfg.redis.prefix, p.id, p.settings.circuitBreaker)]));
   return {
     name: 'engine',
-    routes: [deliveryRoutes(engine)],
+    routes: [deliveryRoutes(engine), lifecycleRoutes(platforms)],
     readiness: async () => {
+      // Circuits live in Redis, so an API-only process reports them too (with each platform's cool-down).
       const circuits: Record<string, string> = {};
-      for (const [id, c] of engine?.circuits ?? []) circuits[id] = (await c.state()).state;
-      return engine ? { workers: engine.workers.size, circuits } : {};
+      for (const [id, c] of circuitsOf) circuits[id] = (await c.state()).state;
+      return engine ? { workers: engine.workers.size, circuits } : { circuits };
     },
-    close: () => engine?.close() ?? Promise.resolve(),
+    close: async () => {
+      await lifecycleWorker?.close();
+      lwConnection?.disconnect();
+      await engine?.close();
+    },
   };
 };

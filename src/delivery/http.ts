@@ -156,11 +156,20 @@ export class PlatformClient {
     const chunks: Buffer[] = [];
     let size = 0;
     let truncated = false;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      if (size < MAX_RESPONSE_BYTES) {
-        chunks.push(chunk.subarray(0, MAX_RESPONSE_BYTES - size));
-        size += Math.min(chunk.length, MAX_RESPONSE_BYTES - size);
-      } else truncated = true;
+    // undici's bodyTimeout bounds the gap between chunks; a body trickled out in small pieces
+    // would pass it forever, so the whole body gets the same bound from the headers on.
+    const deadline = setTimeout(() => {
+      res.body.destroy(Object.assign(new Error(`response body not complete within ${this.timeouts.bodyMs} ms`), { name: 'BodyTimeoutError', code: 'UND_ERR_BODY_TIMEOUT' }));
+    }, this.timeouts.bodyMs);
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        if (size < MAX_RESPONSE_BYTES) {
+          chunks.push(chunk.subarray(0, MAX_RESPONSE_BYTES - size));
+          size += Math.min(chunk.length, MAX_RESPONSE_BYTES - size);
+        } else truncated = true;
+      }
+    } finally {
+      clearTimeout(deadline);
     }
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;

@@ -17,7 +17,11 @@ export const PERSONAL_FIELDS = ['caller.name', 'caller.phone', 'parties.name', '
  * (`parties.phone` keeps each party's phone, plus its role, which identifies the party).
  */
 export function minimise(alert: Alert, fields: string[] | undefined): Alert {
-  const paths = [...ALWAYS, ...(fields ?? DEFAULT_FIELDS)].map((f) => f.split('.'));
+  const listed = fields ?? DEFAULT_FIELDS;
+  // A platform that gets any of the caller's data also gets the confidentiality flag (是否保密),
+  // or it could not know to keep the caller's identity to itself.
+  const withFlag = listed.some((f) => f === 'caller' || f.startsWith('caller.')) ? [...listed, 'caller.confidential'] : listed;
+  const paths = [...ALWAYS, ...withFlag].map((f) => f.split('.'));
   return pick(alert, paths) as Alert;
 }
 

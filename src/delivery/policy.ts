@@ -55,15 +55,18 @@ export function classifyResponse(res: InboundResponse, read: () => Interpretatio
     readError = (err as Error).message;
   }
   const retryAfterMs = interp?.retryAfterMs ?? parseRetryAfter(res.headers['retry-after']);
+  // Adapters built on statusInterpretation already start their reason with "HTTP <status>".
+  const why = interp?.reason ? (interp.reason.startsWith(`HTTP ${s}`) ? interp.reason : `HTTP ${s}: ${interp.reason}`) : `HTTP ${s}`;
   if (s >= 500 || s === 408 || s === 425 || s === 429) {
-    return { outcome: 'retry', errorClass: s >= 500 ? 'http-5xx' : 'http-retryable', reason: `HTTP ${s}${interp?.reason ? `: ${interp.reason}` : ''}`, retryAfterMs };
+    return { outcome: 'retry', errorClass: s >= 500 ? 'http-5xx' : 'http-retryable', reason: why, retryAfterMs };
   }
-  if (s >= 400) return { outcome: 'reject', errorClass: 'http-4xx', reason: `HTTP ${s}${interp?.reason ? `: ${interp.reason}` : ''}` };
+  if (s >= 400) return { outcome: 'reject', errorClass: 'http-4xx', reason: why };
   if (s < 200 || s >= 300) return { outcome: 'retry', errorClass: 'unreadable', reason: `unexpected HTTP ${s}` };
   if (!interp) return { outcome: 'retry', errorClass: 'unreadable', reason: `HTTP ${s} with a body the adapter cannot read${readError ? `: ${readError}` : ''}` };
   if (interp.outcome === 'reject') return { outcome: 'reject', errorClass: 'business-reject', reason: interp.reason ?? `HTTP ${s}, refused by the platform` };
   if (interp.outcome === 'retry') return { outcome: 'retry', errorClass: 'unreadable', reason: interp.reason ?? `HTTP ${s}, not accepted yet`, retryAfterMs };
-  if (!interp.remoteTicketId && !interp.pendingToken) return { outcome: 'retry', errorClass: 'unreadable', reason: `HTTP ${s} without a ticket id` };
+  // An adapter that needs a ticket id says so (retry "unreadable"); one that returns delivered
+  // without an id means it (a webhook with no response.ticketIdPath: any 2xx is delivery).
   return { outcome: 'delivered', remoteTicketId: interp.remoteTicketId, pendingToken: interp.pendingToken, reason: interp.reason };
 }
 

@@ -9,6 +9,10 @@ export interface DeliveryJobData {
   platformId: string;
   /** `deliver` (first send), or a follow-up kind added by the lifecycle (cancel, update, urge). */
   kind?: 'deliver' | 'cancel' | 'update' | 'urge';
+  /** For cancel: why 110 withdrew the alert. */
+  reason?: string;
+  /** For urge: the repeat call that prompted it. */
+  repeat?: { alertId: string; reportedAt: string; summary: string };
 }
 
 /** BullMQ priority: lower runs first. Every job gets one so urgent alerts overtake normal ones in order. */
@@ -28,6 +32,8 @@ export const DEFAULT_JOB_OPTIONS: JobsOptions = {
 /** One BullMQ queue per platform, so a dead platform never delays the others. */
 export class QueueRegistry {
   readonly queues = new Map<string, Queue<DeliveryJobData>>();
+  /** SLA timers and poll rounds (src/lifecycle). */
+  readonly lifecycle: Queue;
 
   constructor(
     readonly connection: Redis,
@@ -35,6 +41,7 @@ export class QueueRegistry {
     platformIds: string[],
     readonly jobOptions: (platformId: string) => JobsOptions = () => DEFAULT_JOB_OPTIONS,
   ) {
+    this.lifecycle = new Queue('lifecycle', { connection, prefix });
     for (const id of platformIds) {
       this.queues.set(
         id,
@@ -50,10 +57,10 @@ export class QueueRegistry {
   }
 
   async waitUntilReady(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.waitUntilReady()));
+    await Promise.all([...this.queues.values(), this.lifecycle].map((q) => q.waitUntilReady()));
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    await Promise.all([...this.queues.values(), this.lifecycle].map((q) => q.close()));
   }
 }

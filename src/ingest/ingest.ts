@@ -10,6 +10,7 @@ import type { Keys } from '../store/keys.js';
 import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { canonicalJson, validateAlert } from './validate.js';
 import { bus } from '../events.js';
+import { deadlines, slaFor } from '../lifecycle/service.js';
 import type { IngestWriter, WriteOutcome } from './writer.js';
 
 export type IngestResult =
@@ -82,6 +83,8 @@ export class IngestService {
       createdAt: receivedAt,
       updatedAt: receivedAt,
       attempts: 0,
+      kind: 'primary',
+      ...deadlines(slaFor(this.cfg, decision.ruleId, platformId), receivedAt),
     }));
     const record: AlertRecord = {
       id,

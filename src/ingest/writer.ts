@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { addAudit, type AuditEvent } from '../audit/events.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
 import type { Keys } from '../store/keys.js';
+import { nextSla, slaJobId } from '../lifecycle/service.js';
 import { deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 
 export interface PendingAlert {
@@ -129,7 +130,15 @@ export class IngestWriter {
       const queue = this.queues.get(d.platformId);
       const data: DeliveryJobData = { alertId: record.id, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
       const opts = { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(d.priority), jobId: d.id };
-      new Job(queue, "deliver", data, opts, d.id).addJob(multi).catch(() => undefined);
+      new Job(queue, 'deliver', data, opts, d.id).addJob(multi).catch(() => undefined);
+      // The first SLA timer is born with the delivery; each firing arms the next.
+      const sla = nextSla(d);
+      if (sla) {
+        const id = slaJobId(d.id, sla.kind);
+        new Job(this.queues.lifecycle, 'sla', { kind: 'sla', deliveryId: d.id }, { delay: Math.max(0, sla.dueAt - Date.now()), jobId: id, removeOnComplete: true, removeOnFail: { age: 86_400 } }, id)
+          .addJob(multi)
+          .catch(() => undefined);
+      }
     }
   }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { hasScope, type Principal } from '../plugins/app/auth.js';
 import { ProblemError } from '../errors.js';
-import { alertView, getAlertRecord, getAlertView, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { allDeliveryIds, alertView, getAlertRecord, getAlertView, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { deriveAlertState, isDeliveryState } from '../lifecycle/states.js';
 
 /** The 202/200 answer to a submission: enough to follow the alert, without echoing personal data. */
@@ -136,7 +136,7 @@ export default async function alertRoutes(app: FastifyInstance) {
           after = id;
           if (!rec) continue;
           if (q.category && rec.alert.category !== q.category && !rec.alert.category.startsWith(`${q.category}.`)) continue;
-          const view = alertView(rec, await getDeliveries(rt.redis, rt.keys, rec.deliveryIds));
+          const view = alertView(rec, await getDeliveries(rt.redis, rt.keys, await allDeliveryIds(rt.redis, rt.keys, rec)));
           if (q.state && view.status !== q.state && !view.deliveries.some((d) => d.state === q.state)) continue;
           items.push(view);
           if (items.length >= limit) {

@@ -15,8 +15,15 @@ export default async function healthRoutes(app: FastifyInstance) {
     }
     checks.queues = rt.queues.queues.size;
     if (rt.shuttingDown) checks.shutdown = 'in progress';
-    const extra = await app.readinessExtras?.();
-    if (extra) Object.assign(checks, extra);
+    // Extra checks (engine, audit) may need Redis too: their failure makes the instance
+    // unready; it never turns /readyz into an error response.
+    try {
+      const extra = await app.readinessExtras?.();
+      if (extra) Object.assign(checks, extra);
+    } catch (err) {
+      checks.extras = `failed: ${(err as Error).message}`;
+      ready = false;
+    }
     reply.code(ready ? 200 : 503);
     return { status: ready ? 'ready' : 'unavailable', checks };
   });

@@ -15,6 +15,22 @@ export function keys(prefix: string) {
     deadLetters: (platformId: string) => `${prefix}:dead:${platformId}`,
     /** Deliveries that reached `delivered`, by time (score: epoch ms): the console's flow out. */
     flowDelivered: (platformId: string) => `${prefix}:flow:delivered:${platformId}`,
+    /** Deliveries created after ingest (re-routes, feedback, escalations), in order. */
+    alertDeliveries: (alertId: string) => `${prefix}:alert:${alertId}:dlv`,
+    /** Platforms that ever held this alert: a returned case never goes back to one of them. */
+    alertPlatforms: (alertId: string) => `${prefix}:alert:${alertId}:platforms`,
+    alertAux: (alertId: string) => `${prefix}:alert:${alertId}:aux`,
+    /** Deliveries of a platform that are delivered but not final: what polling asks about. */
+    open: (platformId: string) => `${prefix}:open:${platformId}`,
+    seenEvent: (platformId: string, eventId: string) => `${prefix}:evt:${platformId}:${eventId}`,
+    /** Callback message ids (webhook-id) seen: a replayed callback is refused. */
+    seenMessage: (platformId: string, messageId: string) => `${prefix}:msg:${platformId}:${messageId}`,
+    /** Counters for /v1/stats that records cannot give (refusals, repeats, overdue). */
+    stats: `${prefix}:stats`,
+    refusals: `${prefix}:refusals`,
+    /** Repeat-call matching: keyed phone hash or address+category hash → open case id. */
+    repeatPhone: (hash: string) => `${prefix}:repeat:phone:${hash}`,
+    repeatPlace: (hash: string) => `${prefix}:repeat:place:${hash}`,
     /** Queue prefix for BullMQ; the braces keep each platform's queue on one Redis Cluster shard. */
     queuePrefix: `${prefix}:q`,
   };

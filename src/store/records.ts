@@ -16,6 +16,10 @@ export interface AlertRecord {
   alert: Alert;
   route: RouteDecision;
   deliveryIds: string[];
+  /** Set when this alert was a repeat call linked to an open case instead of opening a ticket. */
+  repeatOf?: string;
+  /** Versions sent after the first (POST /v1/alerts/:id/update), newest last. */
+  version?: number;
 }
 
 export interface DeliveryRecord {
@@ -35,6 +39,16 @@ export interface DeliveryRecord {
   /** SLA flags (ack, intervene, resolve) set when a deadline passed before the state was reached. */
   overdue?: string[];
   result?: string;
+  /** primary (the case itself), feedback (to 110) or escalation (to a supervisor). */
+  kind?: 'primary' | 'feedback' | 'escalation';
+  ackBy?: string;
+  interveneBy?: string;
+  resolveBy?: string;
+  acceptedAt?: string;
+  resolvedAt?: string;
+  handler?: string;
+  /** For feedback and escalations: the CaseEvent (JSON) they carry. */
+  event?: string;
 }
 
 /** Hash fields of a new delivery. */
@@ -67,6 +81,9 @@ export interface AlertView {
   route: RouteDecision;
   alert: Alert;
   deliveries: DeliveryRecord[];
+  /** Feedback to 110 and escalations about this alert. */
+  notices?: DeliveryRecord[];
+  repeatOf?: string;
   links: Record<string, string>;
 }
 
@@ -89,10 +106,14 @@ export async function getDeliveries(redis: Redis, k: Keys, ids: string[]): Promi
   return out;
 }
 
-export function alertView(rec: AlertRecord, deliveries: DeliveryRecord[]): AlertView {
+export function alertView(rec: AlertRecord, all: DeliveryRecord[]): AlertView {
+  const deliveries = all.filter((d) => (d.kind ?? 'primary') === 'primary');
+  const notices = all.filter((d) => (d.kind ?? 'primary') !== 'primary');
   return {
     id: rec.id,
     status: deriveAlertState(deliveries.map((d) => d.state)),
+    ...(rec.repeatOf ? { repeatOf: rec.repeatOf } : {}),
+    ...(notices.length ? { notices } : {}),
     receivedAt: rec.receivedAt,
     sourceId: rec.sourceId,
     route: rec.route,
@@ -102,8 +123,14 @@ export function alertView(rec: AlertRecord, deliveries: DeliveryRecord[]): Alert
   };
 }
 
+/** Deliveries at ingest plus those created later (re-routes, feedback, escalations). */
+export async function allDeliveryIds(redis: Redis, k: Keys, rec: AlertRecord): Promise<string[]> {
+  const later = await redis.lrange(k.alertDeliveries(rec.id), 0, -1);
+  return later.length ? [...rec.deliveryIds, ...later] : rec.deliveryIds;
+}
+
 export async function getAlertView(redis: Redis, k: Keys, id: string): Promise<AlertView | undefined> {
   const rec = await getAlertRecord(redis, k, id);
   if (!rec) return undefined;
-  return alertView(rec, await getDeliveries(redis, k, rec.deliveryIds));
+  return alertView(rec, await getDeliveries(redis, k, await allDeliveryIds(redis, k, rec)));
 }

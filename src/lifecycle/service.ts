@@ -1,0 +1,345 @@
+import { createHmac } from 'node:crypto';
+import { Job, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { CaseEvent, StatusEvent } from '../../adapters/sdk.js';
+import { addAudit } from '../audit/events.js';
+import { feedbackPlatformId } from '../config/load.js';
+import type { Config, PlatformConfig, SlaConfig } from '../config/types.js';
+import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
+import { bus } from '../events.js';
+import type { Keys } from '../store/keys.js';
+import { getAlertRecord, parseDelivery, deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { FINAL_STATES, PROGRESS, isDeliveryState, type DeliveryState } from './states.js';
+import { transition, type TransitionRequest, type TransitionResult } from './transition.js';
+
+/** What the lifecycle queue carries: SLA timers and poll rounds. */
+export type LifecycleJobData = { kind: 'sla'; deliveryId: string } | { kind: 'poll'; platformId: string };
+
+export const LIFECYCLE_QUEUE = 'lifecycle';
+
+const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseDuration(s: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$/.exec(s);
+  if (!m) throw new Error(`not a duration: ${s}`);
+  return Math.round(Number(m[1]) * UNITS[m[2]]);
+}
+
+export type SlaKind = 'ack' | 'intervene' | 'resolve';
+export const SLA_KINDS: SlaKind[] = ['ack', 'intervene', 'resolve'];
+const SLA_FIELD: Record<SlaKind, 'ackBy' | 'interveneBy' | 'resolveBy'> = { ack: 'ackBy', intervene: 'interveneBy', resolve: 'resolveBy' };
+/** Rank on the happy path at which each deadline is met. */
+const SLA_MET_AT: Record<SlaKind, number> = { ack: PROGRESS.delivered!, intervene: PROGRESS.accepted!, resolve: PROGRESS.resolved! };
+
+/** Deadlines of one delivery: platform settings override the route's, which override the defaults. */
+export function slaFor(cfg: Config, routeId: string, platformId: string): SlaConfig {
+  const route = cfg.routes.find((r) => r.id === routeId);
+  const platform = cfg.platforms.find((p) => p.id === platformId);
+  return { ...cfg.sla, ...(route?.sla ?? {}), ...(platform?.sla ?? {}) };
+}
+
+/** Absolute deadlines (ISO) for a delivery created at `createdAt`. */
+export function deadlines(sla: SlaConfig, createdAt: string): Partial<Record<'ackBy' | 'interveneBy' | 'resolveBy', string>> {
+  const t = Date.parse(createdAt);
+  const out: Partial<Record<'ackBy' | 'interveneBy' | 'resolveBy', string>> = {};
+  for (const k of SLA_KINDS) {
+    const d = sla[SLA_FIELD[k]];
+    if (d) out[SLA_FIELD[k]] = new Date(t + parseDuration(d)).toISOString();
+  }
+  return out;
+}
+
+function rank(s: DeliveryState): number | undefined {
+  return s === 'reopened' ? PROGRESS.in_progress : PROGRESS[s];
+}
+
+/** Is this deadline met (or moot, because the delivery is over)? */
+export function slaSettled(d: DeliveryRecord, kind: SlaKind): boolean {
+  if (FINAL_STATES.has(d.state) && d.state !== 'closed') return true;
+  if (kind === 'intervene' && (d as DeliveryRecord & { acceptedAt?: string }).acceptedAt) return true;
+  if (kind === 'resolve' && (d as DeliveryRecord & { resolvedAt?: string }).resolvedAt) return true;
+  return (rank(d.state) ?? -1) >= SLA_MET_AT[kind];
+}
+
+/** The SLA job that fires next for a delivery: the earliest unflagged, unsettled deadline. */
+export function nextSla(d: DeliveryRecord): { kind: SlaKind; dueAt: number } | undefined {
+  const flagged = new Set(d.overdue ?? []);
+  let best: { kind: SlaKind; dueAt: number } | undefined;
+  for (const k of SLA_KINDS) {
+    const due = (d as unknown as Record<string, string | undefined>)[SLA_FIELD[k]];
+    if (!due || flagged.has(k) || slaSettled(d, k)) continue;
+    const t = Date.parse(due);
+    if (!best || t < best.dueAt) best = { kind: k, dueAt: t };
+  }
+  return best;
+}
+
+/** States that 110 hears about, by default (source feedback.states). */
+const FEEDBACK_STATES = new Set(['accepted', 'returned', 'rejected', 'resolved', 'closed', 'failed', 'overdue']);
+
+export interface ApplyResult {
+  applied: boolean;
+  /** duplicate: seen event id; stale: older than what is known; illegal: refused by the table. */
+  reason?: 'duplicate' | 'stale' | 'illegal' | 'unknown-delivery';
+  deliveryId?: string;
+  from?: DeliveryState;
+  to?: DeliveryState;
+  current?: DeliveryState;
+}
+
+/**
+ * Follows each case after delivery: applies platform status events through the transitions
+ * table, and carries out what a state change implies — SLA timers, feedback to 110, re-routing
+ * of returned cases, the poll index.
+ */
+export class Lifecycle {
+  readonly prefix: string;
+
+  constructor(
+    readonly redis: Redis,
+    readonly keys: Keys,
+    readonly cfg: Config,
+    readonly queues: QueueRegistry,
+    readonly lifecycleQueue: Queue<LifecycleJobData>,
+    readonly log: Logger,
+  ) {
+    this.prefix = cfg.redis.prefix;
+  }
+
+  private platform(id: string): PlatformConfig | undefined {
+    return this.cfg.platforms.find((p) => p.id === id);
+  }
+
+  /** Transition plus every side effect. The only way states change after ingest. */
+  async apply(r: TransitionRequest): Promise<TransitionResult> {
+    const at = r.at ?? new Date().toISOString();
+    const set = { ...(r.set ?? {}) };
+    if (r.to === 'accepted') set.acceptedAt ??= at;
+    if (r.to === 'resolved') set.resolvedAt ??= at;
+    if (r.to === 'closed') set.closedAt ??= at;
+    const t = await transition(this.redis, this.keys, this.prefix, { ...r, at, set });
+    if (t.ok) await this.after(r.deliveryId, t.from, r.to, r.source, r.note, at);
+    return t;
+  }
+
+  /** Side effects of a transition that happened (also called by the engine for its own changes). */
+  async after(deliveryId: string, from: DeliveryState, to: DeliveryState, source: string, note: string | undefined, at: string): Promise<void> {
+    const d = parseDelivery(await this.redis.hgetall(this.keys.delivery(deliveryId)));
+    if (!d) return;
+    bus.emitEvent('delivery.state', { platformId: d.platformId, deliveryId, from, to, source });
+    const kind = (d as DeliveryRecord & { kind?: string }).kind ?? 'primary';
+    if (kind !== 'primary') return;
+    const open = this.keys.open(d.platformId);
+    if (FINAL_STATES.has(to)) await this.redis.zrem(open, deliveryId);
+    else if ((rank(to) ?? 0) >= PROGRESS.delivered!) await this.redis.zadd(open, Date.parse(at), deliveryId);
+    if (FINAL_STATES.has(to) || !nextSla(d)) await this.cancelSla(deliveryId);
+    if (to === 'returned') await this.reroute(d, note);
+    if (FEEDBACK_STATES.has(to) || to === 'reopened' || to === 'in_progress' || to === 'cancelled') {
+      await this.feedback(d, { type: 'state', deliveryId, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, state: to as CaseEvent['state'], at, note, remoteTicketId: d.remoteTicketId });
+    }
+  }
+
+  /** Applies one status event reported by a platform (callback or poll). */
+  async handleEvent(platformId: string, ev: StatusEvent, source: 'callback' | 'poll'): Promise<ApplyResult> {
+    const k = this.keys;
+    let deliveryId = ev.deliveryId;
+    if (deliveryId) {
+      const owner = await this.redis.hget(k.delivery(deliveryId), 'platformId');
+      if (owner !== platformId) deliveryId = undefined;
+    }
+    if (!deliveryId && ev.remoteTicketId) deliveryId = (await this.redis.hget(k.ticket(platformId), ev.remoteTicketId)) ?? undefined;
+    if (!deliveryId) return { applied: false, reason: 'unknown-delivery' };
+    // Duplicate events are idempotent: one application per platform event id.
+    const fresh = await this.redis.set(k.seenEvent(platformId, ev.eventId), deliveryId, 'EX', 30 * 86_400, 'NX');
+    if (fresh !== 'OK') return { applied: false, reason: 'duplicate', deliveryId };
+    const d = parseDelivery(await this.redis.hgetall(k.delivery(deliveryId)));
+    if (!d) return { applied: false, reason: 'unknown-delivery' };
+    if (!isDeliveryState(ev.state)) return { applied: false, reason: 'illegal', deliveryId, current: d.state };
+    const to = ev.state as DeliveryState;
+    if (ev.remoteTicketId && !d.remoteTicketId) {
+      // A batch platform's token resolved into a ticket id.
+      await this.redis.hset(k.delivery(d.id), 'remoteTicketId', ev.remoteTicketId);
+      await this.redis.hset(k.ticket(platformId), ev.remoteTicketId, d.id);
+    }
+    if (to === d.state) return { applied: false, reason: 'duplicate', deliveryId, current: d.state };
+    // Out of order: an event behind what is already known (accepted after resolved) is recorded, not applied.
+    const cur = rank(d.state);
+    const next = rank(to);
+    if (cur !== undefined && next !== undefined && next < cur && to !== 'reopened' && d.state !== 'reopened') {
+      await this.note(d, `stale ${to} event ignored (already ${d.state})`, source, ev.eventId);
+      return { applied: false, reason: 'stale', deliveryId, current: d.state };
+    }
+    const t = await this.apply({
+      deliveryId: d.id,
+      to,
+      source,
+      note: ev.note,
+      eventId: ev.eventId,
+      at: ev.at && !Number.isNaN(Date.parse(ev.at)) ? new Date(Date.parse(ev.at)).toISOString() : undefined,
+      set: { handler: ev.handler, satisfaction: ev.satisfaction, result: to === 'resolved' || to === 'closed' ? ev.note : undefined },
+      audit: { alertId: d.alertId, platformId, actor: { kind: 'platform', id: platformId } },
+    });
+    if (t.ok) return { applied: true, deliveryId, from: t.from, to };
+    await this.refused(d, to, source, ev.eventId, t.current);
+    return { applied: false, reason: t.reason === 'missing' ? 'unknown-delivery' : 'illegal', deliveryId, current: t.current };
+  }
+
+  /** An illegal transition is refused and recorded (history and audit), never applied. */
+  async refused(d: DeliveryRecord, to: string, source: string, eventId: string | undefined, current?: string): Promise<void> {
+    const at = new Date().toISOString();
+    const m = this.redis.multi();
+    m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: current ?? d.state, to: current ?? d.state, source, note: `refused transition to ${to}`, eventId, refused: to }));
+    addAudit(m, this.prefix, { type: 'delivery.transition-refused', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { from: current ?? d.state, to, source, eventId } });
+    await m.exec();
+  }
+
+  private async note(d: DeliveryRecord, note: string, source: string, eventId?: string): Promise<void> {
+    await this.redis.rpush(this.keys.history(d.id), JSON.stringify({ at: new Date().toISOString(), from: d.state, to: d.state, source, note, eventId }));
+  }
+
+  /**
+   * 退回: the next candidate of the route's fallback list, then the default route's targets, never a
+   * platform that already had this alert; when none is left, 110 is told.
+   */
+  async reroute(d: DeliveryRecord, note?: string): Promise<string | undefined> {
+    const rec = await getAlertRecord(this.redis, this.keys, d.alertId);
+    if (!rec) return undefined;
+    const had = new Set(await this.redis.smembers(this.keys.alertPlatforms(rec.id)));
+    for (const id of rec.deliveryIds) had.add(id.slice(id.indexOf('.') + 1));
+    const candidates = [...rec.route.fallback, ...(this.cfg.routes.find((r) => r.default)?.targets ?? [])];
+    const next = candidates.find((p) => !had.has(p) && this.platform(p) && !this.platform(p)!.feedbackFor);
+    if (!next) {
+      await this.feedback(d, { type: 'state', deliveryId: d.id, platformId: d.platformId, state: 'returned', at: new Date().toISOString(), note: `returned by ${d.platformId}${note ? `: ${note}` : ''}; no other platform is left` });
+      return undefined;
+    }
+    const created = await this.createDelivery(rec, next, 'primary', undefined, `re-routed after ${d.platformId} returned the case`);
+    this.log.info({ alert: rec.id, from: d.platformId, to: next }, 'returned case re-routed');
+    return created;
+  }
+
+  /**
+   * Creates a delivery after ingest (re-route, feedback, escalation) with its job, atomically.
+   * Ids are derived from the alert and platform, so one alert reaches one platform once per kind.
+   */
+  async createDelivery(rec: AlertRecord, platformId: string, kind: 'primary' | 'feedback' | 'escalation', event: CaseEvent | undefined, note: string): Promise<string> {
+    const now = new Date().toISOString();
+    const suffix = rec.id.slice(4);
+    let id: string;
+    if (kind === 'primary') id = `dlv_${suffix}.${platformId}`;
+    else id = `${kind === 'feedback' ? 'fb' : 'esc'}_${suffix}.${await this.redis.hincrby(this.keys.alertAux(rec.id), 'n', 1)}`;
+    const d: DeliveryRecord & Record<string, unknown> = {
+      id,
+      alertId: rec.id,
+      platformId,
+      state: 'queued',
+      priority: rec.alert.priority ?? 'normal',
+      createdAt: now,
+      updatedAt: now,
+      attempts: 0,
+      kind,
+      event: event ? JSON.stringify(event) : undefined,
+    };
+    if (kind === 'primary') Object.assign(d, deadlines(slaFor(this.cfg, rec.route.ruleId, platformId), now));
+    const queue = this.queues.get(platformId);
+    const client = (await queue.getBackend().client) as any;
+    const m = client.multi();
+    m.hset(this.keys.delivery(id), deliveryHash(d as DeliveryRecord));
+    m.rpush(this.keys.history(id), JSON.stringify({ at: now, to: 'queued', source: kind === 'primary' ? 'reroute' : kind, note }));
+    m.sadd(this.keys.alertPlatforms(rec.id), platformId);
+    m.rpush(this.keys.alertDeliveries(rec.id), id);
+    addAudit(m, this.prefix, { type: kind === 'primary' ? 'alert.rerouted' : `delivery.${kind}`, at: now, alertId: rec.id, deliveryId: id, platformId, data: { note, event } });
+    const data: DeliveryJobData = { alertId: rec.id, deliveryId: id, platformId, kind: 'deliver' };
+    new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: id }, id).addJob(m).catch(() => undefined);
+    if (kind === 'primary') await this.addSlaJob(m, d as DeliveryRecord);
+    await m.exec();
+    return id;
+  }
+
+  /** Queues feedback to the alert's 110 source, if it has a feedback endpoint that wants this kind of fact. */
+  async feedback(d: DeliveryRecord, event: CaseEvent): Promise<void> {
+    const rec = await getAlertRecord(this.redis, this.keys, d.alertId);
+    if (!rec) return;
+    const source = this.cfg.sources.find((s) => s.id === rec.sourceId);
+    if (!source?.feedback) return;
+    const what = event.type === 'state' ? event.state! : event.type;
+    if (!source.feedback.states.includes(what)) return;
+    await this.createDelivery(rec, feedbackPlatformId(source.id), 'feedback', event, `feedback: ${what} at ${event.platformId}`);
+  }
+
+  /** Queues the SLA job for a delivery's earliest open deadline, inside the caller's MULTI. */
+  async addSlaJob(m: any, d: DeliveryRecord): Promise<void> {
+    const next = nextSla(d);
+    if (!next) return;
+    const job = new Job(this.lifecycleQueue, 'sla', { kind: 'sla', deliveryId: d.id }, { delay: Math.max(0, next.dueAt - Date.now()), jobId: slaJobId(d.id, next.kind), removeOnComplete: true, removeOnFail: { age: 86_400 } }, slaJobId(d.id, next.kind));
+    job.addJob(m).catch(() => undefined);
+  }
+
+  private async cancelSla(deliveryId: string): Promise<void> {
+    await Promise.all(SLA_KINDS.map((k) => this.lifecycleQueue.remove(slaJobId(deliveryId, k)).catch(() => 0)));
+  }
+
+  /** An SLA timer fired: flag what is overdue, escalate, tell 110, and arm the next deadline. */
+  async checkSla(deliveryId: string, now = Date.now()): Promise<SlaKind[]> {
+    const d = parseDelivery(await this.redis.hgetall(this.keys.delivery(deliveryId)));
+    if (!d) return [];
+    const flagged: SlaKind[] = [];
+    const overdue = new Set(d.overdue ?? []);
+    for (const k of SLA_KINDS) {
+      const due = (d as unknown as Record<string, string | undefined>)[SLA_FIELD[k]];
+      if (!due || overdue.has(k) || slaSettled(d, k) || Date.parse(due) > now) continue;
+      overdue.add(k);
+      flagged.push(k);
+    }
+    if (flagged.length) {
+      const at = new Date(now).toISOString();
+      const m = this.redis.multi();
+      m.hset(this.keys.delivery(d.id), 'overdue', JSON.stringify([...overdue]));
+      for (const k of flagged) {
+        const dueAt = (d as unknown as Record<string, string>)[SLA_FIELD[k]];
+        m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: d.state, to: d.state, source: 'timer', note: `overdue: ${k} deadline ${dueAt} passed` }));
+        m.hincrby(this.keys.stats, `overdue:${k}`, 1);
+        addAudit(m, this.prefix, { type: 'sla.expired', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { sla: k, dueAt, state: d.state } });
+      }
+      await m.exec();
+      for (const k of flagged) {
+        bus.emitEvent('sla.expired', { platformId: d.platformId, kind: k, deliveryId: d.id });
+        const dueAt = (d as unknown as Record<string, string>)[SLA_FIELD[k]];
+        const event: CaseEvent = { type: 'overdue', deliveryId: d.id, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, sla: k, dueAt, at, state: d.state as CaseEvent['state'], remoteTicketId: d.remoteTicketId };
+        await this.escalate(d, event);
+        await this.feedback(d, event);
+      }
+    }
+    const fresh = { ...d, overdue: [...overdue] };
+    const m = this.redis.multi();
+    await this.addSlaJob(m, fresh);
+    await m.exec();
+    return flagged;
+  }
+
+  private async escalate(d: DeliveryRecord, event: CaseEvent): Promise<void> {
+    const rec = await getAlertRecord(this.redis, this.keys, d.alertId);
+    if (!rec) return;
+    const to = slaFor(this.cfg, rec.route.ruleId, d.platformId).escalateTo;
+    if (!to) return;
+    const at = new Date().toISOString();
+    await this.createDelivery(rec, to, 'escalation', event, `escalation: ${event.sla} deadline missed at ${d.platformId}`);
+    await addAuditNow(this.redis, this.prefix, { type: 'sla.escalated', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { to, sla: event.sla } });
+  }
+}
+
+export function slaJobId(deliveryId: string, kind: SlaKind): string {
+  return `sla.${deliveryId}.${kind}`;
+}
+
+async function addAuditNow(redis: Redis, prefix: string, ev: Parameters<typeof addAudit>[2]): Promise<void> {
+  const p = redis.pipeline();
+  addAudit(p, prefix, ev);
+  await p.exec();
+}
+
+/** Phone numbers are compared as keyed hashes and never stored in clear for matching. */
+export function phoneKey(secret: string, phone: string): string {
+  const digits = phone.replace(/\D/g, '').replace(/^86(?=1\d{10}$)/, '');
+  return createHmac('sha256', secret).update(digits).digest('hex').slice(0, 32);
+}

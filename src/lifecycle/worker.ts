@@ -1,0 +1,87 @@
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Platform } from '../delivery/platforms.js';
+import { prepare } from '../delivery/http.js';
+import { getDeliveries } from '../store/records.js';
+import type { Lifecycle, LifecycleJobData } from './service.js';
+import { LIFECYCLE_QUEUE } from './service.js';
+
+/** How many open deliveries one poll round asks a platform about. */
+const POLL_BATCH = 200;
+
+/**
+ * Runs SLA timers and poll rounds. Poll rounds are BullMQ job schedulers (one per platform with a
+ * poll hook), so exactly one round runs per interval across all worker processes.
+ */
+export class LifecycleWorker {
+  private worker?: Worker<LifecycleJobData>;
+
+  constructor(
+    private readonly lc: Lifecycle,
+    private readonly platforms: Map<string, Platform>,
+    private readonly connection: Redis,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const p of this.platforms.values()) {
+      if (!p.adapter.poll) continue;
+      const every = (p.cfg as { poll?: { everyMs?: number } }).poll?.everyMs ?? 60_000;
+      await this.lc.lifecycleQueue.upsertJobScheduler(`poll.${p.id}`, { every }, { name: 'poll', data: { kind: 'poll', platformId: p.id }, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } });
+    }
+    this.worker = new Worker<LifecycleJobData>(LIFECYCLE_QUEUE, (job) => this.process(job), {
+      connection: this.connection,
+      prefix: this.lc.keys.queuePrefix,
+      concurrency: 8,
+    });
+    this.worker.on('error', (err) => this.log.warn({ err: { message: err.message } }, 'lifecycle worker error'));
+    await this.worker.waitUntilReady();
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.close();
+  }
+
+  private async process(job: Job<LifecycleJobData>): Promise<unknown> {
+    const data = job.data;
+    if (data.kind === 'sla') return this.lc.checkSla(data.deliveryId);
+    if (data.kind === 'poll') {
+      const p = this.platforms.get(data.platformId);
+      if (p) return this.poll(p);
+    }
+    return undefined;
+  }
+
+  /** Asks a platform about its open deliveries and applies what it says. */
+  async poll(p: Platform): Promise<number> {
+    const hook = p.adapter.poll;
+    if (!hook) return 0;
+    const ids = await this.lc.redis.zrange(this.lc.keys.open(p.id), '0', String(POLL_BATCH - 1));
+    if (!ids.length) return 0;
+    const ds = await getDeliveries(this.lc.redis, this.lc.keys, ids);
+    const ctx = {
+      platform: { id: p.id, config: p.cfg.options },
+      now: new Date().toISOString(),
+      deliveries: ds.map((d) => ({ id: d.id, remoteTicketId: d.remoteTicketId, pendingToken: d.pendingToken })),
+    };
+    let applied = 0;
+    for (const req of hook.requests(ctx)) {
+      try {
+        const sent = await p.client.authorise(prepare(p.cfg.url, req), `poll.${p.id}.${Date.now()}`);
+        const res = await p.client.send(sent);
+        if (res.response.status >= 300) {
+          this.log.warn({ platform: p.id, status: res.response.status }, 'poll answered with an error');
+          continue;
+        }
+        for (const ev of hook.parse(res.response, ctx)) {
+          const r = await this.lc.handleEvent(p.id, ev, 'poll');
+          if (r.applied) applied++;
+        }
+      } catch (err) {
+        this.log.warn({ platform: p.id, err: { message: (err as Error).message } }, 'poll failed; next round will try again');
+      }
+    }
+    return applied;
+  }
+}
