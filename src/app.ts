@@ -9,6 +9,7 @@ import problemsPlugin, { sendProblem } from './plugins/app/problems.js';
 import swaggerPlugin from './plugins/external/swagger.js';
 import alertRoutes from './routes/alerts.js';
 import healthRoutes from './routes/health.js';
+import statsRoutes from './routes/stats.js';
 import { ProblemError } from './errors.js';
 import type { Runtime } from './runtime.js';
 
@@ -52,6 +53,7 @@ export const appPlugin = fp(
     await app.register(swaggerPlugin);
     await app.register(healthRoutes);
     await app.register(alertRoutes);
+    await app.register(statsRoutes);
     for (const r of opts.extraRoutes ?? []) await app.register(r);
   },
   { name: 'fenliu-app' },

@@ -8,6 +8,7 @@ import { IngestWriter } from './ingest/writer.js';
 import { apiConnection, waitReady } from './redis/connect.js';
 import { keys, type Keys } from './store/keys.js';
 import { Lifecycle } from './lifecycle/service.js';
+import { RepeatMatcher } from './lifecycle/repeat.js';
 
 /** The services a process holds, shared by routes, workers and the CLI. */
 export interface Runtime {
@@ -57,6 +58,17 @@ export async function createRuntime(cfg: Config, log: Logger, redisUrl: string):
       redis.disconnect();
     },
   };
-  rt.ingest = new IngestService(cfg, k, writer, (ev) => void rt.audit(ev).catch(() => undefined));
+  const repeat = cfg.repeat.enabled ? await RepeatMatcher.create(redis, k, prefix, cfg.repeat) : undefined;
+  const onRefused = (ev: AuditEvent) => {
+    const p = redis.pipeline();
+    addAudit(p, prefix, ev);
+    const code = String(ev.data?.code ?? '');
+    // Valid alerts the gateway kept from platforms count in the statistics (diversion rate).
+    if (code === 'FENLIU_ERR_POLICE_ONLY' || code === 'FENLIU_ERR_NO_ROUTE') {
+      p.zadd(k.refusals, Date.parse(ev.at), JSON.stringify({ at: ev.at, code, source: ev.data?.source, region: ev.data?.region, category: ev.data?.category, id: ev.data?.sourceAlertId }));
+    }
+    p.exec().catch(() => undefined);
+  };
+  rt.ingest = new IngestService(cfg, k, writer, onRefused, repeat, async (r, caseId) => void (await rt.lifecycle.urge(r, caseId)));
   return rt;
 }

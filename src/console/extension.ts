@@ -1,10 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { ExtensionFactory } from '../extensions.js';
 import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
+import { sendProblem } from '../plugins/app/problems.js';
 import type { Runtime } from '../runtime.js';
 import { consoleRoutes } from './routes.js';
 import { flowRoutes } from './flow.js';
@@ -19,9 +20,10 @@ export const QUEUES_PATH = '/admin/queues';
 export function queueBoardRoutes(rt: Runtime) {
   return async function routes(app: FastifyInstance): Promise<void> {
     await app.register(async (scope) => {
-      scope.addHook('onRequest', async (req: FastifyRequest) => {
-        if (!req.principal) throw new ProblemError('FENLIU_ERR_UNAUTHENTICATED', 'Sign in to the console with an admin key, or send an admin key', { headers: { 'www-authenticate': 'Bearer' } });
-        if (!hasScope(req.principal, 'admin')) throw new ProblemError('FENLIU_ERR_FORBIDDEN', 'The queue dashboard needs the admin scope');
+      // bull-board sets its own error handler, so refusals are sent here rather than thrown.
+      scope.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+        if (!req.principal) return sendProblem(reply, req, new ProblemError('FENLIU_ERR_UNAUTHENTICATED', 'Sign in to the console with an admin key, or send an admin key', { headers: { 'www-authenticate': 'Bearer' } }));
+        if (!hasScope(req.principal, 'admin')) return sendProblem(reply, req, new ProblemError('FENLIU_ERR_FORBIDDEN', 'The queue dashboard needs the admin scope'));
       });
       const serverAdapter = new FastifyAdapter();
       createBullBoard({

@@ -11,7 +11,8 @@ import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { canonicalJson, validateAlert } from './validate.js';
 import { bus } from '../events.js';
 import { deadlines, slaFor } from '../lifecycle/service.js';
-import type { IngestWriter, WriteOutcome } from './writer.js';
+import type { RepeatMatcher } from '../lifecycle/repeat.js';
+import type { IngestWriter, PendingAlert, WriteOutcome } from './writer.js';
 
 export type IngestResult =
   | { kind: 'created'; record: AlertRecord; deliveries: DeliveryRecord[] }
@@ -29,6 +30,8 @@ export class IngestService {
     private readonly keys: Keys,
     private readonly writer: IngestWriter,
     private readonly onRefused: (ev: AuditEvent) => void = () => undefined,
+    private readonly repeat?: RepeatMatcher,
+    private readonly onRepeat: (repeat: AlertRecord, caseId: string) => Promise<void> = async () => undefined,
   ) {}
 
   async submit(principal: Principal, body: unknown, idempotencyHeader: string | undefined): Promise<IngestResult> {
@@ -48,7 +51,7 @@ export class IngestService {
     }
     const routed = routeAlert(alert, this.cfg.routes, this.cfg.policeOnly);
     if (!routed.ok) {
-      this.refuse(principal, routed.code, { category: alert.category, sourceAlertId: alert.source.alertId });
+      this.refuse(principal, routed.code, { category: alert.category, sourceAlertId: alert.source.alertId, source: alert.source.system, region: alert.location.regionCode });
       if (routed.code === 'FENLIU_ERR_POLICE_ONLY') {
         throw new ProblemError(routed.code, `Category ${alert.category} matches the police-only rule ${routed.pattern}: the police keep this alert (非必要不分流)`, {
           errors: [{ pointer: '/category', message: `is police-only (${routed.pattern})` }],
@@ -61,20 +64,27 @@ export class IngestService {
     if (idempotencyHeader !== undefined && !IDEMPOTENCY_KEY.test(idempotencyHeader)) {
       throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'Idempotency-Key must be 1 to 128 visible ASCII characters', { errors: [{ pointer: '/headers/idempotency-key', message: 'is invalid' }] });
     }
-    const outcome = await this.writer.submit(this.build(alert, principal, routed.decision, idempotencyHeader));
+    let repeatOf: string | undefined;
+    const rk = this.repeat?.keysFor(alert);
+    if (rk) repeatOf = await this.repeat!.findOpenCase(rk, alert.source.alertId);
+    const item = this.build(alert, principal, routed.decision, idempotencyHeader, repeatOf);
+    if (rk && !repeatOf) item.sets = [[rk.place, item.record.id, this.repeat!.windowMs], ...(rk.phone ? [[rk.phone, item.record.id, this.repeat!.windowMs] as [string, string, number]] : [])];
+    const outcome = await this.writer.submit(item);
     const result = settle(outcome);
+    if (result.kind === 'created' && repeatOf) await this.onRepeat(result.record, repeatOf);
     bus.emitEvent('alert.accepted', { sourceId: alert.source.system, category: alert.category, regionCode: alert.location.regionCode, deliveries: routed.decision.targets.length, duplicate: result.kind === 'duplicate' });
     return result;
   }
 
-  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemHeader: string | undefined) {
+  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemHeader: string | undefined, repeatOf?: string): PendingAlert {
     const now = Date.now();
     const receivedAt = new Date(now).toISOString();
     const id = newId('alt', now);
     const sourceId = alert.source.system;
     const idempotencyKey = idemHeader ?? alert.source.alertId;
     const bodyHash = createHash('sha256').update(canonicalJson(alert)).digest('hex');
-    const deliveries: DeliveryRecord[] = decision.targets.map((platformId) => ({
+    // A repeat call opens no ticket: the platforms holding the case get an urge instead.
+    const deliveries: DeliveryRecord[] = (repeatOf ? [] : decision.targets).map((platformId) => ({
       id: deliveryId(id, platformId),
       alertId: id,
       platformId,
@@ -96,11 +106,14 @@ export class IngestService {
       alert,
       route: decision,
       deliveryIds: deliveries.map((d) => d.id),
+      ...(repeatOf ? { repeatOf } : {}),
     };
     const actor = { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId } as const;
     const audit: AuditEvent[] = [
       { type: 'alert.received', at: receivedAt, alertId: id, sourceId, actor, data: { alert, bodyHash, idempotencyKey } },
-      { type: 'alert.routed', at: receivedAt, alertId: id, sourceId, data: { ruleId: decision.ruleId, targets: decision.targets, deliveryIds: record.deliveryIds } },
+      repeatOf
+        ? { type: 'alert.repeat', at: receivedAt, alertId: id, sourceId, data: { repeatOf, ruleId: decision.ruleId } }
+        : { type: 'alert.routed', at: receivedAt, alertId: id, sourceId, data: { ruleId: decision.ruleId, targets: decision.targets, deliveryIds: record.deliveryIds } },
     ];
     return { record, deliveries, idemKey: this.keys.idem(sourceId, idempotencyKey), audit };
   }

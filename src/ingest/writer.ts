@@ -12,6 +12,8 @@ export interface PendingAlert {
   /** Redis key of the idempotency claim. */
   idemKey: string;
   audit: AuditEvent[];
+  /** Extra keys written with the alert: [key, value, time-to-live ms] (repeat-call matching). */
+  sets?: [string, string, number][];
 }
 
 export type WriteOutcome =
@@ -125,6 +127,7 @@ export class IngestWriter {
       multi.hset(k.delivery(d.id), deliveryHash(d));
       multi.rpush(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }));
     }
+    for (const [key, value, px] of item.sets ?? []) multi.set(key, value, 'PX', px);
     for (const ev of item.audit) addAudit(multi, this.prefix, ev);
     for (const d of deliveries) {
       const queue = this.queues.get(d.platformId);

@@ -134,6 +134,7 @@ export class Lifecycle {
     if (FINAL_STATES.has(to)) await this.redis.zrem(open, deliveryId);
     else if ((rank(to) ?? 0) >= PROGRESS.delivered!) await this.redis.zadd(open, Date.parse(at), deliveryId);
     if (FINAL_STATES.has(to) || !nextSla(d)) await this.cancelSla(deliveryId);
+    if (FINAL_STATES.has(to) || (d.overdue ?? []).every((s) => slaSettled(d, s as SlaKind))) await this.redis.zrem(this.keys.overdue, deliveryId);
     if (to === 'returned') await this.reroute(d, note);
     if (FEEDBACK_STATES.has(to) || to === 'reopened' || to === 'in_progress' || to === 'cancelled') {
       await this.feedback(d, { type: 'state', deliveryId, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, state: to as CaseEvent['state'], at, note, remoteTicketId: d.remoteTicketId });
@@ -256,6 +257,26 @@ export class Lifecycle {
     return id;
   }
 
+  /** A repeat call about an open case: each platform still handling it gets an urge (催办). */
+  async urge(repeat: AlertRecord, caseId: string): Promise<number> {
+    const rec = await getAlertRecord(this.redis, this.keys, caseId);
+    if (!rec) return 0;
+    const ids = [...rec.deliveryIds, ...(await this.redis.lrange(this.keys.alertDeliveries(caseId), 0, -1))];
+    const ds = (await Promise.all(ids.map(async (id) => parseDelivery(await this.redis.hgetall(this.keys.delivery(id)))))).filter((d): d is DeliveryRecord => !!d && (d.kind ?? 'primary') === 'primary' && !FINAL_STATES.has(d.state) && d.state !== 'resolved');
+    const at = new Date().toISOString();
+    const m = this.redis.multi();
+    m.hincrby(this.keys.stats, 'repeats', 1);
+    m.rpush(`${this.keys.alert(caseId)}:repeats`, repeat.id);
+    for (const d of ds) m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: d.state, to: d.state, source: 'repeat', note: `repeat call ${repeat.alert.source.alertId} linked; urge queued` }));
+    await m.exec();
+    for (const d of ds) {
+      const data: DeliveryJobData = { alertId: caseId, deliveryId: d.id, platformId: d.platformId, kind: 'urge', repeat: { alertId: repeat.alert.source.alertId, reportedAt: repeat.alert.reportedAt, summary: repeat.alert.summary } };
+      await this.queues.get(d.platformId).add('urge', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority('urgent'), jobId: `${d.id}.urge.${repeat.id}` });
+    }
+    if (ds[0]) await this.feedback(ds[0], { type: 'repeat', deliveryId: ds[0].id, platformId: ds[0].platformId, at, note: `repeat call ${repeat.alert.source.alertId} linked to case ${caseId}` });
+    return ds.length;
+  }
+
   /** Queues feedback to the alert's 110 source, if it has a feedback endpoint that wants this kind of fact. */
   async feedback(d: DeliveryRecord, event: CaseEvent): Promise<void> {
     const rec = await getAlertRecord(this.redis, this.keys, d.alertId);
@@ -295,6 +316,7 @@ export class Lifecycle {
       const at = new Date(now).toISOString();
       const m = this.redis.multi();
       m.hset(this.keys.delivery(d.id), 'overdue', JSON.stringify([...overdue]));
+      m.zadd(this.keys.overdue, Date.parse((d as unknown as Record<string, string>)[SLA_FIELD[flagged[0]]]), d.id);
       for (const k of flagged) {
         const dueAt = (d as unknown as Record<string, string>)[SLA_FIELD[k]];
         m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: d.state, to: d.state, source: 'timer', note: `overdue: ${k} deadline ${dueAt} passed` }));

@@ -56,11 +56,21 @@ export default async function alertRoutes(app: FastifyInstance) {
     async (req, reply) => {
       const idem = req.headers['idempotency-key'];
       const result = await rt.ingest.submit(req.principal!, req.body, Array.isArray(idem) ? idem[0] : idem);
+      if (result.kind === 'created' && result.record.repeatOf) {
+        // Linked to an open case: no new ticket, so 200 and a pointer to the case.
+        const caseId = result.record.repeatOf;
+        reply.code(200).header('location', `/v1/alerts/${caseId}`);
+        return { ...receipt(result.record, []), status: 'linked', repeatOf: caseId, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${caseId}` } };
+      }
       if (result.kind === 'created') {
         reply.code(202).header('location', `/v1/alerts/${result.record.id}`);
         return receipt(result.record, result.deliveries);
       }
       const deliveries = await getDeliveries(rt.redis, rt.keys, result.record.deliveryIds);
+      if (result.record.repeatOf) {
+        reply.code(200).header('idempotent-replayed', 'true');
+        return { ...receipt(result.record, []), status: 'linked', repeatOf: result.record.repeatOf, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${result.record.repeatOf}` } };
+      }
       reply.code(200).header('location', `/v1/alerts/${result.record.id}`).header('idempotent-replayed', 'true');
       return receipt(result.record, deliveries);
     },

@@ -28,6 +28,8 @@ export function keys(prefix: string) {
     /** Counters for /v1/stats that records cannot give (refusals, repeats, overdue). */
     stats: `${prefix}:stats`,
     refusals: `${prefix}:refusals`,
+    /** Deliveries with a missed deadline that are not settled yet (the SLA board). */
+    overdue: `${prefix}:overdue`,
     /** Repeat-call matching: keyed phone hash or address+category hash → open case id. */
     repeatPhone: (hash: string) => `${prefix}:repeat:phone:${hash}`,
     repeatPlace: (hash: string) => `${prefix}:repeat:place:${hash}`,
