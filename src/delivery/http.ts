@@ -129,8 +129,16 @@ export class PlatformClient {
           headersTimeout: this.timeouts.headersMs,
           bodyTimeout: this.timeouts.bodyMs,
         });
-        const json = (await res.body.json()) as { access_token?: string; expires_in?: number };
-        if (res.statusCode >= 300 || !json.access_token) throw Object.assign(new Error(`OAuth2 token endpoint answered ${res.statusCode}`), { code: 'OAUTH_TOKEN' });
+        const text = await res.body.text();
+        let json: { access_token?: string; expires_in?: number } = {};
+        try {
+          json = JSON.parse(text) as typeof json;
+        } catch {
+          // reported below, with the status
+        }
+        if (res.statusCode >= 300 || !json.access_token) {
+          throw Object.assign(new Error(`OAuth2 token endpoint answered ${res.statusCode}${json.access_token ? '' : ' without an access_token'}`), { code: 'OAUTH_TOKEN' });
+        }
         this.token = { value: json.access_token, expiresAt: Date.now() + (json.expires_in ?? 300) * 1000 };
         return json.access_token;
       } finally {

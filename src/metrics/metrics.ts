@@ -12,12 +12,15 @@ import { bus } from '../events.js';
 import type { Runtime } from '../runtime.js';
 import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
+import { SLA_KINDS, slaSettled, type SlaKind } from '../lifecycle/service.js';
+import { getDeliveries } from '../store/records.js';
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const ATTEMPT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
 const CIRCUIT_STATES = ['closed', 'open', 'half-open'] as const;
+const OVERDUE_SCAN = 5_000;
 const REDIS_STATES = ['wait', 'connecting', 'connect', 'ready', 'reconnecting', 'close', 'end'] as const;
 
 export interface Metrics {
@@ -110,6 +113,29 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     async collect() {
       const states = await circuitStates(rt);
       for (const id of platformIds) for (const s of CIRCUIT_STATES) this.set({ platform: id, state: s }, states.get(id) === s ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'fenliu_sla_overdue',
+    help: 'Open deliveries whose SLA deadline (ack, intervene, resolve) has passed, per platform (read on scrape; at most 5,000 looked at)',
+    labelNames: ['platform', 'kind'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const counts = new Map<string, number>();
+      for (const p of platformIds) for (const kind of SLA_KINDS) counts.set(`${p}\u0000${kind}`, 0);
+      const ids = await rt.redis.zrange(rt.keys.overdue, '0', String(OVERDUE_SCAN - 1));
+      for (const d of await getDeliveries(rt.redis, rt.keys, ids)) {
+        for (const kind of (d.overdue ?? []) as SlaKind[]) {
+          if (!SLA_KINDS.includes(kind) || slaSettled(d, kind)) continue;
+          const key = `${d.platformId}\u0000${kind}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+      }
+      for (const [key, n] of counts) {
+        const [platform, kind] = key.split('\u0000');
+        this.set({ platform, kind }, n);
+      }
     },
   });
   new Gauge({

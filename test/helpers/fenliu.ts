@@ -171,14 +171,17 @@ export function api(base: string, key?: string) {
   };
 }
 
-/** A valid alert for source A (or `system`), consumer dispute in Huangshi unless overridden. */
+/**
+ * A valid alert for source A (or `system`), consumer dispute in Huangshi unless overridden. The
+ * address carries the alertId, so distinct alerts are never linked as repeat calls of one place.
+ */
 export function alert(alertId: string, over: Record<string, unknown> = {}, system: string = SOURCE_A): Record<string, any> {
   return {
     source: { system, alertId },
     reportedAt: '2026-11-29T09:12:00+08:00',
     category: 'consumer.refund',
     summary: '米粉店消费纠纷，顾客要求退款',
-    location: { address: '湖北省黄石市下陆区杭州西路88号', regionCode: '420204' },
+    location: { address: `湖北省黄石市下陆区杭州西路88号 ${alertId}`, regionCode: '420204' },
     ...over,
   };
 }

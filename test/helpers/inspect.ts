@@ -36,7 +36,7 @@ export class RedisInspector {
 
   /** Every job that is still waiting in a platform's queue (any waiting state). */
   async jobs(platformId: string): Promise<QueuedJob[]> {
-    const list = await this.queue(platformId).getJobs(['waiting', 'prioritized', 'delayed', 'active', 'paused', 'waiting-children'], 0, -1);
+    const list = await this.queue(platformId).getJobs(['waiting', 'prioritized', 'delayed', 'active', 'waiting-children'], 0, -1);
     return list.filter(Boolean).map((j) => ({ id: String(j.id), name: j.name, data: j.data, priority: j.priority }));
   }
 

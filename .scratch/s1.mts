@@ -1,0 +1,11 @@
+import { startEngineEnv } from '/work/main/test/helpers/engine.js';
+const tds: any[] = [];
+const env = await startEngineEnv({ teardown: (f: any) => tds.push(f) }, { platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+const { deliveries } = await env.submit();
+await env.waitForState(deliveries.p1, 'delivered');
+let t0 = Date.now();
+await env.f.stop(); console.log('fenliu stop', Date.now()-t0); t0=Date.now();
+await env.sandbox.close(); console.log('sandbox', Date.now()-t0); t0=Date.now();
+env.r.disconnect();
+await env.redis.stop(); console.log('redis', Date.now()-t0);
+setTimeout(() => { console.log((process as any)._getActiveHandles().map((h: any) => h.constructor.name + ' ' + (h.address?.() ? JSON.stringify(h.address()) : '') + (h.remotePort ?? ''))); }, 1000).unref();

@@ -1,0 +1,10 @@
+import { startRedis } from '/work/main/test/helpers/redis.js';
+import { startEngineEnv } from '/work/main/test/helpers/engine.js';
+const redis = await startRedis();
+const tds: any[] = [];
+const e = await startEngineEnv({ teardown: (f: any) => tds.push(f) }, { platforms: [{ id: 'p1', kind: 'hotline-12345' }], redis });
+const { deliveries } = await e.submit();
+await e.waitForState(deliveries.p1, 'delivered');
+for (const f of tds) await f();
+console.log('closed env');
+setTimeout(() => { console.log((process as any)._getActiveHandles().map((h: any) => h.constructor.name + ' ' + (h.remotePort ?? '') + ' ' + (h.pid ?? ''))); }, 500).unref();

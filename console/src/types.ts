@@ -1,0 +1,134 @@
+/** Shapes of the fenliu API the console reads. */
+export interface FlowPlatform {
+  platformId: string;
+  name: string;
+  out: number[];
+  delivered: number;
+  latency: { p50: number | null; p95: number | null; samples: number };
+  attempt: { p50: number | null; p95: number | null; samples: number };
+}
+
+export interface Flow {
+  from: string;
+  to: string;
+  stepMs: number;
+  buckets: number[];
+  in: number[];
+  received: number;
+  platforms: FlowPlatform[];
+  states: Record<string, number>;
+  statesSampled: boolean;
+}
+
+export interface PlatformStatus {
+  id: string;
+  name?: string;
+  adapter: string;
+  circuit: string;
+  queue: Record<string, number>;
+  deadLetters: number;
+  lastError?: string;
+}
+
+export interface Delivery {
+  id: string;
+  alertId: string;
+  platformId: string;
+  state: string;
+  priority: string;
+  createdAt: string;
+  updatedAt: string;
+  attempts: number;
+  remoteTicketId?: string;
+  lastError?: string;
+  nextAttemptAt?: string;
+  deliveredAt?: string;
+  failedAt?: string;
+  overdue?: string[];
+  result?: string;
+}
+
+export interface Attempt {
+  n: number;
+  at: string;
+  durationMs: number;
+  outcome: string;
+  status?: number;
+  errorClass?: string;
+  reason?: string;
+  nextAttemptAt?: string;
+}
+
+export interface HistoryEntry {
+  at: string;
+  from?: string;
+  to: string;
+  source: string;
+  note?: string;
+}
+
+export interface DeliveryDetail extends Delivery {
+  attemptLog: Attempt[];
+  history: HistoryEntry[];
+}
+
+export interface Person {
+  role?: string;
+  name?: string;
+  phone?: string;
+  idNumber?: string;
+  confidential?: boolean;
+}
+
+export interface AlertBody {
+  source: { system: string; alertId: string; desk?: string };
+  reportedAt: string;
+  category: string;
+  summary: string;
+  description?: string;
+  location: { address?: string; regionCode: string; gridCode?: string; lat?: number; lon?: number };
+  caller?: Person;
+  parties?: Person[];
+  police?: { unit?: string; officerId?: string; attendedAt?: string; sceneStatus?: string; assessment?: string };
+  priority?: string;
+}
+
+export interface AlertView {
+  id: string;
+  status: string;
+  receivedAt: string;
+  sourceId: string;
+  route: { ruleId?: string; targets: string[] };
+  alert: AlertBody;
+  deliveries: Delivery[];
+}
+
+export interface SlaItem {
+  deliveryId: string;
+  alertId: string;
+  platformId: string;
+  kind: string;
+  dueAt: string;
+  overdue: boolean;
+  state: string;
+}
+
+export interface Stats {
+  from: string;
+  to: string;
+  received: number;
+  diverted: number;
+  refusedPoliceOnly: number;
+  diversionRate: number | null;
+  delivered: number;
+  completed: number;
+  completionRate: number | null;
+  interventionCompliance: number | null;
+  medianTimeToAcceptMs: number | null;
+  medianTimeToResolveMs: number | null;
+  repeats: number;
+  repeatRate: number | null;
+  failures: number;
+  byPlatform: { platformId: string; delivered: number; completed: number; failures: number; completionRate: number | null; interventionCompliance: number | null; medianTimeToAcceptMs: number | null }[];
+  byRegion: { regionCode: string; received: number; diverted: number; completed: number }[];
+}

@@ -1,0 +1,89 @@
+/**
+ * A worker killed mid-attempt (SIGKILL, in a child process) loses nothing: BullMQ's stalled-job
+ * check hands the job to another worker, which sends it again with the same idempotency key.
+ */
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { startRedis } from './helpers/redis.js';
+import { startEngineEnv } from './helpers/engine.js';
+import { ROOT, childEnv } from './helpers/fenliu.js';
+
+const redis = await startRedis();
+
+function startWorker(cfgFile: string, redisUrl: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'fixtures', 'worker-child.ts'), cfgFile, redisUrl], {
+    cwd: ROOT,
+    env: childEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker child not ready in 15 s: ${err}`)), 15_000);
+    child.stdout!.on('data', (d) => {
+      if (String(d).includes('ready')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker child exited (${code}) before ready: ${err}`));
+    });
+  });
+}
+
+t.test('SIGKILL during an attempt: the delivery is taken over and completes', async (t) => {
+  const e = await startEngineEnv(t, {
+    redis,
+    role: 'api',
+    engine: { lockDurationMs: 1000, stalledIntervalMs: 500 },
+    platforms: [{ id: 'p1', kind: 'hotline-12345', timeouts: { connectMs: 1000, headersMs: 20_000, bodyMs: 1000 } }],
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-crash-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cfgFile = join(dir, 'config.json');
+  writeFileSync(cfgFile, JSON.stringify(e.doc));
+  const children: ChildProcess[] = [];
+  t.teardown(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+
+  const sb = e.sandbox.get('p1');
+  sb.setFault({ fault: 'hang', times: 1 });
+  const first = await startWorker(cfgFile, redis.url);
+  children.push(first);
+
+  const { deliveries } = await e.submit();
+  const id = deliveries.p1;
+  await sb.waitFor(1, 10_000);
+  t.equal(await e.r.hget(e.k.delivery(id), 'state'), 'sending', 'the attempt is in flight');
+  first.kill('SIGKILL');
+  await once(first, 'exit');
+  t.equal(first.signalCode, 'SIGKILL', 'worker killed');
+  const killedAt = Date.now();
+
+  const second = await startWorker(cfgFile, redis.url);
+  children.push(second);
+  const d = await e.waitForState(id, 'delivered', 15_000);
+  t.ok(Date.now() - killedAt < 15_000, `taken over and delivered ${Date.now() - killedAt} ms after the kill`);
+  t.match(d.remoteTicketId, /^GD/);
+  t.equal(sb.received.length, 2, 'sent twice: the killed attempt and the re-run');
+  t.same(sb.received.map((r) => r.headers['idempotency-key']), [id, id], 'same idempotency key both times');
+  t.equal([...sb.tickets.values()].filter((x) => x.externalId === id).length, 1, 'one ticket at the platform');
+  t.equal(d.attemptLog.length, 1, 'the killed attempt left no record; the re-run is attempt 1');
+  t.equal(d.attemptLog[0].outcome, 'delivered');
+  const hist = (await e.admin.get(`/v1/deliveries/${id}`)).body.history.map((h: any) => h.to);
+  t.same(hist, ['queued', 'sending', 'delivered'], 'no state lost or duplicated');
+  t.equal(await e.r.zcard(e.k.deadLetters('p1')), 0, 'no dead letter');
+
+  second.kill('SIGTERM');
+  await once(second, 'exit');
+  t.equal(second.exitCode, 0, 'the second worker stops cleanly on SIGTERM');
+});
+
+t.test('stop redis', async () => redis.stop());

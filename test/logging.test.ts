@@ -1,0 +1,64 @@
+import t from 'tap';
+import { useRedis } from './helpers/redis.js';
+import { KEYS, LogCapture, alert, api, startTestFenliu } from './helpers/fenliu.js';
+import { createLogger } from '../src/log.js';
+
+const PHONE = '13912345678';
+const PHONE_FORMATTED = '+86 139-8765-4321';
+const NAME = '欧阳娜娜';
+const PARTY_NAME = '司马光明';
+const ID_NUMBER = '420204199001011234';
+const SECRETS = [PHONE, PHONE_FORMATTED, '13987654321', NAME, PARTY_NAME, ID_NUMBER, KEYS.sourceA, KEYS.sourceB, 'wrong-key-abc123'];
+
+t.test('no phone, name, ID number or API key reaches the logs', async (t) => {
+  const redis = await useRedis(t);
+  const logs = new LogCapture();
+  const f = await startTestFenliu({ redisUrl: redis.url, logStream: logs, logLevel: 'trace' });
+  t.teardown(() => f.stop());
+  const a = api(f.url, KEYS.sourceA);
+  const personal = {
+    caller: { name: NAME, phone: PHONE },
+    parties: [
+      { role: 'customer', name: NAME, phone: PHONE, idNumber: ID_NUMBER },
+      { role: 'merchant', name: PARTY_NAME, phone: PHONE_FORMATTED },
+    ],
+    description: `${NAME}（身份证 ${ID_NUMBER}，电话 ${PHONE}）与${PARTY_NAME}发生纠纷`,
+  };
+  t.equal((await a.post('/v1/alerts', alert('LOG-1', personal))).status, 202);
+  t.equal((await a.post('/v1/alerts', alert('LOG-1', personal))).status, 200, 'replay');
+  t.equal((await a.post('/v1/alerts', alert('LOG-1', { ...personal, summary: 'changed' }))).status, 409, 'conflict');
+  // Errors that carry the personal data in the request: schema violation, police-only, wrong source.
+  t.equal((await a.post('/v1/alerts', alert('LOG-2', { ...personal, priority: 'high' }))).status, 422);
+  t.equal((await a.post('/v1/alerts', alert('LOG-3', { ...personal, category: 'violence.assault' }))).status, 422);
+  t.equal((await api(f.url, KEYS.sourceB).post('/v1/alerts', alert('LOG-4', personal))).status, 403);
+  t.equal((await api(f.url, 'wrong-key-abc123').post('/v1/alerts', alert('LOG-5', personal))).status, 401);
+  t.equal((await a.post('/v1/alerts', undefined, { raw: `{"caller":{"phone":"${PHONE}"` })).status, 400);
+  t.equal((await a.get(`/v1/alerts?category=${PHONE}`)).status, 200);
+
+  // Redis goes away: the warning logged for the 503 must not carry the alert either.
+  await redis.stop();
+  t.equal((await a.post('/v1/alerts', alert('LOG-6', personal))).status, 503);
+
+  t.ok(logs.lines.length >= 10, `logs were captured (${logs.lines.length} lines)`);
+  const requestLines = logs.lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request');
+  t.ok(requestLines.length >= 9, 'one line per request');
+  t.ok(requestLines.every((l) => typeof l.reqId === 'string' && l.reqId.length > 0), 'every request line has a request id');
+  t.ok(requestLines.some((l) => l.key === 'a-2026a'), 'the key id (not the key) is logged');
+  for (const s of SECRETS) t.notOk(logs.text.includes(s), `"${s}" appears nowhere in the logs`);
+  // Digits only, in case a formatter reflowed the number.
+  t.notOk(logs.text.replace(/[^0-9]/g, ' ').includes('13912345678'));
+});
+
+t.test('the logger itself redacts known fields and scrubs free text', async (t) => {
+  const logs = new LogCapture();
+  const log = createLogger('info', logs);
+  log.info({ req: { headers: { authorization: `Bearer ${KEYS.sourceA}`, 'x-api-key': KEYS.sourceB } } }, 'incoming');
+  log.info({ alert: { caller: { name: NAME, phone: PHONE }, parties: [{ name: PARTY_NAME, idNumber: ID_NUMBER }] } }, 'alert');
+  log.info(`call back ${PHONE_FORMATTED} or 027-88886666 about ${ID_NUMBER}`);
+  log.error({ err: new Error(`failed for ${PHONE}`) }, 'boom');
+  t.equal(logs.lines.length, 4);
+  for (const s of [...SECRETS, '027-88886666']) t.notOk(logs.text.includes(s), `"${s}" redacted`);
+  t.match(logs.text, /\[redacted\]/);
+  t.match(logs.text, /\[phone\]/);
+  t.match(logs.text, /\[id\]/);
+});
