@@ -2,8 +2,10 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.js';
 import { RedisServerMissingError } from './redis/embedded.js';
+import { PersistenceError } from './redis/persistence.js';
 import { serve, type Role } from './server.js';
 import { auditCompactCommand, auditVerifyCommand } from './audit/cli.js';
+import { replayCommand } from './audit/replay-cli.js';
 
 const USAGE = `fenliu — interagency integration gateway
 
@@ -12,6 +14,8 @@ Usage:
   fenliu config check FILE
   fenliu audit verify DIR [--json]
   fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
+  fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
+                [--config FILE] [--json] [--reason TEXT --key KEY --url URL] [--dry-run]
 `;
 
 type Command = (argv: string[]) => Promise<number | void>;
@@ -38,6 +42,8 @@ const commands: Record<string, Command> = {
   },
 };
 
+commands.replay = (argv) => replayCommand(argv);
+
 class UsageError extends Error {}
 
 export async function main(argv: string[]): Promise<number> {
@@ -55,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     const code = await cmd(rest);
     return typeof code === 'number' ? code : -1;
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof RedisServerMissingError || err instanceof UsageError) {
+    if (err instanceof ConfigError || err instanceof RedisServerMissingError || err instanceof UsageError || err instanceof PersistenceError) {
       process.stderr.write(`fenliu: ${err.message.replace(/^config: /, 'config error: ')}\n`);
       return err instanceof UsageError ? 2 : 1;
     }

@@ -11,7 +11,7 @@ import { workerConnection } from '../redis/connect.js';
 import { deliveryQueueName, type Keys } from '../store/keys.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { Circuit } from './circuit.js';
-import { prepare, RECORDED_RESPONSE_BYTES, redactHeaders, type PreparedRequest } from './http.js';
+import { prepare, RECORDED_RESPONSE_BYTES, redactBody, redactHeaders, type PreparedRequest } from './http.js';
 import { minimise } from './minimise.js';
 import type { Platform } from './platforms.js';
 import { classifyResponse, classifyTransportError, maxAttempts, retryDelay, type Decision } from './policy.js';
@@ -176,7 +176,7 @@ export class DeliveryEngine {
     m.rpush(k.attempts(d.id), JSON.stringify(attempt));
     m.hset(k.delivery(d.id), 'attempts', String(n));
     if (payload !== undefined && n === 1) {
-      addAudit(m, prefix, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: sha256(payload), body: payload } });
+      addAudit(m, prefix, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: sha256(payload), body: redactBody(payload, sent?.headers['content-type']) } });
     }
     addAudit(m, prefix, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt } });
     await m.exec();
@@ -254,24 +254,27 @@ export class DeliveryEngine {
    */
   private async followUp(p: Platform, job: Job<DeliveryJobData>, d: DeliveryRecord): Promise<void> {
     const { redis, keys: k, prefix } = this.o;
-    const kind = job.data.kind as 'cancel' | 'update' | 'urge';
-    if (!d.remoteTicketId && !d.pendingToken) {
+    const kind = job.data.kind as 'cancel' | 'update' | 'urge' | 'redeliver';
+    if (kind !== 'redeliver' && !d.remoteTicketId && !d.pendingToken) {
       // The platform has nothing to follow up yet: wait for the first delivery to land.
       if (d.state === 'queued' || d.state === 'sending') throw new RetryLaterError(2_000, 'waiting for the first delivery');
       return;
     }
     const rec = await getAlertRecord(redis, k, d.alertId);
     if (!rec) return;
-    const hook = kind === 'cancel' ? p.adapter.translateCancel : kind === 'update' ? p.adapter.translateUpdate : p.adapter.translateUrge;
+    const hook = kind === 'cancel' ? p.adapter.translateCancel : kind === 'update' ? p.adapter.translateUpdate : kind === 'urge' ? p.adapter.translateUrge : p.adapter.translate;
     const at = new Date();
     if (!hook) {
       await redis.rpush(k.history(d.id), JSON.stringify({ at: at.toISOString(), from: d.state, to: d.state, source: 'engine', note: `${kind} not sent: adapter ${p.adapter.id} has no ${kind} hook` }));
       return;
     }
-    const ctx = { ...this.context(p, rec, d, at), followUp: true };
+    // A redelivery is the original request again, so its output schema still applies.
+    const ctx = { ...this.context(p, rec, d, at), followUp: kind !== 'redeliver' };
     const alert = minimise(rec.alert, p.cfg.fields);
     const x = await this.exchange(p, d, ctx, () =>
-      kind === 'cancel'
+      kind === 'redeliver'
+        ? p.adapter.translate(alert, ctx)
+        : kind === 'cancel'
         ? p.adapter.translateCancel!(alert, ctx, job.data.reason ?? '')
         : kind === 'update'
           ? p.adapter.translateUpdate!(alert, ctx)
@@ -330,7 +333,8 @@ export class DeliveryEngine {
     if (t.ok) await redis.zadd(k.deadLetters(p.id), Date.now(), d.id);
     if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'failed', 'engine', reason, new Date().toISOString());
     if (t.ok) bus.emitEvent('delivery.failed', { platformId: p.id, errorClass });
-    this.o.log.warn({ delivery: d.id, platform: p.id, errorClass }, 'delivery failed: dead-lettered');
+    if (t.ok) this.o.log.warn({ delivery: d.id, platform: p.id, errorClass }, 'delivery failed: dead-lettered');
+    else this.o.log.info({ delivery: d.id, platform: p.id, errorClass, state: t.current }, 'delivery gave up, but its state moved on meanwhile; not dead-lettered');
   }
 
   /** BullMQ gave a job up without fenliu deciding (stalled too often, unexpected errors): still a dead letter. */

@@ -8,7 +8,7 @@ export interface DeliveryJobData {
   deliveryId: string;
   platformId: string;
   /** `deliver` (first send), or a follow-up kind added by the lifecycle (cancel, update, urge). */
-  kind?: 'deliver' | 'cancel' | 'update' | 'urge';
+  kind?: 'deliver' | 'cancel' | 'update' | 'urge' | 'redeliver';
   /** For cancel: why 110 withdrew the alert. */
   reason?: string;
   /** For urge: the repeat call that prompted it. */

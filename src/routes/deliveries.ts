@@ -35,10 +35,26 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
   });
   if (!t.ok) return false;
   const n = await rt.redis.hincrby(k.delivery(d.id), 'retries', 1);
-  await rt.redis.zrem(k.deadLetters(d.platformId), d.id);
   const queue = rt.queues.get(d.platformId);
   const data: DeliveryJobData = { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
-  await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.r${n}` });
+  // Before the job exists: a job that fails again at once must be able to dead-letter itself anew.
+  await rt.redis.zrem(k.deadLetters(d.platformId), d.id);
+  try {
+    await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.r${n}` });
+  } catch (err) {
+    // No job, no delivery: put it back where it was (failed, still a dead letter) rather than
+    // leave it queued with nothing to send it.
+    await transition(rt.redis, k, rt.cfg.redis.prefix, {
+      deliveryId: d.id,
+      to: 'failed',
+      source: 'operator',
+      from: ['queued'],
+      note: `retry could not be queued: ${(err as Error).message}`,
+      set: { lastError: d.lastError, failedAt: new Date().toISOString() },
+    }).catch(() => undefined);
+    await rt.redis.zadd(k.deadLetters(d.platformId), Date.now(), d.id).catch(() => undefined);
+    throw err;
+  }
   return true;
 }
 
@@ -65,6 +81,23 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
         if (!(await retryDelivery(rt, d, req.principal!, req.body.reason))) throw new ProblemError('FENLIU_ERR_CONFLICT', `Delivery ${d.id} changed state meanwhile`);
         reply.code(202);
         return parseDelivery(await rt.redis.hgetall(k.delivery(d.id)));
+      },
+    );
+
+    app.post<{ Params: { id: string }; Body: { reason: string } }>(
+      '/v1/deliveries/:id/redeliver',
+      { preHandler: app.requireScope('admin'), schema: { body: reasonBody } },
+      async (req, reply) => {
+        const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
+        if (!d) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
+        // Sent again as it is, whatever its state; the delivery id stays the idempotency key, so
+        // the platform can recognise the copy.
+        const n = await rt.redis.hincrby(k.delivery(d.id), 'redeliveries', 1);
+        const p = req.principal!;
+        await rt.audit({ type: 'replay.redeliver', at: new Date().toISOString(), alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, actor: { kind: 'operator', id: p.keyId, keyId: p.keyId }, reason: req.body.reason });
+        await rt.queues.get(d.platformId).add('redeliver', { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'redeliver', reason: req.body.reason }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.redeliver.${n}` });
+        reply.code(202);
+        return d;
       },
     );
 

@@ -1,0 +1,134 @@
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { loadConfig } from '../config/load.js';
+import { loadPlatforms } from '../delivery/platforms.js';
+import { collectAlerts, diffAlert, type Difference } from './replay.js';
+
+interface Out {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  isTTY: boolean;
+}
+
+const std: Out = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), isTTY: !!process.stderr.isTTY };
+
+/** A progress line with counts and ETA on stderr, redrawn in place on a terminal. */
+export function progress(io: Out, total: number, label: string) {
+  const started = Date.now();
+  let last = 0;
+  let shown = -1;
+  return (done: number, force = false) => {
+    const now = Date.now();
+    if (done === shown || (!force && now - last < 200 && done < total)) return;
+    last = now;
+    shown = done;
+    const width = 24;
+    const filled = total ? Math.round((done / total) * width) : width;
+    const rate = done / Math.max(1, (now - started) / 1000);
+    const eta = rate > 0 ? Math.ceil((total - done) / rate) : 0;
+    const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${label}, ETA ${eta}s`;
+    io.err(io.isTTY ? `\r${line}` : `${line}\n`);
+    if (done >= total && io.isTTY) io.err('\n');
+  };
+}
+
+function time(v: string | undefined, name: string): number | undefined {
+  if (!v) return undefined;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new Error(`--${name} must be an ISO 8601 time`);
+  return t;
+}
+
+/**
+ * `fenliu replay DIR --mode diff|redeliver`: diff re-translates logged alerts with today's code and
+ * config; redeliver asks a running fenliu to send the selected deliveries again.
+ */
+export async function replayCommand(argv: string[], io: Out = std): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      source: { type: 'string' },
+      platform: { type: 'string' },
+      mode: { type: 'string', default: 'diff' },
+      config: { type: 'string', default: 'config/demo.yaml' },
+      json: { type: 'boolean', default: false },
+      reason: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      url: { type: 'string', default: process.env.FENLIU_URL ?? 'http://127.0.0.1:8110' },
+      key: { type: 'string' },
+    },
+  });
+  const dir = positionals[0];
+  if (!dir || !['diff', 'redeliver'].includes(values.mode!)) {
+    io.err('usage: fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver [--config FILE] [--json]\n       redeliver also needs --reason TEXT and an admin key (--key or FENLIU_KEY); --dry-run lists what would be sent\n');
+    return 2;
+  }
+  const sel = { from: time(values.from, 'from'), to: time(values.to, 'to'), source: values.source, platform: values.platform };
+  const alerts = await collectAlerts(dir, sel);
+  if (values.mode === 'diff') {
+    const cfg = await loadConfig(values.config!);
+    const platforms = await loadPlatforms(cfg);
+    const tick = progress(io, alerts.length, 'alerts');
+    const diffs: Difference[] = [];
+    let deliveries = 0;
+    alerts.forEach((a, i) => {
+      deliveries += a.sent.size;
+      diffs.push(...diffAlert(a, cfg, platforms));
+      tick(i + 1);
+    });
+    tick(alerts.length, true);
+    if (values.json) io.out(`${JSON.stringify({ alerts: alerts.length, deliveries, differences: diffs }, null, 2)}\n`);
+    else {
+      for (const d of diffs) io.out(`DIFF ${d.kind.padEnd(15)} ${d.alertId} ${d.deliveryId ?? ''} ${d.platformId ?? ''}\n     ${d.detail}\n`);
+      const byKind = new Map<string, number>();
+      for (const d of diffs) byKind.set(d.kind, (byKind.get(d.kind) ?? 0) + 1);
+      io.out(`\n| alerts | deliveries | differences |${[...byKind.keys()].map((k) => ` ${k} |`).join('')}\n`);
+      io.out(`|--------|------------|-------------|${[...byKind.keys()].map(() => '---|').join('')}\n`);
+      io.out(`| ${alerts.length} | ${deliveries} | ${diffs.length} |${[...byKind.values()].map((v) => ` ${v} |`).join('')}\n`);
+    }
+    return diffs.length ? 1 : 0;
+  }
+  // redeliver
+  if (!values.reason) {
+    io.err('fenliu replay: --reason is required for redeliver (it is written to the audit log)\n');
+    return 2;
+  }
+  const targets = alerts.flatMap((a) => [...a.sent.entries()].map(([id, s]) => ({ alertId: a.alertId, deliveryId: id, platformId: s.platformId })));
+  if (values['dry-run']) {
+    for (const t of targets) io.out(`would redeliver ${t.deliveryId} (${t.platformId}) of ${t.alertId}\n`);
+    io.out(`${targets.length} deliveries would be sent again\n`);
+    return 0;
+  }
+  const key = values.key ?? process.env.FENLIU_KEY;
+  if (!key) {
+    io.err('fenliu replay: an admin key is required (--key or FENLIU_KEY)\n');
+    return 2;
+  }
+  const tick = progress(io, targets.length, 'deliveries');
+  const results = { queued: 0, missing: 0, refused: 0 };
+  const failures: string[] = [];
+  for (const [i, t] of targets.entries()) {
+    const res = await request(`${values.url}/v1/deliveries/${encodeURIComponent(t.deliveryId)}/redeliver`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: values.reason }),
+    });
+    const text = await res.body.text();
+    if (res.statusCode === 202) results.queued++;
+    else if (res.statusCode === 404) results.missing++;
+    else {
+      results.refused++;
+      failures.push(`${t.deliveryId}: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
+    }
+    tick(i + 1);
+  }
+  if (values.json) io.out(`${JSON.stringify({ ...results, failures }, null, 2)}\n`);
+  else {
+    for (const f of failures) io.out(`FAILED ${f}\n`);
+    io.out(`\n| selected | queued | not in Redis | refused |\n|---|---|---|---|\n| ${targets.length} | ${results.queued} | ${results.missing} | ${results.refused} |\n`);
+  }
+  return results.refused ? 1 : 0;
+}
