@@ -32,6 +32,7 @@ import {
   readLastLine,
   readManifest,
   sealEvent,
+  type AuditKeyring,
   segmentName,
   segmentNumber,
   serializeRecord,
@@ -61,6 +62,8 @@ export interface AuditArchiverOptions {
   blockMs?: number;
   /** Event paths whose values are payload bodies (stored apart, removable by compaction). */
   bodyPaths?: string[];
+  /** Store bodies encrypted with the keyring's current key (AES-256-GCM). */
+  keyring?: AuditKeyring;
   /** Start even when the files are behind the head recorded in Redis (after a deliberate restore). */
   allowBehindHead?: boolean;
   logger?: AuditLogger;
@@ -94,6 +97,7 @@ export class AuditArchiver {
   private readonly batchSize: number;
   private readonly blockMs: number;
   private readonly bodyPaths: string[];
+  private readonly keyring?: AuditKeyring;
   private readonly log: AuditLogger | undefined;
   private readonly opts: AuditArchiverOptions;
   private readonly token = randomBytes(16).toString('hex');
@@ -118,6 +122,7 @@ export class AuditArchiver {
     this.batchSize = opts.batchSize ?? 500;
     this.blockMs = opts.blockMs ?? 5_000;
     this.bodyPaths = opts.bodyPaths ?? DEFAULT_BODY_PATHS;
+    this.keyring = opts.keyring;
     this.log = opts.logger;
   }
 
@@ -377,7 +382,7 @@ export class AuditArchiver {
     let nextSegNo = tail.nextSegNo;
     let lastId = tail.streamId;
     for (const [id, fields] of entries) {
-      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealEvent(decodeEvent(id, fields), this.bodyPaths) });
+      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1) });
       const bytes = Buffer.byteLength(line) + 1;
       const day = utcDay(streamIdMs(id));
       if (open && open.size > 0 && ((this.rollDaily && day !== open.day) || open.size + bytes > this.segmentMaxBytes)) {

@@ -6,6 +6,7 @@ import { getAlertRecord } from '../store/records.js';
 import { canRead } from '../routes/alerts.js';
 import { AuditArchiver } from './archiver.js';
 import { queryAudit, readAlertTimeline } from './query.js';
+import { auditKeyring, setAuditKeys } from './format.js';
 
 /**
  * The audit trail as a part of the process: the archiver runs in worker processes (several may
@@ -14,9 +15,11 @@ import { queryAudit, readAlertTimeline } from './query.js';
 export const auditExtension: ExtensionFactory = async (rt, role) => {
   const dir = resolve(rt.cfg.audit.dir);
   const prefix = rt.cfg.redis.prefix;
+  const enc = rt.cfg.audit.encryption;
+  if (enc) setAuditKeys(enc.currentKey, enc.keys);
   let archiver: AuditArchiver | undefined;
   if (role !== 'api' && rt.cfg.audit.archive) {
-    archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log });
+    archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined });
     await archiver.start();
   }
   const routes = async (app: FastifyInstance) => {

@@ -9,7 +9,7 @@
  * the next record's `prev` is the SHA-256 (hex) of that. Redacting a body only touches `bodies`,
  * so the chain input, and with it the whole chain, is unchanged by compaction.
  */
-import { createHash } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEvent } from './events.js';
@@ -100,15 +100,80 @@ function clone<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T;
 }
 
-/** Splits an event into the chained part (bodies replaced by {"$body": hash}) and the bodies. */
-export function sealEvent(ev: AuditEvent, bodyPaths: string[]): { event: AuditEvent; bodies: Record<string, string> } {
+/**
+ * Keys for bodies stored encrypted (AES-256-GCM). `current` encrypts new bodies; every key in
+ * `keys` can still decrypt (rotation). Deleting a key makes its bodies unreadable for good.
+ */
+export interface AuditKeyring {
+  current?: string;
+  keys: Map<string, Buffer>;
+}
+
+/** Process-wide keyring used when reading records back (queries, replay). */
+export const auditKeyring: AuditKeyring = { keys: new Map() };
+
+/** Loads keys given as base64 of 32 bytes; throws on a key of the wrong size. */
+export function setAuditKeys(current: string | undefined, keys: Record<string, string>): void {
+  auditKeyring.keys.clear();
+  for (const [kid, b64] of Object.entries(keys)) {
+    const k = Buffer.from(b64, 'base64');
+    if (k.length !== 32) throw new Error(`audit key ${kid} must be 32 bytes, base64-encoded (got ${k.length})`);
+    auditKeyring.keys.set(kid, k);
+  }
+  auditKeyring.current = current;
+}
+
+interface SealedBody {
+  enc: 'A256GCM';
+  kid: string;
+  iv: string;
+  ct: string;
+  tag: string;
+}
+
+function aad(seq: number, path: string): Buffer {
+  return Buffer.from(`${seq}:${path}`);
+}
+
+export function encryptBody(text: string, ring: AuditKeyring, seq: number, path: string): string {
+  const key = ring.keys.get(ring.current!)!;
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, iv);
+  c.setAAD(aad(seq, path));
+  const ct = Buffer.concat([c.update(text, 'utf8'), c.final()]);
+  const sealed: SealedBody = { enc: 'A256GCM', kid: ring.current!, iv: iv.toString('base64'), ct: ct.toString('base64'), tag: c.getAuthTag().toString('base64') };
+  return JSON.stringify(sealed);
+}
+
+function decryptBody(v: unknown, ring: AuditKeyring, seq: number, path: string): unknown {
+  const s = v as SealedBody;
+  if (!s || typeof s !== 'object' || s.enc !== 'A256GCM') return v;
+  const key = ring.keys.get(s.kid);
+  if (!key) return v;
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, Buffer.from(s.iv, 'base64'));
+    d.setAAD(aad(seq, path));
+    d.setAuthTag(Buffer.from(s.tag, 'base64'));
+    return JSON.parse(Buffer.concat([d.update(Buffer.from(s.ct, 'base64')), d.final()]).toString('utf8'));
+  } catch {
+    return v;
+  }
+}
+
+/**
+ * Splits an event into the chained part (bodies replaced by {"$body": hash}) and the bodies.
+ * With a keyring, bodies are stored encrypted and the hash covers the ciphertext, so verifying
+ * the chain never needs a key.
+ */
+export function sealEvent(ev: AuditEvent, bodyPaths: string[], ring?: AuditKeyring, seq = 0): { event: AuditEvent; bodies: Record<string, string> } {
   const event = clone(ev);
   const bodies: Record<string, string> = {};
   for (const p of bodyPaths) {
     const path = p.split('.');
     const v = getPath(event, path);
     if (v === undefined) continue;
-    const text = JSON.stringify(v);
+    const clear = JSON.stringify(v);
+    const text = ring?.current ? encryptBody(clear, ring, seq, p) : clear;
     bodies[p] = text;
     setPath(event as unknown as Record<string, unknown>, path, { $body: sha256Hex(text) });
   }
@@ -141,12 +206,13 @@ export function findPlaceholders(v: unknown, base: string[] = [], out: Map<strin
 }
 
 /** Restores an event for readers: placeholders become the parsed body, or the redaction marker. */
-export function openRecord(r: AuditRecord): AuditEvent {
+export function openRecord(r: AuditRecord, ring: AuditKeyring = auditKeyring): AuditEvent {
   const ev = clone(r.event);
   for (const [p, b] of Object.entries(r.bodies)) {
     const path = p.split('.');
     if (getPath(ev, path) === undefined) continue;
-    setPath(ev as unknown as Record<string, unknown>, path, typeof b === 'string' ? JSON.parse(b) : b);
+    // An encrypted body stays sealed ({"enc":…}) for readers without its key.
+    setPath(ev as unknown as Record<string, unknown>, path, typeof b === 'string' ? decryptBody(JSON.parse(b), ring, r.seq, p) : b);
   }
   return ev;
 }

@@ -3,6 +3,7 @@ import { request } from 'undici';
 import { loadConfig } from '../config/load.js';
 import { loadPlatforms } from '../delivery/platforms.js';
 import { collectAlerts, diffAlert, type Difference } from './replay.js';
+import { setAuditKeys } from './format.js';
 
 interface Out {
   out: (s: string) => void;
@@ -67,9 +68,11 @@ export async function replayCommand(argv: string[], io: Out = std): Promise<numb
     return 2;
   }
   const sel = { from: time(values.from, 'from'), to: time(values.to, 'to'), source: values.source, platform: values.platform };
+  // The config also holds the audit keys, needed to read encrypted bodies.
+  const cfg = await loadConfig(values.config!);
+  if (cfg.audit.encryption) setAuditKeys(cfg.audit.encryption.currentKey, cfg.audit.encryption.keys);
   const alerts = await collectAlerts(dir, sel);
   if (values.mode === 'diff') {
-    const cfg = await loadConfig(values.config!);
     const platforms = await loadPlatforms(cfg);
     const tick = progress(io, alerts.length, 'alerts');
     const diffs: Difference[] = [];

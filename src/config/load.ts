@@ -129,6 +129,13 @@ function crossCheck(cfg: Config): void {
     ...cfg.platforms.map((p, i) => [`/platforms/${i}/sla/escalateTo`, p.sla?.escalateTo] as [string, string | undefined]),
   ];
   for (const [path, id] of slaRefs) if (id && !platformIds.has(id)) problems.push({ path, message: `unknown platform "${id}"` });
+  const enc = cfg.audit?.encryption;
+  if (enc) {
+    if (!enc.keys[enc.currentKey]) problems.push({ path: '/audit/encryption/currentKey', message: `no key "${enc.currentKey}" in /audit/encryption/keys` });
+    for (const [kid, b64] of Object.entries(enc.keys)) {
+      if (Buffer.from(b64, 'base64').length !== 32) problems.push({ path: `/audit/encryption/keys/${kid}`, message: 'must be 32 bytes, base64-encoded' });
+    }
+  }
   if (cfg.routes.filter((r) => r.default).length > 1) problems.push({ path: '/routes', message: 'at most one route may be the default' });
   const hashes = new Map<string, string>();
   const keyLists: [string, { sha256: string }[]][] = [

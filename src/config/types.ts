@@ -20,6 +20,26 @@ export interface SourceConfig {
   keys: KeyConfig[];
   rateLimit?: RateLimitConfig;
   feedback?: { url: string; adapter: string; options: Record<string, unknown>; states: string[]; [k: string]: unknown };
+  /** Alerts in other formats than fenliu's own JSON (EIDO, CAP, vendor JSON). */
+  inbound?: SourceInboundConfig;
+}
+
+/** Code in the sender's vocabulary → fenliu category. */
+export interface CategoryTables {
+  eido?: Record<string, string>;
+  cap?: Record<string, string>;
+}
+
+export interface SourceInboundConfig {
+  /** What a plain application/json body from this source is. Default fenliu. */
+  format: 'fenliu' | 'eido' | 'vendor';
+  /** Vendor JSON → alert.v1, in the webhook adapter's mapping language. */
+  mapping?: Record<string, unknown>;
+  /** GB/T 2260 code used when an EIDO or CAP document carries none. */
+  regionCode?: string;
+  /** CAP geocode valueNames read as the region code. */
+  geocodeNames?: string[];
+  categories?: CategoryTables;
 }
 
 export interface PlatformConfig {
@@ -64,8 +84,10 @@ export interface Config {
   sandbox: { enabled: boolean; [k: string]: unknown };
   sla: SlaConfig;
   repeat: { enabled: boolean; window: string; secret?: string };
-  audit: { dir: string; archive: boolean; segmentMaxBytes: number; bodyRetentionDays?: number };
+  audit: { dir: string; archive: boolean; segmentMaxBytes: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
   engine: { lockDurationMs: number; stalledIntervalMs: number };
+  /** Inbound standards shared by all sources (category tables, nesting limit). */
+  inbound?: { categories?: CategoryTables; maxDepth?: number };
   /** Directory of the config file; relative paths in the config resolve against it. */
   baseDir: string;
 }
