@@ -90,6 +90,15 @@ t.test('scripted scenario: verify, timeline, replay diff', async (t) => {
   t.equal((await admin.post(`/v1/deliveries/${cOps}/retry`, { reason: '平台已修复字段校验' })).status, 202);
   await waitState(cOps, 'delivered');
 
+  // An operator re-sends A's 12345 delivery: same bytes' purpose, same idempotency key, audited.
+  const before12345 = sandbox.get('p-12345').received.length;
+  t.equal((await src.post(`/v1/deliveries/${a12345}/redeliver`, { reason: 'x' })).status, 403, 'redeliver needs admin');
+  t.equal((await admin.post(`/v1/deliveries/${a12345}/redeliver`, { reason: '平台数据丢失，重新推送' })).status, 202);
+  await until(() => sandbox.get('p-12345').received.length > before12345, 10_000, 'redelivered request');
+  const again = sandbox.get('p-12345').received.at(-1)!;
+  t.equal(again.headers['idempotency-key'], a12345, 'redelivery carries the original delivery id');
+  t.equal((await state(a12345)).state, 'resolved', 'redelivery does not change the case state');
+
   // The archiver drains the stream into segment files.
   await until(async () => (await r.xlen(auditStreamKey(f.cfg.redis.prefix))) === 0, 10_000, 'audit stream drained');
   await f.stop();
@@ -110,6 +119,7 @@ t.test('scripted scenario: verify, timeline, replay diff', async (t) => {
     t.ok(types.includes(want), `timeline has ${want}`);
   }
   t.ok(types.indexOf('alert.received') < types.indexOf('delivery.state:accepted'), 'received before accepted');
+  t.ok(types.includes('replay.redeliver'), 'the redelivery is in the timeline');
   t.ok(types.indexOf('delivery.state:accepted') < types.indexOf('delivery.state:resolved'), 'accepted before resolved');
   const gridAttempts = tl.filter((i) => i.event.type === 'delivery.attempt' && i.event.deliveryId === aGrid);
   t.equal(gridAttempts.length, 2, 'both grid attempts logged');
