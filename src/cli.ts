@@ -6,6 +6,9 @@ import { PersistenceError } from './redis/persistence.js';
 import { serve, type Role } from './server.js';
 import { auditCompactCommand, auditVerifyCommand } from './audit/cli.js';
 import { replayCommand } from './audit/replay-cli.js';
+import { adapterTestCommand, KitUsageError } from './kit/adapter-test.js';
+import { adapterGoldenCommand, adapterNewCommand } from './kit/adapter-new.js';
+import { sendCommand } from './kit/send.js';
 
 const USAGE = `fenliu — interagency integration gateway
 
@@ -16,6 +19,10 @@ Usage:
   fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
   fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
                 [--config FILE] [--json] [--reason TEXT --key KEY --url URL] [--dry-run]
+  fenliu adapter test PATH [--golden DIR] [--json]
+  fenliu adapter new ID [--dir DIR]
+  fenliu adapter golden DIR
+  fenliu send FILE --to PLATFORM [--config FILE] [--source ID] [--show-secrets]
 `;
 
 type Command = (argv: string[]) => Promise<number | void>;
@@ -43,6 +50,13 @@ const commands: Record<string, Command> = {
 };
 
 commands.replay = (argv) => replayCommand(argv);
+commands.adapter = async ([sub, ...rest]) => {
+  if (sub === 'test') return adapterTestCommand(rest);
+  if (sub === 'new') return adapterNewCommand(rest);
+  if (sub === 'golden') return adapterGoldenCommand(rest);
+  throw new UsageError('usage: fenliu adapter test PATH | fenliu adapter new ID [--dir DIR] | fenliu adapter golden DIR');
+};
+commands.send = (argv) => sendCommand(argv);
 
 class UsageError extends Error {}
 
@@ -61,9 +75,9 @@ export async function main(argv: string[]): Promise<number> {
     const code = await cmd(rest);
     return typeof code === 'number' ? code : -1;
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof RedisServerMissingError || err instanceof UsageError || err instanceof PersistenceError) {
+    if (err instanceof ConfigError || err instanceof RedisServerMissingError || err instanceof UsageError || err instanceof KitUsageError || err instanceof PersistenceError) {
       process.stderr.write(`fenliu: ${err.message.replace(/^config: /, 'config error: ')}\n`);
-      return err instanceof UsageError ? 2 : 1;
+      return err instanceof UsageError || err instanceof KitUsageError ? 2 : 1;
     }
     const e = err as Error;
     if (/unreachable/.test(e.message)) {

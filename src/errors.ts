@@ -31,6 +31,9 @@ export const ERRORS = {
   FENLIU_ERR_SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down' },
   FENLIU_ERR_BAD_SIGNATURE: { status: 401, title: 'The callback signature is missing, invalid or too old' },
   FENLIU_ERR_REPLAYED: { status: 409, title: 'This callback was already received' },
+  FENLIU_ERR_MALFORMED_XML: { status: 400, title: 'The request body is not well-formed XML' },
+  FENLIU_ERR_XML_DOCTYPE: { status: 400, title: 'XML with a DOCTYPE or entity declarations is refused' },
+  FENLIU_ERR_TOO_DEEP: { status: 400, title: 'The request body is nested too deeply' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -39,6 +42,11 @@ export type ErrorCode = keyof typeof ERRORS;
 export interface FieldError {
   pointer: string;
   message: string;
+  /**
+   * For alerts sent in another format (EIDO, CAP, vendor JSON): the alert.v1 field the problem
+   * was found in, while `pointer` points into the document as sent.
+   */
+  field?: string;
 }
 
 /** An error that becomes an RFC 9457 problem+json response. */

@@ -6,6 +6,7 @@ import { QueueRegistry } from './delivery/queues.js';
 import { IngestService } from './ingest/ingest.js';
 import { IngestWriter } from './ingest/writer.js';
 import { apiConnection, waitReady } from './redis/connect.js';
+import { checkPersistence } from './redis/persistence.js';
 import { keys, type Keys } from './store/keys.js';
 import { Lifecycle } from './lifecycle/service.js';
 import { RepeatMatcher } from './lifecycle/repeat.js';
@@ -28,10 +29,17 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export async function createRuntime(cfg: Config, log: Logger, redisUrl: string): Promise<Runtime> {
+export async function createRuntime(cfg: Config, log: Logger, redisUrl: string, notice?: (line: string) => void): Promise<Runtime> {
   const redis = apiConnection(redisUrl);
   redis.on('error', (err) => log.debug({ err: { message: err.message } }, 'redis connection error'));
   await waitReady(redis, redisUrl);
+  try {
+    // What a 202 is worth depends on Redis persistence: warn loudly, or refuse (redis.requirePersistence).
+    await checkPersistence(redis, log, { require: cfg.redis.requirePersistence, notice });
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
   const prefix = cfg.redis.prefix;
   const k = keys(prefix);
   const queues = new QueueRegistry(redis, k.queuePrefix, cfg.platforms.map((p) => p.id));

@@ -45,7 +45,7 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
   }
   let rt: Runtime;
   try {
-    rt = await createRuntime(cfg, log, redisUrl);
+    rt = await createRuntime(cfg, log, redisUrl, notice);
   } catch (err) {
     await embedded?.stop();
     throw err;

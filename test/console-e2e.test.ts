@@ -235,6 +235,9 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   t.match(caller, /张\*+/);
   const raw = await pageFetch(srcView.page, `/v1/alerts/${a3.body.id}`);
   t.notMatch(raw.body, /张三丰|13800138000|李四|13900139000/, 'masked on the server, not only on screen');
+  const rawTimeline = await pageFetch(srcView.page, `/v1/alerts/${a3.body.id}/timeline`);
+  t.equal(rawTimeline.status, 200);
+  t.notMatch(rawTimeline.body, /张三丰|13800138000|李四|13900139000/, 'the timeline (alert.received carries the body) is masked too');
   await shot(srcView.page, '12-alert-detail-masked');
   await srcView.context.close();
   t.equal((await api(f.url, KEYS.sourceA).get(`/v1/alerts/${a3.body.id}`)).body.alert.caller.name, '张三丰', 'the API with the key itself is unchanged');

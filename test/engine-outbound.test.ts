@@ -71,6 +71,7 @@ t.test('outbound auth, idempotency key, redacted attempt log', async (t) => {
   const BEARER = 'static-bearer-token-7f3a';
   const OAUTH_SECRET = 'client-secret-9b1c';
   const ACCESS_TOKEN = 'issued-access-token-42';
+  const OPEN311_KEY = 'open311-api-key-5d2e';
 
   // A loopback OAuth2 token endpoint.
   const tokenRequests: { body: string; headers: IncomingMessage['headers'] }[] = [];
@@ -92,6 +93,8 @@ t.test('outbound auth, idempotency key, redacted attempt log', async (t) => {
       { id: 'hmac', kind: 'webhook', auth: { type: 'hmac', secret: HMAC_SECRET } },
       { id: 'bearer', kind: 'city-ops', auth: { type: 'bearer', token: BEARER } },
       { id: 'oauth', kind: 'grid-governance', auth: { type: 'oauth2', tokenUrl, clientId: 'fenliu-gw', clientSecret: OAUTH_SECRET, scope: 'events:write' } },
+      // Open311 carries its credential in the form body.
+      { id: 'o311', kind: 'open311', options: { apiKey: OPEN311_KEY, defaultServiceCode: 'GENERAL' } },
     ],
   });
   const subs = await Promise.all([e.submit(), e.submit(), e.submit()]);
@@ -129,7 +132,7 @@ t.test('outbound auth, idempotency key, redacted attempt log', async (t) => {
   });
 
   t.test('every request carries idempotency-key = delivery id', async (t) => {
-    for (const p of ['hmac', 'bearer', 'oauth']) {
+    for (const p of ['hmac', 'bearer', 'oauth', 'o311']) {
       const sentKeys = e.sandbox.get(p).received.map((r) => r.headers['idempotency-key']).sort();
       t.same(sentKeys, subs.map((s) => s.deliveries[p]).sort(), p);
     }
@@ -140,16 +143,18 @@ t.test('outbound auth, idempotency key, redacted attempt log', async (t) => {
       for (const [p, id] of Object.entries(s.deliveries)) {
         const res = await e.admin.get(`/v1/deliveries/${id}`);
         const log = JSON.stringify(res.body.attemptLog);
-        for (const secret of [HMAC_SECRET, HMAC_KEY.toString('base64'), BEARER, OAUTH_SECRET, ACCESS_TOKEN]) t.notOk(log.includes(secret), `${p}: no secret in the log`);
+        for (const secret of [HMAC_SECRET, HMAC_KEY.toString('base64'), BEARER, OAUTH_SECRET, ACCESS_TOKEN, OPEN311_KEY]) t.notOk(log.includes(secret), `${p}: no secret in the log`);
         const h = res.body.attemptLog[0].request.headers;
         t.equal(h['idempotency-key'], id);
         if (p === 'hmac') t.equal(h['webhook-signature'], '[redacted]');
-        else t.equal(h.authorization, '[redacted]');
+        else if (p !== 'o311') t.equal(h.authorization, '[redacted]');
       }
     }
     // Nor the audit stream.
     const stream = JSON.stringify(await e.r.xrange(`${e.f.cfg.redis.prefix}:audit`, '-', '+'));
-    for (const secret of [BEARER, OAUTH_SECRET, ACCESS_TOKEN]) t.notOk(stream.includes(secret), 'no secret in the audit stream');
+    for (const secret of [HMAC_SECRET, BEARER, OAUTH_SECRET, ACCESS_TOKEN, OPEN311_KEY]) t.notOk(stream.includes(secret), 'no secret in the audit stream');
+    t.ok(e.sandbox.get('o311').received.every((r) => new URLSearchParams(r.body).get('api_key') === OPEN311_KEY), 'while the platform gets the real api_key');
+    t.match(stream, /api_key=%5Bredacted%5D/, 'the audited Open311 body says where the key was');
   });
 });
 

@@ -43,7 +43,8 @@ t.test('metrics after a scripted scenario', async (t) => {
   });
   t.teardown(() => sandbox.close());
   const base = testConfig();
-  const cfg = testConfig({ platforms: base.platforms.map((p: { id: string }) => ({ ...p, url: sandbox.get(p.id).url })) });
+  // p-grid's 12-hour intervention deadline is half a second here, so it passes during the test.
+  const cfg = testConfig({ platforms: base.platforms.map((p: { id: string }) => ({ ...p, url: sandbox.get(p.id).url, ...(p.id === 'p-grid' ? { sla: { interveneBy: '500ms' } } : {}) })) });
   const f = await startTestFenliu({ redisUrl: redis.url, cfg, role: 'all' });
   t.teardown(() => f.stop());
   const src = api(f.url, KEYS.sourceA);
@@ -56,6 +57,9 @@ t.test('metrics after a scripted scenario', async (t) => {
   const bad = await src.post('/v1/alerts', alert('M-BAD', { category: 'nuisance.noise', location: { address: 'x', regionCode: '110101' } }));
   t.equal(bad.status, 202);
   t.same(bad.body.route.targets, ['p-12345']);
+  // Overdue: delivered to p-grid, never accepted.
+  const late = await src.post('/v1/alerts', alert('M-LATE', { category: 'dispute.debt' }));
+  t.same(late.body.route.targets, ['p-grid']);
   // Refused: police-only, and invalid.
   t.equal((await src.post('/v1/alerts', alert('M-POL', { category: 'violence.assault' }))).status, 422);
   t.equal((await src.post('/v1/alerts', { nonsense: true })).status, 422);
@@ -70,6 +74,11 @@ t.test('metrics after a scripted scenario', async (t) => {
     return a.body.deliveries.every((d: { state: string }) => d.state === 'failed') ? true : undefined;
   });
 
+  await waitFor(async () => {
+    const a = await admin.get(`/v1/alerts/${late.body.id}`);
+    return (a.body.deliveries[0].overdue ?? []).includes('intervene') ? true : undefined;
+  });
+
   // Loopback scrapers need no key; a non-admin key is refused; an admin key is accepted.
   t.equal((await api(f.url, KEYS.auditor).get('/metrics')).status, 403);
   t.equal((await admin.get('/metrics')).status, 200);
@@ -81,7 +90,7 @@ t.test('metrics after a scripted scenario', async (t) => {
   const value = (name: string, labels: Record<string, string> = {}) => find(name, labels).reduce((n, s) => n + s.value, 0);
 
   t.ok(value('fenliu_build_info') === 1, 'build info');
-  t.equal(value('fenliu_alerts_accepted_total', { source: 'test-110-a', duplicate: 'false' }), 2, 'accepted by source');
+  t.equal(value('fenliu_alerts_accepted_total', { source: 'test-110-a', duplicate: 'false' }), 3, 'accepted by source');
   t.equal(value('fenliu_alerts_refused_total', { reason: 'FENLIU_ERR_POLICE_ONLY' }), 1, 'refused: police-only');
   t.equal(value('fenliu_alerts_refused_total', { reason: 'FENLIU_ERR_VALIDATION' }), 1, 'refused: validation');
   t.equal(value('fenliu_delivery_attempts_total', { platform: 'p-cityops', outcome: 'delivered' }), 1, 'attempt delivered');
@@ -110,5 +119,9 @@ t.test('metrics after a scripted scenario', async (t) => {
   for (const n of documented) t.ok(samples.some((s) => s.name === n), `exposes ${n}`);
   // The HELP/TYPE lines of the counters that start at zero are present too (sla, state changes).
   t.match(res.text, /# TYPE fenliu_sla_overdue_total counter/);
+  t.equal(value('fenliu_sla_overdue_total', { platform: 'p-grid', kind: 'intervene' }), 1, 'sla expiries counted');
+  t.equal(value('fenliu_sla_overdue', { platform: 'p-grid', kind: 'intervene' }), 1, 'sla overdue gauge');
+  t.equal(value('fenliu_sla_overdue', { platform: 'p-grid', kind: 'ack' }), 0);
+  t.equal(value('fenliu_sla_overdue', { platform: 'p-cityops', kind: 'intervene' }), 0);
   t.match(res.text, /# TYPE fenliu_delivery_state_changes_total counter/);
 });

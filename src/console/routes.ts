@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '../errors.js';
-import { type Principal } from '../plugins/app/auth.js';
+import { hasScope, type Principal } from '../plugins/app/auth.js';
 import { checkCsrf, parseCookies, SESSION_COOKIE, sessionCookie, type ConsoleSession } from './session.js';
 
 /** The package root: the nearest folder up from this file that holds package.json (works from src/ and dist/src/). */
@@ -78,6 +78,8 @@ export async function consoleRoutes(app: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const principal = app.keyIndex.resolve(req.body.key);
       if (!principal) throw new ProblemError('FENLIU_ERR_UNAUTHENTICATED', 'The API key is unknown or expired');
+      // The console only reads and acts as an operator: a key that can read nothing has no use for it.
+      if (!hasScope(principal, 'alerts:read', 'audit:read')) throw new ProblemError('FENLIU_ERR_FORBIDDEN', 'This key cannot use the console (it needs alerts:read, audit:read or admin)');
       const old = parseCookies(req.headers.cookie)[SESSION_COOKIE];
       if (old) await store.destroy(old);
       const { id, session } = await store.create(req.body.key, principal);

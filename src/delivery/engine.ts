@@ -199,6 +199,14 @@ export class DeliveryEngine {
       if (decision.remoteTicketId) await redis.hset(k.ticket(p.id), decision.remoteTicketId, d.id);
       if (decision.pendingToken) await redis.hset(k.ticket(p.id), `token:${decision.pendingToken}`, d.id);
       if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'delivered', 'engine', undefined, deliveredAt);
+      else {
+        // Cancelled while this attempt was in flight: the platform has a ticket all the same, and
+        // the queued cancel notice needs its id.
+        const fields: string[] = [];
+        if (decision.remoteTicketId) fields.push('remoteTicketId', decision.remoteTicketId);
+        if (decision.pendingToken) fields.push('pendingToken', decision.pendingToken);
+        if (fields.length) await redis.hset(k.delivery(d.id), ...fields);
+      }
       return;
     }
     if (giveUp) {
@@ -258,6 +266,8 @@ export class DeliveryEngine {
     if (kind !== 'redeliver' && !d.remoteTicketId && !d.pendingToken) {
       // The platform has nothing to follow up yet: wait for the first delivery to land.
       if (d.state === 'queued' || d.state === 'sending') throw new RetryLaterError(2_000, 'waiting for the first delivery');
+      // Cancelled mid-send: the attempt in flight may still bring a ticket id; wait a little for it.
+      if (kind === 'cancel' && job.attemptsMade < 5) throw new RetryLaterError(2_000, 'waiting for the in-flight attempt');
       return;
     }
     const rec = await getAlertRecord(redis, k, d.alertId);

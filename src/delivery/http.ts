@@ -196,6 +196,50 @@ export function redactHeaders(h: Record<string, string>): Record<string, string>
   return out;
 }
 
+/** Body keys that carry credentials (Open311 `api_key`, ...): kept out of the audit trail. */
+const SECRET_BODY_KEY = /^(api[-_]?key|apikey|access[-_]?token|client[-_]?secret|password|secret|token[-_]?secret)$/i;
+
+/**
+ * The request body as the audit trail keeps it: credentials a protocol puts in the body (Open311
+ * sends `api_key` as a form field) are replaced by "[redacted]"; everything else is kept as sent.
+ * The audit event also carries the SHA-256 of the real bytes.
+ */
+export function redactBody(body: string, contentType = ''): string {
+  if (contentType.startsWith('application/x-www-form-urlencoded')) {
+    const form = new URLSearchParams(body);
+    let hit = false;
+    for (const k of [...form.keys()]) {
+      if (SECRET_BODY_KEY.test(k)) {
+        form.set(k, '[redacted]');
+        hit = true;
+      }
+    }
+    return hit ? form.toString() : body;
+  }
+  if (contentType.includes('json')) {
+    let hit = false;
+    const walk = (v: unknown): unknown => {
+      if (Array.isArray(v)) return v.map(walk);
+      if (v === null || typeof v !== 'object') return v;
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) {
+        if (SECRET_BODY_KEY.test(k) && x !== null && x !== undefined) {
+          out[k] = '[redacted]';
+          hit = true;
+        } else out[k] = walk(x);
+      }
+      return out;
+    };
+    try {
+      const redacted = walk(JSON.parse(body));
+      return hit ? JSON.stringify(redacted) : body;
+    } catch {
+      return body;
+    }
+  }
+  return body;
+}
+
 export function createAgent(timeouts: Timeouts, tls?: TlsFiles, baseDir = '.'): Agent {
   const read = (f?: string) => (f ? readFileSync(resolve(baseDir, f)) : undefined);
   return new Agent({

@@ -129,6 +129,157 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/alerts/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** 110 withdraws the alert (撤单); platforms holding it get a cancel, queued deliveries just become cancelled (scope alerts:write, own source) */
+        post: operations["cancelAlert"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts/{id}/update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A new version of the same source alert (补充); platforms holding the case get the supplement (scope alerts:write, own source) */
+        post: operations["updateAlert"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts/{id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every audit event about one alert, oldest first (its own source, or audit:read) */
+        get: operations["getAlertTimeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Audit events by time, source, platform, type or alert, oldest first (scope audit:read) */
+        get: operations["queryAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/platforms/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Status callback from a platform (签收, 办理中, 办结, 退回 ...), in the platform's own format
+         * @description Authenticated by a Standard Webhooks signature when the platform has `callback.secret`
+         *     (headers webhook-id, webhook-timestamp, webhook-signature: `v1,` + base64 HMAC-SHA256 of
+         *     `id.timestamp.body`; timestamp within `callback.toleranceSeconds`; a webhook-id is taken
+         *     once), otherwise by the platform's own API key with scope events:write. The body is read by
+         *     the platform adapter's parseCallback; see docs/lifecycle.md.
+         */
+        post: operations["postPlatformEvents"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Diversion figures over a period (audit:read; a source key sees its own source only) */
+        get: operations["getStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sla": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Deadlines missed and not yet met, and those due within `within` ms (scope audit:read or admin) */
+        get: operations["getSlaBoard"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flow": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Alerts in and deliveries out per minute, deliveries by state, latency per platform (operator keys, audit:read or admin)
+         * @description What the operator console's flow page draws. `in` counts alerts received in each minute;
+         *     each platform's `out` counts deliveries that reached `delivered` in that minute. `states`
+         *     counts the deliveries of the window's alerts by their current state (at most the latest
+         *     5,000 alerts: `statesSampled` says when there were more). Latency percentiles use each
+         *     platform's latest 200 deliveries in the window: `latency` from queued to delivered,
+         *     `attempt` the delivering request's round trip.
+         */
+        get: operations["getFlow"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -167,6 +318,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        LatencySummary: {
+            /** @description milliseconds */
+            p50: number | null;
+            /** @description milliseconds */
+            p95: number | null;
+            samples: number;
+        };
         Problem: {
             type: string;
             title: string;
@@ -227,8 +385,32 @@ export interface components {
             nextAttemptAt?: string;
             /** Format: date-time */
             deliveredAt?: string;
-            overdue?: string[];
+            /** @description Deadlines missed (the flag sits beside the state) */
+            overdue?: ("ack" | "intervene" | "resolve")[];
             result?: string;
+            /**
+             * @description primary: the case; feedback: a notice to 110; escalation: a notice to a supervisor
+             * @enum {string}
+             */
+            kind?: "primary" | "feedback" | "escalation";
+            /** Format: date-time */
+            ackBy?: string;
+            /** Format: date-time */
+            interveneBy?: string;
+            /** Format: date-time */
+            resolveBy?: string;
+            /**
+             * Format: date-time
+             * @description First sign-for (or later state) time
+             */
+            acceptedAt?: string;
+            /** Format: date-time */
+            resolvedAt?: string;
+            /** Format: date-time */
+            closedAt?: string;
+            /** @description Handling department (承办单位) as the platform names it */
+            handler?: string;
+            satisfaction?: string;
         };
         Attempt: {
             /** Format: date-time */
@@ -254,8 +436,12 @@ export interface components {
             at: string;
             from?: components["schemas"]["DeliveryState"];
             to: components["schemas"]["DeliveryState"];
+            /** @description engine, callback, poll, timer, operator, source, reroute, repeat */
             source?: string;
             note?: string;
+            eventId?: string;
+            /** @description Set when a platform event asked for a transition the table refuses; the state did not change */
+            refused?: string;
         };
         DeliveryDetail: components["schemas"]["Delivery"] & {
             attemptLog?: components["schemas"]["Attempt"][];
@@ -270,6 +456,10 @@ export interface components {
             route: components["schemas"]["Route"];
             alert: components["schemas"]["alert.v1.schema"];
             deliveries: components["schemas"]["Delivery"][];
+            /** @description Feedback to 110 and escalations about this alert */
+            notices?: components["schemas"]["Delivery"][];
+            /** @description Set when this alert was a repeat call linked to an open case */
+            repeatOf?: string;
             links: {
                 [key: string]: string;
             };
@@ -293,6 +483,87 @@ export interface components {
             /** @enum {string} */
             status: "ready" | "unavailable";
             checks: Record<string, never>;
+        };
+        EventResult: {
+            eventId: string;
+            /** @description The state the platform reported */
+            state: string;
+            applied: boolean;
+            /** @enum {string} */
+            reason?: "duplicate" | "stale" | "illegal" | "unknown-delivery" | "early";
+            deliveryId?: string;
+            from?: components["schemas"]["DeliveryState"];
+            to?: components["schemas"]["DeliveryState"];
+            current?: components["schemas"]["DeliveryState"];
+        };
+        AuditItem: {
+            streamId: string;
+            archived: boolean;
+            event: {
+                type: string;
+                /** Format: date-time */
+                at: string;
+                alertId?: string;
+                deliveryId?: string;
+                platformId?: string;
+                sourceId?: string;
+                actor?: Record<string, never>;
+                reason?: string;
+                data?: Record<string, never>;
+            };
+        };
+        StatsFigures: {
+            /** @description Deliveries that reached delivered */
+            delivered: number;
+            /** @description Deliveries now resolved or closed */
+            completed: number;
+            /** @description Deliveries now failed */
+            failures: number;
+            /** @description completed / delivered */
+            completionRate: number | null;
+            /** @description signed for by interveneBy / deliveries whose interveneBy passed or that were signed for */
+            interventionCompliance: number | null;
+            medianTimeToAcceptMs: number | null;
+            medianTimeToResolveMs: number | null;
+        };
+        Stats: components["schemas"]["StatsFigures"] & {
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @description diverted + repeats + refused */
+            received: number;
+            /** @description Alerts that opened a case */
+            diverted: number;
+            refusedPoliceOnly: number;
+            refusedNoRoute: number;
+            /** @description diverted / received */
+            diversionRate: number | null;
+            repeats: number;
+            /** @description repeats / (diverted + repeats) */
+            repeatRate: number | null;
+            byPlatform: (components["schemas"]["StatsFigures"] & {
+                platformId: string;
+            })[];
+            byRegion: {
+                regionCode: string;
+                received: number;
+                diverted: number;
+                repeats: number;
+                completed: number;
+                completionRate: number | null;
+            }[];
+        };
+        SlaItem: {
+            deliveryId: string;
+            alertId: string;
+            platformId: string;
+            /** @enum {string} */
+            kind: "ack" | "intervene" | "resolve";
+            /** Format: date-time */
+            dueAt: string;
+            overdue: boolean;
+            state: components["schemas"]["DeliveryState"];
         };
         /** @description Phone number (personal data: redacted in logs, sent only to platforms allowed to see it). */
         phone: string;
@@ -661,6 +932,281 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+        };
+    };
+    cancelAlert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OperatorAction"];
+            };
+        };
+        responses: {
+            /** @description The alert after the cancel */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertView"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+        };
+    };
+    updateAlert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["alert.v1.schema"];
+            };
+        };
+        responses: {
+            /** @description The alert with its new version (unchanged when the body is identical) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertView"];
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+        };
+    };
+    getAlertTimeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The alert's audit events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["AuditItem"][];
+                    };
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+        };
+    };
+    queryAudit: {
+        parameters: {
+            query?: {
+                from?: string;
+                to?: string;
+                source?: string;
+                platform?: string;
+                /** @description e.g. delivery.state, delivery.transition-refused, sla.expired */
+                type?: string;
+                alertId?: string;
+                cursor?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of audit events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["AuditItem"][];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    postPlatformEvents: {
+        parameters: {
+            query?: never;
+            header?: {
+                "webhook-id"?: string;
+                "webhook-timestamp"?: string;
+                "webhook-signature"?: string;
+            };
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": unknown;
+                "application/x-www-form-urlencoded": unknown;
+            };
+        };
+        responses: {
+            /** @description Each event and what was done with it (applied, or duplicate / stale, not applied) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        results: components["schemas"]["EventResult"][];
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            /** @description FENLIU_ERR_ILLEGAL_TRANSITION (refused by the transitions table, recorded, not applied; `results` lists each event), FENLIU_ERR_REPLAYED (webhook-id seen before), or FENLIU_ERR_CONFLICT with Retry-After (the delivery is still being sent) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getStats: {
+        parameters: {
+            query?: {
+                /** @description Default: 24 h before `to` */
+                from?: string;
+                /** @description Default: now */
+                to?: string;
+                source?: string;
+                platform?: string;
+                /** @description Region code prefix */
+                region?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The figures */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Stats"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    getSlaBoard: {
+        parameters: {
+            query?: {
+                within?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The SLA board, earliest due first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["SlaItem"][];
+                    };
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    getFlow: {
+        parameters: {
+            query?: {
+                minutes?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The last `minutes` minutes, oldest bucket first; the last bucket is the current minute */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: date-time */
+                        from: string;
+                        /** Format: date-time */
+                        to: string;
+                        /** @constant */
+                        stepMs: 60000;
+                        /** @description Start of each minute (epoch ms) */
+                        buckets: number[];
+                        in: number[];
+                        received: number;
+                        platforms: {
+                            platformId: string;
+                            name: string;
+                            out: number[];
+                            delivered: number;
+                            latency: components["schemas"]["LatencySummary"];
+                            attempt: components["schemas"]["LatencySummary"];
+                        }[];
+                        states: {
+                            [key: string]: number;
+                        };
+                        statesSampled: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
         };
     };
     healthz: {

@@ -66,7 +66,11 @@ export class IngestService {
     }
     let repeatOf: string | undefined;
     const rk = this.repeat?.keysFor(alert);
-    if (rk) repeatOf = await this.repeat!.findOpenCase(rk, alert.source.alertId);
+    if (rk) {
+      // Nearly every alert is new: one coalesced MGET answers that; only a hit looks further.
+      const found = await this.writer.lookup(rk.phone ? [rk.phone, rk.place] : [rk.place]);
+      if (found.some((x) => x !== null)) repeatOf = await this.repeat!.findOpenCase(rk, alert.source.alertId);
+    }
     const item = this.build(alert, principal, routed.decision, idempotencyHeader, repeatOf);
     if (rk && !repeatOf) item.sets = [[rk.place, item.record.id, this.repeat!.windowMs], ...(rk.phone ? [[rk.phone, item.record.id, this.repeat!.windowMs] as [string, string, number]] : [])];
     const outcome = await this.writer.submit(item);

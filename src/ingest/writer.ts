@@ -50,6 +50,33 @@ export class IngestWriter {
     private readonly queues: QueueRegistry,
   ) {}
 
+  private lookups: { keys: string[]; resolve: (v: (string | null)[]) => void; reject: (e: unknown) => void }[] = [];
+
+  /**
+   * GETs of many requests coalesced into one MGET per event-loop turn (repeat-call candidates):
+   * one round trip for the whole batch instead of one per request.
+   */
+  lookup(keys: string[]): Promise<(string | null)[]> {
+    return new Promise((resolve, reject) => {
+      if (this.lookups.push({ keys, resolve, reject }) === 1) setImmediate(() => void this.flushLookups());
+    });
+  }
+
+  private async flushLookups(): Promise<void> {
+    const batch = this.lookups;
+    this.lookups = [];
+    try {
+      const all = await this.redis.mget(batch.flatMap((b) => b.keys));
+      let i = 0;
+      for (const b of batch) {
+        b.resolve(all.slice(i, i + b.keys.length));
+        i += b.keys.length;
+      }
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+    }
+  }
+
   submit(item: PendingAlert): Promise<WriteOutcome> {
     return new Promise((resolve, reject) => {
       this.batch.push({ item, resolve, reject });

@@ -80,8 +80,11 @@ const FEEDBACK_STATES = new Set(['accepted', 'returned', 'rejected', 'resolved',
 
 export interface ApplyResult {
   applied: boolean;
-  /** duplicate: seen event id; stale: older than what is known; illegal: refused by the table. */
-  reason?: 'duplicate' | 'stale' | 'illegal' | 'unknown-delivery';
+  /**
+   * duplicate: seen event id; stale: older than what is known; illegal: refused by the table;
+   * early: the delivery is still queued or sending (retry later).
+   */
+  reason?: 'duplicate' | 'stale' | 'illegal' | 'unknown-delivery' | 'early';
   deliveryId?: string;
   from?: DeliveryState;
   to?: DeliveryState;
@@ -115,10 +118,16 @@ export class Lifecycle {
   async apply(r: TransitionRequest): Promise<TransitionResult> {
     const at = r.at ?? new Date().toISOString();
     const set = { ...(r.set ?? {}) };
-    if (r.to === 'accepted') set.acceptedAt ??= at;
+    const setIfAbsent = { ...(r.setIfAbsent ?? {}) };
+    // Intervention (签收) happened at the first of accepted, in_progress, resolved, closed; a
+    // reopened case signed for again keeps its first sign-for time (12-hour compliance).
+    if (r.to === 'accepted' || r.to === 'in_progress' || r.to === 'resolved' || r.to === 'closed') setIfAbsent.acceptedAt ??= at;
     if (r.to === 'resolved') set.resolvedAt ??= at;
-    if (r.to === 'closed') set.closedAt ??= at;
-    const t = await transition(this.redis, this.keys, this.prefix, { ...r, at, set });
+    if (r.to === 'closed') {
+      set.closedAt ??= at;
+      setIfAbsent.resolvedAt ??= at;
+    }
+    const t = await transition(this.redis, this.keys, this.prefix, { ...r, at, set, setIfAbsent });
     if (t.ok) await this.after(r.deliveryId, t.from, r.to, r.source, r.note, at);
     return t;
   }
@@ -135,9 +144,14 @@ export class Lifecycle {
     else if ((rank(to) ?? 0) >= PROGRESS.delivered!) await this.redis.zadd(open, Date.parse(at), deliveryId);
     if (FINAL_STATES.has(to) || !nextSla(d)) await this.cancelSla(deliveryId);
     if (FINAL_STATES.has(to) || (d.overdue ?? []).every((s) => slaSettled(d, s as SlaKind))) await this.redis.zrem(this.keys.overdue, deliveryId);
-    if (to === 'returned') await this.reroute(d, note);
+    let feedbackNote = note;
+    if (to === 'returned') {
+      // One notice to 110 says both that the case came back and where it went next.
+      const next = await this.reroute(d);
+      feedbackNote = `returned by ${d.platformId}${note ? `: ${note}` : ''}; ${next ? `re-routed to ${next.slice(next.lastIndexOf('.') + 1)}` : 'no other platform is left'}`;
+    }
     if (FEEDBACK_STATES.has(to) || to === 'reopened' || to === 'in_progress' || to === 'cancelled') {
-      await this.feedback(d, { type: 'state', deliveryId, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, state: to as CaseEvent['state'], at, note, remoteTicketId: d.remoteTicketId });
+      await this.feedback(d, { type: 'state', deliveryId, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, state: to as CaseEvent['state'], at, note: feedbackNote, remoteTicketId: d.remoteTicketId });
     }
   }
 
@@ -158,6 +172,12 @@ export class Lifecycle {
     if (!d) return { applied: false, reason: 'unknown-delivery' };
     if (!isDeliveryState(ev.state)) return { applied: false, reason: 'illegal', deliveryId, current: d.state };
     const to = ev.state as DeliveryState;
+    if ((d.state === 'queued' || d.state === 'sending') && to !== 'cancelled') {
+      // The platform answered faster than the engine recorded its answer: not seen yet, so the
+      // platform's retry (or the next poll) applies it once the delivery is delivered.
+      await this.redis.del(k.seenEvent(platformId, ev.eventId));
+      return { applied: false, reason: 'early', deliveryId, current: d.state };
+    }
     if (ev.remoteTicketId && !d.remoteTicketId) {
       // A batch platform's token resolved into a ticket id.
       await this.redis.hset(k.delivery(d.id), 'remoteTicketId', ev.remoteTicketId);
@@ -203,17 +223,14 @@ export class Lifecycle {
    * 退回: the next candidate of the route's fallback list, then the default route's targets, never a
    * platform that already had this alert; when none is left, 110 is told.
    */
-  async reroute(d: DeliveryRecord, note?: string): Promise<string | undefined> {
+  async reroute(d: DeliveryRecord): Promise<string | undefined> {
     const rec = await getAlertRecord(this.redis, this.keys, d.alertId);
     if (!rec) return undefined;
     const had = new Set(await this.redis.smembers(this.keys.alertPlatforms(rec.id)));
     for (const id of rec.deliveryIds) had.add(id.slice(id.indexOf('.') + 1));
     const candidates = [...rec.route.fallback, ...(this.cfg.routes.find((r) => r.default)?.targets ?? [])];
     const next = candidates.find((p) => !had.has(p) && this.platform(p) && !this.platform(p)!.feedbackFor);
-    if (!next) {
-      await this.feedback(d, { type: 'state', deliveryId: d.id, platformId: d.platformId, state: 'returned', at: new Date().toISOString(), note: `returned by ${d.platformId}${note ? `: ${note}` : ''}; no other platform is left` });
-      return undefined;
-    }
+    if (!next) return undefined;
     const created = await this.createDelivery(rec, next, 'primary', undefined, `re-routed after ${d.platformId} returned the case`);
     this.log.info({ alert: rec.id, from: d.platformId, to: next }, 'returned case re-routed');
     return created;

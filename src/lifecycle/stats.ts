@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from '../store/keys.js';
-import { allDeliveryIds, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { allDeliveryIds, getAlertRecord, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 
 export interface StatsQuery {
   from: number;
@@ -80,7 +80,12 @@ export async function computeStats(redis: Redis, k: Keys, q: StatsQuery, now = D
     const region = rec.alert.location.regionCode;
     if (!inRegion(region)) continue;
     const ds = (await getDeliveries(redis, k, await allDeliveryIds(redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
-    if (q.platform && !ds.some((d) => d.platformId === q.platform) && !rec.repeatOf) continue;
+    if (q.platform) {
+      // A repeat call counts for a platform when the case it repeats is (or was) there.
+      const caseRec = rec.repeatOf ? await getAlertRecord(redis, k, rec.repeatOf) : undefined;
+      const held = caseRec ? await getDeliveries(redis, k, await allDeliveryIds(redis, k, caseRec)) : ds;
+      if (!held.some((d) => (d.kind ?? 'primary') === 'primary' && d.platformId === q.platform)) continue;
+    }
     const r6 = region.slice(0, 6);
     const reg = byRegion.get(r6) ?? { received: 0, diverted: 0, repeats: 0, acc: acc() };
     byRegion.set(r6, reg);

@@ -21,8 +21,12 @@ for i = 1, n do
   fields[#fields + 1] = ARGV[5 + 2 * i]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
+local nx = tonumber(ARGV[6 + 2 * n])
+for i = 1, nx do
+  redis.call('HSETNX', KEYS[1], ARGV[6 + 2 * n + 2 * i - 1], ARGV[6 + 2 * n + 2 * i])
+end
 local dels = {}
-for i = 6 + 2 * n, #ARGV do dels[#dels + 1] = ARGV[i] end
+for i = 7 + 2 * n + 2 * nx, #ARGV do dels[#dels + 1] = ARGV[i] end
 if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
 local h = cjson.decode(ARGV[3])
 h['from'] = cur
@@ -46,6 +50,8 @@ export interface TransitionRequest {
   /** Restrict the allowed starting states further than the table does. */
   from?: DeliveryState[];
   set?: Record<string, string | number | undefined>;
+  /** Fields written only if the delivery has none yet (first sign-for time, ...). */
+  setIfAbsent?: Record<string, string | number | undefined>;
   unset?: string[];
   audit?: Omit<AuditEvent, 'type' | 'at' | 'deliveryId'> & { data?: Record<string, unknown> };
   eventId?: string;
@@ -56,18 +62,28 @@ export function allowedFrom(to: DeliveryState): DeliveryState[] {
   return (Object.keys(TRANSITIONS) as DeliveryState[]).filter((s) => TRANSITIONS[s].includes(to));
 }
 
+type WithTransition = Redis & { fenliuTransition?: (...args: string[]) => Promise<unknown> };
+
+/** The script as a defined command: EVALSHA on the hot path, EVAL only when Redis lacks the script (ioredis retries on NOSCRIPT). */
+function runTransition(redis: Redis, ...args: string[]): Promise<unknown> {
+  const r = redis as WithTransition;
+  if (!r.fenliuTransition) r.defineCommand('fenliuTransition', { numberOfKeys: 3, lua: SCRIPT });
+  return r.fenliuTransition!(...args);
+}
+
 export async function transition(redis: Redis, k: Keys, prefix: string, r: TransitionRequest): Promise<TransitionResult> {
   const at = r.at ?? new Date().toISOString();
   const from = (r.from ?? allowedFrom(r.to)).filter((s) => TRANSITIONS[s].includes(r.to));
   const set: [string, string][] = [['updatedAt', at]];
   for (const [f, v] of Object.entries(r.set ?? {})) if (v !== undefined) set.push([f, String(v)]);
+  const nx: [string, string][] = [];
+  for (const [f, v] of Object.entries(r.setIfAbsent ?? {})) if (v !== undefined) nx.push([f, String(v)]);
   const history = JSON.stringify({ at, to: r.to, source: r.source, note: r.note, eventId: r.eventId });
   const audit = r.audit
     ? JSON.stringify({ type: 'delivery.state', at, deliveryId: r.deliveryId, ...r.audit, data: { to: r.to, source: r.source, note: r.note, eventId: r.eventId, ...(r.audit.data ?? {}) } })
     : '';
-  const res = (await redis.eval(
-    SCRIPT,
-    3,
+  const res = (await runTransition(
+    redis,
     k.delivery(r.deliveryId),
     k.history(r.deliveryId),
     auditStreamKey(prefix),
@@ -77,6 +93,8 @@ export async function transition(redis: Redis, k: Keys, prefix: string, r: Trans
     audit,
     String(set.length),
     ...set.flat(),
+    String(nx.length),
+    ...nx.flat(),
     ...(r.unset ?? []),
   )) as [string, string];
   if (res[0] === 'ok') return { ok: true, from: res[1] as DeliveryState };

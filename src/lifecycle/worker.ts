@@ -45,7 +45,9 @@ export class LifecycleWorker {
 
   private async process(job: Job<LifecycleJobData>): Promise<unknown> {
     const data = job.data;
-    if (data.kind === 'sla') return this.lc.checkSla(data.deliveryId);
+    // Judge the deadline at the instant the timer was due, so a timer that fires a millisecond
+    // early cannot re-arm itself under its own (still active) job id and be lost.
+    if (data.kind === 'sla') return this.lc.checkSla(data.deliveryId, Math.max(Date.now(), job.timestamp + (job.opts.delay ?? 0)));
     if (data.kind === 'poll') {
       const p = this.platforms.get(data.platformId);
       if (p) return this.poll(p);

@@ -1,8 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import { hasScope, type Principal } from '../plugins/app/auth.js';
 import { ProblemError } from '../errors.js';
 import { allDeliveryIds, alertView, getAlertRecord, getAlertView, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { deriveAlertState, isDeliveryState } from '../lifecycle/states.js';
+import type { IngestResult } from '../ingest/ingest.js';
+import { CAP_MEDIA_TYPES, EIDO_MEDIA_TYPE, InboundService, mediaType, VENDOR_MEDIA_TYPE } from '../inbound/service.js';
 
 /** The 202/200 answer to a submission: enough to follow the alert, without echoing personal data. */
 function receipt(rec: AlertRecord, deliveries: DeliveryRecord[]) {
@@ -16,6 +18,21 @@ function receipt(rec: AlertRecord, deliveries: DeliveryRecord[]) {
     links: { self: `/v1/alerts/${rec.id}` },
   };
 }
+
+const STR = { type: 'string' } as const;
+/** Shape of receipt(): compiled once into a serialiser for the 202 answer. Keep it in step with receipt(). */
+const RECEIPT_SCHEMA = {
+  type: 'object',
+  properties: {
+    id: STR,
+    status: STR,
+    receivedAt: STR,
+    source: { type: 'object', properties: { system: STR, alertId: STR } },
+    route: { type: 'object', properties: { ruleId: STR, targets: { type: 'array', items: STR } } },
+    deliveries: { type: 'array', items: { type: 'object', properties: { id: STR, platformId: STR, state: STR, remoteTicketId: STR } } },
+    links: { type: 'object', properties: { self: STR } },
+  },
+} as const;
 
 /** May this principal read this alert? Its own source may; audit:read and admin may read all. */
 export function canRead(p: Principal | null, rec: AlertRecord): boolean {
@@ -40,11 +57,20 @@ export default async function alertRoutes(app: FastifyInstance) {
   // Alerts are JSON only: without Fastify's default text/plain parser, any other content type
   // is refused with 415 before the body is read (this plugin is encapsulated: other routes keep it).
   app.removeContentTypeParser('text/plain');
+  // Other inbound formats (docs/integrators.md): EIDO and vendor JSON parse like JSON; CAP stays
+  // text until the handler, after authentication, parses it with DTDs and entities off.
+  const inbound = new InboundService(rt);
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser(EIDO_MEDIA_TYPE, { parseAs: 'string' }, jsonParser);
+  app.addContentTypeParser(VENDOR_MEDIA_TYPE, { parseAs: 'string' }, jsonParser);
+  app.addContentTypeParser(CAP_MEDIA_TYPES, { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
   app.post(
     '/v1/alerts',
     {
       preHandler: app.requireScope('alerts:write'),
+      // The 202 receipt is serialised by a compiled fast-json-stringify function (performance).
+      schema: { response: { 202: RECEIPT_SCHEMA } } as FastifySchema,
       config: {
         rateLimit: {
           keyGenerator: (req: FastifyRequest) => (req.principal ? `${req.principal.ownerId ?? req.principal.keyId}` : req.ip),
@@ -55,7 +81,21 @@ export default async function alertRoutes(app: FastifyInstance) {
     },
     async (req, reply) => {
       const idem = req.headers['idempotency-key'];
-      const result = await rt.ingest.submit(req.principal!, req.body, Array.isArray(idem) ? idem[0] : idem);
+      const idemKey = Array.isArray(idem) ? idem[0] : idem;
+      inbound.checkDepth(req.body);
+      const media = mediaType(req.headers['content-type']);
+      const format = inbound.detect(req.principal!, media, req.body);
+      let result: IngestResult;
+      if (format === 'fenliu') result = await rt.ingest.submit(req.principal!, req.body, idemKey);
+      else {
+        const out = await inbound.submit(req.principal!, format, media, req.body, idemKey);
+        if (out.kind === 'followed') {
+          // CAP Update/Cancel: the alert it follows up, as GET /v1/alerts/:id shows it.
+          reply.code(200).header('location', `/v1/alerts/${out.alertId}`);
+          return { ...out.view, inbound: { format: out.format, action: out.action } };
+        }
+        result = out.result;
+      }
       if (result.kind === 'created' && result.record.repeatOf) {
         // Linked to an open case: no new ticket, so 200 and a pointer to the case.
         const caseId = result.record.repeatOf;

@@ -7,7 +7,7 @@ import { DEFAULT_JOB_OPTIONS, jobPriority } from '../delivery/queues.js';
 import { ProblemError } from '../errors.js';
 import { canonicalJson, validateAlert } from '../ingest/validate.js';
 import { FINAL_STATES } from '../lifecycle/states.js';
-import { hasScope } from '../plugins/app/auth.js';
+import { hasScope, type Principal } from '../plugins/app/auth.js';
 import { allDeliveryIds, getAlertRecord, getAlertView, getDeliveries, type AlertRecord } from '../store/records.js';
 import type { Runtime } from '../runtime.js';
 import { createHash } from 'node:crypto';
@@ -46,16 +46,29 @@ export function lifecycleRoutes(platforms: Map<string, Platform>) {
         const p = platforms.get(req.params.id);
         if (!p || p.cfg.feedbackFor) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No platform ${req.params.id}`);
         if (!p.adapter.parseCallback) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `Platform ${p.id} (adapter ${p.adapter.id}) takes no callbacks; its status is polled`);
-        await authenticateCallback(rt, p, req);
+        const seenKey = await authenticateCallback(rt, p, req);
+        // A message that could not be taken in (unreadable, not yet deliverable, an internal
+        // error) is forgotten again, so the platform's retry with the same webhook-id is not a replay.
+        const forget = () => (seenKey ? rt.redis.del(seenKey).catch(() => 0) : 0);
         const body = typeof req.body === 'string' ? req.body : '';
         let events: StatusEvent[];
         try {
           events = p.adapter.parseCallback({ headers: req.headers as Record<string, string>, body, contentType: header(req, 'content-type') }, { platform: { id: p.id, config: p.cfg.options }, now: new Date().toISOString() });
         } catch (err) {
+          await forget();
           throw new ProblemError('FENLIU_ERR_BAD_REQUEST', `The callback body cannot be read: ${(err as Error).message}`);
         }
         const results = [];
-        for (const ev of events) results.push({ eventId: ev.eventId, state: ev.state, ...(await lc.handleEvent(p.id, ev, 'callback')) });
+        try {
+          for (const ev of events) results.push({ eventId: ev.eventId, state: ev.state, ...(await lc.handleEvent(p.id, ev, 'callback')) });
+        } catch (err) {
+          await forget();
+          throw err;
+        }
+        if (results.some((r) => r.reason === 'early')) {
+          await forget();
+          throw new ProblemError('FENLIU_ERR_CONFLICT', 'The delivery is still being sent; retry this callback in a moment', { headers: { 'retry-after': '1' }, extra: { results } });
+        }
         const illegal = results.filter((r) => r.reason === 'illegal');
         if (illegal.length) {
           throw new ProblemError('FENLIU_ERR_ILLEGAL_TRANSITION', illegal.map((r) => `${r.deliveryId}: ${r.current} → ${r.state} is not allowed`).join('; '), { extra: { results } });
@@ -76,48 +89,65 @@ export function lifecycleRoutes(platforms: Map<string, Platform>) {
       },
       async (req) => {
         const rec = await ownAlert(rt, req, req.params.id);
-        const p = req.principal!;
-        const actor = { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId } as const;
-        const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
-        for (const d of ds) {
-          if (FINAL_STATES.has(d.state)) continue;
-          const wasSent = d.state !== 'queued';
-          const t = await lc.apply({ deliveryId: d.id, to: 'cancelled', source: p.kind === 'operator' ? 'operator' : 'source', note: req.body.reason, audit: { alertId: rec.id, platformId: d.platformId, actor, reason: req.body.reason } });
-          if (t.ok && wasSent) {
-            await rt.queues.get(d.platformId).add('cancel', { alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'cancel', reason: req.body.reason }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority('urgent'), jobId: `${d.id}.cancel` });
-          }
-        }
-        return getAlertView(rt.redis, k, rec.id);
+        return cancelAlert(rt, req.principal!, rec, req.body.reason);
       },
     );
 
     app.post<{ Params: { id: string }; Body: unknown }>('/v1/alerts/:id/update', { preHandler: app.requireScope('alerts:write') }, async (req) => {
       const rec = await ownAlert(rt, req, req.params.id);
-      const v = validateAlert(req.body);
-      if (!v.ok) throw new ProblemError('FENLIU_ERR_VALIDATION', `${v.errors.length} field(s) do not match the alert schema`, { errors: v.errors });
-      if (v.alert.source.system !== rec.alert.source.system || v.alert.source.alertId !== rec.alert.source.alertId) {
-        throw new ProblemError('FENLIU_ERR_VALIDATION', 'An update must keep source.system and source.alertId', { errors: [{ pointer: '/source', message: 'differs from the original alert' }] });
-      }
-      const hash = createHash('sha256').update(canonicalJson(v.alert)).digest('hex');
-      const current = createHash('sha256').update(canonicalJson(rec.alert)).digest('hex');
-      if (hash === current) return getAlertView(rt.redis, k, rec.id);
-      const at = new Date().toISOString();
-      const updated: AlertRecord = { ...rec, alert: v.alert, version: (rec.version ?? 1) + 1 };
-      const m = rt.redis.multi();
-      m.set(k.alert(rec.id), JSON.stringify(updated));
-      m.rpush(`${k.alert(rec.id)}:versions`, JSON.stringify({ at, version: updated.version, alert: rec.alert }));
-      const p = req.principal!;
-      addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version } });
-      await m.exec();
-      const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
-      for (const d of ds) {
-        // Queued deliveries send the new version anyway; the others get an update notice.
-        if (FINAL_STATES.has(d.state) || d.state === 'queued') continue;
-        await rt.queues.get(d.platformId).add('update', { alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'update' }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(v.alert.priority), jobId: `${d.id}.update.${updated.version}` });
-      }
-      return getAlertView(rt.redis, k, rec.id);
+      return updateAlert(rt, req.principal!, rec, req.body);
     });
   };
+}
+
+/**
+ * Withdraws an alert (撤单): every primary delivery not yet final is cancelled, and platforms that
+ * already hold it get a cancel follow-up. Shared by POST /v1/alerts/:id/cancel and CAP Cancel.
+ */
+export async function cancelAlert(rt: Runtime, p: Principal, rec: AlertRecord, reason: string) {
+  const k = rt.keys;
+  const actor = { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId } as const;
+  const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
+  for (const d of ds) {
+    if (FINAL_STATES.has(d.state)) continue;
+    const wasSent = d.state !== 'queued';
+    const t = await rt.lifecycle.apply({ deliveryId: d.id, to: 'cancelled', source: p.kind === 'operator' ? 'operator' : 'source', note: reason, audit: { alertId: rec.id, platformId: d.platformId, actor, reason } });
+    if (t.ok && wasSent) {
+      await rt.queues.get(d.platformId).add('cancel', { alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'cancel', reason }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority('urgent'), jobId: `${d.id}.cancel` });
+    }
+  }
+  return getAlertView(rt.redis, k, rec.id);
+}
+
+/**
+ * A new version of an alert (补充): validated like a first submission, stored as the next version,
+ * and sent as an update to platforms that already hold the case. Shared by
+ * POST /v1/alerts/:id/update and CAP Update.
+ */
+export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, body: unknown) {
+  const k = rt.keys;
+  const v = validateAlert(body);
+  if (!v.ok) throw new ProblemError('FENLIU_ERR_VALIDATION', `${v.errors.length} field(s) do not match the alert schema`, { errors: v.errors });
+  if (v.alert.source.system !== rec.alert.source.system || v.alert.source.alertId !== rec.alert.source.alertId) {
+    throw new ProblemError('FENLIU_ERR_VALIDATION', 'An update must keep source.system and source.alertId', { errors: [{ pointer: '/source', message: 'differs from the original alert' }] });
+  }
+  const hash = createHash('sha256').update(canonicalJson(v.alert)).digest('hex');
+  const current = createHash('sha256').update(canonicalJson(rec.alert)).digest('hex');
+  if (hash === current) return getAlertView(rt.redis, k, rec.id);
+  const at = new Date().toISOString();
+  const updated: AlertRecord = { ...rec, alert: v.alert, version: (rec.version ?? 1) + 1 };
+  const m = rt.redis.multi();
+  m.set(k.alert(rec.id), JSON.stringify(updated));
+  m.rpush(`${k.alert(rec.id)}:versions`, JSON.stringify({ at, version: updated.version, alert: rec.alert }));
+  addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version } });
+  await m.exec();
+  const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
+  for (const d of ds) {
+    // Queued deliveries send the new version anyway; the others get an update notice.
+    if (FINAL_STATES.has(d.state) || d.state === 'queued') continue;
+    await rt.queues.get(d.platformId).add('update', { alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'update' }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(v.alert.priority), jobId: `${d.id}.update.${updated.version}` });
+  }
+  return getAlertView(rt.redis, k, rec.id);
 }
 
 /** The alert, if the caller's source owns it (or the caller is admin); otherwise 404. */
@@ -132,7 +162,7 @@ async function ownAlert(rt: Runtime, req: FastifyRequest, id: string): Promise<A
  * A platform proves a callback is its own with a Standard Webhooks signature (when it has a
  * callback secret) or with its own API key (scope events:write). Each signed message is taken once.
  */
-async function authenticateCallback(rt: Runtime, p: Platform, req: FastifyRequest): Promise<void> {
+async function authenticateCallback(rt: Runtime, p: Platform, req: FastifyRequest): Promise<string | undefined> {
   const cb = (p.cfg as { callback?: { secret?: string; toleranceSeconds?: number } }).callback;
   if (cb?.secret) {
     const id = header(req, 'webhook-id');
@@ -143,13 +173,15 @@ async function authenticateCallback(rt: Runtime, p: Platform, req: FastifyReques
     if (Math.abs(Date.now() / 1000 - Number(ts)) > tolerance) throw new ProblemError('FENLIU_ERR_BAD_SIGNATURE', `webhook-timestamp is more than ${tolerance} s away from now`);
     if (!verifySignature(cb.secret, id, ts, typeof req.body === 'string' ? req.body : '', sig)) throw new ProblemError('FENLIU_ERR_BAD_SIGNATURE', 'The signature does not match');
     // Replay protection: a message id is accepted once within the tolerance window (and a bit more).
-    const fresh = await rt.redis.set(rt.keys.seenMessage(p.id, id), '1', 'EX', tolerance * 2 + 60, 'NX');
+    const seenKey = rt.keys.seenMessage(p.id, id);
+    const fresh = await rt.redis.set(seenKey, '1', 'EX', tolerance * 2 + 60, 'NX');
     if (fresh !== 'OK') throw new ProblemError('FENLIU_ERR_REPLAYED', `Message ${id} was already received`);
-    return;
+    return seenKey;
   }
   const pr = req.principal;
   if (!pr) throw new ProblemError('FENLIU_ERR_UNAUTHENTICATED', 'Sign the callback or send the platform key');
   if (!(hasScope(pr, 'admin') || (pr.kind === 'platform' && pr.ownerId === p.id && pr.scopes.has('events:write')))) {
     throw new ProblemError('FENLIU_ERR_FORBIDDEN', 'This key may not post events for this platform');
   }
+  return undefined;
 }

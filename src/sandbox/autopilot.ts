@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { standardWebhookSignature } from '../delivery/http.js';
 import type { Sandbox } from './index.js';
 import { sendCallback } from './index.js';
@@ -18,7 +19,7 @@ export interface AutopilotOptions {
 type Step = 'accepted' | 'resolved';
 
 /** Each kind's own callback body for a step, as its adapter's parseCallback reads it. */
-function callbackBody(kind: SandboxKind, t: SandboxTicket, step: Step, n: number, at: string): unknown {
+function callbackBody(kind: SandboxKind, t: SandboxTicket, step: Step, n: string, at: string): unknown {
   switch (kind) {
     case 'hotline-12345':
       return { eventId: `CB-${t.id}-${n}`, 工单编号: t.id, 外部编号: t.externalId, 工单状态: step === 'accepted' ? '签收' : '办结', 时间: at, 承办单位: '下陆区市场监督管理局', 处理意见: step === 'resolved' ? '已联系双方，达成调解协议' : undefined };
@@ -37,6 +38,9 @@ function callbackBody(kind: SandboxKind, t: SandboxTicket, step: Step, n: number
  * poll reads).
  */
 export function startAutopilot(sandbox: Sandbox, kinds: Record<string, SandboxKind>, o: AutopilotOptions): () => void {
+  // Sandbox ticket ids start again at 1 when the demo restarts while Redis keeps what it saw:
+  // a per-run tag keeps event and message ids unique, or fenliu would take them as duplicates.
+  const run = randomUUID().slice(0, 8);
   const timers = new Set<NodeJS.Timeout>();
   const seen = new Set<string>();
   const later = (ms: number, fn: () => Promise<void>) => {
@@ -63,13 +67,13 @@ export function startAutopilot(sandbox: Sandbox, kinds: Record<string, SandboxKi
               platform.setTicketStatus(t.id, step === 'accepted' ? 'open' : 'closed', step === 'resolved' ? 'Handled on site' : 'Assigned');
               return;
             }
-            const body = callbackBody(kind, t, step, i + 1, new Date().toISOString());
+            const body = callbackBody(kind, t, step, `${run}-${i + 1}`, new Date().toISOString());
             if (!body) return;
             const text = JSON.stringify(body);
             const headers: Record<string, string> = {};
             const secret = o.secrets[id];
             if (secret) {
-              const msgId = `msg_${id}_${t.id}_${i + 1}`;
+              const msgId = `msg_${id}_${t.id}_${run}_${i + 1}`;
               const ts = Math.floor(Date.now() / 1000);
               headers['webhook-id'] = msgId;
               headers['webhook-timestamp'] = String(ts);

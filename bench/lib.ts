@@ -1,0 +1,214 @@
+/**
+ * Shared pieces of the benchmarks: a private redis-server (AOF everysec, noeviction, as in
+ * production), child processes that print `READY <url>` when they listen, RSS of a child,
+ * percentiles, and the alert bodies the load generators send.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const children = new Set<ChildProcess>();
+const dirs = new Set<string>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+export interface BenchRedis {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startRedis(): Promise<BenchRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-bench-redis-'));
+  dirs.add(dir);
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+    { stdio: 'ignore' },
+  );
+  children.add(child);
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    r.on("error", () => undefined);
+    try {
+      await r.connect();
+      await r.ping();
+      r.disconnect();
+      break;
+    } catch {
+      r.disconnect();
+      if (i > 200) throw new Error('redis-server did not start');
+      await sleep(25);
+    }
+  }
+  return { url, port, child, stop: () => stopChild(child) };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export interface Proc {
+  child: ChildProcess;
+  /** What the child printed after READY (its URL), if anything. */
+  url: string;
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
+/**
+ * Starts `node --import tsx <args>` and waits for a `READY [url]` line on stdout (or, for the
+ * fenliu CLI, `fenliu: listening on <url>` / `fenliu: running` on stderr).
+ */
+export async function startNode(args: string[], opts: { env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}): Promise<Proc> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_OPTIONS: '', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let out = '';
+  let err = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const check = () => {
+      const m = /^READY ?(\S*)/m.exec(out) ?? /fenliu: listening on (\S+)/.exec(err);
+      if (m) return resolve(m[1] ?? '');
+      if (/fenliu: running/.test(err)) return resolve('');
+    };
+    child.stdout!.on('data', (d) => {
+      // Log lines after READY are drained, not kept.
+      if (out.length < 100_000) out += d.toString();
+      check();
+    });
+    child.stderr!.on('data', (d) => {
+      err += d.toString();
+      if (err.length > 200_000) err = err.slice(-100_000);
+      check();
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited (${code}) before it was ready:\n${err.slice(-3000)}`)));
+    setTimeout(() => reject(new Error(`${args.join(' ')} not ready after 30 s:\n${err.slice(-3000)}`)), 30_000).unref();
+  });
+  return { child, url, stop: () => stopChild(child), stderr: () => err };
+}
+
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      children.delete(child);
+      resolve();
+    });
+    child.kill(signal);
+  });
+}
+
+/** Resident set size of a process, in bytes (Linux /proc). */
+export function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+export const SOURCE = 'bench-110';
+export const SOURCE_KEY = 'bench-source-key';
+
+let seq = 0;
+const RUN = Date.now().toString(36);
+
+/**
+ * A valid alert, unique per call: source.alertId, caller phone and address all differ, so
+ * neither idempotency nor repeat-call matching short-circuits the work.
+ */
+export function benchAlert(tag = 'a'): Record<string, unknown> {
+  const n = ++seq;
+  return {
+    source: { system: SOURCE, alertId: `B-${RUN}-${tag}-${n}`, desk: 'D01' },
+    reportedAt: '2026-11-29T09:12:00+08:00',
+    category: 'consumer.refund',
+    summary: '米粉店消费纠纷，顾客要求退款',
+    description: '顾客称米粉有异物，要求退款，店主不同意，双方争执，民警到场后现场已控制。',
+    location: { address: `湖北省黄石市下陆区杭州西路${n}号 ${tag}`, regionCode: '420204' },
+    caller: { name: '张某', phone: `1${String(3000000000 + n).padStart(10, '0')}`, confidential: false },
+    police: { unit: '下陆派出所', officerId: 'P0001', sceneStatus: 'controlled', assessment: '消费纠纷，建议分流至12345' },
+    priority: 'normal',
+  };
+}
+
+/** A fenliu config for the benchmarks: one source, one webhook platform at `receiverUrl`, everything on by default (repeat matching, SLA timers, audit archive). */
+export function fenliuConfig(o: { port: number; redisUrl: string; receiverUrl: string; auditDir: string; concurrency: number; logLevel?: string }): Record<string, unknown> {
+  return {
+    server: { host: '127.0.0.1', port: o.port, bodyLimitBytes: 65536, shutdownTimeoutMs: 10_000 },
+    redis: { url: o.redisUrl, prefix: 'fenliu', requirePersistence: true },
+    log: { level: o.logLevel ?? 'info' },
+    keys: [],
+    sources: [{ id: SOURCE, keys: [{ id: 'bench', sha256: createHash('sha256').update(SOURCE_KEY).digest('hex'), scopes: ['alerts:write', 'alerts:read'] }], rateLimit: { max: 1_000_000, perSeconds: 1 } }],
+    platforms: [
+      {
+        id: 'p-hook',
+        adapter: 'webhook',
+        url: o.receiverUrl,
+        options: { path: '/tickets', response: { ticketIdPath: 'id' } },
+        concurrency: o.concurrency,
+      },
+    ],
+    policeOnly: ['violence.*', 'theft.in-progress', 'person.missing', 'fire'],
+    routes: [{ id: 'default', default: true, targets: ['p-hook'] }],
+    sandbox: { enabled: false },
+    audit: { dir: o.auditDir, archive: true },
+  };
+}
+
+/** Writes a config file in a temp dir; returns its path. */
+export function writeConfig(doc: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-bench-cfg-'));
+  dirs.add(dir);
+  const path = join(dir, 'fenliu.json');
+  writeFileSync(path, JSON.stringify(doc, null, 2));
+  return path;
+}
+
+export function tempDir(tag: string): string {
+  const d = mkdtempSync(join(tmpdir(), `fenliu-bench-${tag}-`));
+  dirs.add(d);
+  return d;
+}
+
+/** `node --import tsx src/cli.ts serve --config <file> --role <role>` */
+export function startFenliuProcess(configPath: string, role: 'all' | 'api' | 'worker', nodeArgs: string[] = []): Promise<Proc> {
+  return startNode([join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configPath, '--role', role], { nodeArgs, env: { REDIS_URL: '' } });
+}
+
+/** used_memory of Redis, in bytes. */
+export async function redisMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
+}

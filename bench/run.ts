@@ -1,0 +1,294 @@
+/**
+ * `npm run bench [-- --duration 10 --connections 50 --sustain 30 --deliveries 10000 --rate 500]`
+ *
+ * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
+ * autocannon in this one:
+ *   ingest   (a) bare Fastify + Ajv, (b) naive handler + one BullMQ queue.add, (c) fenliu POST /v1/alerts (role api)
+ *   delivery (d) naive BullMQ worker + undici POST, (e) fenliu worker (adapter → receiver → delivered)
+ *            throughput: drain of a pre-loaded backlog; latency: acceptance → receipt at a paced rate
+ *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
+ *            fenliu API RSS before/after a sustained run
+ * Prints a table and writes bench/results.json.
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { sweepRetention } from '../src/store/retention.js';
+import { keys } from '../src/store/keys.js';
+import {
+  ROOT,
+  SOURCE_KEY,
+  benchAlert,
+  fenliuConfig,
+  freePort,
+  percentile,
+  redisMemory,
+  rssOf,
+  sleep,
+  startFenliuProcess,
+  startNode,
+  startRedis,
+  tempDir,
+  writeConfig,
+  type Proc,
+} from './lib.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '50' },
+    sustain: { type: 'string', default: '30' },
+    deliveries: { type: 'string', default: '8000' },
+    rate: { type: 'string', default: '500' },
+    concurrency: { type: 'string', default: '50' },
+    profile: { type: 'string' },
+    only: { type: 'string' },
+  },
+});
+const DURATION = Number(opt.duration);
+const CONNECTIONS = Number(opt.connections);
+const SUSTAIN = Number(opt.sustain);
+const N = Number(opt.deliveries);
+const RATE = Number(opt.rate);
+const CONCURRENCY = Number(opt.concurrency);
+const only = opt.only ? new Set(opt.only.split(',')) : undefined;
+const want = (x: string) => !only || only.has(x);
+/** `--profile dir`: fenliu children run with --cpu-prof into that directory. */
+const profArgs = opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${opt.profile}`] : [];
+
+interface IngestResult {
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  total: number;
+}
+
+async function load(url: string, o: { duration?: number; amount?: number; rate?: number; connections?: number; tag: string; auth?: boolean }): Promise<IngestResult> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (o.auth) headers.authorization = `Bearer ${SOURCE_KEY}`;
+  const r = await autocannon({
+    url,
+    connections: o.connections ?? CONNECTIONS,
+    ...(o.duration !== undefined ? { duration: o.duration } : {}),
+    ...(o.amount !== undefined ? { amount: o.amount } : {}),
+    ...(o.rate !== undefined ? { overallRate: o.rate } : {}),
+    requests: [{ method: 'POST', path: '/v1/alerts', headers, setupRequest: (req: any) => ({ ...req, body: JSON.stringify(benchAlert(o.tag)) }) }],
+  } as autocannon.Options);
+  return { reqPerSec: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts, total: r['2xx'] };
+}
+
+async function measureIngest(url: string, tag: string, auth = false): Promise<IngestResult> {
+  await load(url, { duration: 2, tag: `${tag}w`, auth }); // warm-up: JIT, connections, Redis
+  return load(url, { duration: DURATION, tag, auth });
+}
+
+interface Receipt {
+  key: string;
+  at: number;
+  acceptedAt?: number;
+}
+async function receipts(receiverUrl: string): Promise<{ records: Receipt[]; overlaps: string[] }> {
+  const res = await fetch(`${receiverUrl}/_stats`);
+  return (await res.json()) as { records: Receipt[]; overlaps: string[] };
+}
+
+async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+interface DeliveryResult {
+  perSec: number;
+  drained: number;
+  drainMs: number;
+  p50: number;
+  p99: number;
+  paced: number;
+  duplicates: number;
+}
+
+function summarise(drain: Receipt[], drainEnd: number, paced: { at: number; acceptedAt: number }[], duplicates: number): DeliveryResult {
+  const t0 = Math.min(...drain.map((r) => r.at));
+  const ms = Math.max(1, drainEnd - t0);
+  const lat = paced.map((r) => r.at - r.acceptedAt).sort((a, b) => a - b);
+  return { perSec: ((drain.length - 1) * 1000) / ms, drained: drain.length, drainMs: ms, p50: percentile(lat, 50), p99: percentile(lat, 99), paced: lat.length, duplicates };
+}
+
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '—');
+const mb = (b: number) => `${(b / 1048576).toFixed(1)} MB`;
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const redisVersion = /v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1];
+  const machine = { nproc: cpus().length, cpu: cpus()[0]?.model, node: process.version, redis: redisVersion, platform: `${process.platform} ${process.arch}` };
+  const redis = await startRedis();
+  const r = new Redis(redis.url);
+  const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY } };
+  const ingest: Record<string, IngestResult> = {};
+  const delivery: Record<string, DeliveryResult> = {};
+  const memory: Record<string, number | string> = {};
+  const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
+
+  // (a) bare Fastify + Ajv
+  if (want('a')) {
+    const p = await startNode([join(ROOT, 'bench', 'servers', 'bare.ts')]);
+    ingest.a = await measureIngest(p.url, 'a');
+    log(`a ${fmt(ingest.a.reqPerSec)} req/s`);
+    await p.stop();
+  }
+  // (b) naive + one queue.add per request
+  if (want('b')) {
+    const p = await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } });
+    ingest.b = await measureIngest(p.url, 'b');
+    log(`b ${fmt(ingest.b.reqPerSec)} req/s`);
+    await p.stop();
+    await r.flushall();
+  }
+
+  const auditDir = tempDir('audit');
+  const cfgDoc = (port: number) => fenliuConfig({ port, redisUrl: redis.url, receiverUrl: receiver.url, auditDir, concurrency: CONCURRENCY });
+
+  // (c) fenliu POST /v1/alerts, role api; then the sustained run for RSS
+  if (want('c')) {
+    const cfg = writeConfig(cfgDoc(await freePort()));
+    const api = await startFenliuProcess(cfg, 'api', profArgs);
+    ingest.c = await measureIngest(api.url, 'c', true);
+    log(`c ${fmt(ingest.c.reqPerSec)} req/s p99 ${ingest.c.p99} ms`);
+    if (SUSTAIN > 0) {
+      const before = rssOf(api.child.pid!);
+      const s = await load(api.url, { duration: SUSTAIN, tag: 's', auth: true });
+      const after = rssOf(api.child.pid!);
+      Object.assign(memory, { rssBefore: before, rssAfter: after, rssGrowthPct: ((after - before) / before) * 100, sustainReqPerSec: s.reqPerSec, sustainSeconds: SUSTAIN });
+      log(`rss ${mb(before)} → ${mb(after)}`);
+    }
+    await api.stop();
+    await r.flushall();
+  }
+
+  // (d) naive delivery: pre-load N jobs with the worker stopped, then drain; then a paced run for latency
+  if (want('d')) {
+    const api = await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } });
+    await load(api.url, { amount: N, tag: 'd' });
+    await receipts(receiver.url);
+    const w = await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } });
+    const drain: Receipt[] = [];
+    await waitFor(async () => (drain.push(...(await receipts(receiver.url)).records), drain.length >= N), 120_000, 'naive drain');
+    const drainEnd = Math.max(...drain.map((x) => x.at));
+    await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'dp' });
+    await sleep(1_000);
+    const paced = (await receipts(receiver.url)).records.filter((x) => x.acceptedAt) as { at: number; acceptedAt: number }[];
+    delivery.d = summarise(drain, drainEnd, paced, 0);
+    log(`d ${fmt(delivery.d.perSec)} deliveries/s`);
+    await w.stop();
+    await api.stop();
+    await r.flushall();
+  }
+
+  // (e) fenliu: API process + worker process; pre-load N alerts, drain to `delivered`, then paced
+  if (want('e')) {
+    const cfg = writeConfig(cfgDoc(await freePort()));
+    const api = await startFenliuProcess(cfg, 'api', profArgs);
+    const k = keys('fenliu');
+    const baseline = await redisMemory(r);
+    const pre = await load(api.url, { amount: N, tag: 'e', auth: true });
+    if (pre.total !== N) throw new Error(`fenliu accepted ${pre.total} of ${N} alerts`);
+    await receipts(receiver.url);
+    const worker = await startFenliuProcess(cfg, 'worker', profArgs);
+    const drain: Receipt[] = [];
+    let drainEnd = 0;
+    await waitFor(
+      async () => {
+        drain.push(...(await receipts(receiver.url)).records);
+        const delivered = await r.zcard(k.flowDelivered('p-hook'));
+        if (delivered >= N) drainEnd = Date.now();
+        return delivered >= N;
+      },
+      300_000,
+      'fenliu drain',
+    );
+    // The drain ends when the last delivery is `delivered` in Redis (polled every 20 ms), not when the receiver saw it.
+    const duplicates = drain.length - new Set(drain.map((x) => x.key)).size;
+    const paceStart = Date.now();
+    const paced = await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'ep', auth: true });
+    const total = N + paced.total;
+    await waitFor(async () => (await r.zcard(k.flowDelivered('p-hook'))) >= total, 60_000, 'fenliu paced deliveries');
+    const recs = (await receipts(receiver.url)).records.filter((x) => x.at >= paceStart);
+    const p = r.pipeline();
+    for (const x of recs) p.hget(k.delivery(x.key), 'createdAt');
+    const created = ((await p.exec()) ?? []).map(([, v]) => Date.parse(String(v)));
+    delivery.e = summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates);
+    log(`e ${fmt(delivery.e.perSec)} deliveries/s`);
+
+    // Memory: everything delivered; wait for the archiver to move the audit stream to files.
+    await waitFor(async () => (await r.xlen(`fenliu:audit`)) < 100, 60_000, 'audit archiver').catch(() => log('audit stream not drained'));
+    const retained = await redisMemory(r);
+    memory.redisBaseline = baseline;
+    memory.redisRetained = retained;
+    memory.redisAlerts = total;
+    memory.redisBytesPerAlert = (retained - baseline) / total;
+    memory.auditStreamLen = await r.xlen('fenliu:audit');
+    await worker.stop();
+    await api.stop();
+    // Retention: everything received before now is past its retention.
+    const swept = await sweepRetention(r, k, 'fenliu', Date.now() + 1);
+    const after = await redisMemory(r);
+    memory.redisAfterRetention = after;
+    memory.retentionSwept = swept.alerts;
+    memory.retentionLeftKeys = await r.dbsize();
+    memory.retentionLeftBytes = after - baseline;
+    log(`redis ${fmt(memory.redisBytesPerAlert as number)} B/alert; after retention ${mb(after)} vs baseline ${mb(baseline)}`);
+  }
+
+  await receiver.stop();
+  r.disconnect();
+  await redis.stop();
+
+  Object.assign(results, { ingest, delivery, memory, ratios: { ingestCoverB: ingest.c && ingest.b ? ingest.c.reqPerSec / ingest.b.reqPerSec : undefined, deliveryEoverD: delivery.e && delivery.d ? delivery.e.perSec / delivery.d.perSec : undefined }, ranAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000 });
+  writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`\n${table(results as any)}\n`);
+}
+
+export function table(res: { machine: any; options: any; ingest: Record<string, IngestResult>; delivery: Record<string, DeliveryResult>; memory: any; ratios: any }): string {
+  const rows: string[] = [];
+  const { ingest: i, delivery: d, memory: m, ratios } = res;
+  rows.push(`machine: ${res.machine.nproc} cores (${res.machine.cpu}), node ${res.machine.node}, redis ${res.machine.redis}; ${res.options.connections} connections, ${res.options.duration} s per ingest run, ${res.options.deliveries} deliveries, worker concurrency ${res.options.concurrency}`);
+  rows.push('');
+  rows.push('| ingest | req/s | p50 ms | p99 ms | non-2xx |');
+  rows.push('|---|---:|---:|---:|---:|');
+  const names: Record<string, string> = { a: '(a) bare Fastify + Ajv', b: '(b) naive + queue.add', c: '(c) fenliu POST /v1/alerts' };
+  for (const x of ['a', 'b', 'c']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} |`);
+  if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | |`);
+  rows.push('');
+  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) |`);
+  rows.push('|---|---:|---:|---:|');
+  const dn: Record<string, string> = { d: '(d) naive BullMQ worker + undici', e: '(e) fenliu worker → delivered' };
+  for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} |`);
+  if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | |`);
+  rows.push('');
+  rows.push('| memory | value |');
+  rows.push('|---|---:|');
+  if (m.redisBytesPerAlert !== undefined) {
+    rows.push(`| Redis bytes per retained alert (1 delivery, delivered; audit archived) | ${fmt(m.redisBytesPerAlert)} |`);
+    rows.push(`| Redis used_memory: baseline → ${m.redisAlerts} alerts → after retention sweep | ${mb(m.redisBaseline)} → ${mb(m.redisRetained)} → ${mb(m.redisAfterRetention)} |`);
+  }
+  if (m.rssBefore !== undefined) rows.push(`| fenliu API RSS before → after ${m.sustainSeconds} s sustained (${fmt(m.sustainReqPerSec)} req/s) | ${mb(m.rssBefore)} → ${mb(m.rssAfter)} (${m.rssGrowthPct >= 0 ? '+' : ''}${fmt(m.rssGrowthPct, 1)}%) |`);
+  return rows.join('\n');
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack}\n`);
+    process.exit(1);
+  },
+);

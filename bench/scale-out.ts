@@ -1,0 +1,115 @@
+/**
+ * `npm run bench:scale-out [-- --alerts 6000 --connections 50 --delay 20 --concurrency 50]`
+ *
+ * Two API processes and two worker processes (`node --import tsx src/cli.ts serve --role api|worker`)
+ * against one private Redis (AOF everysec) and one receiver that records every request with its
+ * Idempotency-Key and keeps each in flight `--delay` ms. Load is split across both APIs. Then:
+ *   - no delivery was sent twice concurrently (no request arrived while one with the same key was in flight),
+ *   - none was lost (every accepted alert's delivery reached the receiver and is `delivered`),
+ *   - throughput of ingest and of delivery.
+ * Exits 1 when a check fails. Writes bench/scale-out.json.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { keys } from '../src/store/keys.js';
+import { deliveryId } from '../src/store/ids.js';
+import { ROOT, SOURCE_KEY, benchAlert, fenliuConfig, freePort, sleep, startFenliuProcess, startNode, startRedis, tempDir, writeConfig } from './lib.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    alerts: { type: 'string', default: '6000' },
+    connections: { type: 'string', default: '50' },
+    delay: { type: 'string', default: '20' },
+    concurrency: { type: 'string', default: '50' },
+  },
+});
+const N = Number(opt.alerts);
+const log = (s: string) => process.stderr.write(`scale-out: ${s}\n`);
+
+async function main(): Promise<void> {
+  const redis = await startRedis();
+  const r = new Redis(redis.url);
+  const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')], { env: { DELAY_MS: opt.delay } });
+  const auditDir = tempDir('audit');
+  const cfgFor = async () => writeConfig(fenliuConfig({ port: await freePort(), redisUrl: redis.url, receiverUrl: receiver.url, auditDir, concurrency: Number(opt.concurrency), logLevel: 'warn' }));
+  // The first API process creates the shared repeat-matching secret; the others read it.
+  const apis = [await startFenliuProcess(await cfgFor(), 'api')];
+  apis.push(await startFenliuProcess(await cfgFor(), 'api'));
+  const workers = await Promise.all([cfgFor(), cfgFor()].map(async (c) => startFenliuProcess(await c, 'worker')));
+  log(`2 APIs (${apis.map((a) => a.url).join(', ')}), 2 workers, receiver ${receiver.url} (${opt.delay} ms per request)`);
+
+  const t0 = Date.now();
+  const runs = await Promise.all(
+    apis.map((a, i) =>
+      autocannon({
+        url: a.url,
+        connections: Math.ceil(Number(opt.connections) / 2),
+        amount: Math.ceil(N / 2),
+        requests: [{ method: 'POST', path: '/v1/alerts', headers: { 'content-type': 'application/json', authorization: `Bearer ${SOURCE_KEY}` }, setupRequest: (req: any) => ({ ...req, body: JSON.stringify(benchAlert(`so${i}`)) }) }],
+      } as autocannon.Options),
+    ),
+  );
+  const ingestMs = Date.now() - t0;
+  const accepted = runs.reduce((a, x) => a + x['2xx'], 0);
+  const k = keys('fenliu');
+  const end = Date.now() + 300_000;
+  while ((await r.zcard(k.flowDelivered('p-hook'))) < accepted && Date.now() < end) await sleep(50);
+  const deliverMs = Date.now() - t0;
+  await sleep(500);
+  const stats = (await (await fetch(`${receiver.url}/_stats`)).json()) as { records: { key: string }[]; overlaps: string[] };
+
+  const alertIds = await r.zrange(k.alerts, '0', '-1');
+  const expected = alertIds.map((id) => deliveryId(id, 'p-hook'));
+  const received = new Map<string, number>();
+  for (const x of stats.records) received.set(x.key, (received.get(x.key) ?? 0) + 1);
+  const p = r.pipeline();
+  for (const d of expected) p.hget(k.delivery(d), 'state');
+  const states = ((await p.exec()) ?? []).map(([, v]) => v as string | null);
+  const lost = expected.filter((d, i) => !received.has(d) || states[i] !== 'delivered');
+  const sentTwice = [...received].filter(([, n]) => n > 1).map(([d]) => d);
+  const result = {
+    processes: { api: 2, worker: 2 },
+    alertsSent: runs.reduce((a, x) => a + x.requests.sent, 0),
+    accepted,
+    stored: alertIds.length,
+    non2xx: runs.reduce((a, x) => a + x.non2xx + x.errors, 0),
+    ingestPerSec: (accepted * 1000) / ingestMs,
+    deliveredPerSec: (accepted * 1000) / deliverMs,
+    receiverRequests: stats.records.length,
+    concurrentDoubleSends: stats.overlaps.length,
+    sentMoreThanOnce: sentTwice.length,
+    lost: lost.length,
+    lostSample: lost.slice(0, 5),
+    receiverDelayMs: Number(opt.delay),
+  };
+  writeFileSync(join(ROOT, 'bench', 'scale-out.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await Promise.all([...apis, ...workers].map((x) => x.stop()));
+  await receiver.stop();
+  r.disconnect();
+  await redis.stop();
+  console.log(`| scale-out (2 api + 2 worker, 1 Redis) | value |
+|---|---:|
+| alerts accepted / stored | ${accepted} / ${result.stored} |
+| ingest, alerts/s (both APIs) | ${result.ingestPerSec.toFixed(0)} |
+| delivered, deliveries/s (from first request to last delivered) | ${result.deliveredPerSec.toFixed(0)} |
+| receiver requests | ${result.receiverRequests} |
+| sent twice concurrently (same key in flight) | ${result.concurrentDoubleSends} |
+| sent more than once (at all) | ${result.sentMoreThanOnce} |
+| lost (accepted, not received or not delivered) | ${result.lost} |`);
+  const ok = result.concurrentDoubleSends === 0 && result.lost === 0 && accepted === result.stored;
+  if (!ok) {
+    console.error('scale-out: FAILED', JSON.stringify(result));
+    process.exit(1);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`scale-out failed: ${(err as Error).stack}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,97 @@
+/**
+ * `fenliu adapter test PATH`: the shared conformance suite (adapters/conformance.ts) over an
+ * adapter module that lives anywhere, with a readable report and a non-zero exit on failure.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { adapterShapeProblems } from '../../adapters/index.js';
+import { formatResults, runConformance } from '../../adapters/conformance.js';
+import type { Adapter } from '../../adapters/sdk.js';
+
+export class KitUsageError extends Error {}
+
+const ENTRY_NAMES = ['index.ts', 'index.mts', 'index.js', 'index.mjs', 'adapter.ts', 'adapter.js'];
+
+/** The module file of an adapter given as a file or a folder. */
+export function adapterEntry(path: string): string {
+  const abs = resolve(path);
+  if (!existsSync(abs)) throw new KitUsageError(`${path}: no such file or folder`);
+  if (statSync(abs).isFile()) return abs;
+  const entry = ENTRY_NAMES.map((n) => join(abs, n)).find((f) => existsSync(f));
+  if (!entry) throw new KitUsageError(`${path}: no ${ENTRY_NAMES.join(', ')} in this folder`);
+  return entry;
+}
+
+let tsxRegistered = false;
+
+/**
+ * Imports a module, TypeScript included: under tsx (`npx tsx`, the tests) it just works; from a
+ * compiled fenliu, tsx's loader is registered on first need when it is installed.
+ */
+export async function importModule(file: string): Promise<Record<string, unknown>> {
+  const url = pathToFileURL(file).href;
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (tsxRegistered || !/\.[mc]?ts$/.test(file) || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && !(err instanceof SyntaxError))) throw err;
+    let api: { register(): unknown };
+    try {
+      api = (await import('tsx/esm/api')) as { register(): unknown };
+    } catch {
+      throw new Error(`${file} is TypeScript and tsx is not installed: run the command with \`npx tsx\`, or point at compiled JavaScript`, { cause: err });
+    }
+    api.register();
+    tsxRegistered = true;
+    return (await import(`${url}?tsx`)) as Record<string, unknown>;
+  }
+}
+
+/** Loads and shape-checks an adapter module; throws with every shape problem listed. */
+export async function loadAdapterModule(path: string): Promise<{ adapter: Adapter<any>; file: string }> {
+  const file = adapterEntry(path);
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importModule(file);
+  } catch (err) {
+    throw new Error(`cannot import ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const problems = adapterShapeProblems(mod.default);
+  if (problems.length) throw new Error(`${file} does not export an adapter:\n${problems.map((p) => `  FAIL ${p}`).join('\n')}`);
+  return { adapter: mod.default as Adapter<any>, file };
+}
+
+export async function adapterTestCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean', default: false }, golden: { type: 'string' } } });
+  const [path] = positionals;
+  if (!path) throw new KitUsageError('usage: fenliu adapter test PATH [--golden DIR] [--json]');
+  let loaded: { adapter: Adapter<any>; file: string };
+  try {
+    loaded = await loadAdapterModule(path);
+  } catch (err) {
+    process.stdout.write(`fenliu adapter test ${path}\n\nFAIL ${(err as Error).message}\n\n1 problem: the module cannot be tested until it exports an adapter.\n`);
+    return 1;
+  }
+  const { adapter, file } = loaded;
+  const defaultGolden = join(dirname(file), 'golden');
+  const goldenDir = values.golden ? resolve(values.golden) : existsSync(defaultGolden) ? defaultGolden : undefined;
+  const results = await runConformance(adapter, { goldenDir });
+  const failed = results.filter((r) => !r.ok);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ adapter: adapter.id, version: adapter.version, file, goldenDir: goldenDir ?? null, ok: failed.length === 0, results }, null, 2)}\n`);
+    return failed.length ? 1 : 0;
+  }
+  const lines = [
+    `fenliu adapter test: ${adapter.id}@${adapter.version}`,
+    `  module  ${file}`,
+    `  golden  ${goldenDir ?? '(none: add a golden/ folder next to the module to pin translate output)'}`,
+    '',
+    formatResults(results),
+    '',
+    failed.length ? `${failed.length} of ${results.length} checks FAILED` : `all ${results.length} checks passed`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return failed.length ? 1 : 0;
+}

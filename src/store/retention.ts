@@ -1,0 +1,89 @@
+import type { Redis } from 'ioredis';
+import { deliveryQueueName, type Keys } from './keys.js';
+import type { AlertRecord } from './records.js';
+import { SLA_KINDS, slaJobId } from '../lifecycle/service.js';
+import type { RepeatMatcher } from '../lifecycle/repeat.js';
+
+/** Queue states a finished or pending job may sit in (BullMQ keeps each as a list or sorted set). */
+const JOB_SETS = ['completed', 'failed', 'delayed', 'wait', 'paused', 'prioritized'];
+
+/**
+ * Retention of alert records: removes every alert received before `cutoffMs` with everything
+ * fenliu keeps about it in Redis — the record, its idempotency claim, its deliveries (hash,
+ * history, attempt log), index entries (by time, by source, flow, open, overdue, dead letters,
+ * remote tickets), its finished BullMQ jobs and pending SLA timers, and, given the matcher, its
+ * repeat-call keys. The audit trail is not touched: it lives on in the archived segment files.
+ * Runs in chunks of `chunk` alerts; returns how many alerts it removed.
+ */
+export async function sweepRetention(
+  redis: Redis,
+  k: Keys,
+  prefix: string,
+  cutoffMs: number,
+  opts: { chunk?: number; repeat?: RepeatMatcher } = {},
+): Promise<{ alerts: number }> {
+  const chunk = opts.chunk ?? 500;
+  let removed = 0;
+  for (;;) {
+    const ids = await redis.zrangebyscore(k.alerts, '-inf', `(${cutoffMs}`, 'LIMIT', 0, chunk);
+    if (!ids.length) break;
+    const read = redis.pipeline();
+    for (const id of ids) {
+      read.get(k.alert(id));
+      read.lrange(k.alertDeliveries(id), 0, -1);
+    }
+    const got = (await read.exec()) ?? [];
+    const recs = ids.map((id, i) => {
+      const raw = got[2 * i]?.[1] as string | null;
+      const later = (got[2 * i + 1]?.[1] as string[] | null) ?? [];
+      const rec = raw ? (JSON.parse(raw) as AlertRecord) : undefined;
+      return { id, rec, dIds: rec ? [...rec.deliveryIds, ...later] : later };
+    });
+    // Each delivery's platform and remote ticket, for the per-platform indexes.
+    const dread = redis.pipeline();
+    for (const r of recs) for (const d of r.dIds) dread.hmget(k.delivery(d), 'platformId', 'remoteTicketId', 'pendingToken');
+    const dinfo = ((await dread.exec()) ?? []).map(([, v]) => (v as (string | null)[] | null) ?? []);
+    let di = 0;
+    const tx = redis.multi();
+    for (const { id, rec, dIds } of recs) {
+      tx.zrem(k.alerts, id);
+      tx.del(k.alert(id), k.alertDeliveries(id), k.alertPlatforms(id), k.alertAux(id));
+      if (rec) {
+        tx.zrem(k.alertsBySource(rec.sourceId), id);
+        tx.del(k.idem(rec.sourceId, rec.idempotencyKey));
+        if (opts.repeat) {
+          const rk = opts.repeat.keysFor(rec.alert);
+          // Only if they still point at this alert (a later call may own them now).
+          for (const key of [rk.place, rk.phone]) if (key) tx.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, id);
+        }
+      }
+      for (const dId of dIds) {
+        const [platformId, ticket, token] = dinfo[di++] ?? [];
+        tx.del(k.delivery(dId), k.history(dId), k.attempts(dId));
+        tx.zrem(k.overdue, dId);
+        for (const kind of SLA_KINDS) removeJob(tx, `${k.queuePrefix}:lifecycle`, slaJobId(dId, kind));
+        if (!platformId) continue;
+        tx.zrem(k.flowDelivered(platformId), dId);
+        tx.zrem(k.open(platformId), dId);
+        tx.zrem(k.deadLetters(platformId), dId);
+        if (ticket) tx.hdel(k.ticket(platformId), ticket);
+        if (token) tx.hdel(k.ticket(platformId), `token:${token}`);
+        removeJob(tx, `${k.queuePrefix}:${deliveryQueueName(platformId)}`, dId);
+      }
+    }
+    await tx.exec();
+    removed += ids.length;
+    if (ids.length < chunk) break;
+  }
+  void prefix;
+  return { alerts: removed };
+}
+
+/** Removes a finished or pending BullMQ job by id from every state set of its queue (the job's own keys too). */
+function removeJob(tx: { del(...k: string[]): unknown; zrem(k: string, m: string): unknown; lrem(k: string, n: number, m: string): unknown }, queueKey: string, jobId: string): void {
+  tx.del(`${queueKey}:${jobId}`, `${queueKey}:${jobId}:logs`);
+  for (const s of JOB_SETS) {
+    if (s === 'wait' || s === 'paused') tx.lrem(`${queueKey}:${s}`, 0, jobId);
+    else tx.zrem(`${queueKey}:${s}`, jobId);
+  }
+}

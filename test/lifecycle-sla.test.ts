@@ -1,0 +1,114 @@
+/**
+ * Polling (Open311, realtime and batch tokens) and SLA timers: expiry with short deadlines,
+ * escalation to a supervisor, overdue feedback to 110, a met deadline not flagged, and timers
+ * that survive a fenliu restart.
+ */
+import t from 'tap';
+import { FEEDBACK_ID, startLifecycleEnv, until } from './helpers/lifecycle.js';
+
+t.test('polling Open311 (realtime and batch tokens)', async (t) => {
+  const env = await startLifecycleEnv(t, {
+    platforms: [
+      { id: 'o-rt', kind: 'open311', poll: { everyMs: 100 } },
+      { id: 'o-batch', kind: 'open311', open311Mode: 'batch', poll: { everyMs: 100 } },
+    ],
+    sla: {},
+  });
+  const { deliveries } = await env.submit();
+  const rt = await env.waitFor(deliveries['o-rt'], ['delivered', 'accepted']);
+  t.ok(rt.remoteTicketId, 'realtime: ticket id at once');
+  const batch = await env.waitFor(deliveries['o-batch'], ['delivered', 'accepted']);
+  t.ok(batch.pendingToken, 'batch: a token first');
+  // Open311 "open" reads as accepted (受理); the batch token resolves to a service_request_id.
+  const a1 = await env.waitFor(deliveries['o-rt'], 'accepted');
+  const a2 = await env.waitFor(deliveries['o-batch'], 'accepted');
+  t.ok(a2.remoteTicketId, 'token resolved into a ticket id');
+  t.equal(a2.remoteTicketId, [...env.sandbox.get('o-batch').tickets.keys()][0]);
+  t.match((await env.history(a1.id)).at(-1), { to: 'accepted', source: 'poll' });
+  env.sandbox.get('o-rt').setTicketStatus(a1.remoteTicketId, 'closed', 'Lock opened');
+  env.sandbox.get('o-batch').setTicketStatus(a2.remoteTicketId, 'closed', 'Done');
+  const r1 = await env.waitFor(a1.id, 'resolved');
+  t.equal(r1.result, 'Lock opened');
+  await env.waitFor(a2.id, 'resolved');
+  const polls = env.sandbox.get('o-rt').received.filter((r) => r.method === 'GET');
+  t.ok(polls.length >= 2);
+  t.match(polls[0].path, `/requests.json?service_request_id=${a1.remoteTicketId}`);
+  t.ok(env.sandbox.get('o-batch').received.some((r) => r.path.startsWith('/tokens/')), 'token endpoint asked');
+  // Resolved deliveries are still polled (closed may follow); final ones are not.
+  t.ok(await env.r.zscore(env.k.open('o-rt'), a1.id));
+});
+
+t.test('SLA expiry: overdue flag, history note, escalation, feedback; a met deadline is not flagged', async (t) => {
+  const env = await startLifecycleEnv(t, {
+    platforms: [
+      { id: 'p-slow', kind: 'hotline-12345' },
+      { id: 'p-fast', kind: 'city-ops' },
+      { id: 'p-super', kind: 'webhook' },
+    ],
+    routes: [{ id: 'default', default: true, targets: ['p-slow', 'p-fast'], sla: { interveneBy: '700ms', escalateTo: 'p-super' } }],
+    sla: { ackBy: '30m' },
+    feedback: true,
+  });
+  const { alertId, sourceAlertId, deliveries } = await env.submit();
+  const slow = deliveries['p-slow'];
+  const fast = deliveries['p-fast'];
+  const fd = await env.waitFor(fast, 'delivered');
+  t.ok(fd.interveneBy && fd.ackBy);
+  // p-fast signs for in time (admin key: a trusted operator may post events for any platform).
+  const res = await env.callback('p-fast', { eventId: 'F-1', caseId: fd.remoteTicketId, status: 'acknowledged', at: new Date().toISOString() }, { key: 'test-admin-key' });
+  t.equal(res.status, 200);
+  await env.waitFor(slow, 'delivered');
+  const d = await until(async () => {
+    const x = await env.delivery(slow);
+    return x.overdue?.includes('intervene') ? x : undefined;
+  }, 5_000, 'intervene overdue');
+  t.ok(Date.now() >= Date.parse(d.interveneBy), 'not before the deadline');
+  t.same(d.overdue, ['intervene']);
+  t.equal(d.state, 'delivered', 'the flag sits beside the state');
+  t.match((await env.history(slow)).find((h) => h.source === 'timer'), { note: /overdue: intervene deadline/ });
+  t.ok(await env.r.zscore(env.k.overdue, slow), 'on the SLA board');
+  // Escalation: a delivery to the supervisor platform.
+  const sup = await env.sandbox.get('p-super').waitFor(1, 5_000);
+  t.equal(sup.length, 1);
+  // Feedback to 110: type overdue.
+  const fb = await until(() => env.sandbox.get(FEEDBACK_ID).received.find((r) => (r.parsed as any)?.type === 'overdue'), 5_000, 'overdue feedback');
+  t.match(fb.parsed, { type: 'overdue', sla: 'intervene', platformId: 'p-slow', alertId: sourceAlertId, caseId: alertId, dueAt: d.interveneBy });
+  // p-fast's signed-for state also went to 110; it is not overdue.
+  t.ok(env.sandbox.get(FEEDBACK_ID).received.some((r) => (r.parsed as any)?.state === 'accepted' && (r.parsed as any)?.platformId === 'p-fast'));
+  const f = await env.delivery(fast);
+  t.equal(f.overdue, undefined, 'met in time: not flagged');
+  const view = await env.source().get(`/v1/alerts/${alertId}`);
+  t.match(view.body.notices, [{ kind: 'feedback' }]);
+  t.ok(view.body.notices.some((n: any) => n.kind === 'escalation' && n.platformId === 'p-super'));
+  const board = await env.auditor().get('/v1/sla');
+  t.equal(board.status, 200);
+  t.match(board.body.items, [{ deliveryId: slow, kind: 'intervene', overdue: true }]);
+  t.notOk(board.body.items.some((i: any) => i.deliveryId === fast && i.kind === 'intervene'));
+  // Signing for late clears the board but keeps the flag.
+  const late = await env.callback('p-slow', { eventId: 'S-1', 工单编号: d.remoteTicketId, 工单状态: '签收' }, { key: 'test-admin-key' });
+  t.equal(late.status, 200);
+  t.equal(await env.r.zscore(env.k.overdue, slow), null);
+  t.same((await env.delivery(slow)).overdue, ['intervene']);
+  const stats = await env.auditor().get('/v1/stats');
+  t.equal(stats.body.interventionCompliance, 0.5);
+});
+
+t.test('SLA timers survive a fenliu restart', async (t) => {
+  const env = await startLifecycleEnv(t, {
+    platforms: [{ id: 'p-slow', kind: 'hotline-12345' }],
+    sla: { interveneBy: '2500ms' },
+  });
+  const { deliveries } = await env.submit();
+  const id = deliveries['p-slow'];
+  await env.waitFor(id, 'delivered');
+  await env.stopFenliu();
+  const d = await env.delivery(id);
+  t.equal(d.overdue, undefined, 'not fired while the first instance ran');
+  t.ok(Date.now() < Date.parse(d.interveneBy), 'stopped before the deadline');
+  await env.startFenliu();
+  const x = await until(async () => {
+    const v = await env.delivery(id);
+    return v.overdue ? v : undefined;
+  }, 8_000, 'timer fired in the new instance');
+  t.same(x.overdue, ['intervene']);
+});
