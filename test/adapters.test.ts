@@ -22,7 +22,7 @@ function failures(results: CheckResult[]): CheckResult[] {
 }
 
 t.test('every built-in adapter passes the conformance suite', async (t) => {
-  t.same(Object.keys(builtinAdapters).sort(), ['city-ops', 'grid-governance', 'hotline-12345', 'open311', 'webhook']);
+  t.same(Object.keys(builtinAdapters).sort(), ['city-ops', 'feedback-110', 'grid-governance', 'hotline-12345', 'open311', 'webhook']);
   for (const [id, adapter] of Object.entries(builtinAdapters)) {
     await t.test(id, async (t) => {
       t.ok((adapter.fixtures ?? []).length >= 2, 'at least two fixtures');
@@ -295,7 +295,7 @@ t.test('golden mismatch names the file and the JSON pointer', async (t) => {
 
 t.test('loadAdapter', async (t) => {
   t.equal(await loadAdapter('open311', '/nowhere'), open311);
-  await t.rejects(loadAdapter('nope', '/nowhere'), /unknown adapter "nope": not a built-in \(hotline-12345, grid-governance, city-ops, open311, webhook\)/);
+  await t.rejects(loadAdapter('nope', '/nowhere'), /unknown adapter "nope": not a built-in \(hotline-12345, grid-governance, city-ops, open311, webhook, feedback-110\)/);
   const dir = mkdtempSync(join(tmpdir(), 'fenliu-adapter-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(
