@@ -8,7 +8,7 @@ import { freePort, startEngineEnv, type EnginePlatform } from './helpers/engine.
 
 const redis = await startRedis();
 
-const env = (t: Parameters<Parameters<typeof t.test>[1]>[0], platforms: EnginePlatform[]) => startEngineEnv(t, { platforms, redis });
+const env = (t: { teardown(fn: () => unknown): void }, platforms: EnginePlatform[]) => startEngineEnv(t, { platforms, redis });
 
 t.test('5xx twice, then ok: delivered on the third attempt, every attempt logged', async (t) => {
   const e = await env(t, [{ id: 'p1', kind: 'hotline-12345' }]);

@@ -248,7 +248,10 @@ export const consoleSessionPlugin = fp(
       req.principal = session.principal;
     });
     app.addHook('preSerialization', async (req: FastifyRequest, _reply: FastifyReply, payload: unknown) => {
-      if (!req.consoleSession || mayViewPersonalData(req.principal)) return payload;
+      // Duty officers' keys (operator keys without audit:read) see cases, not people: masked
+      // whether they come through the console or the API. A source sees what it sent.
+      const p = req.principal;
+      if (!p || p.kind === 'source' || mayViewPersonalData(p)) return payload;
       if (!req.url.startsWith('/v1/alerts') && !req.url.startsWith('/v1/deliveries')) return payload;
       return maskPersonalData(payload);
     });

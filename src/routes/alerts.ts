@@ -34,10 +34,14 @@ const RECEIPT_SCHEMA = {
   },
 } as const;
 
-/** May this principal read this alert? Its own source may; audit:read and admin may read all. */
+/**
+ * May this principal read this alert? Its own source may; audit:read and admin may read all; an
+ * operator key with alerts:read may read all, with personal data masked (console session plugin).
+ */
 export function canRead(p: Principal | null, rec: AlertRecord): boolean {
   if (!p) return false;
   if (hasScope(p, 'audit:read')) return true;
+  if (p.kind === 'operator') return p.scopes.has('alerts:read');
   return p.kind === 'source' && p.ownerId === rec.sourceId && p.scopes.has('alerts:read');
 }
 
@@ -147,7 +151,9 @@ export default async function alertRoutes(app: FastifyInstance) {
       const q = req.query;
       const p = req.principal!;
       let source = q.source;
-      if (!hasScope(p, 'audit:read')) {
+      // Operator keys (duty officers) list every alert, personal data masked; a source key lists its own.
+      if (!hasScope(p, 'audit:read') && !(p.kind === 'operator' && p.scopes.has('alerts:read'))) {
+        if (p.kind !== 'source') throw new ProblemError('FENLIU_ERR_FORBIDDEN', 'Listing alerts needs a source key (its own alerts), an operator key with alerts:read, or audit:read');
         if (source && source !== p.ownerId) throw new ProblemError('FENLIU_ERR_FORBIDDEN', 'A source key lists only its own alerts');
         source = p.ownerId;
       }

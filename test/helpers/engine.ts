@@ -160,7 +160,7 @@ export async function startEngineEnv(t: { teardown(fn: () => unknown): void }, o
         if (cur && want.includes(cur)) return delivery(id);
         if (Date.now() > until) {
           const d = await delivery(id);
-          throw new Error(`delivery ${id}: state ${cur}, wanted ${want.join('|')} within ${timeoutMs} ms; lastError=${d.lastError}; attempts=${d.attempts}`);
+          throw new Error(`delivery ${id}: state ${cur}, wanted ${want.join('|')} within ${timeoutMs} ms; lastError=${(d as Record<string, unknown>).lastError}; attempts=${d.attempts}`);
         }
         await new Promise((res) => setTimeout(res, 20));
       }
@@ -170,7 +170,7 @@ export async function startEngineEnv(t: { teardown(fn: () => unknown): void }, o
 }
 
 /** Polls `check` until it returns a truthy value. */
-export async function until<T>(check: () => Promise<T> | T, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function until<T>(check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
