@@ -212,3 +212,11 @@ export async function redisMemory(redis: Redis): Promise<number> {
   const info = await redis.info('memory');
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
 }
+
+/** Commands Redis has executed so far (INFO commandstats; a Lua script's inner calls count too). */
+export async function redisCalls(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  let n = 0;
+  for (const m of info.matchAll(/calls=(\d+)/g)) n += Number(m[1]);
+  return n;
+}

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 10 --connections 50 --sustain 30 --deliveries 10000 --rate 500]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --only a,b,c,d,e --profile DIR]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -19,6 +19,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { sweepRetention } from '../src/store/retention.js';
 import { keys } from '../src/store/keys.js';
+import { RepeatMatcher } from '../src/lifecycle/repeat.js';
 import {
   ROOT,
   SOURCE_KEY,
@@ -26,6 +27,7 @@ import {
   fenliuConfig,
   freePort,
   percentile,
+  redisCalls,
   redisMemory,
   rssOf,
   sleep,
@@ -39,11 +41,11 @@ import {
 
 const { values: opt } = parseArgs({
   options: {
-    duration: { type: 'string', default: '10' },
+    duration: { type: 'string', default: '8' },
     connections: { type: 'string', default: '50' },
-    sustain: { type: 'string', default: '30' },
-    deliveries: { type: 'string', default: '8000' },
-    rate: { type: 'string', default: '500' },
+    sustain: { type: 'string', default: '20' },
+    deliveries: { type: 'string', default: '4000' },
+    rate: { type: 'string', default: '100' },
     concurrency: { type: 'string', default: '50' },
     profile: { type: 'string' },
     only: { type: 'string' },
@@ -83,9 +85,14 @@ async function load(url: string, o: { duration?: number; amount?: number; rate?:
   return { reqPerSec: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts, total: r['2xx'] };
 }
 
-async function measureIngest(url: string, tag: string, auth = false): Promise<IngestResult> {
+let statsRedis: Redis | undefined;
+
+async function measureIngest(url: string, tag: string, auth = false): Promise<IngestResult & { redisCallsPerRequest?: number }> {
   await load(url, { duration: 2, tag: `${tag}w`, auth }); // warm-up: JIT, connections, Redis
-  return load(url, { duration: DURATION, tag, auth });
+  const c0 = statsRedis ? await redisCalls(statsRedis) : 0;
+  const res = await load(url, { duration: DURATION, tag, auth });
+  const c1 = statsRedis ? await redisCalls(statsRedis) : 0;
+  return { ...res, redisCallsPerRequest: statsRedis && res.total ? (c1 - c0 - 1) / res.total : undefined };
 }
 
 interface Receipt {
@@ -132,10 +139,11 @@ async function main(): Promise<void> {
   const machine = { nproc: cpus().length, cpu: cpus()[0]?.model, node: process.version, redis: redisVersion, platform: `${process.platform} ${process.arch}` };
   const redis = await startRedis();
   const r = new Redis(redis.url);
+  statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
   const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY } };
-  const ingest: Record<string, IngestResult> = {};
-  const delivery: Record<string, DeliveryResult> = {};
+  const ingest: Record<string, IngestResult & { redisCallsPerRequest?: number }> = {};
+  const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
@@ -166,9 +174,13 @@ async function main(): Promise<void> {
     log(`c ${fmt(ingest.c.reqPerSec)} req/s p99 ${ingest.c.p99} ms`);
     if (SUSTAIN > 0) {
       const before = rssOf(api.child.pid!);
+      // RSS every ~10% of the run: a plateau is heap sizing, a steady climb is a leak.
+      const series: number[] = [];
+      const sampler = setInterval(() => series.push(Math.round(rssOf(api.child.pid!) / 1048576)), Math.max(1000, (SUSTAIN * 1000) / 10));
       const s = await load(api.url, { duration: SUSTAIN, tag: 's', auth: true });
+      clearInterval(sampler);
       const after = rssOf(api.child.pid!);
-      Object.assign(memory, { rssBefore: before, rssAfter: after, rssGrowthPct: ((after - before) / before) * 100, sustainReqPerSec: s.reqPerSec, sustainSeconds: SUSTAIN });
+      Object.assign(memory, { rssBefore: before, rssAfter: after, rssGrowthPct: ((after - before) / before) * 100, rssSeriesMB: series.join(' '), sustainReqPerSec: s.reqPerSec, sustainSeconds: SUSTAIN });
       log(`rss ${mb(before)} → ${mb(after)}`);
     }
     await api.stop();
@@ -180,14 +192,16 @@ async function main(): Promise<void> {
     const api = await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } });
     await load(api.url, { amount: N, tag: 'd' });
     await receipts(receiver.url);
+    const dc0 = await redisCalls(r);
     const w = await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } });
     const drain: Receipt[] = [];
     await waitFor(async () => (drain.push(...(await receipts(receiver.url)).records), drain.length >= N), 120_000, 'naive drain');
     const drainEnd = Math.max(...drain.map((x) => x.at));
+    const dc1 = await redisCalls(r);
     await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'dp' });
     await sleep(1_000);
     const paced = (await receipts(receiver.url)).records.filter((x) => x.acceptedAt) as { at: number; acceptedAt: number }[];
-    delivery.d = summarise(drain, drainEnd, paced, 0);
+    delivery.d = { ...summarise(drain, drainEnd, paced, 0), redisCallsPerDelivery: (dc1 - dc0) / N };
     log(`d ${fmt(delivery.d.perSec)} deliveries/s`);
     await w.stop();
     await api.stop();
@@ -203,6 +217,7 @@ async function main(): Promise<void> {
     const pre = await load(api.url, { amount: N, tag: 'e', auth: true });
     if (pre.total !== N) throw new Error(`fenliu accepted ${pre.total} of ${N} alerts`);
     await receipts(receiver.url);
+    const ec0 = await redisCalls(r);
     const worker = await startFenliuProcess(cfg, 'worker', profArgs);
     const drain: Receipt[] = [];
     let drainEnd = 0;
@@ -216,6 +231,7 @@ async function main(): Promise<void> {
       300_000,
       'fenliu drain',
     );
+    const ec1 = await redisCalls(r);
     // The drain ends when the last delivery is `delivered` in Redis (polled every 20 ms), not when the receiver saw it.
     const duplicates = drain.length - new Set(drain.map((x) => x.key)).size;
     const paceStart = Date.now();
@@ -226,7 +242,8 @@ async function main(): Promise<void> {
     const p = r.pipeline();
     for (const x of recs) p.hget(k.delivery(x.key), 'createdAt');
     const created = ((await p.exec()) ?? []).map(([, v]) => Date.parse(String(v)));
-    delivery.e = summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates);
+    // Includes the worker's start-up, the archiver and this script's polling (a few hundred calls).
+    delivery.e = { ...summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates), redisCallsPerDelivery: (ec1 - ec0) / N };
     log(`e ${fmt(delivery.e.perSec)} deliveries/s`);
 
     // Memory: everything delivered; wait for the archiver to move the audit stream to files.
@@ -240,12 +257,21 @@ async function main(): Promise<void> {
     await worker.stop();
     await api.stop();
     // Retention: everything received before now is past its retention.
-    const swept = await sweepRetention(r, k, 'fenliu', Date.now() + 1);
+    const repeat = await RepeatMatcher.create(r, k, 'fenliu', { window: '72h' });
+    const swept = await sweepRetention(r, k, 'fenliu', Date.now() + 1, { repeat });
     const after = await redisMemory(r);
     memory.redisAfterRetention = after;
     memory.retentionSwept = swept.alerts;
     memory.retentionLeftKeys = await r.dbsize();
     memory.retentionLeftBytes = after - baseline;
+    // What is left, largest first: the honest answer to "back to baseline?".
+    const left: [string, number][] = [];
+    for (const key of await r.keys('*')) left.push([key, Number(await r.memory('USAGE', key)) || 0]);
+    memory.retentionLeftTop = left
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 8)
+      .map(([key, bytes]) => `${key} ${bytes}`)
+      .join('; ');
     log(`redis ${fmt(memory.redisBytesPerAlert as number)} B/alert; after retention ${mb(after)} vs baseline ${mb(baseline)}`);
   }
 
@@ -263,25 +289,26 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   const { ingest: i, delivery: d, memory: m, ratios } = res;
   rows.push(`machine: ${res.machine.nproc} cores (${res.machine.cpu}), node ${res.machine.node}, redis ${res.machine.redis}; ${res.options.connections} connections, ${res.options.duration} s per ingest run, ${res.options.deliveries} deliveries, worker concurrency ${res.options.concurrency}`);
   rows.push('');
-  rows.push('| ingest | req/s | p50 ms | p99 ms | non-2xx |');
-  rows.push('|---|---:|---:|---:|---:|');
+  rows.push('| ingest | req/s | p50 ms | p99 ms | non-2xx | Redis calls/request |');
+  rows.push('|---|---:|---:|---:|---:|---:|');
   const names: Record<string, string> = { a: '(a) bare Fastify + Ajv', b: '(b) naive + queue.add', c: '(c) fenliu POST /v1/alerts' };
-  for (const x of ['a', 'b', 'c']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} |`);
-  if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | |`);
+  for (const x of ['a', 'b', 'c']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} |`);
+  if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | | |`);
   rows.push('');
-  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) |`);
-  rows.push('|---|---:|---:|---:|');
+  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery |`);
+  rows.push('|---|---:|---:|---:|---:|');
   const dn: Record<string, string> = { d: '(d) naive BullMQ worker + undici', e: '(e) fenliu worker → delivered' };
-  for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} |`);
-  if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | |`);
+  for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} | ${fmt((d[x] as any).redisCallsPerDelivery ?? NaN, 1)} |`);
+  if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | | |`);
   rows.push('');
   rows.push('| memory | value |');
   rows.push('|---|---:|');
   if (m.redisBytesPerAlert !== undefined) {
     rows.push(`| Redis bytes per retained alert (1 delivery, delivered; audit archived) | ${fmt(m.redisBytesPerAlert)} |`);
     rows.push(`| Redis used_memory: baseline → ${m.redisAlerts} alerts → after retention sweep | ${mb(m.redisBaseline)} → ${mb(m.redisRetained)} → ${mb(m.redisAfterRetention)} |`);
+    rows.push(`| keys left after the sweep (largest) | ${m.retentionLeftKeys}: ${m.retentionLeftTop} |`);
   }
-  if (m.rssBefore !== undefined) rows.push(`| fenliu API RSS before → after ${m.sustainSeconds} s sustained (${fmt(m.sustainReqPerSec)} req/s) | ${mb(m.rssBefore)} → ${mb(m.rssAfter)} (${m.rssGrowthPct >= 0 ? '+' : ''}${fmt(m.rssGrowthPct, 1)}%) |`);
+  if (m.rssBefore !== undefined) rows.push(`| fenliu API RSS before → after ${m.sustainSeconds} s sustained (${fmt(m.sustainReqPerSec)} req/s) | ${mb(m.rssBefore)} → ${mb(m.rssAfter)} (${m.rssGrowthPct >= 0 ? '+' : ''}${fmt(m.rssGrowthPct, 1)}%); samples MB: ${m.rssSeriesMB} |`);
   return rows.join('\n');
 }
 

@@ -266,3 +266,14 @@ t.test('HTTP: vendor JSON through the source mapping', async (t) => {
   const other = await api(f.url, KEYS.sourceB).post('/v1/alerts', undefined, { raw: text('vendor-hs-cad.json'), contentType: `application/vnd.${SOURCE_A}+json` });
   t.equal(other.status, 415, 'a key cannot use another source mapping');
 });
+
+t.test('a vendor mapping outside the mapping language stops the boot with its key path', async (t) => {
+  const { InboundService } = await import('../src/inbound/service.js');
+  const { validConfig } = await import('./helpers/fenliu.js');
+  const cfg = testConfig();
+  cfg.sources[1].inbound = { mapping: { summary: { path: 'x', bogus: true } } };
+  t.throws(() => new InboundService({ cfg: validConfig(cfg) } as never), { name: 'ConfigError', message: /\/sources\/1\/inbound\/mapping\/summary/ });
+  const vendorOnly = testConfig();
+  vendorOnly.sources[1].inbound = { format: 'vendor' };
+  t.throws(() => new InboundService({ cfg: validConfig(vendorOnly) } as never), { message: /\/sources\/1\/inbound\/mapping is required/ });
+});

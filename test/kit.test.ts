@@ -15,7 +15,7 @@ const work = mkdtempSync(join(tmpdir(), 'fenliu-kit-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
 /** Runs the fenliu CLI asynchronously (the sandbox in this process must keep answering). */
-function fenliu(args: string[], cwd = work): Promise<{ code: number; stdout: string; stderr: string }> {
+function fenliu(args: string[], cwd = ROOT): Promise<{ code: number; stdout: string; stderr: string }> {
   const c = cli(args);
   return new Promise((resolve) => {
     execFile(c.command, c.args, { cwd, env: childEnv(), timeout: 60_000 }, (err, stdout, stderr) => {
@@ -36,14 +36,17 @@ t.test('adapter new scaffolds a folder outside the repo that passes adapter test
     t.ok(readFileSync(join(scaffold, f), 'utf8').length > 0, `${f} written`);
   }
   t.equal(readFileSync(join(scaffold, 'sdk.ts'), 'utf8'), readFileSync(join(ROOT, 'adapters', 'sdk.ts'), 'utf8'), 'the SDK travels with the adapter');
-  const tested = await fenliu(['adapter', 'test', scaffold]);
+  // Independent runs in parallel: each child pays fenliu's start-up.
+  const [tested, again, badId] = await Promise.all([
+    fenliu(['adapter', 'test', scaffold]),
+    fenliu(['adapter', 'new', 'wuhan-12345', '--dir', scaffold]),
+    fenliu(['adapter', 'new', 'Wuhan_12345']),
+  ]);
   t.equal(tested.code, 0, tested.stdout);
   t.match(tested.stdout, /fenliu adapter test: wuhan-12345@0\.1\.0/);
   t.match(tested.stdout, /all \d+ checks passed/);
   t.match(tested.stdout, /ok {3}fixture with-caller: matches golden/);
-  const again = await fenliu(['adapter', 'new', 'wuhan-12345', '--dir', scaffold]);
   t.equal(again.code, 2, 'refuses to overwrite a non-empty folder');
-  const badId = await fenliu(['adapter', 'new', 'Wuhan_12345']);
   t.equal(badId.code, 2);
   t.match(badId.stderr, /kebab-case/);
 });
@@ -57,28 +60,30 @@ t.test('a deliberately broken adapter fails adapter test with a precise message'
     // wrong reading of the accepted sample
     .replace("remoteTicketId: 'T-0001' },\n    validationError", "remoteTicketId: 'T-9999' },\n    validationError");
   writeFileSync(join(broken, 'index.ts'), src);
-  const r = await fenliu(['adapter', 'test', broken]);
+  const golden = join(work, 'golden-drift');
+  cpSync(scaffold, golden, { recursive: true });
+  writeFileSync(join(golden, 'index.ts'), readFileSync(join(golden, 'index.ts'), 'utf8').replace('title: truncate(alert.summary, 200),', 'title: truncate(alert.summary, 10),'));
+  const notAdapter = join(work, 'not-an-adapter');
+  cpSync(scaffold, notAdapter, { recursive: true });
+  writeFileSync(join(notAdapter, 'index.ts'), 'export const x = 1;\n');
+  const [r, g, n, missing] = await Promise.all([
+    fenliu(['adapter', 'test', broken]),
+    fenliu(['adapter', 'test', golden]),
+    fenliu(['adapter', 'test', notAdapter]),
+    fenliu(['adapter', 'test', join(work, 'nowhere')]),
+  ]);
   t.equal(r.code, 1);
   t.match(r.stdout, /FAIL fixture minimal: translate is pure — impure: called Date\.now\(\) \/ new Date\(\) \(use ctx\.now\)/);
   t.match(r.stdout, /FAIL interpretResponse: accepted sample → delivered — remoteTicketId "T-0001", expected "T-9999"/);
   t.match(r.stdout, /\d+ of \d+ checks FAILED/);
   t.ok(r.stdout.indexOf('FAIL') < r.stdout.indexOf('ok  '), 'failures are listed first');
 
-  const golden = join(work, 'golden-drift');
-  cpSync(scaffold, golden, { recursive: true });
-  writeFileSync(join(golden, 'index.ts'), readFileSync(join(golden, 'index.ts'), 'utf8').replace('title: truncate(alert.summary, 200),', 'title: truncate(alert.summary, 10),'));
-  const g = await fenliu(['adapter', 'test', golden]);
   t.equal(g.code, 1);
-  t.match(g.stdout, /FAIL fixture with-caller: matches golden — .*golden\/with-caller\.json differs at \/body\/title: expected "米粉店店主与顾客发生消费纠纷，顾客要求退款", got "米粉店店主与顾客发生消费"/);
+  t.match(g.stdout, /FAIL fixture with-caller: matches golden — .*golden\/with-caller\.json differs at \/body\/title: expected "米粉店店主与顾客发生消费纠纷，顾客要求退款", got "米粉店店主与顾客发生"/);
 
-  const notAdapter = join(work, 'not-an-adapter');
-  cpSync(scaffold, notAdapter, { recursive: true });
-  writeFileSync(join(notAdapter, 'index.ts'), 'export const x = 1;\n');
-  const n = await fenliu(['adapter', 'test', notAdapter]);
   t.equal(n.code, 1);
   t.match(n.stdout, /FAIL .*does not export an adapter:\n\s+FAIL default export is not an object/);
 
-  const missing = await fenliu(['adapter', 'test', join(work, 'nowhere')]);
   t.equal(missing.code, 2);
   t.match(missing.stderr, /no such file or folder/);
 });
@@ -98,7 +103,8 @@ t.test('fenliu send: one alert to a sandbox platform, request and response print
     }),
   );
   const alertFile = join(ROOT, 'schemas', 'examples', 'valid', 'noodle-shop-dispute.json');
-  const ok = await fenliu(['send', alertFile, '--to', 'p-12345', '--config', cfgFile]);
+  const eidoFile = join(ROOT, 'test', 'fixtures', 'inbound', 'eido-noodle-shop.json');
+  const [ok, eido] = await Promise.all([fenliu(['send', alertFile, '--to', 'p-12345', '--config', cfgFile]), fenliu(['send', eidoFile, '--to', 'p-12345', '--config', cfgFile])]);
   t.equal(ok.code, 0, ok.stdout + ok.stderr);
   t.match(ok.stdout, new RegExp(`> POST ${url.replace(/[.]/g, '\\.')}/`));
   t.match(ok.stdout, /> authorization: \[redacted\]/, 'secrets are not printed by default');
@@ -106,20 +112,16 @@ t.test('fenliu send: one alert to a sandbox platform, request and response print
   t.match(ok.stdout, /> idempotency-key: dlv_send_/);
   t.match(ok.stdout, /< HTTP 2\d\d/);
   t.match(ok.stdout, /= delivered: ticket \S+/);
-  t.equal(sandbox.get('sb-12345').received.length, 1, 'exactly one request reached the platform');
-
-  const eido = await fenliu(['send', join(ROOT, 'test', 'fixtures', 'inbound', 'eido-noodle-shop.json'), '--to', 'p-12345', '--config', cfgFile]);
+  t.equal(sandbox.get('sb-12345').received.length, 2, 'exactly one request per send reached the platform');
   t.equal(eido.code, 0, eido.stdout + eido.stderr);
   t.match(eido.stdout, /EIDO normalised for source hubei-huangshi-110/);
 
   sandbox.get('sb-12345').setFault('4xx');
-  const refused = await fenliu(['send', alertFile, '--to', 'p-12345', '--config', cfgFile]);
+  const [refused, unknown] = await Promise.all([fenliu(['send', alertFile, '--to', 'p-12345', '--config', cfgFile]), fenliu(['send', alertFile, '--to', 'nope', '--config', cfgFile])]);
   t.equal(refused.code, 1);
   t.match(refused.stdout, /< HTTP 4\d\d/);
   t.match(refused.stdout, /= reject \(http-4xx\)/);
 
-  sandbox.get('sb-12345').setFault('none');
-  const unknown = await fenliu(['send', alertFile, '--to', 'nope', '--config', cfgFile]);
   t.equal(unknown.code, 2);
   t.match(unknown.stderr, /no platform "nope".*have: p-12345/);
 });

@@ -194,10 +194,13 @@ export class DeliveryEngine {
         audit: { alertId: d.alertId, platformId: p.id, data: { remoteTicketId: decision.remoteTicketId } },
       });
       const now = Date.now();
-      await redis.zadd(k.flowDelivered(p.id), now, d.id);
+      // The flow index and the ticket lookups in one round trip.
+      const idx = redis.pipeline().zadd(k.flowDelivered(p.id), now, d.id);
+      if (decision.remoteTicketId) idx.hset(k.ticket(p.id), decision.remoteTicketId, d.id);
+      if (decision.pendingToken) idx.hset(k.ticket(p.id), `token:${decision.pendingToken}`, d.id);
+      const failed = ((await idx.exec()) ?? []).find(([e]) => e);
+      if (failed) throw failed[0];
       bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
-      if (decision.remoteTicketId) await redis.hset(k.ticket(p.id), decision.remoteTicketId, d.id);
-      if (decision.pendingToken) await redis.hset(k.ticket(p.id), `token:${decision.pendingToken}`, d.id);
       if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'delivered', 'engine', undefined, deliveredAt);
       else {
         // Cancelled while this attempt was in flight: the platform has a ticket all the same, and

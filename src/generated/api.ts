@@ -19,6 +19,15 @@ export interface paths {
          * @description 202 only after the alert, its deliveries and their jobs are stored together in Redis.
          *     Idempotent per source on `source.alertId`, or on the `Idempotency-Key` header when given:
          *     the same body again answers 200 with the original record; a different body answers 409.
+         *
+         *     Besides fenliu's own alert JSON, a source key may send (docs/integrators.md):
+         *     NENA EIDO JSON (`application/emergency.eido+json`, or `application/json` with an
+         *     `eidoVersion` member), OASIS CAP 1.2 XML (`application/cap+xml`; a DOCTYPE or ENTITY
+         *     declaration is refused with 400), or its own vendor JSON mapped in config
+         *     (`application/vnd.<source id>+json`). Each is normalised into alert.v1 and validated,
+         *     routed and de-duplicated exactly like a native alert; error pointers point into the
+         *     document as sent (JSON pointer, or an XML path such as `/alert/info[0]/event`), with the
+         *     alert.v1 field in `field`. A CAP Update or Cancel answers 200 with the alert it follows up.
          */
         post: operations["submitAlert"];
         delete?: never;
@@ -72,6 +81,26 @@ export interface paths {
         put?: never;
         /** Send a failed delivery again (scope admin) */
         post: operations["retryDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/deliveries/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a delivery again as it is, whatever its state (scope admin; used by `fenliu replay --mode redeliver`)
+         * @description The original delivery id stays the idempotency key, so the platform can recognise the copy. The delivery's state does not change. Audited as replay.redeliver with the key id and reason.
+         */
+        post: operations["redeliverDelivery"];
         delete?: never;
         options?: never;
         head?: never;
@@ -335,6 +364,8 @@ export interface components {
             errors?: {
                 pointer: string;
                 message: string;
+                /** @description For EIDO, CAP and vendor JSON: the alert.v1 field at fault, while pointer points into the document as sent */
+                field?: string;
             }[];
         };
         /** @enum {string} */
@@ -737,17 +768,20 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["alert.v1.schema"];
+                "application/emergency.eido+json": Record<string, never>;
+                "application/cap+xml": string;
+                "application/vnd.source+json": Record<string, never>;
             };
         };
         responses: {
-            /** @description The same alert was already stored (idempotent replay) */
+            /** @description The same alert was already stored (idempotent replay); or, for a CAP Update or Cancel, the alert it followed up (AlertView with `inbound`) */
             200: {
                 headers: {
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Receipt"];
+                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["AlertView"];
                 };
             };
             /** @description Stored and queued for delivery */
@@ -848,6 +882,36 @@ export interface operations {
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
             409: components["responses"]["Problem"];
+        };
+    };
+    redeliverDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OperatorAction"];
+            };
+        };
+        responses: {
+            /** @description Queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
         };
     };
     listPlatforms: {

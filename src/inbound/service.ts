@@ -22,7 +22,8 @@ import { mappingProblems, normaliseVendor } from './vendor.js';
 export type BodyFormat = 'fenliu' | InboundFormat;
 
 export const EIDO_MEDIA_TYPE = 'application/emergency.eido+json';
-export const CAP_MEDIA_TYPES = ['application/cap+xml', 'application/xml', 'text/xml'];
+/** Only CAP's own media type: generic XML stays a 415, since fenliu reads no other XML. */
+export const CAP_MEDIA_TYPES = ['application/cap+xml'];
 export const VENDOR_MEDIA_TYPE = /^application\/vnd\.([a-z0-9][a-z0-9._-]{0,63})\+json$/;
 
 export type InboundOutcome =

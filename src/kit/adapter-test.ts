@@ -67,6 +67,7 @@ export async function adapterTestCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean', default: false }, golden: { type: 'string' } } });
   const [path] = positionals;
   if (!path) throw new KitUsageError('usage: fenliu adapter test PATH [--golden DIR] [--json]');
+  adapterEntry(path); // a wrong path is a usage error, not a failing adapter
   let loaded: { adapter: Adapter<any>; file: string };
   try {
     loaded = await loadAdapterModule(path);

@@ -58,3 +58,32 @@ t.test('Redis stop/restart and crash/restart under a stream of alerts', async (t
   t.equal(apiProc.child.exitCode, null, 'the API process never died');
   t.equal(worker.child.exitCode, null, 'the worker process never died');
 });
+
+t.test('Redis out of memory (maxmemory, noeviction): 503, never 500, and back to 202 when memory frees', async (t) => {
+  const { startTestFenliu, KEYS: K, alert: mk } = await import('../helpers/fenliu.js');
+  const { Redis } = await import('ioredis');
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const f = await startTestFenliu({ redisUrl: redis.url });
+  t.teardown(() => f.stop());
+  const r = new Redis(redis.url);
+  t.teardown(() => r.disconnect());
+  const used = Number(/used_memory:(\d+)/.exec(await r.info('memory'))![1]);
+  await r.config('SET', 'maxmemory-policy', 'noeviction');
+  await r.config('SET', 'maxmemory', String(used + 2_000_000));
+  const statuses: number[] = [];
+  let first: any;
+  for (let i = 0; i < 3_000 && !statuses.some((s) => s !== 202); i++) {
+    const res = await api(f.url, K.sourceA).post('/v1/alerts', mk(`OOM-${i}`, { description: 'x'.repeat(2_000) }));
+    statuses.push(res.status);
+    if (res.status !== 202) first = res;
+  }
+  t.ok(first, `memory ran out after ${statuses.length - 1} alerts`);
+  t.equal(first?.status, 503, `out of memory answers 503 (${first?.body?.code}), not 500`);
+  t.equal(first?.body?.code, 'FENLIU_ERR_UNAVAILABLE');
+  await r.config('SET', 'maxmemory', '0');
+  const again = await api(f.url, K.sourceA).post('/v1/alerts', mk('OOM-after'));
+  t.equal(again.status, 202, 'accepted again once memory is available');
+  const stored = await r.zcard(f.rt.keys.alerts);
+  t.equal(stored, statuses.filter((s) => s === 202).length + 1, 'only 202s were stored');
+});

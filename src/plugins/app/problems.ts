@@ -9,7 +9,8 @@ export function isUnavailable(err: unknown): boolean {
   if (e.name === 'MaxRetriesPerRequestError') return true;
   if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTCONN', 'EHOSTUNREACH'].includes(e.code)) return true;
   const m = e.message ?? '';
-  return /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|LOADING|READONLY|MISCONF|Reached the max retries/i.test(m);
+  // OOM: maxmemory reached under noeviction (also inside EXECABORT of a MULTI): nothing stored, retry later.
+  return /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|LOADING|READONLY|MISCONF|Reached the max retries|OOM command not allowed/i.test(m);
 }
 
 /** Maps every error to RFC 9457 problem+json; a client's mistake is never a 500. */
