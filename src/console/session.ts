@@ -248,10 +248,10 @@ export const consoleSessionPlugin = fp(
       req.principal = session.principal;
     });
     app.addHook('preSerialization', async (req: FastifyRequest, _reply: FastifyReply, payload: unknown) => {
-      // Duty officers' keys (operator keys without audit:read) see cases, not people: masked
-      // whether they come through the console or the API. A source sees what it sent.
+      // People are masked for whoever lacks audit:read in the console, and for duty officers'
+      // operator keys through the API too. A 110 system's own API calls see what it sent.
       const p = req.principal;
-      if (!p || p.kind === 'source' || mayViewPersonalData(p)) return payload;
+      if (!p || mayViewPersonalData(p) || (!req.consoleSession && p.kind !== 'operator')) return payload;
       if (!req.url.startsWith('/v1/alerts') && !req.url.startsWith('/v1/deliveries')) return payload;
       return maskPersonalData(payload);
     });
