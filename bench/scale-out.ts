@@ -1,5 +1,5 @@
 /**
- * `npm run bench:scale-out [-- --alerts 6000 --connections 50 --delay 20 --concurrency 50]`
+ * `npm run bench:scale-out [-- --alerts 3000 --connections 50 --delay 20 --concurrency 50]`
  *
  * Two API processes and two worker processes (`node --import tsx src/cli.ts serve --role api|worker`)
  * against one private Redis (AOF everysec) and one receiver that records every request with its
@@ -20,7 +20,7 @@ import { ROOT, SOURCE_KEY, benchAlert, fenliuConfig, freePort, sleep, startFenli
 
 const { values: opt } = parseArgs({
   options: {
-    alerts: { type: 'string', default: '6000' },
+    alerts: { type: 'string', default: '3000' },
     connections: { type: 'string', default: '50' },
     delay: { type: 'string', default: '20' },
     concurrency: { type: 'string', default: '50' },
