@@ -83,6 +83,7 @@ export interface Config {
   routes: RouteConfig[];
   sandbox: { enabled: boolean; [k: string]: unknown };
   sla: SlaConfig;
+  retention: { alertsDays: number; sweepEveryMs: number };
   repeat: { enabled: boolean; window: string; secret?: string };
   audit: { dir: string; archive: boolean; segmentMaxBytes: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
   engine: { lockDurationMs: number; stalledIntervalMs: number };

@@ -14,7 +14,7 @@ import { FINAL_STATES, PROGRESS, isDeliveryState, type DeliveryState } from './s
 import { transition, type TransitionRequest, type TransitionResult } from './transition.js';
 
 /** What the lifecycle queue carries: SLA timers and poll rounds. */
-export type LifecycleJobData = { kind: 'sla'; deliveryId: string } | { kind: 'poll'; platformId: string };
+export type LifecycleJobData = { kind: 'sla'; deliveryId: string } | { kind: 'poll'; platformId: string } | { kind: 'retention' };
 
 export const LIFECYCLE_QUEUE = 'lifecycle';
 

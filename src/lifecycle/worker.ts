@@ -6,6 +6,7 @@ import { prepare } from '../delivery/http.js';
 import { getDeliveries } from '../store/records.js';
 import type { Lifecycle, LifecycleJobData } from './service.js';
 import { LIFECYCLE_QUEUE } from './service.js';
+import { sweepRetention } from '../store/retention.js';
 
 /** How many open deliveries one poll round asks a platform about. */
 const POLL_BATCH = 200;
@@ -30,6 +31,8 @@ export class LifecycleWorker {
       const every = (p.cfg as { poll?: { everyMs?: number } }).poll?.everyMs ?? 60_000;
       await this.lc.lifecycleQueue.upsertJobScheduler(`poll.${p.id}`, { every }, { name: 'poll', data: { kind: 'poll', platformId: p.id }, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } });
     }
+    const r = this.lc.cfg.retention;
+    await this.lc.lifecycleQueue.upsertJobScheduler('retention', { every: r.sweepEveryMs }, { name: 'retention', data: { kind: 'retention' }, opts: { removeOnComplete: true, removeOnFail: { count: 10 } } });
     this.worker = new Worker<LifecycleJobData>(LIFECYCLE_QUEUE, (job) => this.process(job), {
       connection: this.connection,
       prefix: this.lc.keys.queuePrefix,
@@ -48,6 +51,11 @@ export class LifecycleWorker {
     // Judge the deadline at the instant the timer was due, so a timer that fires a millisecond
     // early cannot re-arm itself under its own (still active) job id and be lost.
     if (data.kind === 'sla') return this.lc.checkSla(data.deliveryId, Math.max(Date.now(), job.timestamp + (job.opts.delay ?? 0)));
+    if (data.kind === 'retention') {
+      const res = await sweepRetention(this.lc.redis, this.lc.keys, this.lc.prefix, Date.now() - this.lc.cfg.retention.alertsDays * 86_400_000);
+      if (res.alerts) this.log.info({ alerts: res.alerts }, 'retention: old alerts removed from Redis');
+      return res;
+    }
     if (data.kind === 'poll') {
       const p = this.platforms.get(data.platformId);
       if (p) return this.poll(p);

@@ -2,15 +2,20 @@ import fp from 'fastify-plugin';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError, toProblem } from '../../errors.js';
 
+/** OOM: maxmemory reached under noeviction (also inside EXECABORT of a MULTI): nothing stored, retry later. */
+const UNAVAILABLE = /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|LOADING|READONLY|MISCONF|Reached the max retries|OOM command not allowed/i;
+
 /** Redis or connection failures: the gateway cannot store, so it must not accept. */
 export function isUnavailable(err: unknown): boolean {
-  const e = err as { code?: string; name?: string; message?: string };
+  const e = err as { code?: string; name?: string; message?: string; previousErrors?: unknown[] };
   if (!e) return false;
+  // ioredis: a MULTI refused at EXEC ("EXECABORT ... previous errors") carries the queued commands' errors.
+  // One level only: the array can hold the EXECABORT error itself.
+  if (Array.isArray(e.previousErrors) && e.previousErrors.some((p) => p !== err && UNAVAILABLE.test((p as Error)?.message ?? ''))) return true;
   if (e.name === 'MaxRetriesPerRequestError') return true;
   if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTCONN', 'EHOSTUNREACH'].includes(e.code)) return true;
   const m = e.message ?? '';
-  // OOM: maxmemory reached under noeviction (also inside EXECABORT of a MULTI): nothing stored, retry later.
-  return /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|LOADING|READONLY|MISCONF|Reached the max retries|OOM command not allowed/i.test(m);
+  return UNAVAILABLE.test(m);
 }
 
 /** Maps every error to RFC 9457 problem+json; a client's mistake is never a 500. */
