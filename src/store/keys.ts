@@ -33,7 +33,7 @@ export function keys(prefix: string) {
     /** Repeat-call matching: keyed phone hash or address+category hash → open case id. */
     repeatPhone: (hash: string) => `${prefix}:repeat:phone:${hash}`,
     repeatPlace: (hash: string) => `${prefix}:repeat:place:${hash}`,
-    /** Queue prefix for BullMQ; the braces keep each platform's queue on one Redis Cluster shard. */
+    /** Queue prefix for BullMQ (not cluster-safe yet: see docs/scaling.md). */
     queuePrefix: `${prefix}:q`,
   };
 }

@@ -251,6 +251,8 @@ export interface Served {
   role: string;
   url?: string;
   stderr(): string;
+  /** Log lines (pino JSON on stdout). */
+  stdout(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
@@ -264,15 +266,16 @@ export async function serve(t: { teardown(fn: () => unknown): void }, configFile
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   let err = '';
+  let out = '';
   child.stderr!.on('data', (d) => (err += d.toString()));
-  child.stdout!.resume();
+  child.stdout!.on('data', (d) => (out += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
     child.once('exit', (code, signal) => {
       children.delete(child);
       resolve({ code, signal, at: Date.now() });
     }),
   );
-  const s: Served = { child, role, stderr: () => err, exited };
+  const s: Served = { child, role, stderr: () => err, stdout: () => out, exited };
   const re = role === 'worker' ? /running \(role worker\)/ : /listening on (http:\/\/\S+) \(role/;
   const m = await new Promise<RegExpExecArray>((resolve, reject) => {
     // Generous: tsx start-up on a busy 2-CPU CI machine can take tens of seconds.
@@ -369,6 +372,8 @@ export async function settle(
 export function stream(baseUrl: () => string, opts: { workers?: number; prefix: string; pauseMs?: number }) {
   const accepted: { alertId: string; deliveries: string[] }[] = [];
   const statuses = new Map<number | string, number>();
+  /** The first few unexpected answers, for the report. */
+  const odd: string[] = [];
   let running = true;
   let seq = 0;
   const loops = Array.from({ length: opts.workers ?? 4 }, async () => {
@@ -379,6 +384,7 @@ export function stream(baseUrl: () => string, opts: { workers?: number; prefix: 
         const res = await api(baseUrl(), KEYS.sourceA).post('/v1/alerts', alert(id, { category: 'utility.water-leak' }));
         status = res.status;
         if (res.status === 202) accepted.push({ alertId: res.body.id, deliveries: res.body.deliveries.map((d: { id: string }) => d.id) });
+        else if (res.status !== 503 && odd.length < 5) odd.push(`${id}: ${res.status} ${res.text.slice(0, 300)}`);
       } catch (err) {
         status = (err as { code?: string }).code ?? 'error';
         await sleep(20);
@@ -390,6 +396,7 @@ export function stream(baseUrl: () => string, opts: { workers?: number; prefix: 
   return {
     accepted,
     statuses,
+    odd,
     count: (s: number | string) => statuses.get(s) ?? 0,
     deliveryIds: () => accepted.flatMap((a) => a.deliveries),
     async stop() {
