@@ -1,12 +1,13 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { useRedis } from './helpers/redis.js';
 import { KEYS, ROOT, alert, api, childEnv, cli, testConfig, type ConfigDoc } from './helpers/fenliu.js';
+import { freePort } from '../src/redis/embedded.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fenliu-process-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -76,16 +77,6 @@ function waitFor(s: Served, re: RegExp, boundMs = 45_000): Promise<RegExpExecArr
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -8,12 +8,13 @@
  *
  * Real Redis, real BullMQ, real HTTP; nothing mocked. Waiting polls Redis, never sleeps blindly.
  */
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { startSandbox, type Sandbox, type SandboxKind } from '../../src/sandbox/index.js';
 import { keys as redisKeys } from '../../src/store/keys.js';
 import { KEYS, alert, api, startTestFenliu, testConfig, type ConfigDoc, type TestFenliu } from './fenliu.js';
 import { startRedis, type TestRedis } from './redis.js';
+import { freePort } from '../../src/redis/embedded.js';
+export { freePort };
 
 export { KEYS, alert, api };
 
@@ -73,16 +74,6 @@ export interface EngineEnv {
   close(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let seq = 0;
 
