@@ -248,6 +248,11 @@ export class DeliveryEngine {
         x.status = res.response.status;
         x.responseText = res.response.body;
         x.decision = classifyResponse(res.response, () => p.adapter.interpretResponse(res.response, ctx));
+        if (res.response.status === 401 && p.settings.auth.type === 'oauth2') {
+          // A cached token the platform no longer takes: fetch a new one on the next attempt.
+          p.client.dropToken();
+          x.decision = { outcome: 'retry', errorClass: 'http-retryable', reason: 'HTTP 401 with the cached OAuth2 token: token dropped, retrying with a new one' };
+        }
       } catch (err) {
         x.durationMs = Date.now() - started;
         x.decision = classifyTransportError(err);

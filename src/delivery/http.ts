@@ -112,6 +112,11 @@ export class PlatformClient {
     return { ...p, headers };
   }
 
+  /** Forgets the cached OAuth2 token (the platform said 401: revoked or expired early). */
+  dropToken(): void {
+    this.token = undefined;
+  }
+
   /** Client-credentials token, cached until shortly before it expires; one fetch at a time. */
   private async oauthToken(): Promise<string> {
     if (this.auth.type !== 'oauth2') throw new Error('not oauth2');
