@@ -66,6 +66,10 @@ export async function buildServer(rt: Runtime, logger: Logger, extraRoutes: ((ap
     bodyLimit: rt.cfg.server.bodyLimitBytes,
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
+    // Slow clients: headers must be complete within 10 s (Node's default is 60 s, above the
+    // 30 s requestTimeout), and both limits are checked every 5 s instead of every 30 s, so a
+    // slowloris connection lives at most ~15 s (headers) or ~35 s (body) (test/faults/slow-clients).
+    http: { headersTimeout: 10_000, connectionsCheckingInterval: 5_000 },
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
     ajv: { customOptions: { allErrors: true, coerceTypes: true, removeAdditional: false } },
