@@ -294,7 +294,7 @@ t.test('HTTP layer: thousands of hostile requests through the real app, never a 
   // Never a stored invalid alert: every record in Redis validates against the schema.
   const r = new Redis(redis.url);
   t.teardown(() => r.disconnect());
-  const ids = await r.zrange(f.rt.keys.alerts, 0, -1);
+  const ids = await r.zrange(f.rt.keys.alerts, '0', '-1');
   const invalid: string[] = [];
   for (const id of ids) {
     const rec = JSON.parse((await r.get(f.rt.keys.alert(id)))!);

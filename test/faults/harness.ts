@@ -331,6 +331,7 @@ export interface Tally {
   delivered: number;
   duplicated: number;
   lost: number;
+  maxConcurrentPerKey: number;
   [k: string]: unknown;
 }
 

@@ -53,7 +53,7 @@ t.test('Redis stop/restart and crash/restart under a stream of alerts', async (t
   // alert stored whose request was answered 503 (the commit outcome is unknown to fenliu). The
   // 110 system's retry with the same alertId must then find it: 200, idempotent replay.
   const acceptedIds = new Set(s.accepted.map((a) => a.alertId));
-  const stored = await ins.r.zrange(ins.k.alerts, 0, -1);
+  const stored = await ins.r.zrange(ins.k.alerts, '0', '-1');
   const unanswered = stored.filter((id) => !acceptedIds.has(id));
   t.ok(s.accepted.every((a) => stored.includes(a.alertId)), 'every 202 is stored');
   const extraDeliveries: string[] = [];

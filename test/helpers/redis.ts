@@ -170,8 +170,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
     const c = child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
     const exited = waitExit(c);
-    await sendCommand(port, 'SHUTDOWN NOSAVE\r\n');
+    // The fallback is armed first: a SHUTDOWN that errors or never answers must not hang a test.
     const timer = setTimeout(() => c.kill('SIGKILL'), 5_000);
+    await sendCommand(port, 'SHUTDOWN NOSAVE\r\n').catch(() => c.kill('SIGKILL'));
     await exited;
     clearTimeout(timer);
   };
