@@ -21,6 +21,9 @@ declare module 'fastify' {
   }
 }
 
+/** Probes, metrics and static pages are never rate-limited: orchestrators and browsers need them. */
+const UNLIMITED = /^\/(healthz|readyz|metrics|openapi\.json|docs(\/.*)?|console(\/(?!api\/).*)?)$/;
+
 /** Routes that may still be called while shutting down, so orchestrators see the state. */
 const ALWAYS_OPEN = new Set(['/healthz', '/readyz']);
 
@@ -39,13 +42,19 @@ export const appPlugin = fp(
         return sendProblem(reply, req, new ProblemError('FENLIU_ERR_SHUTTING_DOWN', 'The gateway is shutting down; retry against another instance', { headers: { 'retry-after': '5' } }));
       }
     });
+    const perKey = rt.cfg.server.rateLimitPerKey ?? { max: 1000, perSeconds: 1 };
     await app.register(rateLimit, {
-      global: false,
+      // Every route gets a per-key budget; POST /v1/alerts replaces it with its per-source one.
+      global: true,
+      max: perKey.max,
+      timeWindow: perKey.perSeconds * 1000,
+      keyGenerator: (req) => (req.principal ? `key:${req.principal.keyId}` : `ip:${req.ip}`),
+      allowList: (req) => UNLIMITED.test(req.url.split('?')[0]) && req.method === 'GET',
       redis: rt.redis,
       nameSpace: `${rt.cfg.redis.prefix}:rl:`,
       skipOnError: true,
       errorResponseBuilder: (_req, ctx) => {
-        const err = new ProblemError('FENLIU_ERR_RATE_LIMITED', `Rate limit of ${ctx.max} requests per ${ctx.after} exceeded for this source`, { headers: { 'retry-after': String(Math.ceil(ctx.ttl / 1000)) } });
+        const err = new ProblemError('FENLIU_ERR_RATE_LIMITED', `Rate limit of ${ctx.max} requests per ${ctx.after} exceeded`, { headers: { 'retry-after': String(Math.ceil(ctx.ttl / 1000)) } });
         (err as unknown as { statusCode: number }).statusCode = 429;
         return err;
       },

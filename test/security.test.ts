@@ -376,6 +376,28 @@ t.test('rate limits: per source, shared by two API processes through Redis', asy
   t.equal((await api(f1.url, KEYS.sourceB).post('/v1/alerts', alert('RL-B', {}, SOURCE_B))).status, 202, 'source B has its own budget');
 });
 
+t.test('rate limits: per key on every other route, shared by API processes; probes never limited', async (t) => {
+  const redis = await useRedis(t);
+  const doc = securityConfig();
+  doc.server = { ...doc.server, rateLimitPerKey: { max: 3, perSeconds: 30 } };
+  const f1 = await startTestFenliu({ redisUrl: redis.url, cfg: doc });
+  const f2 = await startTestFenliu({ redisUrl: redis.url, cfg: doc });
+  t.teardown(async () => {
+    await f1.stop();
+    await f2.stop();
+  });
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    statuses.push((await api(f1.url, KEYS.auditor).get('/v1/alerts')).status);
+    statuses.push((await api(f2.url, KEYS.auditor).get('/v1/alerts')).status);
+  }
+  t.same(statuses.sort(), [200, 200, 200, 429, 429, 429], `one budget of 3 for the key across both instances: ${statuses}`);
+  const limited = await api(f1.url, KEYS.auditor).get('/v1/platforms');
+  t.equal(limited.body.code, 'FENLIU_ERR_RATE_LIMITED', 'the budget covers every route of the key');
+  t.equal((await api(f1.url, KEYS.admin).get('/v1/alerts')).status, 200, 'another key has its own budget');
+  for (let i = 0; i < 5; i++) t.equal((await api(f1.url).get('/healthz')).status, 200, `probe ${i} not limited`);
+});
+
 t.test('body and header size limits', async (t) => {
   const redis = await useRedis(t);
   const f = await startTestFenliu({ redisUrl: redis.url, cfg: securityConfig() });

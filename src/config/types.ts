@@ -73,7 +73,7 @@ export interface RouteConfig {
 }
 
 export interface Config {
-  server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number; publicUrl?: string };
+  server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number; publicUrl?: string; rateLimitPerKey: { max: number; perSeconds: number } };
   redis: { url?: string; prefix: string; dataDir: string; requirePersistence: boolean };
   log: { level: string };
   keys: KeyConfig[];
