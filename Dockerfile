@@ -20,6 +20,8 @@ COPY src ./src
 COPY adapters ./adapters
 COPY schemas ./schemas
 COPY openapi ./openapi
+COPY console ./console
+# tsc for the server, Vite for the console (dist/console).
 RUN npm run build
 
 FROM ${NODE_IMAGE} AS runtime
@@ -38,7 +40,7 @@ COPY config ./config
 # The demo config listens on 127.0.0.1; in a container it must listen on every interface.
 RUN sed -i 's/^  host: 127\.0\.0\.1$/  host: 0.0.0.0/' config/demo.yaml \
  && grep -q '^  host: 0\.0\.0\.0$' config/demo.yaml \
- && mkdir -p var/redis \
+ && mkdir -p var/redis var/audit \
  && chown -R node:node var
 USER node
 EXPOSE 8110
