@@ -151,7 +151,8 @@ export class DeliveryEngine {
     // The circuit counts consecutive transport faults (no answer, 5xx, 408/425/429). Any other
     // answer proves the platform reachable and closes it; an attempt that never went out
     // (output-schema, translate) says nothing, but must not keep the half-open probe slot.
-    const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable';
+    // A 429 is a platform that is up and pacing us: Retry-After handles it, the circuit must not open.
+    const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable' && status !== 429;
     if (transportFault) {
       if ((await circuit.failure()) === 'open') bus.emitEvent('circuit.change', { platformId: p.id, state: 'open' });
     } else if (status !== undefined) await circuit.success();

@@ -67,7 +67,8 @@ export class LifecycleWorker {
   async poll(p: Platform): Promise<number> {
     const hook = p.adapter.poll;
     if (!hook) return 0;
-    const ids = await this.lc.redis.zrange(this.lc.keys.open(p.id), '0', String(POLL_BATCH - 1));
+    const batch = (p.cfg as { poll?: { batchSize?: number } }).poll?.batchSize ?? POLL_BATCH;
+    const ids = await this.lc.redis.zrange(this.lc.keys.open(p.id), '0', String(batch - 1));
     if (!ids.length) return 0;
     const ds = await getDeliveries(this.lc.redis, this.lc.keys, ids);
     const ctx = {
@@ -92,6 +93,15 @@ export class LifecycleWorker {
         this.log.warn({ platform: p.id, err: { message: (err as Error).message } }, 'poll failed; next round will try again');
       }
     }
+    // Rotate: the deliveries just asked about go to the back, so a platform with more open
+    // deliveries than one batch gets each of them asked about in turn.
+    const still = ids.length ? await this.lc.redis.zmscore(this.lc.keys.open(p.id), ...ids) : [];
+    const rotate = this.lc.redis.pipeline();
+    const now = Date.now();
+    ids.forEach((id, i) => {
+      if (still[i] !== null) rotate.zadd(this.lc.keys.open(p.id), 'XX', now, id);
+    });
+    await rotate.exec();
     return applied;
   }
 }
