@@ -1,52 +1,11 @@
 /** Shapes of the fenliu API the console reads. */
-export interface FlowPlatform {
-  platformId: string;
-  name: string;
-  out: number[];
-  delivered: number;
-  latency: { p50: number | null; p95: number | null; samples: number };
-  attempt: { p50: number | null; p95: number | null; samples: number };
-}
+import type { components, paths } from '../../src/generated/api.js';
 
-export interface Flow {
-  from: string;
-  to: string;
-  stepMs: number;
-  buckets: number[];
-  in: number[];
-  received: number;
-  platforms: FlowPlatform[];
-  states: Record<string, number>;
-  statesSampled: boolean;
-}
-
-export interface PlatformStatus {
-  id: string;
-  name?: string;
-  adapter: string;
-  circuit: string;
-  queue: Record<string, number>;
-  deadLetters: number;
-  lastError?: string;
-}
-
-export interface Delivery {
-  id: string;
-  alertId: string;
-  platformId: string;
-  state: string;
-  priority: string;
-  createdAt: string;
-  updatedAt: string;
-  attempts: number;
-  remoteTicketId?: string;
-  lastError?: string;
-  nextAttemptAt?: string;
-  deliveredAt?: string;
-  failedAt?: string;
-  overdue?: string[];
-  result?: string;
-}
+// The API's own shapes, from the OpenAPI document (openapi-typescript output): one definition.
+export type Flow = paths['/v1/flow']['get']['responses'][200]['content']['application/json'];
+export type FlowPlatform = Flow['platforms'][number];
+export type PlatformStatus = components['schemas']['PlatformStatus'];
+export type Delivery = components['schemas']['Delivery'] & { failedAt?: string };
 
 export interface Attempt {
   n: number;
