@@ -7,6 +7,7 @@ import { canRead } from '../routes/alerts.js';
 import { AuditArchiver } from './archiver.js';
 import { queryAudit, readAlertTimeline } from './query.js';
 import { auditKeyring, setAuditKeys } from './format.js';
+import { PERIOD_FILTER } from '../routes/query.js';
 
 /**
  * The audit trail as a part of the process: the archiver runs in worker processes (several may
@@ -37,10 +38,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
             type: 'object',
             additionalProperties: false,
             properties: {
-              from: { type: 'string', format: 'date-time' },
-              to: { type: 'string', format: 'date-time' },
-              source: { type: 'string' },
-              platform: { type: 'string' },
+              ...PERIOD_FILTER,
               type: { type: 'string' },
               alertId: { type: 'string' },
               cursor: { type: 'string' },

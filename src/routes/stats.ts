@@ -3,6 +3,7 @@ import { ProblemError } from '../errors.js';
 import { computeStats } from '../lifecycle/stats.js';
 import { SLA_KINDS, nextSla, slaSettled, type SlaKind } from '../lifecycle/service.js';
 import { getDeliveries, type DeliveryRecord } from '../store/records.js';
+import { PERIOD_FILTER } from './query.js';
 
 const FIELD: Record<SlaKind, 'ackBy' | 'interveneBy' | 'resolveBy'> = { ack: 'ackBy', intervene: 'interveneBy', resolve: 'resolveBy' };
 
@@ -20,10 +21,7 @@ export default async function statsRoutes(app: FastifyInstance) {
           type: 'object',
           additionalProperties: false,
           properties: {
-            from: { type: 'string', format: 'date-time' },
-            to: { type: 'string', format: 'date-time' },
-            source: { type: 'string' },
-            platform: { type: 'string' },
+            ...PERIOD_FILTER,
             region: { type: 'string', pattern: '^[0-9]{2,12}$' },
           },
         },
