@@ -64,23 +64,23 @@ export class IngestService {
     if (idempotencyHeader !== undefined && !IDEMPOTENCY_KEY.test(idempotencyHeader)) {
       throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'Idempotency-Key must be 1 to 128 visible ASCII characters', { errors: [{ pointer: '/headers/idempotency-key', message: 'is invalid' }] });
     }
-    let repeatOf: string | undefined;
+    // Nearly every alert is new: one coalesced MGET says so for its idempotency key and its
+    // repeat-call candidates together; only a hit looks further.
+    const idemKey = this.keys.idem(alert.source.system, idempotencyHeader ?? alert.source.alertId);
     const rk = this.repeat?.keysFor(alert);
-    if (rk) {
-      // Nearly every alert is new: one coalesced MGET answers that; only a hit looks further.
-      const found = await this.writer.lookup(rk.phone ? [rk.phone, rk.place] : [rk.place]);
-      if (found.some((x) => x !== null)) repeatOf = await this.repeat!.findOpenCase(rk, alert.source.alertId);
-    }
-    const item = this.build(alert, principal, routed.decision, idempotencyHeader, repeatOf);
+    const [claim, ...found] = await this.writer.lookup(rk ? [idemKey, ...(rk.phone ? [rk.phone, rk.place] : [rk.place])] : [idemKey]);
+    let repeatOf: string | undefined;
+    if (!claim && rk && found.some((x) => x !== null)) repeatOf = await this.repeat!.findOpenCase(rk, alert.source.alertId);
+    const item = this.build(alert, principal, routed.decision, idemKey, idempotencyHeader, repeatOf);
     if (rk && !repeatOf) item.sets = [[rk.place, item.record.id, this.repeat!.windowMs], ...(rk.phone ? [[rk.phone, item.record.id, this.repeat!.windowMs] as [string, string, number]] : [])];
-    const outcome = await this.writer.submit(item);
+    const outcome = claim ? await this.writer.existing(claim, item) : await this.writer.submit(item);
     const result = settle(outcome);
     if (result.kind === 'created' && repeatOf) await this.onRepeat(result.record, repeatOf);
     bus.emitEvent('alert.accepted', { sourceId: alert.source.system, category: alert.category, regionCode: alert.location.regionCode, deliveries: routed.decision.targets.length, duplicate: result.kind === 'duplicate' });
     return result;
   }
 
-  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemHeader: string | undefined, repeatOf?: string): PendingAlert {
+  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemKey: string, idemHeader: string | undefined, repeatOf?: string): PendingAlert {
     const now = Date.now();
     const receivedAt = new Date(now).toISOString();
     const id = newId('alt', now);
@@ -119,7 +119,7 @@ export class IngestService {
         ? { type: 'alert.repeat', at: receivedAt, alertId: id, sourceId, data: { repeatOf, ruleId: decision.ruleId } }
         : { type: 'alert.routed', at: receivedAt, alertId: id, sourceId, data: { ruleId: decision.ruleId, targets: decision.targets, deliveryIds: record.deliveryIds } },
     ];
-    return { record, deliveries, idemKey: this.keys.idem(sourceId, idempotencyKey), audit };
+    return { record, deliveries, idemKey, audit };
   }
 
   private refuse(principal: Principal, code: string, data: Record<string, unknown>): void {

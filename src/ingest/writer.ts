@@ -1,10 +1,11 @@
 import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { addAudit, type AuditEvent } from '../audit/events.js';
+import { AUDIT_FIELD, auditStreamKey, type AuditEvent } from '../audit/events.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
 import type { Keys } from '../store/keys.js';
-import { nextSla, slaJobId } from '../lifecycle/service.js';
+import { nextSla } from '../lifecycle/service.js';
 import { deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { INGEST_SCRIPT } from './script.js';
 
 export interface PendingAlert {
   record: AlertRecord;
@@ -28,20 +29,20 @@ interface Waiter {
   reject: (e: unknown) => void;
 }
 
-/** How long an idempotency claim lives before its alert is written; a crash in between frees it. */
-const CLAIM_TTL_MS = 10_000;
-/** How long a duplicate waits for the first copy, held by another request, to be written. */
-const DUPLICATE_WAIT_MS = 2_000;
+/** The connection's command for the batch script (ioredis defineCommand: EVALSHA, reloaded after NOSCRIPT). */
+const COMMAND = 'fenliuIngest';
 
 /**
- * Writes accepted alerts to Redis. Concurrent requests are coalesced: all submissions of one
- * event-loop turn share one pipelined idempotency claim and one MULTI/EXEC, in which each alert,
- * its deliveries, its audit events and its BullMQ jobs are written together: no alert without
- * its jobs, no job without its alert.
+ * Writes accepted alerts to Redis. Concurrent requests are coalesced: the submissions of one
+ * event-loop turn become ONE MULTI holding one script call, which claims each idempotency key and
+ * writes each alert with its deliveries, history, SLA timers, repeat keys and audit events, plus
+ * one BullMQ job per delivery. One round trip per batch instead of ~15 commands per alert, and no
+ * alert without its jobs, no job without its alert.
  */
 export class IngestWriter {
   private batch: Waiter[] = [];
   private scheduled = false;
+  private lookups: { keys: string[]; resolve: (v: (string | null)[]) => void; reject: (e: unknown) => void }[] = [];
 
   constructor(
     private readonly redis: Redis,
@@ -50,11 +51,9 @@ export class IngestWriter {
     private readonly queues: QueueRegistry,
   ) {}
 
-  private lookups: { keys: string[]; resolve: (v: (string | null)[]) => void; reject: (e: unknown) => void }[] = [];
-
   /**
-   * GETs of many requests coalesced into one MGET per event-loop turn (repeat-call candidates):
-   * one round trip for the whole batch instead of one per request.
+   * GETs of many requests coalesced into one MGET per event-loop turn (idempotency keys and
+   * repeat-call candidates): one round trip for the whole batch instead of one per request.
    */
   lookup(keys: string[]): Promise<(string | null)[]> {
     return new Promise((resolve, reject) => {
@@ -100,117 +99,81 @@ export class IngestWriter {
     }
     const groups = [...leaders.values()];
     try {
-      const claim = this.redis.pipeline();
-      for (const [w] of groups) claim.set(w.item.idemKey, `${w.item.record.id} ${w.item.record.bodyHash}`, 'PX', CLAIM_TTL_MS, 'NX');
-      const claimed = (await claim.exec()) ?? [];
-      const winners: Waiter[][] = [];
-      const losers: Waiter[][] = [];
-      groups.forEach((g, i) => {
-        const [err, res] = claimed[i] ?? [new Error('no reply')];
-        if (err) throw err;
-        (res === 'OK' ? winners : losers).push(g);
-      });
-      if (winners.length) await this.writeWinners(winners);
-      await Promise.all(losers.map((g) => this.answerDuplicate(g)));
+      const held = await this.write(groups);
+      await Promise.all(
+        groups.map(async (g, i) => {
+          const [leader, ...followers] = g;
+          const claim = held[i];
+          if (claim) return this.answerDuplicate(g, claim);
+          leader.resolve({ kind: 'created', record: leader.item.record, deliveries: leader.item.deliveries });
+          for (const f of followers) f.resolve(compare(leader.item.record, f.item));
+        }),
+      );
     } catch (err) {
       for (const w of batch) w.reject(err);
     }
   }
 
-  private async writeWinners(groups: Waiter[][]): Promise<void> {
-    const tx = (await this.queues.get(groups[0][0].item.deliveries[0]?.platformId ?? [...this.queues.queues.keys()][0]).getBackend().client) as any;
-    const multi = tx.multi();
-    for (const [w] of groups) this.queueWrite(multi, w.item);
-    let res: [Error | null, unknown][] | null;
-    try {
-      res = await multi.exec();
-    } catch (err) {
-      // Free the claims so the 110 system's retry is not held off for the claim's lifetime.
-      await this.releaseClaims(groups).catch(() => undefined);
-      throw err;
-    }
+  /** One MULTI: the batch script, then the BullMQ jobs. Returns, per group, the claim it found ('' = written). */
+  private async write(groups: Waiter[][]): Promise<string[]> {
+    const client = (await this.queues.get(groups[0][0].item.deliveries[0]?.platformId ?? [...this.queues.queues.keys()][0]).getBackend().client) as unknown as Redis & Record<string, unknown>;
+    if (!client[COMMAND]) client.defineCommand(COMMAND, { numberOfKeys: 0, lua: INGEST_SCRIPT });
+    const multi = client.multi() as unknown as Record<string, (...a: unknown[]) => unknown> & { exec(): Promise<[Error | null, unknown][] | null> };
+    const args: (string | number)[] = [auditStreamKey(this.prefix), this.keys.slaDue, this.keys.alerts, AUDIT_FIELD, groups.length];
+    for (const [w] of groups) this.args(args, w.item);
+    multi[COMMAND](...args);
+    // A job whose alert lost the idempotency race (a copy stored between the lookup and this
+    // write) finds no delivery record and is dropped by the engine; that race is rare and harmless.
+    for (const [w] of groups) for (const d of w.item.deliveries) this.addJob(multi, w.item.record, d);
+    const res = await multi.exec();
     const failed = (res ?? []).find(([e]) => e);
-    if (!res || failed) {
-      await this.releaseClaims(groups).catch(() => undefined);
-      throw failed?.[0] ?? new Error('MULTI aborted');
-    }
-    for (const g of groups) {
-      const [leader, ...followers] = g;
-      leader.resolve({ kind: 'created', record: leader.item.record, deliveries: leader.item.deliveries });
-      for (const f of followers) f.resolve(compare(leader.item.record, f.item));
-    }
+    if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+    return res[0][1] as string[];
   }
 
-  private queueWrite(multi: any, item: PendingAlert): void {
+  /** The script's arguments for one alert (layout documented in script.ts). */
+  private args(out: (string | number)[], item: PendingAlert): void {
     const { record, deliveries } = item;
     const k = this.keys;
-    const score = Date.parse(record.receivedAt);
-    multi.set(k.alert(record.id), JSON.stringify(record));
-    multi.zadd(k.alerts, score, record.id);
-    multi.zadd(k.alertsBySource(record.sourceId), score, record.id);
-    // The claim becomes permanent in the same transaction as the alert it points to.
-    multi.set(item.idemKey, `${record.id} ${record.bodyHash}`);
+    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), JSON.stringify(record), Date.parse(record.receivedAt), k.alertsBySource(record.sourceId), deliveries.length);
     for (const d of deliveries) {
-      multi.hset(k.delivery(d.id), deliveryHash(d));
-      multi.rpush(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }));
+      const h = deliveryHash(d);
+      const fields = Object.keys(h);
+      out.push(d.id, k.delivery(d.id), fields.length);
+      for (const f of fields) out.push(f, h[f]);
+      out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '');
     }
-    for (const [key, value, px] of item.sets ?? []) multi.set(key, value, 'PX', px);
-    for (const ev of item.audit) addAudit(multi, this.prefix, ev);
-    for (const d of deliveries) {
-      const queue = this.queues.get(d.platformId);
-      const data: DeliveryJobData = { alertId: record.id, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
-      const opts = { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(d.priority), jobId: d.id };
-      new Job(queue, 'deliver', data, opts, d.id).addJob(multi).catch(() => undefined);
-      // The first SLA timer is born with the delivery; each firing arms the next.
-      const sla = nextSla(d);
-      if (sla) {
-        const id = slaJobId(d.id, sla.kind);
-        new Job(this.queues.lifecycle, 'sla', { kind: 'sla', deliveryId: d.id }, { delay: Math.max(0, sla.dueAt - Date.now()), jobId: id, removeOnComplete: true, removeOnFail: { age: 86_400 } }, id)
-          .addJob(multi)
-          .catch(() => undefined);
-      }
-    }
+    const sets = item.sets ?? [];
+    out.push(sets.length);
+    for (const [key, value, px] of sets) out.push(key, value, px);
+    out.push(item.audit.length);
+    for (const ev of item.audit) out.push(JSON.stringify(ev));
   }
 
-  private async releaseClaims(groups: Waiter[][]): Promise<void> {
-    const p = this.redis.pipeline();
-    for (const [w] of groups) {
-      p.eval(
-        "if redis.call('get', KEYS[1]) == ARGV[1] and redis.call('pttl', KEYS[1]) > 0 then return redis.call('del', KEYS[1]) end return 0",
-        1,
-        w.item.idemKey,
-        `${w.item.record.id} ${w.item.record.bodyHash}`,
-      );
-    }
-    await p.exec();
+  private addJob(multi: unknown, record: AlertRecord, d: DeliveryRecord): void {
+    const queue = this.queues.get(d.platformId);
+    const data: DeliveryJobData = { alertId: record.id, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
+    const opts = { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(d.priority), jobId: d.id };
+    new Job(queue, 'deliver', data, opts, d.id).addJob(multi as never).catch(() => undefined);
   }
 
-  /** Someone else holds this key: answer with their alert once it is written. */
-  private async answerDuplicate(group: Waiter[]): Promise<void> {
-    const deadline = Date.now() + DUPLICATE_WAIT_MS;
-    const idemKey = group[0].item.idemKey;
-    for (;;) {
-      const claim = await this.redis.get(idemKey);
-      if (claim) {
-        const [existingId] = claim.split(' ');
-        const raw = await this.redis.get(this.keys.alert(existingId));
-        if (raw) {
-          const existing = JSON.parse(raw) as AlertRecord;
-          for (const w of group) w.resolve(compare(existing, w.item));
-          return;
-        }
-      } else {
-        // The holder crashed or failed and its claim is gone: this copy may try again.
-        for (const w of group) this.submit(w.item).then(w.resolve, w.reject);
-        return;
-      }
-      if (Date.now() > deadline) {
-        for (const w of group) w.resolve({ kind: 'in-progress' });
-        return;
-      }
-      // The holder is another request mid-write, normally a few milliseconds away.
-      await new Promise((r) => setTimeout(r, 20));
+  /** Someone else stored this key first: answer with their alert. */
+  private async answerDuplicate(group: Waiter[], claim: string): Promise<void> {
+    const [existingId] = claim.split(' ');
+    const raw = await this.redis.get(this.keys.alert(existingId));
+    // The claim and its alert are written in one script, so a claim without its alert is one
+    // being removed by retention: the caller may retry and will then be stored afresh.
+    if (!raw) {
+      for (const w of group) w.resolve({ kind: 'in-progress' });
+      return;
     }
+    const existing = JSON.parse(raw) as AlertRecord;
+    for (const w of group) w.resolve(compare(existing, w.item));
+  }
+
+  /** An idempotency key already held (seen by the caller's lookup): the alert it points to. */
+  async existing(claim: string, item: PendingAlert): Promise<WriteOutcome> {
+    return new Promise((resolve, reject) => void this.answerDuplicate([{ item, resolve, reject }], claim).catch(reject));
   }
 }
 

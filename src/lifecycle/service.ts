@@ -14,7 +14,8 @@ import { FINAL_STATES, PROGRESS, isDeliveryState, type DeliveryState } from './s
 import { transition, type TransitionRequest, type TransitionResult } from './transition.js';
 
 /** What the lifecycle queue carries: SLA timers and poll rounds. */
-export type LifecycleJobData = { kind: 'sla'; deliveryId: string } | { kind: 'poll'; platformId: string } | { kind: 'retention' };
+/** `sla` is the per-delivery timer job of fenliu before 0.2; it is still honoured when found. */
+export type LifecycleJobData = { kind: 'sla'; deliveryId: string } | { kind: 'sla-sweep' } | { kind: 'poll'; platformId: string } | { kind: 'retention' };
 
 export const LIFECYCLE_QUEUE = 'lifecycle';
 
@@ -269,7 +270,7 @@ export class Lifecycle {
     addAudit(m, this.prefix, { type: kind === 'primary' ? 'alert.rerouted' : `delivery.${kind}`, at: now, alertId: rec.id, deliveryId: id, platformId, data: { note, event } });
     const data: DeliveryJobData = { alertId: rec.id, deliveryId: id, platformId, kind: 'deliver' };
     new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: id }, id).addJob(m).catch(() => undefined);
-    if (kind === 'primary') await this.addSlaJob(m, d as DeliveryRecord);
+    if (kind === 'primary') this.armSla(m, d as DeliveryRecord);
     await m.exec();
     return id;
   }
@@ -305,16 +306,40 @@ export class Lifecycle {
     await this.createDelivery(rec, feedbackPlatformId(source.id), 'feedback', event, `feedback: ${what} at ${event.platformId}`);
   }
 
-  /** Queues the SLA job for a delivery's earliest open deadline, inside the caller's MULTI. */
-  async addSlaJob(m: any, d: DeliveryRecord): Promise<void> {
+  /**
+   * Arms (or disarms) a delivery's SLA timer inside the caller's MULTI: one sorted-set entry per
+   * delivery, scored with its earliest open deadline. A timer is one ZADD instead of one BullMQ
+   * delayed job, which was a quarter of ingest's Redis work (docs/performance.md).
+   */
+  armSla(m: { zadd(k: string, s: number, m: string): unknown; zrem(k: string, m: string): unknown }, d: DeliveryRecord): void {
     const next = nextSla(d);
-    if (!next) return;
-    const job = new Job(this.lifecycleQueue, 'sla', { kind: 'sla', deliveryId: d.id }, { delay: Math.max(0, next.dueAt - Date.now()), jobId: slaJobId(d.id, next.kind), removeOnComplete: true, removeOnFail: { age: 86_400 } }, slaJobId(d.id, next.kind));
-    job.addJob(m).catch(() => undefined);
+    if (next) m.zadd(this.keys.slaDue, next.dueAt, d.id);
+    else m.zrem(this.keys.slaDue, d.id);
   }
 
   private async cancelSla(deliveryId: string): Promise<void> {
-    await Promise.all(SLA_KINDS.map((k) => this.lifecycleQueue.remove(slaJobId(deliveryId, k)).catch(() => 0)));
+    await this.redis.zrem(this.keys.slaDue, deliveryId);
+  }
+
+  /**
+   * Fires the timers that are due: each due entry is leased (its score pushed SLA_LEASE_MS ahead)
+   * in one script, so a worker that dies mid-check leaves the timer to fire again, not lost;
+   * checkSla then re-arms it at the next deadline or removes it.
+   */
+  async sweepSla(now = Date.now(), limit = 500): Promise<number> {
+    let fired = 0;
+    for (;;) {
+      const due = (await this.redis.eval(SLA_CLAIM, 1, this.keys.slaDue, String(now), String(limit), String(now + SLA_LEASE_MS))) as string[];
+      for (let i = 0; i < due.length; i += 2) {
+        try {
+          await this.checkSla(due[i], Math.max(now, Number(due[i + 1])));
+          fired++;
+        } catch (err) {
+          this.log.warn({ delivery: due[i], err: { message: (err as Error).message } }, 'SLA check failed; the timer fires again after its lease');
+        }
+      }
+      if (due.length < limit * 2) return fired;
+    }
   }
 
   /** An SLA timer fired: flag what is overdue, escalate, tell 110, and arm the next deadline. */
@@ -351,7 +376,7 @@ export class Lifecycle {
     }
     const fresh = { ...d, overdue: [...overdue] };
     const m = this.redis.multi();
-    await this.addSlaJob(m, fresh);
+    this.armSla(m, fresh);
     await m.exec();
     return flagged;
   }
@@ -367,9 +392,14 @@ export class Lifecycle {
   }
 }
 
-export function slaJobId(deliveryId: string, kind: SlaKind): string {
-  return `sla.${deliveryId}.${kind}`;
-}
+/** How long a swept timer is held by the worker checking it before another may fire it. */
+const SLA_LEASE_MS = 60_000;
+
+/** Due timers (member, score pairs), each leased to the caller in the same atomic step. */
+const SLA_CLAIM = `
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]), 'WITHSCORES')
+for i = 1, #due, 2 do redis.call('ZADD', KEYS[1], ARGV[3], due[i]) end
+return due`;
 
 async function addAuditNow(redis: Redis, prefix: string, ev: Parameters<typeof addAudit>[2]): Promise<void> {
   const p = redis.pipeline();

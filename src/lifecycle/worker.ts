@@ -12,8 +12,8 @@ import { sweepRetention } from '../store/retention.js';
 const POLL_BATCH = 200;
 
 /**
- * Runs SLA timers and poll rounds. Poll rounds are BullMQ job schedulers (one per platform with a
- * poll hook), so exactly one round runs per interval across all worker processes.
+ * Runs SLA sweeps, poll rounds and retention. Each is a BullMQ job scheduler (polls: one per
+ * platform with a poll hook), so exactly one round runs per interval across all worker processes.
  */
 export class LifecycleWorker {
   private worker?: Worker<LifecycleJobData>;
@@ -31,6 +31,8 @@ export class LifecycleWorker {
       const every = (p.cfg as { poll?: { everyMs?: number } }).poll?.everyMs ?? 60_000;
       await this.lc.lifecycleQueue.upsertJobScheduler(`poll.${p.id}`, { every }, { name: 'poll', data: { kind: 'poll', platformId: p.id }, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } });
     }
+    // One sweep per interval across all worker processes finds the SLA deadlines that are due.
+    await this.lc.lifecycleQueue.upsertJobScheduler('sla', { every: this.lc.cfg.engine?.slaSweepMs ?? 1_000 }, { name: 'sla-sweep', data: { kind: 'sla-sweep' }, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } });
     const r = this.lc.cfg.retention;
     await this.lc.lifecycleQueue.upsertJobScheduler('retention', { every: r.sweepEveryMs }, { name: 'retention', data: { kind: 'retention' }, opts: { removeOnComplete: true, removeOnFail: { count: 10 } } });
     this.worker = new Worker<LifecycleJobData>(LIFECYCLE_QUEUE, (job) => this.process(job), {
@@ -50,6 +52,7 @@ export class LifecycleWorker {
     const data = job.data;
     // Judge the deadline at the instant the timer was due, so a timer that fires a millisecond
     // early cannot re-arm itself under its own (still active) job id and be lost.
+    if (data.kind === 'sla-sweep') return this.lc.sweepSla();
     if (data.kind === 'sla') return this.lc.checkSla(data.deliveryId, Math.max(Date.now(), job.timestamp + (job.opts.delay ?? 0)));
     if (data.kind === 'retention') {
       const res = await sweepRetention(this.lc.redis, this.lc.keys, this.lc.prefix, Date.now() - this.lc.cfg.retention.alertsDays * 86_400_000);

@@ -52,8 +52,7 @@ export default async function statsRoutes(app: FastifyInstance) {
       const now = Date.now();
       const horizon = now + (req.query.within ?? 3_600_000);
       const overdueIds = await rt.redis.zrange(k.overdue, '0', '999');
-      const upcoming = await rt.queues.lifecycle.getDelayed(0, 999);
-      const dueIds = upcoming.filter((j) => j.data?.kind === 'sla' && j.timestamp + (j.delay ?? 0) <= horizon).map((j) => j.data.deliveryId as string);
+      const dueIds = await rt.redis.zrange(k.slaDue, '-inf', String(horizon), 'BYSCORE', 'LIMIT', 0, 999);
       const ds = await getDeliveries(rt.redis, k, [...new Set([...overdueIds, ...dueIds])]);
       const items: { deliveryId: string; alertId: string; platformId: string; kind: SlaKind; dueAt: string; overdue: boolean; state: string }[] = [];
       for (const d of ds) {

@@ -30,6 +30,8 @@ export function keys(prefix: string) {
     refusals: `${prefix}:refusals`,
     /** Deliveries with a missed deadline that are not settled yet (the SLA board). */
     overdue: `${prefix}:overdue`,
+    /** SLA timers: delivery id → epoch ms of its next open deadline (swept by the lifecycle worker). */
+    slaDue: `${prefix}:sla:due`,
     /** Repeat-call matching: keyed phone hash or address+category hash → open case id. */
     repeatPhone: (hash: string) => `${prefix}:repeat:phone:${hash}`,
     repeatPlace: (hash: string) => `${prefix}:repeat:place:${hash}`,

@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import { deliveryQueueName, type Keys } from './keys.js';
 import type { AlertRecord } from './records.js';
-import { SLA_KINDS, slaJobId } from '../lifecycle/service.js';
 import type { RepeatMatcher } from '../lifecycle/repeat.js';
 
 /** Queue states a finished or pending job may sit in (BullMQ keeps each as a list or sorted set). */
@@ -61,7 +60,7 @@ export async function sweepRetention(
         const [platformId, ticket, token] = dinfo[di++] ?? [];
         tx.del(k.delivery(dId), k.history(dId), k.attempts(dId));
         tx.zrem(k.overdue, dId);
-        for (const kind of SLA_KINDS) removeJob(tx, `${k.queuePrefix}:lifecycle`, slaJobId(dId, kind));
+        tx.zrem(k.slaDue, dId);
         if (!platformId) continue;
         tx.zrem(k.flowDelivered(platformId), dId);
         tx.zrem(k.open(platformId), dId);

@@ -64,6 +64,8 @@ export async function startLifecycleEnv(t: { teardown(fn: () => unknown): void }
     routes: o.routes ?? [{ id: 'default', default: true, targets: o.platforms.map((p) => p.id) }],
     redis: { prefix: o.prefix ?? `lc${process.pid}x${++seq}` },
     ...(o.sla ? { sla: o.sla } : {}),
+    // Short test deadlines should fire close to when they are due.
+    engine: { slaSweepMs: 100 },
     ...(o.repeat ? { repeat: o.repeat } : {}),
   });
   let f: TestFenliu = await startTestFenliu({ redisUrl: redis.url, cfg: doc, role: 'all' });

@@ -1,0 +1,57 @@
+/**
+ * The batch write of ingest, as one Lua script: all alerts of one event-loop turn in one call.
+ * Key names come from src/store/keys.ts through the arguments, so the script names no key itself
+ * (which is also why it is not Redis-Cluster-safe: see docs/scaling.md).
+ *
+ * ARGV: auditStream, slaDue, alertsIndex, auditField, alertCount, then per alert:
+ *   idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, recordJson, score, bySourceIndex,
+ *   deliveryCount, per delivery: [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey,
+ *   historyEntry, slaDueAt or ''],
+ *   setCount, per set: [key, value, ttlMs],
+ *   auditCount, per event: [eventJson]
+ * Returns, per alert, '' when it was written, or the claim that already held its idempotency key
+ * (a copy stored first), in which case nothing of that alert is written.
+ */
+export const INGEST_SCRIPT = `
+local audit, slaDue, alerts, field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local n = tonumber(ARGV[5])
+local i = 6
+local out = {}
+for a = 1, n do
+  local idemKey, claim, alertId, alertKey, record, score, bySource = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local nd = tonumber(ARGV[i + 7])
+  i = i + 8
+  local held = redis.call('GET', idemKey)
+  local write = not held
+  if write then
+    redis.call('SET', idemKey, claim)
+    redis.call('SET', alertKey, record)
+    redis.call('ZADD', alerts, score, alertId)
+    redis.call('ZADD', bySource, score, alertId)
+  end
+  for d = 1, nd do
+    local id, key, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    local h = i + 3 + 2 * nf
+    if write then
+      redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
+      redis.call('RPUSH', ARGV[h], ARGV[h + 1])
+      if ARGV[h + 2] ~= '' then redis.call('ZADD', slaDue, ARGV[h + 2], id) end
+    end
+    i = h + 3
+  end
+  local ns = tonumber(ARGV[i])
+  i = i + 1
+  for s = 1, ns do
+    if write then redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[i + 2]) end
+    i = i + 3
+  end
+  local ne = tonumber(ARGV[i])
+  i = i + 1
+  for e = 1, ne do
+    if write then redis.call('XADD', audit, '*', field, ARGV[i]) end
+    i = i + 1
+  end
+  out[a] = held or ''
+end
+return out
+`;
