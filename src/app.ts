@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
+import { coalescingRedisStore } from './plugins/app/rate-limit-store.js';
 import type { Logger } from 'pino';
 import authPlugin from './plugins/app/auth.js';
 import { consoleSessionPlugin } from './console/session.js';
@@ -50,8 +51,8 @@ export const appPlugin = fp(
       timeWindow: perKey.perSeconds * 1000,
       keyGenerator: (req) => (req.principal ? `key:${req.principal.keyId}` : `ip:${req.ip}`),
       allowList: (req) => UNLIMITED.test(req.url.split('?')[0]) && req.method === 'GET',
-      redis: rt.redis,
-      nameSpace: `${rt.cfg.redis.prefix}:rl:`,
+      // Counts live in Redis (shared by all API processes); one INCRBY per key per event-loop turn.
+      store: coalescingRedisStore(rt.redis, `${rt.cfg.redis.prefix}:rl:`),
       skipOnError: true,
       errorResponseBuilder: (_req, ctx) => {
         const err = new ProblemError('FENLIU_ERR_RATE_LIMITED', `Rate limit of ${ctx.max} requests per ${ctx.after} exceeded`, { headers: { 'retry-after': String(Math.ceil(ctx.ttl / 1000)) } });
