@@ -27,7 +27,9 @@ import {
   fenliuConfig,
   freePort,
   percentile,
+  cpuOf,
   redisCalls,
+  redisCpu,
   redisMemory,
   rssOf,
   sleep,
@@ -87,12 +89,23 @@ async function load(url: string, o: { duration?: number; amount?: number; rate?:
 
 let statsRedis: Redis | undefined;
 
-async function measureIngest(url: string, tag: string, auth = false): Promise<IngestResult & { redisCallsPerRequest?: number }> {
+type IngestRow = IngestResult & { redisCallsPerRequest?: number; serverCpuUsPerRequest?: number; redisCpuUsPerRequest?: number };
+
+/**
+ * One ingest run. Besides req/s it records CPU time per request of the server process and of
+ * Redis: on a shared 2-core box these barely move with the machine's load, unlike req/s.
+ */
+async function measureIngest(url: string, tag: string, pid: number, auth = false): Promise<IngestRow> {
   await load(url, { duration: 2, tag: `${tag}w`, auth }); // warm-up: JIT, connections, Redis
   const c0 = statsRedis ? await redisCalls(statsRedis) : 0;
+  const r0 = statsRedis ? await redisCpu(statsRedis) : 0;
+  const s0 = cpuOf(pid);
   const res = await load(url, { duration: DURATION, tag, auth });
+  const s1 = cpuOf(pid);
+  const r1 = statsRedis ? await redisCpu(statsRedis) : 0;
   const c1 = statsRedis ? await redisCalls(statsRedis) : 0;
-  return { ...res, redisCallsPerRequest: statsRedis && res.total ? (c1 - c0 - 1) / res.total : undefined };
+  const per = (x: number) => (res.total ? x / res.total : undefined);
+  return { ...res, redisCallsPerRequest: statsRedis ? per(c1 - c0 - 3) : undefined, serverCpuUsPerRequest: per(s1 - s0), redisCpuUsPerRequest: statsRedis ? per(r1 - r0) : undefined };
 }
 
 interface Receipt {
@@ -142,7 +155,7 @@ async function main(): Promise<void> {
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
   const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY } };
-  const ingest: Record<string, IngestResult & { redisCallsPerRequest?: number }> = {};
+  const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
@@ -150,14 +163,14 @@ async function main(): Promise<void> {
   // (a) bare Fastify + Ajv
   if (want('a')) {
     const p = await startNode([join(ROOT, 'bench', 'servers', 'bare.ts')]);
-    ingest.a = await measureIngest(p.url, 'a');
+    ingest.a = await measureIngest(p.url, 'a', p.child.pid!);
     log(`a ${fmt(ingest.a.reqPerSec)} req/s`);
     await p.stop();
   }
   // (b) naive + one queue.add per request
   if (want('b')) {
     const p = await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } });
-    ingest.b = await measureIngest(p.url, 'b');
+    ingest.b = await measureIngest(p.url, 'b', p.child.pid!);
     log(`b ${fmt(ingest.b.reqPerSec)} req/s`);
     await p.stop();
     await r.flushall();
@@ -170,7 +183,7 @@ async function main(): Promise<void> {
   if (want('c')) {
     const cfg = writeConfig(cfgDoc(await freePort()));
     const api = await startFenliuProcess(cfg, 'api', profArgs);
-    ingest.c = await measureIngest(api.url, 'c', true);
+    ingest.c = await measureIngest(api.url, 'c', api.child.pid!, true);
     log(`c ${fmt(ingest.c.reqPerSec)} req/s p99 ${ingest.c.p99} ms`);
     if (SUSTAIN > 0) {
       const before = rssOf(api.child.pid!);
@@ -289,11 +302,11 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   const { ingest: i, delivery: d, memory: m, ratios } = res;
   rows.push(`machine: ${res.machine.nproc} cores (${res.machine.cpu}), node ${res.machine.node}, redis ${res.machine.redis}; ${res.options.connections} connections, ${res.options.duration} s per ingest run, ${res.options.deliveries} deliveries, worker concurrency ${res.options.concurrency}`);
   rows.push('');
-  rows.push('| ingest | req/s | p50 ms | p99 ms | non-2xx | Redis calls/request |');
-  rows.push('|---|---:|---:|---:|---:|---:|');
+  rows.push('| ingest | req/s | p50 ms | p99 ms | non-2xx | Redis calls/request | server CPU µs/request | Redis CPU µs/request |');
+  rows.push('|---|---:|---:|---:|---:|---:|---:|---:|');
   const names: Record<string, string> = { a: '(a) bare Fastify + Ajv', b: '(b) naive + queue.add', c: '(c) fenliu POST /v1/alerts' };
-  for (const x of ['a', 'b', 'c']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} |`);
-  if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | | |`);
+  for (const x of ['a', 'b', 'c']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
+  if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | | | | |`);
   rows.push('');
   rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery |`);
   rows.push('|---|---:|---:|---:|---:|');

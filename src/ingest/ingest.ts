@@ -86,7 +86,9 @@ export class IngestService {
     const id = newId('alt', now);
     const sourceId = alert.source.system;
     const idempotencyKey = idemHeader ?? alert.source.alertId;
-    const bodyHash = createHash('sha256').update(canonicalJson(alert)).digest('hex');
+    // The canonical form is hashed and also stored: one serialisation of the alert, not two.
+    const alertJson = canonicalJson(alert);
+    const bodyHash = createHash('sha256').update(alertJson).digest('hex');
     // A repeat call opens no ticket: the platforms holding the case get an urge instead.
     const deliveries: DeliveryRecord[] = (repeatOf ? [] : decision.targets).map((platformId) => ({
       id: deliveryId(id, platformId),
@@ -119,7 +121,7 @@ export class IngestService {
         ? { type: 'alert.repeat', at: receivedAt, alertId: id, sourceId, data: { repeatOf, ruleId: decision.ruleId } }
         : { type: 'alert.routed', at: receivedAt, alertId: id, sourceId, data: { ruleId: decision.ruleId, targets: decision.targets, deliveryIds: record.deliveryIds } },
     ];
-    return { record, deliveries, idemKey, audit };
+    return { record, deliveries, idemKey, alertJson, audit };
   }
 
   private refuse(principal: Principal, code: string, data: Record<string, unknown>): void {

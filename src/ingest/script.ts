@@ -4,11 +4,13 @@
  * (which is also why it is not Redis-Cluster-safe: see docs/scaling.md).
  *
  * ARGV: auditStream, slaDue, alertsIndex, auditField, alertCount, then per alert:
- *   idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, recordJson, score, bySourceIndex,
+ *   idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest, score, bySourceIndex,
  *   deliveryCount, per delivery: [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey,
  *   historyEntry, slaDueAt or ''],
  *   setCount, per set: [key, value, ttlMs],
- *   auditCount, per event: [eventJson]
+ *   auditCount, per event: [eventJson, ''] or [eventRest, dataRest] for an event whose data holds the alert.
+ * The alert's JSON travels once and is spliced into the record and into such events here (the
+ * "rest" parts are JSON objects without that member): it is most of the bytes of an alert.
  * Returns, per alert, '' when it was written, or the claim that already held its idempotency key
  * (a copy stored first), in which case nothing of that alert is written.
  */
@@ -18,17 +20,17 @@ local n = tonumber(ARGV[5])
 local i = 6
 local out = {}
 for a = 1, n do
-  local idemKey, claim, alertId, alertKey, record, score, bySource = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  local nd = tonumber(ARGV[i + 7])
-  i = i + 8
+  local idemKey, claim, alertId, alertKey, alert, score, bySource = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6], ARGV[i + 7]
+  local nd = tonumber(ARGV[i + 8])
   local held = redis.call('GET', idemKey)
   local write = not held
   if write then
     redis.call('SET', idemKey, claim)
-    redis.call('SET', alertKey, record)
+    redis.call('SET', alertKey, '{"alert":' .. alert .. ',' .. string.sub(ARGV[i + 5], 2))
     redis.call('ZADD', alerts, score, alertId)
     redis.call('ZADD', bySource, score, alertId)
   end
+  i = i + 9
   for d = 1, nd do
     local id, key, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
     local h = i + 3 + 2 * nf
@@ -48,8 +50,16 @@ for a = 1, n do
   local ne = tonumber(ARGV[i])
   i = i + 1
   for e = 1, ne do
-    if write then redis.call('XADD', audit, '*', field, ARGV[i]) end
-    i = i + 1
+    if write then
+      local ev = ARGV[i]
+      local data = ARGV[i + 1]
+      if data ~= '' then
+        local more = data == '{}' and '}' or (',' .. string.sub(data, 2))
+        ev = '{"data":{"alert":' .. alert .. more .. ',' .. string.sub(ev, 2)
+      end
+      redis.call('XADD', audit, '*', field, ev)
+    end
+    i = i + 2
   end
   out[a] = held or ''
 end

@@ -12,6 +12,8 @@ export interface PendingAlert {
   deliveries: DeliveryRecord[];
   /** Redis key of the idempotency claim. */
   idemKey: string;
+  /** The alert as JSON, when the caller has it already (it is hashed in that form). */
+  alertJson?: string;
   audit: AuditEvent[];
   /** Extra keys written with the alert: [key, value, time-to-live ms] (repeat-call matching). */
   sets?: [string, string, number][];
@@ -135,7 +137,8 @@ export class IngestWriter {
   private args(out: (string | number)[], item: PendingAlert): void {
     const { record, deliveries } = item;
     const k = this.keys;
-    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), JSON.stringify(record), Date.parse(record.receivedAt), k.alertsBySource(record.sourceId), deliveries.length);
+    const { alert, ...rest } = record;
+    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), item.alertJson ?? JSON.stringify(alert), JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(record.sourceId), deliveries.length);
     for (const d of deliveries) {
       const h = deliveryHash(d);
       const fields = Object.keys(h);
@@ -147,7 +150,13 @@ export class IngestWriter {
     out.push(sets.length);
     for (const [key, value, px] of sets) out.push(key, value, px);
     out.push(item.audit.length);
-    for (const ev of item.audit) out.push(JSON.stringify(ev));
+    for (const ev of item.audit) {
+      if (ev.data?.alert !== alert) out.push(JSON.stringify(ev), '');
+      else {
+        const { alert: _, ...data } = ev.data;
+        out.push(JSON.stringify({ ...ev, data: undefined }), JSON.stringify(data));
+      }
+    }
   }
 
   private addJob(multi: unknown, record: AlertRecord, d: DeliveryRecord): void {
