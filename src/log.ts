@@ -64,5 +64,7 @@ export function loggerOptions(level: string): LoggerOptions {
 }
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  return destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level));
+  // stdout written asynchronously: lines logged while a write is in flight go out together in the
+  // next one (one system call per burst, not per request line); pino flushes it at exit.
+  return pino(loggerOptions(level), destination ?? pino.destination({ dest: 1, sync: false }));
 }
