@@ -112,3 +112,35 @@ t.test('SLA timers survive a fenliu restart', async (t) => {
   }, 8_000, 'timer fired in the new instance');
   t.same(x.overdue, ['intervene']);
 });
+
+t.test('SLA sweep: a timer leased by a worker that died fires when the lease runs out, and fires once', async (t) => {
+  const env = await startLifecycleEnv(t, {
+    platforms: [{ id: 'p-slow', kind: 'hotline-12345' }],
+    sla: { ackBy: '1h', interveneBy: '2h', resolveBy: '3d' },
+  });
+  const { deliveries } = await env.submit();
+  const id = deliveries['p-slow'];
+  await env.waitFor(id, 'delivered');
+  const due = await env.r.zscore(env.k.slaDue, id);
+  t.equal(Number(due), Date.parse((await env.delivery(id)).interveneBy), 'armed at the next open deadline (ack was met on delivery)');
+  // The deadline passes, but a sweeper leased the timer and died before checking it.
+  const leaseEnds = Date.now() + 1_500;
+  await env.r.hset(env.k.delivery(id), 'interveneBy', new Date(Date.now() - 1_000).toISOString());
+  await env.r.zadd(env.k.slaDue, leaseEnds, id);
+  await new Promise((r) => setTimeout(r, 600)); // several sweeps (every 100 ms) run meanwhile
+  t.equal((await env.delivery(id)).overdue, undefined, 'not fired while leased');
+  const d = await until(async () => {
+    const x = await env.delivery(id);
+    return x.overdue ? x : undefined;
+  }, 5_000, 'fired after the lease');
+  t.ok(Date.now() >= leaseEnds, 'not before the lease ran out');
+  t.same(d.overdue, ['intervene']);
+  t.equal(Number(await env.r.zscore(env.k.slaDue, id)), Date.parse(d.resolveBy), 're-armed at the next deadline');
+  // Many sweeps later, still one firing.
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal((await env.history(id)).filter((h) => h.source === 'timer').length, 1, 'flagged once');
+  // A final state disarms the timer.
+  await env.callback('p-slow', { eventId: 'R-1', 工单编号: d.remoteTicketId, 工单状态: '退回' }, { key: 'test-admin-key' });
+  await env.waitFor(id, 'returned');
+  t.equal(await env.r.zscore(env.k.slaDue, id), null, 'disarmed when the case left this platform');
+});

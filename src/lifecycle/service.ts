@@ -143,7 +143,8 @@ export class Lifecycle {
     const open = this.keys.open(d.platformId);
     if (FINAL_STATES.has(to)) await this.redis.zrem(open, deliveryId);
     else if ((rank(to) ?? 0) >= PROGRESS.delivered!) await this.redis.zadd(open, Date.parse(at), deliveryId);
-    if (FINAL_STATES.has(to) || !nextSla(d)) await this.cancelSla(deliveryId);
+    // The deadline this state met is dropped: the timer moves to the next open one, or goes.
+    await this.armSla(this.redis, d);
     if (FINAL_STATES.has(to) || (d.overdue ?? []).every((s) => slaSettled(d, s as SlaKind))) await this.redis.zrem(this.keys.overdue, deliveryId);
     let feedbackNote = note;
     if (to === 'returned') {
@@ -307,18 +308,13 @@ export class Lifecycle {
   }
 
   /**
-   * Arms (or disarms) a delivery's SLA timer inside the caller's MULTI: one sorted-set entry per
+   * Arms (or disarms) a delivery's SLA timer, in the caller's MULTI or directly: one sorted-set entry per
    * delivery, scored with its earliest open deadline. A timer is one ZADD instead of one BullMQ
    * delayed job, which was a quarter of ingest's Redis work (docs/performance.md).
    */
-  armSla(m: { zadd(k: string, s: number, m: string): unknown; zrem(k: string, m: string): unknown }, d: DeliveryRecord): void {
+  armSla(m: { zadd(k: string, s: number, m: string): unknown; zrem(k: string, m: string): unknown }, d: DeliveryRecord): unknown {
     const next = nextSla(d);
-    if (next) m.zadd(this.keys.slaDue, next.dueAt, d.id);
-    else m.zrem(this.keys.slaDue, d.id);
-  }
-
-  private async cancelSla(deliveryId: string): Promise<void> {
-    await this.redis.zrem(this.keys.slaDue, deliveryId);
+    return next ? m.zadd(this.keys.slaDue, next.dueAt, d.id) : m.zrem(this.keys.slaDue, d.id);
   }
 
   /**
