@@ -19,16 +19,28 @@ local audit, slaDue, alerts, field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local i = 6
 local out = {}
+-- Writes to the same key for the whole batch are gathered and made once at the end:
+-- one MSET, one ZADD per index, instead of one call per alert.
+local mset, byScore, sla, bySourceKeys = {}, {}, {}, {}
+local bySourceMembers = {}
+local function push(t, a, b)
+  t[#t + 1] = a
+  t[#t + 1] = b
+end
 for a = 1, n do
   local idemKey, claim, alertId, alertKey, alert, score, bySource = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6], ARGV[i + 7]
   local nd = tonumber(ARGV[i + 8])
   local held = redis.call('GET', idemKey)
   local write = not held
   if write then
-    redis.call('SET', idemKey, claim)
-    redis.call('SET', alertKey, '{"alert":' .. alert .. ',' .. string.sub(ARGV[i + 5], 2))
-    redis.call('ZADD', alerts, score, alertId)
-    redis.call('ZADD', bySource, score, alertId)
+    push(mset, idemKey, claim)
+    push(mset, alertKey, '{"alert":' .. alert .. ',' .. string.sub(ARGV[i + 5], 2))
+    push(byScore, score, alertId)
+    if not bySourceMembers[bySource] then
+      bySourceMembers[bySource] = {}
+      bySourceKeys[#bySourceKeys + 1] = bySource
+    end
+    push(bySourceMembers[bySource], score, alertId)
   end
   i = i + 9
   for d = 1, nd do
@@ -37,7 +49,7 @@ for a = 1, n do
     if write then
       redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
       redis.call('RPUSH', ARGV[h], ARGV[h + 1])
-      if ARGV[h + 2] ~= '' then redis.call('ZADD', slaDue, ARGV[h + 2], id) end
+      if ARGV[h + 2] ~= '' then push(sla, ARGV[h + 2], id) end
     end
     i = h + 3
   end
@@ -63,5 +75,16 @@ for a = 1, n do
   end
   out[a] = held or ''
 end
+-- unpack puts every element on Lua's stack, whose size is limited: at most 1000 at a time.
+local function each(cmd, key, t)
+  for s = 1, #t, 1000 do
+    if key then redis.call(cmd, key, unpack(t, s, math.min(s + 999, #t)))
+    else redis.call(cmd, unpack(t, s, math.min(s + 999, #t))) end
+  end
+end
+each('MSET', nil, mset)
+each('ZADD', alerts, byScore)
+for _, k in ipairs(bySourceKeys) do each('ZADD', k, bySourceMembers[k]) end
+each('ZADD', slaDue, sla)
 return out
 `;
