@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { ScriptOp } from '../lifecycle/transition.js';
 
 /** Circuit breaker settings of one platform (config `circuitBreaker`). */
 export interface CircuitOptions {
@@ -18,7 +19,8 @@ export type CircuitState = 'closed' | 'open' | 'half-open';
  * single probe (a lock) decides: success closes, failure reopens.
  */
 export class Circuit {
-  private readonly key: string;
+  /** The hash of failures and opening time; the circuit is closed while it has no `openedAt`. */
+  readonly key: string;
 
   constructor(
     private readonly redis: Redis,
@@ -53,6 +55,14 @@ export class Circuit {
   async success(): Promise<CircuitState> {
     await this.redis.multi().del(this.key).del(`${this.key}:probe`).exec();
     return 'closed';
+  }
+
+  /** success() as writes for the caller's script, so closing costs no round trip of its own. */
+  successOps(): ScriptOp[] {
+    return [
+      { cmd: 'DEL', key: this.key, args: [] },
+      { cmd: 'DEL', key: `${this.key}:probe`, args: [] },
+    ];
   }
 
   /** Frees the half-open probe slot without a verdict (the probe sent nothing). */

@@ -4,13 +4,14 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Alert, CaseEvent, OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
 import type { Lifecycle } from '../lifecycle/service.js';
-import { addAudit } from '../audit/events.js';
+import { addAudit, auditStreamKey, type AuditEvent } from '../audit/events.js';
 import { bus } from '../events.js';
-import { transition } from '../lifecycle/transition.js';
+import { transition, type ScriptOp } from '../lifecycle/transition.js';
 import { workerConnection } from '../redis/connect.js';
 import { deliveryQueueName, type Keys } from '../store/keys.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { Circuit } from './circuit.js';
+import { claim } from './claim.js';
 import { prepare, RECORDED_RESPONSE_BYTES, redactBody, redactHeaders, type PreparedRequest } from './http.js';
 import { minimise } from './minimise.js';
 import type { Platform } from './platforms.js';
@@ -117,31 +118,50 @@ export class DeliveryEngine {
 
   private async process(p: Platform, job: Job<DeliveryJobData>, token?: string): Promise<void> {
     const { redis, keys: k, prefix } = this.o;
-    const d = parseDelivery(await redis.hgetall(k.delivery(job.data.deliveryId)));
-    if (!d) {
-      this.o.log.warn({ delivery: job.data.deliveryId }, 'job without a delivery record; dropped');
-      return;
-    }
-    if (job.data.kind && job.data.kind !== 'deliver') return this.followUp(p, job, d);
-    // A re-run after a crash may find the work already done, or the case withdrawn.
-    if (d.state !== 'queued' && d.state !== 'sending') return;
     const circuit = this.circuits.get(p.id)!;
+    const deliver = !job.data.kind || job.data.kind === 'deliver';
+    let alertId = job.data.alertId;
+    let c = await claim(redis, k, prefix, { deliveryId: job.data.deliveryId, deliver, alertId, circuitKey: circuit.key });
     const probeToken = randomUUID();
-    const admitted = await circuit.admit(probeToken);
-    if (!admitted.ok) {
-      await job.moveToDelayed(Date.now() + admitted.waitMs, token);
-      await redis.hset(k.delivery(d.id), 'nextAttemptAt', new Date(Date.now() + admitted.waitMs).toISOString(), 'lastError', 'circuit open: platform is failing, waiting for the cool-down');
-      throw new DelayedError();
+    let admitted: { ok: true; probe: boolean } | { ok: false; waitMs: number } = { ok: true, probe: false };
+    for (let tries = 0; ; tries++) {
+      if (c.status === 'missing') {
+        this.o.log.warn({ delivery: job.data.deliveryId }, 'job without a delivery record; dropped');
+        return;
+      }
+      const d = parseDelivery(c.hash)!;
+      if (!deliver) return this.followUp(p, job, d);
+      // A re-run after a crash may find the work already done, or the case withdrawn.
+      if (c.status === 'skip') break;
+      // Each slow-path step settles one question, so a fourth round means the delivery keeps changing under us.
+      if (tries > 2) {
+        if (admitted.probe) await circuit.releaseProbe(probeToken);
+        throw new RetryLaterError(1_000, 'delivery changed while being claimed');
+      }
+      if (c.status === 'ok') return this.attempt(p, circuit, c.rec, { ...d, state: 'sending', updatedAt: c.at }, admitted.probe ? probeToken : undefined);
+      if (c.status === 'circuit') {
+        // Not closed: the slow path asks the circuit (cool-down, half-open probe), then claims without it.
+        admitted = await circuit.admit(probeToken);
+        if (!admitted.ok) {
+          await job.moveToDelayed(Date.now() + admitted.waitMs, token);
+          await redis.hset(k.delivery(d.id), 'nextAttemptAt', new Date(Date.now() + admitted.waitMs).toISOString(), 'lastError', 'circuit open: platform is failing, waiting for the cool-down');
+          throw new DelayedError();
+        }
+      } else if (c.status === 'other-alert') alertId = d.alertId;
+      else if (c.status === 'no-alert') {
+        if (admitted.probe) await circuit.releaseProbe(probeToken);
+        await this.fail(p, d, 'translate', `alert ${d.alertId} is missing`);
+        return;
+      }
+      c = await claim(redis, k, prefix, { deliveryId: job.data.deliveryId, deliver, alertId, circuitKey: admitted.probe || c.status === 'circuit' ? undefined : circuit.key });
     }
-    const rec = await getAlertRecord(redis, k, d.alertId);
-    if (!rec) {
-      await this.fail(p, d, 'translate', `alert ${d.alertId} is missing`);
-      return;
-    }
-    if (d.state === 'queued') {
-      const t = await transition(redis, k, prefix, { deliveryId: d.id, to: 'sending', source: 'engine', from: ['queued'] });
-      if (!t.ok) return;
-    }
+    // Nothing to send; a held probe slot must not wait for its expiry.
+    if (admitted.probe) await circuit.releaseProbe(probeToken);
+  }
+
+  /** One send of a claimed delivery (state sending), and everything it changes, in one script. */
+  private async attempt(p: Platform, circuit: Circuit, rec: AlertRecord, d: DeliveryRecord, probeToken: string | undefined): Promise<void> {
+    const { redis, keys: k, prefix } = this.o;
     const n = d.attempts + 1;
     const started = new Date();
     const ctx = this.context(p, rec, d, started);
@@ -153,10 +173,10 @@ export class DeliveryEngine {
     // (output-schema, translate) says nothing, but must not keep the half-open probe slot.
     // A 429 is a platform that is up and pacing us: Retry-After handles it, the circuit must not open.
     const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable' && status !== 429;
+    const closeCircuit = !transportFault && status !== undefined;
     if (transportFault) {
       if ((await circuit.failure()) === 'open') bus.emitEvent('circuit.change', { platformId: p.id, state: 'open' });
-    } else if (status !== undefined) await circuit.success();
-    else if (admitted.probe) await circuit.releaseProbe(probeToken);
+    } else if (!closeCircuit && probeToken) await circuit.releaseProbe(probeToken);
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: decision.outcome, errorClass: decision.errorClass, durationMs });
 
     const giveUp = decision.outcome === 'reject' || (decision.outcome === 'retry' && n >= maxAttempts(p.settings.retry));
@@ -173,57 +193,67 @@ export class DeliveryEngine {
       reason: decision.reason,
       nextAttemptAt: delay !== undefined ? new Date(Date.now() + delay).toISOString() : undefined,
     };
-    const m = redis.multi();
-    m.rpush(k.attempts(d.id), JSON.stringify(attempt));
-    m.hset(k.delivery(d.id), 'attempts', String(n));
+    // The attempt's log and audit share one script with the state change it leads to, so a crash
+    // leaves both or neither.
+    const stream = auditStreamKey(prefix);
+    const log: ScriptOp[] = [
+      { cmd: 'RPUSH', key: k.attempts(d.id), args: [JSON.stringify(attempt)] },
+      { cmd: 'HSET', key: k.delivery(d.id), args: ['attempts', String(n)] },
+    ];
     if (payload !== undefined && n === 1) {
-      addAudit(m, prefix, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: sha256(payload), body: redactBody(payload, sent?.headers['content-type']) } });
+      log.push(auditOp(stream, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: sha256(payload), body: redactBody(payload, sent?.headers['content-type']) } }));
     }
-    addAudit(m, prefix, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt } });
-    await m.exec();
+    log.push(auditOp(stream, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt } }));
+    const closing = closeCircuit ? circuit.successOps() : [];
 
     if (decision.outcome === 'delivered') {
       const deliveredAt = new Date().toISOString();
-      const t = await transition(redis, k, prefix, {
-        at: deliveredAt,
-        deliveryId: d.id,
-        to: 'delivered',
-        source: 'engine',
-        from: ['sending'],
-        set: { remoteTicketId: decision.remoteTicketId, pendingToken: decision.pendingToken, deliveredAt: new Date().toISOString() },
-        unset: ['lastError', 'nextAttemptAt'],
-        audit: { alertId: d.alertId, platformId: p.id, data: { remoteTicketId: decision.remoteTicketId } },
-      });
       const now = Date.now();
-      // The flow index and the ticket lookups in one round trip.
-      const idx = redis.pipeline().zadd(k.flowDelivered(p.id), now, d.id);
-      if (decision.remoteTicketId) idx.hset(k.ticket(p.id), decision.remoteTicketId, d.id);
-      if (decision.pendingToken) idx.hset(k.ticket(p.id), `token:${decision.pendingToken}`, d.id);
-      const failed = ((await idx.exec()) ?? []).find(([e]) => e);
-      if (failed) throw failed[0];
+      const indexes: ScriptOp[] = [{ cmd: 'ZADD', key: k.flowDelivered(p.id), args: [now, d.id] }, ...closing];
+      if (decision.remoteTicketId) indexes.push({ cmd: 'HSET', key: k.ticket(p.id), args: [decision.remoteTicketId, d.id] });
+      if (decision.pendingToken) indexes.push({ cmd: 'HSET', key: k.ticket(p.id), args: [`token:${decision.pendingToken}`, d.id] });
+      // Cancelled while this attempt was in flight: the platform has a ticket all the same, and
+      // the queued cancel notice needs its id.
+      const ticket: string[] = [];
+      if (decision.remoteTicketId) ticket.push('remoteTicketId', decision.remoteTicketId);
+      if (decision.pendingToken) ticket.push('pendingToken', decision.pendingToken);
+      const t = await transition(
+        redis,
+        k,
+        prefix,
+        {
+          at: deliveredAt,
+          deliveryId: d.id,
+          to: 'delivered',
+          source: 'engine',
+          from: ['sending'],
+          set: { remoteTicketId: decision.remoteTicketId, pendingToken: decision.pendingToken, deliveredAt },
+          unset: ['lastError', 'nextAttemptAt'],
+          audit: { alertId: d.alertId, platformId: p.id, data: { remoteTicketId: decision.remoteTicketId } },
+        },
+        { before: log, after: indexes, ifRefused: ticket.length ? [{ cmd: 'HSET', key: k.delivery(d.id), args: ticket }] : [], read: true },
+      );
       bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
-      if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'delivered', 'engine', undefined, deliveredAt);
-      else {
-        // Cancelled while this attempt was in flight: the platform has a ticket all the same, and
-        // the queued cancel notice needs its id.
-        const fields: string[] = [];
-        if (decision.remoteTicketId) fields.push('remoteTicketId', decision.remoteTicketId);
-        if (decision.pendingToken) fields.push('pendingToken', decision.pendingToken);
-        if (fields.length) await redis.hset(k.delivery(d.id), ...fields);
-      }
+      if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'delivered', 'engine', undefined, deliveredAt, parseDelivery(t.hash));
       return;
     }
     if (giveUp) {
-      await this.fail(p, d, decision.errorClass ?? 'unknown', decision.reason ?? 'failed', n);
+      await this.fail(p, d, decision.errorClass ?? 'unknown', decision.reason ?? 'failed', n, [...log, ...closing]);
       return;
     }
-    await transition(redis, k, prefix, {
-      deliveryId: d.id,
-      to: 'queued',
-      source: 'engine',
-      from: ['sending'],
-      set: { lastError: decision.reason, nextAttemptAt: attempt.nextAttemptAt },
-    });
+    await transition(
+      redis,
+      k,
+      prefix,
+      {
+        deliveryId: d.id,
+        to: 'queued',
+        source: 'engine',
+        from: ['sending'],
+        set: { lastError: decision.reason, nextAttemptAt: attempt.nextAttemptAt },
+      },
+      { before: log, after: closing },
+    );
     throw new RetryLaterError(delay!, decision.reason ?? 'retry');
   }
 
@@ -339,18 +369,23 @@ export class DeliveryEngine {
   }
 
   /** Gives a delivery up: state failed, reason kept, and a dead letter that outlives queue cleanup. */
-  private async fail(p: Platform, d: DeliveryRecord, errorClass: string, reason: string, attempts?: number): Promise<void> {
+  private async fail(p: Platform, d: DeliveryRecord, errorClass: string, reason: string, attempts?: number, before: ScriptOp[] = []): Promise<void> {
     const { redis, keys: k, prefix } = this.o;
-    const t = await transition(redis, k, prefix, {
-      deliveryId: d.id,
-      to: 'failed',
-      source: 'engine',
-      set: { lastError: `${errorClass}: ${reason}`, failedAt: new Date().toISOString(), ...(attempts ? { attempts } : {}) },
-      unset: ['nextAttemptAt'],
-      audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
-    });
-    if (t.ok) await redis.zadd(k.deadLetters(p.id), Date.now(), d.id);
-    if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'failed', 'engine', reason, new Date().toISOString());
+    const t = await transition(
+      redis,
+      k,
+      prefix,
+      {
+        deliveryId: d.id,
+        to: 'failed',
+        source: 'engine',
+        set: { lastError: `${errorClass}: ${reason}`, failedAt: new Date().toISOString(), ...(attempts ? { attempts } : {}) },
+        unset: ['nextAttemptAt'],
+        audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
+      },
+      { before, ifApplied: [{ cmd: 'ZADD', key: k.deadLetters(p.id), args: [Date.now(), d.id] }], read: true },
+    );
+    if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'failed', 'engine', reason, new Date().toISOString(), parseDelivery(t.hash));
     if (t.ok) bus.emitEvent('delivery.failed', { platformId: p.id, errorClass });
     if (t.ok) this.o.log.warn({ delivery: d.id, platform: p.id, errorClass }, 'delivery failed: dead-lettered');
     else this.o.log.info({ delivery: d.id, platform: p.id, errorClass, state: t.current }, 'delivery gave up, but its state moved on meanwhile; not dead-lettered');
@@ -364,6 +399,13 @@ export class DeliveryEngine {
     const d = parseDelivery(await this.o.redis.hgetall(this.o.keys.delivery(job.data.deliveryId)).catch(() => ({})));
     if (d && (d.state === 'queued' || d.state === 'sending')) await this.fail(p, d, 'engine', err.message).catch(() => undefined);
   }
+}
+
+/** addAudit's XADD as a write for a script: the same checks and entry layout as every other audit write. */
+function auditOp(stream: string, ev: AuditEvent): ScriptOp {
+  let op: ScriptOp | undefined;
+  addAudit({ xadd: (key: string, ...args: string[]) => (op = { cmd: 'XADD', key, args }) }, '', ev);
+  return { ...op!, key: stream };
 }
 
 export function sha256(s: string): string {

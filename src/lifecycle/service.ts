@@ -133,9 +133,12 @@ export class Lifecycle {
     return t;
   }
 
-  /** Side effects of a transition that happened (also called by the engine for its own changes). */
-  async after(deliveryId: string, from: DeliveryState, to: DeliveryState, source: string, note: string | undefined, at: string): Promise<void> {
-    const d = parseDelivery(await this.redis.hgetall(this.keys.delivery(deliveryId)));
+  /**
+   * Side effects of a transition that happened (also called by the engine for its own changes).
+   * `known`: the delivery as the transition left it, when the caller has it (saves a read).
+   */
+  async after(deliveryId: string, from: DeliveryState, to: DeliveryState, source: string, note: string | undefined, at: string, known?: DeliveryRecord): Promise<void> {
+    const d = known ?? parseDelivery(await this.redis.hgetall(this.keys.delivery(deliveryId)));
     if (!d) return;
     bus.emitEvent('delivery.state', { platformId: d.platformId, deliveryId, from, to, source });
     const kind = (d as DeliveryRecord & { kind?: string }).kind ?? 'primary';
