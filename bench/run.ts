@@ -50,6 +50,7 @@ const { values: opt } = parseArgs({
     rate: { type: 'string', default: '100' },
     concurrency: { type: 'string', default: '50' },
     profile: { type: 'string' },
+    'node-args': { type: 'string' },
     only: { type: 'string' },
   },
 });
@@ -61,8 +62,8 @@ const RATE = Number(opt.rate);
 const CONCURRENCY = Number(opt.concurrency);
 const only = opt.only ? new Set(opt.only.split(',')) : undefined;
 const want = (x: string) => !only || only.has(x);
-/** `--profile dir`: fenliu children run with --cpu-prof into that directory. */
-const profArgs = opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${opt.profile}`] : [];
+/** `--profile dir`: fenliu children run with --cpu-prof into that directory; `--node-args "..."`: more Node flags for them. */
+const profArgs = [...(opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${opt.profile}`] : []), ...(opt['node-args']?.split(' ').filter(Boolean) ?? [])];
 
 interface IngestResult {
   reqPerSec: number;
