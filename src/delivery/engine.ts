@@ -181,12 +181,13 @@ export class DeliveryEngine {
 
     const giveUp = decision.outcome === 'reject' || (decision.outcome === 'retry' && n >= maxAttempts(p.settings.retry));
     const delay = decision.outcome === 'retry' && !giveUp ? retryDelay(p.settings.retry, n, decision.retryAfterMs) : undefined;
+    const bodySha256 = payload !== undefined ? sha256(payload) : undefined;
     const attempt: AttemptRecord = {
       n,
       at: started.toISOString(),
       durationMs,
       outcome: decision.outcome,
-      request: sent ? { method: sent.method, url: sent.url, headers: redactHeaders(sent.headers), bodySha256: payload !== undefined ? sha256(payload) : undefined } : undefined,
+      request: sent ? { method: sent.method, url: sent.url, headers: redactHeaders(sent.headers), bodySha256 } : undefined,
       status,
       response: responseText?.slice(0, RECORDED_RESPONSE_BYTES),
       errorClass: decision.errorClass,
@@ -201,7 +202,7 @@ export class DeliveryEngine {
       { cmd: 'HSET', key: k.delivery(d.id), args: ['attempts', String(n)] },
     ];
     if (payload !== undefined && n === 1) {
-      log.push(auditOp(stream, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: sha256(payload), body: redactBody(payload, sent?.headers['content-type']) } }));
+      log.push(auditOp(stream, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: bodySha256, body: redactBody(payload, sent?.headers['content-type']) } }));
     }
     log.push(auditOp(stream, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt } }));
     const closing = closeCircuit ? circuit.successOps() : [];

@@ -156,33 +156,45 @@ export class PlatformClient {
   /** Sends one request; throws only for transport failures (classified by the policy). */
   async send(p: PreparedRequest): Promise<SendResult> {
     const started = performance.now();
-    const total = AbortSignal.timeout(this.timeouts.connectMs + this.timeouts.headersMs + this.timeouts.bodyMs);
-    const res = await request(p.url, {
-      method: p.method as Dispatcher.HttpMethod,
-      headers: p.headers,
-      body: p.body,
-      dispatcher: this.dispatcher,
-      headersTimeout: this.timeouts.headersMs,
-      bodyTimeout: this.timeouts.bodyMs,
-      signal: total,
-    });
+    // The bound on the whole exchange. Not AbortSignal.timeout: its timer lives on until it fires
+    // (25 s), so at a thousand sends a second tens of thousands of them would pile up.
+    const total = new AbortController();
+    const totalTimer = setTimeout(
+      () => total.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+      this.timeouts.connectMs + this.timeouts.headersMs + this.timeouts.bodyMs,
+    );
     const chunks: Buffer[] = [];
     let size = 0;
     let truncated = false;
-    // undici's bodyTimeout bounds the gap between chunks; a body trickled out in small pieces
-    // would pass it forever, so the whole body gets the same bound from the headers on.
-    const deadline = setTimeout(() => {
-      res.body.destroy(Object.assign(new Error(`response body not complete within ${this.timeouts.bodyMs} ms`), { name: 'BodyTimeoutError', code: 'UND_ERR_BODY_TIMEOUT' }));
-    }, this.timeouts.bodyMs);
+    let res: Dispatcher.ResponseData;
     try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        if (size < MAX_RESPONSE_BYTES) {
-          chunks.push(chunk.subarray(0, MAX_RESPONSE_BYTES - size));
-          size += Math.min(chunk.length, MAX_RESPONSE_BYTES - size);
-        } else truncated = true;
+      res = await request(p.url, {
+        method: p.method as Dispatcher.HttpMethod,
+        headers: p.headers,
+        body: p.body,
+        dispatcher: this.dispatcher,
+        headersTimeout: this.timeouts.headersMs,
+        bodyTimeout: this.timeouts.bodyMs,
+        signal: total.signal,
+      });
+      const body = res.body;
+      // undici's bodyTimeout bounds the gap between chunks; a body trickled out in small pieces
+      // would pass it forever, so the whole body gets the same bound from the headers on.
+      const deadline = setTimeout(() => {
+        body.destroy(Object.assign(new Error(`response body not complete within ${this.timeouts.bodyMs} ms`), { name: 'BodyTimeoutError', code: 'UND_ERR_BODY_TIMEOUT' }));
+      }, this.timeouts.bodyMs);
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          if (size < MAX_RESPONSE_BYTES) {
+            chunks.push(chunk.subarray(0, MAX_RESPONSE_BYTES - size));
+            size += Math.min(chunk.length, MAX_RESPONSE_BYTES - size);
+          } else truncated = true;
+        }
+      } finally {
+        clearTimeout(deadline);
       }
     } finally {
-      clearTimeout(deadline);
+      clearTimeout(totalTimer);
     }
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
