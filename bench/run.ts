@@ -109,6 +109,27 @@ async function measureIngest(url: string, tag: string, pid: number, auth = false
   return { ...res, redisCallsPerRequest: statsRedis ? per(c1 - c0 - 3) : undefined, serverCpuUsPerRequest: per(s1 - s0), redisCpuUsPerRequest: statsRedis ? per(r1 - r0) : undefined };
 }
 
+/**
+ * CPU per delivery of a draining worker and of Redis, from the first delivery seen on (so the
+ * worker's start-up is not counted). Includes everything the worker process does meanwhile
+ * (for fenliu: the lifecycle worker and the audit archiver too).
+ */
+class DrainCpu {
+  private start?: { done: number; worker: number; redis: number };
+  constructor(
+    private readonly pid: number,
+    private readonly redis: Redis,
+  ) {}
+  async poll(done: number): Promise<void> {
+    if (!this.start && done > 0) this.start = { done, worker: cpuOf(this.pid), redis: await redisCpu(this.redis) };
+  }
+  async end(total: number): Promise<{ workerCpuUsPerDelivery?: number; redisCpuUsPerDelivery?: number }> {
+    if (!this.start || total <= this.start.done) return {};
+    const n = total - this.start.done;
+    return { workerCpuUsPerDelivery: (cpuOf(this.pid) - this.start.worker) / n, redisCpuUsPerDelivery: ((await redisCpu(this.redis)) - this.start.redis) / n };
+  }
+}
+
 interface Receipt {
   key: string;
   at: number;
@@ -225,13 +246,15 @@ async function main(): Promise<void> {
     const dc0 = await redisCalls(r);
     const w = await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } });
     const drain: Receipt[] = [];
-    await waitFor(async () => (drain.push(...(await receipts(receiver.url)).records), drain.length >= N), 120_000, 'naive drain');
+    const cpu = new DrainCpu(w.child.pid!, r);
+    await waitFor(async () => (drain.push(...(await receipts(receiver.url)).records), await cpu.poll(drain.length), drain.length >= N), 120_000, 'naive drain');
     const drainEnd = Math.max(...drain.map((x) => x.at));
     const dc1 = await redisCalls(r);
+    const dcpu = await cpu.end(N);
     await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'dp' });
     await sleep(1_000);
     const paced = (await receipts(receiver.url)).records.filter((x) => x.acceptedAt) as { at: number; acceptedAt: number }[];
-    delivery.d = { ...summarise(drain, drainEnd, paced, 0), redisCallsPerDelivery: (dc1 - dc0) / N };
+    delivery.d = { ...summarise(drain, drainEnd, paced, 0), redisCallsPerDelivery: (dc1 - dc0) / N, ...dcpu };
     log(`d ${fmt(delivery.d.perSec)} deliveries/s`);
     await w.stop();
     await api.stop();
@@ -251,10 +274,12 @@ async function main(): Promise<void> {
     const worker = await startFenliuProcess(cfg, 'worker', profArgs);
     const drain: Receipt[] = [];
     let drainEnd = 0;
+    const cpu = new DrainCpu(worker.child.pid!, r);
     await waitFor(
       async () => {
         drain.push(...(await receipts(receiver.url)).records);
         const delivered = await r.zcard(k.flowDelivered('p-hook'));
+        await cpu.poll(delivered);
         if (delivered >= N) drainEnd = Date.now();
         return delivered >= N;
       },
@@ -262,6 +287,7 @@ async function main(): Promise<void> {
       'fenliu drain',
     );
     const ec1 = await redisCalls(r);
+    const ecpu = await cpu.end(N);
     // The drain ends when the last delivery is `delivered` in Redis (polled every 20 ms), not when the receiver saw it.
     const duplicates = drain.length - new Set(drain.map((x) => x.key)).size;
     const paceStart = Date.now();
@@ -273,7 +299,7 @@ async function main(): Promise<void> {
     for (const x of recs) p.hget(k.delivery(x.key), 'createdAt');
     const created = ((await p.exec()) ?? []).map(([, v]) => Date.parse(String(v)));
     // Includes the worker's start-up, the archiver and this script's polling (a few hundred calls).
-    delivery.e = { ...summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates), redisCallsPerDelivery: (ec1 - ec0) / N };
+    delivery.e = { ...summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates), redisCallsPerDelivery: (ec1 - ec0) / N, ...ecpu };
     log(`e ${fmt(delivery.e.perSec)} deliveries/s`);
 
     // Memory: everything delivered; wait for the archiver to move the audit stream to files.
@@ -325,11 +351,11 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   for (const x of ['a', 'b', 'c']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
   if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | | | | |`);
   rows.push('');
-  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery |`);
-  rows.push('|---|---:|---:|---:|---:|');
+  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery | worker CPU µs/delivery | Redis CPU µs/delivery |`);
+  rows.push('|---|---:|---:|---:|---:|---:|---:|');
   const dn: Record<string, string> = { d: '(d) naive BullMQ worker + undici', e: '(e) fenliu worker → delivered' };
-  for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} | ${fmt((d[x] as any).redisCallsPerDelivery ?? NaN, 1)} |`);
-  if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | | |`);
+  for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} | ${fmt((d[x] as any).redisCallsPerDelivery ?? NaN, 1)} | ${fmt((d[x] as any).workerCpuUsPerDelivery ?? NaN)} | ${fmt((d[x] as any).redisCpuUsPerDelivery ?? NaN)} |`);
+  if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | | | | |`);
   rows.push('');
   rows.push('| memory | value |');
   rows.push('|---|---:|');

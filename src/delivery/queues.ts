@@ -24,8 +24,9 @@ export const DEFAULT_JOB_OPTIONS: JobsOptions = {
   // Retries are decided by the engine's classifier; BullMQ only carries them out.
   attempts: 1_000,
   backoff: { type: 'fenliu' },
-  // The delivery record and dead-letter store keep the history; the queue need not.
-  removeOnComplete: { age: 3600, count: 10_000 },
+  // The delivery record, its attempt log and the dead-letter store keep the history; the queue
+  // need not. Removing at once (as the naive baseline does) spares BullMQ a trim on every finish.
+  removeOnComplete: true,
   removeOnFail: { age: 7 * 24 * 3600 },
 };
 

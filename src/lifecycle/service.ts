@@ -144,11 +144,14 @@ export class Lifecycle {
     const kind = (d as DeliveryRecord & { kind?: string }).kind ?? 'primary';
     if (kind !== 'primary') return;
     const open = this.keys.open(d.platformId);
-    if (FINAL_STATES.has(to)) await this.redis.zrem(open, deliveryId);
-    else if ((rank(to) ?? 0) >= PROGRESS.delivered!) await this.redis.zadd(open, Date.parse(at), deliveryId);
-    // The deadline this state met is dropped: the timer moves to the next open one, or goes.
-    await this.armSla(this.redis, d);
-    if (FINAL_STATES.has(to) || (d.overdue ?? []).every((s) => slaSettled(d, s as SlaKind))) await this.redis.zrem(this.keys.overdue, deliveryId);
+    // Sent together (one round trip), not one after another.
+    await Promise.all([
+      FINAL_STATES.has(to) ? this.redis.zrem(open, deliveryId) : (rank(to) ?? 0) >= PROGRESS.delivered! ? this.redis.zadd(open, Date.parse(at), deliveryId) : undefined,
+      // The deadline this state met is dropped: the timer moves to the next open one, or goes.
+      this.armSla(this.redis, d),
+      // Only a flagged delivery is on the SLA board; it leaves once every flag is settled.
+      d.overdue?.length && (FINAL_STATES.has(to) || d.overdue.every((s) => slaSettled(d, s as SlaKind))) ? this.redis.zrem(this.keys.overdue, deliveryId) : undefined,
+    ]);
     let feedbackNote = note;
     if (to === 'returned') {
       // One notice to 110 says both that the case came back and where it went next.
