@@ -165,8 +165,9 @@ function decryptBody(v: unknown, ring: AuditKeyring, seq: number, path: string):
  * With a keyring, bodies are stored encrypted and the hash covers the ciphertext, so verifying
  * the chain never needs a key.
  */
-export function sealEvent(ev: AuditEvent, bodyPaths: string[], ring?: AuditKeyring, seq = 0): { event: AuditEvent; bodies: Record<string, string> } {
-  const event = clone(ev);
+/** `owned`: the caller gives `ev` away (freshly parsed), so it is changed in place instead of copied. */
+export function sealEvent(ev: AuditEvent, bodyPaths: string[], ring?: AuditKeyring, seq = 0, owned = false): { event: AuditEvent; bodies: Record<string, string> } {
+  const event = owned ? ev : clone(ev);
   const bodies: Record<string, string> = {};
   for (const p of bodyPaths) {
     const path = p.split('.');
