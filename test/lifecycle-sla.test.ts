@@ -144,3 +144,30 @@ t.test('SLA sweep: a timer leased by a worker that died fires when the lease run
   await env.waitFor(id, 'returned');
   t.equal(await env.r.zscore(env.k.slaDue, id), null, 'disarmed when the case left this platform');
 });
+
+t.test('SLA: two checks of one delivery at once flag, escalate and notify once', async (t) => {
+  const env = await startLifecycleEnv(t, {
+    platforms: [
+      { id: 'p-slow', kind: 'hotline-12345' },
+      { id: 'p-super', kind: 'webhook' },
+    ],
+    routes: [{ id: 'default', default: true, targets: ['p-slow'], sla: { ackBy: '1h', interveneBy: '2h', resolveBy: '3d', escalateTo: 'p-super' } }],
+  });
+  const { deliveries } = await env.submit();
+  const id = deliveries['p-slow'];
+  await env.waitFor(id, 'delivered');
+  await env.r.hset(env.k.delivery(id), 'interveneBy', new Date(Date.now() - 1_000).toISOString());
+  const lc = env.f.rt.lifecycle;
+  const [a, b, c] = await Promise.all([lc.checkSla(id), lc.checkSla(id), lc.checkSla(id)]);
+  t.same([...a, ...b, ...c], ['intervene'], 'one of three concurrent checks flagged it');
+  t.same((await env.delivery(id)).overdue, ['intervene']);
+  t.equal((await env.history(id)).filter((h) => h.source === 'timer').length, 1, 'one history note');
+  t.equal(await env.r.hget(env.k.stats, 'overdue:intervene'), '1', 'counted once');
+  await env.sandbox.get('p-super').waitFor(1, 5_000);
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(env.sandbox.get('p-super').received.length, 1, 'one escalation');
+  // A timer whose delivery is gone is dropped, not re-leased for ever.
+  await env.r.zadd(env.k.slaDue, Date.now() - 1, 'dlv_gone.p-slow');
+  t.same(await lc.checkSla('dlv_gone.p-slow'), []);
+  t.equal(await env.r.zscore(env.k.slaDue, 'dlv_gone.p-slow'), null);
+});

@@ -3,7 +3,7 @@ import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CaseEvent, StatusEvent } from '../../adapters/sdk.js';
-import { addAudit } from '../audit/events.js';
+import { addAudit, AUDIT_FIELD, auditStreamKey, type AuditEvent } from '../audit/events.js';
 import { feedbackPlatformId } from '../config/load.js';
 import type { Config, PlatformConfig, SlaConfig } from '../config/types.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
@@ -99,6 +99,7 @@ export interface ApplyResult {
  */
 export class Lifecycle {
   readonly prefix: string;
+  private sweeping = false;
 
   constructor(
     readonly redis: Redis,
@@ -328,58 +329,69 @@ export class Lifecycle {
    * in one script, so a worker that dies mid-check leaves the timer to fire again, not lost;
    * checkSla then re-arms it at the next deadline or removes it.
    */
-  async sweepSla(now = Date.now(), limit = 500): Promise<number> {
+  async sweepSla(limit = 500): Promise<number> {
+    // One sweep at a time per process: a long sweep (a backlog after downtime) is not joined by
+    // the next scheduled one. Sweeps of other processes may overlap; leases and the atomic
+    // flagging in checkSla keep each deadline firing once.
+    if (this.sweeping) return 0;
+    this.sweeping = true;
     let fired = 0;
-    for (;;) {
-      const due = (await this.redis.eval(SLA_CLAIM, 1, this.keys.slaDue, String(now), String(limit), String(now + SLA_LEASE_MS))) as string[];
-      for (let i = 0; i < due.length; i += 2) {
-        try {
-          await this.checkSla(due[i], Math.max(now, Number(due[i + 1])));
-          fired++;
-        } catch (err) {
-          this.log.warn({ delivery: due[i], err: { message: (err as Error).message } }, 'SLA check failed; the timer fires again after its lease');
+    try {
+      for (;;) {
+        // The lease is taken from the time of each batch, not of the sweep's start.
+        const now = Date.now();
+        const due = (await this.redis.eval(SLA_CLAIM, 1, this.keys.slaDue, String(now), String(limit), String(now + SLA_LEASE_MS))) as string[];
+        for (let i = 0; i < due.length; i += 2) {
+          try {
+            await this.checkSla(due[i], Math.max(now, Number(due[i + 1])));
+            fired++;
+          } catch (err) {
+            this.log.warn({ delivery: due[i], err: { message: (err as Error).message } }, 'SLA check failed; the timer fires again after its lease');
+          }
         }
+        if (due.length < limit * 2) return fired;
       }
-      if (due.length < limit * 2) return fired;
+    } finally {
+      this.sweeping = false;
     }
   }
 
-  /** An SLA timer fired: flag what is overdue, escalate, tell 110, and arm the next deadline. */
+  /**
+   * An SLA timer fired: flag what is overdue, escalate, tell 110, and arm the next deadline.
+   * Flagging is one script that flags only what is not flagged yet, so two checks of the same
+   * delivery at once (overlapping sweeps, an old per-delivery job) escalate and notify once.
+   */
   async checkSla(deliveryId: string, now = Date.now()): Promise<SlaKind[]> {
     const d = parseDelivery(await this.redis.hgetall(this.keys.delivery(deliveryId)));
-    if (!d) return [];
-    const flagged: SlaKind[] = [];
-    const overdue = new Set(d.overdue ?? []);
-    for (const k of SLA_KINDS) {
-      const due = (d as unknown as Record<string, string | undefined>)[SLA_FIELD[k]];
-      if (!due || overdue.has(k) || slaSettled(d, k) || Date.parse(due) > now) continue;
-      overdue.add(k);
-      flagged.push(k);
+    if (!d) {
+      await this.redis.zrem(this.keys.slaDue, deliveryId);
+      return [];
     }
-    if (flagged.length) {
+    const field = (k: SlaKind) => (d as unknown as Record<string, string | undefined>)[SLA_FIELD[k]];
+    const candidates = SLA_KINDS.filter((k) => {
+      const due = field(k);
+      return due && !(d.overdue ?? []).includes(k) && !slaSettled(d, k) && Date.parse(due) <= now;
+    });
+    let flagged: SlaKind[] = [];
+    if (candidates.length) {
       const at = new Date(now).toISOString();
-      const m = this.redis.multi();
-      m.hset(this.keys.delivery(d.id), 'overdue', JSON.stringify([...overdue]));
-      m.zadd(this.keys.overdue, Date.parse((d as unknown as Record<string, string>)[SLA_FIELD[flagged[0]]]), d.id);
-      for (const k of flagged) {
-        const dueAt = (d as unknown as Record<string, string>)[SLA_FIELD[k]];
-        m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: d.state, to: d.state, source: 'timer', note: `overdue: ${k} deadline ${dueAt} passed` }));
-        m.hincrby(this.keys.stats, `overdue:${k}`, 1);
-        addAudit(m, this.prefix, { type: 'sla.expired', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { sla: k, dueAt, state: d.state } });
+      const args: string[] = [d.id, String(Date.parse(field(candidates[0])!)), AUDIT_FIELD];
+      for (const k of candidates) {
+        const dueAt = field(k)!;
+        const ev: AuditEvent = { type: 'sla.expired', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { sla: k, dueAt, state: d.state } };
+        args.push(k, JSON.stringify({ at, from: d.state, to: d.state, source: 'timer', note: `overdue: ${k} deadline ${dueAt} passed` }), JSON.stringify(ev));
       }
-      await m.exec();
+      const keys = [this.keys.delivery(d.id), this.keys.overdue, this.keys.stats, auditStreamKey(this.prefix), this.keys.history(d.id)];
+      flagged = (await this.redis.eval(SLA_FLAG, keys.length, ...keys, ...args)) as SlaKind[];
       for (const k of flagged) {
         bus.emitEvent('sla.expired', { platformId: d.platformId, kind: k, deliveryId: d.id });
-        const dueAt = (d as unknown as Record<string, string>)[SLA_FIELD[k]];
-        const event: CaseEvent = { type: 'overdue', deliveryId: d.id, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, sla: k, dueAt, at, state: d.state as CaseEvent['state'], remoteTicketId: d.remoteTicketId };
+        const event: CaseEvent = { type: 'overdue', deliveryId: d.id, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, sla: k, dueAt: field(k)!, at, state: d.state as CaseEvent['state'], remoteTicketId: d.remoteTicketId };
         await this.escalate(d, event);
         await this.feedback(d, event);
       }
     }
-    const fresh = { ...d, overdue: [...overdue] };
-    const m = this.redis.multi();
-    this.armSla(m, fresh);
-    await m.exec();
+    const fresh = parseDelivery(await this.redis.hgetall(this.keys.delivery(deliveryId))) ?? d;
+    await this.armSla(this.redis, fresh);
     return flagged;
   }
 
@@ -398,6 +410,35 @@ export class Lifecycle {
 const SLA_LEASE_MS = 60_000;
 
 /** Due timers (member, score pairs), each leased to the caller in the same atomic step. */
+/**
+ * Flags SLA kinds that are not flagged yet, with their history note, counter and audit event;
+ * returns the kinds it flagged. KEYS: delivery, overdue board, stats, audit stream, history.
+ * ARGV: delivery id, board score, audit field, then per candidate kind: kind, history entry, event.
+ */
+const SLA_FLAG = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local cur = redis.call('HGET', KEYS[1], 'overdue')
+local flags = cur and cjson.decode(cur) or {}
+local has = {}
+for _, f in ipairs(flags) do has[f] = true end
+local out = {}
+for i = 4, #ARGV, 3 do
+  local kind = ARGV[i]
+  if not has[kind] then
+    has[kind] = true
+    flags[#flags + 1] = kind
+    out[#out + 1] = kind
+    redis.call('RPUSH', KEYS[5], ARGV[i + 1])
+    redis.call('HINCRBY', KEYS[3], 'overdue:' .. kind, 1)
+    redis.call('XADD', KEYS[4], '*', ARGV[3], ARGV[i + 2])
+  end
+end
+if #out > 0 then
+  redis.call('HSET', KEYS[1], 'overdue', cjson.encode(flags))
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+end
+return out`;
+
 const SLA_CLAIM = `
 local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]), 'WITHSCORES')
 for i = 1, #due, 2 do redis.call('ZADD', KEYS[1], ARGV[3], due[i]) end
