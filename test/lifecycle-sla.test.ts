@@ -171,3 +171,20 @@ t.test('SLA: two checks of one delivery at once flag, escalate and notify once',
   t.same(await lc.checkSla('dlv_gone.p-slow'), []);
   t.equal(await env.r.zscore(env.k.slaDue, 'dlv_gone.p-slow'), null);
 });
+
+t.test('a delivery created again after ingest (two re-routes to one platform at once) is not reset', async (t) => {
+  const env = await startLifecycleEnv(t, { platforms: [{ id: 'p-a', kind: 'hotline-12345' }] });
+  const { alertId, deliveries } = await env.submit();
+  const id = deliveries['p-a'];
+  const before = await env.waitFor(id, 'delivered');
+  const lc = env.f.rt.lifecycle;
+  const rec = JSON.parse((await env.r.get(env.k.alert(alertId)))!);
+  const again = await Promise.all([lc.createDelivery(rec, 'p-a', 'primary', undefined, 're-route 1'), lc.createDelivery(rec, 'p-a', 'primary', undefined, 're-route 2')]);
+  t.same(again, [id, id], 'the same derived id');
+  await new Promise((r) => setTimeout(r, 500));
+  const after = await env.delivery(id);
+  t.equal(after.state, 'delivered', 'not reset to queued');
+  t.equal(after.remoteTicketId, before.remoteTicketId);
+  t.notOk((await env.history(id)).some((h) => h.source === 'reroute'), 'no second creation in its history');
+  t.equal(env.sandbox.get('p-a').tickets.size, 1, 'the platform got the case once');
+});

@@ -271,14 +271,16 @@ export class Lifecycle {
     const queue = this.queues.get(platformId);
     const client = (await queue.getBackend().client) as any;
     const m = client.multi();
-    m.hset(this.keys.delivery(id), deliveryHash(d as DeliveryRecord));
-    m.rpush(this.keys.history(id), JSON.stringify({ at: now, to: 'queued', source: kind === 'primary' ? 'reroute' : kind, note }));
-    m.sadd(this.keys.alertPlatforms(rec.id), platformId);
-    m.rpush(this.keys.alertDeliveries(rec.id), id);
-    addAudit(m, this.prefix, { type: kind === 'primary' ? 'alert.rerouted' : `delivery.${kind}`, at: now, alertId: rec.id, deliveryId: id, platformId, data: { note, event } });
+    // Written only if the delivery does not exist yet: two returns of one alert at once may both
+    // re-route to the same platform, and the second must not reset the first to queued. Its job
+    // add is then a no-op (same job id) or finds the delivery past queued (engine: nothing to do).
+    const ev: AuditEvent = { type: kind === 'primary' ? 'alert.rerouted' : `delivery.${kind}`, at: now, alertId: rec.id, deliveryId: id, platformId, data: { note, event } };
+    const hash = deliveryHash(d as DeliveryRecord);
+    const keys = [this.keys.delivery(id), this.keys.history(id), this.keys.alertPlatforms(rec.id), this.keys.alertDeliveries(rec.id), auditStreamKey(this.prefix), this.keys.slaDue];
+    const sla = kind === 'primary' ? nextSla(d as DeliveryRecord)?.dueAt : undefined;
+    m.eval(CREATE_DELIVERY, keys.length, ...keys, platformId, id, JSON.stringify({ at: now, to: 'queued', source: kind === 'primary' ? 'reroute' : kind, note }), AUDIT_FIELD, JSON.stringify(ev), sla ?? '', ...Object.entries(hash).flat());
     const data: DeliveryJobData = { alertId: rec.id, deliveryId: id, platformId, kind: 'deliver' };
     new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: id }, id).addJob(m).catch(() => undefined);
-    if (kind === 'primary') this.armSla(m, d as DeliveryRecord);
     await m.exec();
     return id;
   }
@@ -438,6 +440,21 @@ if #out > 0 then
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 end
 return out`;
+
+/**
+ * A delivery created after ingest, unless it exists. KEYS: delivery, history, alert platforms,
+ * alert deliveries, audit stream, SLA timers. ARGV: platform, delivery id, history entry, audit
+ * field, audit event, SLA due ('' for none), then the hash's field/value pairs.
+ */
+const CREATE_DELIVERY = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('RPUSH', KEYS[4], ARGV[2])
+redis.call('XADD', KEYS[5], '*', ARGV[4], ARGV[5])
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[2]) end
+return 1`;
 
 const SLA_CLAIM = `
 local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]), 'WITHSCORES')
