@@ -78,3 +78,18 @@ t.test('a batch of 700 alerts in one turn: every record, index entry, timer, job
   t.equal(await r.zcard(k.alerts), 700, 'nothing of the copies written');
   t.equal(await r.exists(k.alert(again[0].record.id)), 0);
 });
+
+t.test('canonicalJson: sorted keys, and the same JSON value as JSON.stringify for any input', async (t) => {
+  const values: unknown[] = [
+    { b: 1, a: [1, undefined, () => 1, 'x'], c: { z: null, y: new Date(0), f: () => 1, u: undefined } },
+    ['é', '中文', '\u2028', 1.5e-7, -0, true],
+    { nested: { deeper: [{ b: 2, a: 1 }] } },
+    'plain',
+    null,
+  ];
+  for (const v of values) {
+    const c = canonicalJson(v);
+    t.same(JSON.parse(c), JSON.parse(JSON.stringify(v)), `same value as JSON.stringify (${typeof v})`);
+  }
+  t.equal(canonicalJson({ b: 1, a: { d: 1, c: 2 } }), '{"a":{"c":2,"d":1},"b":1}');
+});

@@ -125,11 +125,12 @@ export class DeliveryEngine {
     const probeToken = randomUUID();
     let admitted: { ok: true; probe: boolean } | { ok: false; waitMs: number } = { ok: true, probe: false };
     for (let tries = 0; ; tries++) {
-      if (c.status === 'missing') {
+      // A hash without an id is a remnant (a write that raced retention), not a delivery.
+      const d = c.status === 'missing' ? undefined : parseDelivery(c.hash);
+      if (!d) {
         this.o.log.warn({ delivery: job.data.deliveryId }, 'job without a delivery record; dropped');
         return;
       }
-      const d = parseDelivery(c.hash)!;
       if (!deliver) return this.followUp(p, job, d);
       // A re-run after a crash may find the work already done, or the case withdrawn.
       if (c.status === 'skip') break;

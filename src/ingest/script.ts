@@ -23,6 +23,11 @@ local out = {}
 -- one MSET, one ZADD per index, instead of one call per alert.
 local mset, byScore, sla, bySourceKeys = {}, {}, {}, {}
 local bySourceMembers = {}
+-- The members of a JSON object after one spliced in front: '{"a":1}' -> ',"a":1}', '{}' -> '}'.
+local function rest(json)
+  if json == '{}' then return '}' end
+  return ',' .. string.sub(json, 2)
+end
 local function push(t, a, b)
   t[#t + 1] = a
   t[#t + 1] = b
@@ -34,7 +39,7 @@ for a = 1, n do
   local write = not held
   if write then
     push(mset, idemKey, claim)
-    push(mset, alertKey, '{"alert":' .. alert .. ',' .. string.sub(ARGV[i + 5], 2))
+    push(mset, alertKey, '{"alert":' .. alert .. rest(ARGV[i + 5]))
     push(byScore, score, alertId)
     if not bySourceMembers[bySource] then
       bySourceMembers[bySource] = {}
@@ -66,8 +71,7 @@ for a = 1, n do
       local ev = ARGV[i]
       local data = ARGV[i + 1]
       if data ~= '' then
-        local more = data == '{}' and '}' or (',' .. string.sub(data, 2))
-        ev = '{"data":{"alert":' .. alert .. more .. ',' .. string.sub(ev, 2)
+        ev = '{"data":{"alert":' .. alert .. rest(data) .. rest(ev)
       end
       redis.call('XADD', audit, '*', field, ev)
     end
