@@ -11,6 +11,10 @@
  *   auditCount, per event: [eventJson, ''] or [eventRest, dataRest] for an event whose data holds the alert.
  * The alert's JSON travels once and is spliced into the record and into such events here (the
  * "rest" parts are JSON objects without that member): it is most of the bytes of an alert.
+ *
+ * Redis does not roll a script back. Out of memory (noeviction) refuses its first write, so
+ * nothing is written; a later runtime error (only a key of the wrong type, i.e. foreign data
+ * under fenliu's prefix) would leave part of a batch written and its request answered 503.
  * Returns, per alert, '' when it was written, or the claim that already held its idempotency key
  * (a copy stored first), in which case nothing of that alert is written.
  */
