@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { RedisServerMissingError } from './redis/embedded.js';
 import { PersistenceError } from './redis/persistence.js';
 import { serve, type Role } from './server.js';
+import { ROLES } from './roles.js';
 import { auditCompactCommand, auditVerifyCommand } from './audit/cli.js';
 import { replayCommand } from './audit/replay-cli.js';
 import { adapterTestCommand, KitUsageError } from './kit/adapter-test.js';
@@ -13,7 +14,7 @@ import { sendCommand } from './kit/send.js';
 const USAGE = `fenliu — interagency integration gateway
 
 Usage:
-  fenliu serve [--config FILE] [--role all|api|worker]
+  fenliu serve [--config FILE] [--role all|api|worker|archiver]
   fenliu config check FILE
   fenliu audit verify DIR [--json]
   fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
@@ -31,7 +32,7 @@ const commands: Record<string, Command> = {
   async serve(argv) {
     const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: 'config/demo.yaml' }, role: { type: 'string', default: 'all' } } });
     const role = values.role as Role;
-    if (!['all', 'api', 'worker'].includes(role)) throw new UsageError(`--role must be all, api or worker, not ${role}`);
+    if (!ROLES.includes(role)) throw new UsageError(`--role must be ${ROLES.join(', ')}, not ${role}`);
     await serve(values.config!, role);
   },
   async config(argv) {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from './runtime.js';
-import type { Role } from './server.js';
+import { servesApi, type Role } from './roles.js';
 import { engineExtension } from './delivery/extension.js';
 import { auditExtension } from './audit/extension.js';
 import { startSandbox, type SandboxKind } from './sandbox/index.js';
@@ -29,7 +29,7 @@ const sandboxExtension: ExtensionFactory = async (rt, role) => {
     platforms?: { id: string; kind: SandboxKind; port?: number }[];
     autopilot?: { acceptAfterMs?: number; resolveAfterMs?: number };
   };
-  if (!sb.enabled || role === 'worker' || !sb.platforms?.length) return undefined;
+  if (!sb.enabled || !servesApi(role) || !sb.platforms?.length) return undefined;
   const sandbox = await startSandbox({ platforms: sb.platforms, host: sb.host });
   rt.log.info({ platforms: sb.platforms.map((p) => `${p.id}@${sandbox.platforms.get(p.id)?.url}`) }, 'sandbox platforms started');
   let stopAutopilot: (() => void) | undefined;

@@ -8,8 +8,9 @@ import { redactUrl } from './redis/connect.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from './redis/embedded.js';
 import { createRuntime, type Runtime } from './runtime.js';
 import { extensions, type Extension } from './extensions.js';
+import { servesApi, type Role } from './roles.js';
 
-export type Role = 'all' | 'api' | 'worker';
+export type { Role } from './roles.js';
 
 export interface Fenliu {
   rt: Runtime;
@@ -64,7 +65,7 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
   }
   let app: FastifyInstance | undefined;
   let url: string | undefined;
-  if (role !== 'worker') {
+  if (servesApi(role)) {
     app = await buildServer(rt, log, exts.flatMap((e) => e.routes ?? []));
     const readiness = exts.map((e) => e.readiness).filter((r): r is NonNullable<typeof r> => !!r);
     app.readinessExtras = async () => Object.assign({}, ...(await Promise.all(readiness.map((r) => r()))));

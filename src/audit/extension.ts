@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ExtensionFactory } from '../extensions.js';
+import { archives } from '../roles.js';
 import { ProblemError } from '../errors.js';
 import { getAlertRecord } from '../store/records.js';
 import { canRead } from '../routes/alerts.js';
@@ -19,7 +20,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
   const enc = rt.cfg.audit.encryption;
   if (enc) setAuditKeys(enc.currentKey, enc.keys);
   let archiver: AuditArchiver | undefined;
-  if (role !== 'api' && rt.cfg.audit.archive) {
+  if (rt.cfg.audit.archive && archives(role, rt.cfg.audit.archiveIn)) {
     archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined });
     await archiver.start();
   }

@@ -85,7 +85,7 @@ export interface Config {
   sla: SlaConfig;
   retention: { alertsDays: number; sweepEveryMs: number };
   repeat: { enabled: boolean; window: string; secret?: string };
-  audit: { dir: string; archive: boolean; segmentMaxBytes: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
+  audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
   engine: { lockDurationMs: number; stalledIntervalMs: number; slaSweepMs: number };
   /** Inbound standards shared by all sources (category tables, nesting limit). */
   inbound?: { categories?: CategoryTables; maxDepth?: number };

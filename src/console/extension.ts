@@ -3,6 +3,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { ExtensionFactory } from '../extensions.js';
+import { servesApi } from '../roles.js';
 import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
 import { sendProblem } from '../plugins/app/problems.js';
@@ -39,6 +40,6 @@ export function queueBoardRoutes(rt: Runtime) {
 
 /** The operator console, its flow API and the queue dashboard: only processes that serve the API. */
 export const consoleExtension: ExtensionFactory = async (rt, role) => {
-  if (role === 'worker') return undefined;
+  if (!servesApi(role)) return undefined;
   return { name: 'console', routes: [consoleRoutes, flowRoutes, queueBoardRoutes(rt)] };
 };

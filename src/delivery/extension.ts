@@ -1,4 +1,5 @@
 import type { ExtensionFactory } from '../extensions.js';
+import { delivers } from '../roles.js';
 import { deliveryRoutes } from '../routes/deliveries.js';
 import { Circuit } from './circuit.js';
 import { DeliveryEngine } from './engine.js';
@@ -14,7 +15,7 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
   let engine: DeliveryEngine | undefined;
   let lifecycleWorker: LifecycleWorker | undefined;
   let lwConnection: Redis | undefined;
-  if (role !== 'api') {
+  if (delivers(role)) {
     engine = new DeliveryEngine({
       redisUrl: rt.redisUrl,
       redis: rt.redis,

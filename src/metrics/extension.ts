@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { ExtensionFactory } from '../extensions.js';
+import { servesApi } from '../roles.js';
 import { createMetrics, metricsRoutes, startWorkerMetricsServer } from './metrics.js';
 
 /**
@@ -10,13 +11,13 @@ export const metricsExtension: ExtensionFactory = async (rt, role) => {
   const m = createMetrics(rt, role);
   let srv: Server | undefined;
   const port = Number(process.env.FENLIU_METRICS_PORT ?? '');
-  if (role === 'worker' && Number.isInteger(port) && port > 0) {
+  if (!servesApi(role) && Number.isInteger(port) && port > 0) {
     srv = await startWorkerMetricsServer(m, port);
     rt.log.info({ port }, 'worker metrics on loopback');
   }
   return {
     name: 'metrics',
-    routes: role === 'worker' ? [] : [metricsRoutes(m)],
+    routes: servesApi(role) ? [metricsRoutes(m)] : [],
     close: async () => {
       m.close();
       if (srv) await new Promise<void>((resolve) => srv!.close(() => resolve()));

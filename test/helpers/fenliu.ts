@@ -17,6 +17,7 @@ import { checkConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/log.js';
 import { startFenliu, type Fenliu, type Role } from '../../src/server.js';
+import { servesApi } from '../../src/roles.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -126,7 +127,7 @@ export async function startTestFenliu(opts: StartTestOptions): Promise<TestFenli
   const level = opts.logLevel ?? (opts.logStream && cfg.log.level === 'silent' ? 'info' : cfg.log.level);
   const logger = opts.logStream ? createLogger(level, opts.logStream as any) : createLogger(level);
   const f = await startFenliu(cfg, { role: opts.role ?? 'api', redisUrl: opts.redisUrl, logger, env: {} });
-  if (!f.url && (opts.role ?? 'api') !== 'worker') throw new Error('fenliu did not listen');
+  if (!f.url && servesApi(opts.role ?? 'api')) throw new Error('fenliu did not listen');
   return Object.assign(f, { url: f.url ?? '', cfg });
 }
 
