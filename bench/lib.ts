@@ -169,7 +169,7 @@ export function benchAlert(tag = 'a'): Record<string, unknown> {
 }
 
 /** A fenliu config for the benchmarks: one source, one webhook platform at `receiverUrl`, everything on by default (repeat matching, SLA timers, audit archive). */
-export function fenliuConfig(o: { port: number; redisUrl: string; receiverUrl: string; auditDir: string; concurrency: number; logLevel?: string }): Record<string, unknown> {
+export function fenliuConfig(o: { port: number; redisUrl: string; receiverUrl: string; auditDir: string; concurrency: number; logLevel?: string; archiveIn?: 'workers' | 'archiver' }): Record<string, unknown> {
   return {
     server: { host: '127.0.0.1', port: o.port, bodyLimitBytes: 65536, shutdownTimeoutMs: 10_000 },
     redis: { url: o.redisUrl, prefix: 'fenliu', requirePersistence: true },
@@ -188,7 +188,7 @@ export function fenliuConfig(o: { port: number; redisUrl: string; receiverUrl: s
     policeOnly: ['violence.*', 'theft.in-progress', 'person.missing', 'fire'],
     routes: [{ id: 'default', default: true, targets: ['p-hook'] }],
     sandbox: { enabled: false },
-    audit: { dir: o.auditDir, archive: true },
+    audit: { dir: o.auditDir, archive: true, archiveIn: o.archiveIn ?? 'workers' },
   };
 }
 
@@ -208,7 +208,7 @@ export function tempDir(tag: string): string {
 }
 
 /** `node --import tsx src/cli.ts serve --config <file> --role <role>` */
-export function startFenliuProcess(configPath: string, role: 'all' | 'api' | 'worker', nodeArgs: string[] = []): Promise<Proc> {
+export function startFenliuProcess(configPath: string, role: 'all' | 'api' | 'worker' | 'archiver', nodeArgs: string[] = []): Promise<Proc> {
   return startNode([join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configPath, '--role', role], { nodeArgs, env: { REDIS_URL: '' } });
 }
 

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --only a,b,c,d,e --profile DIR]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --only a,b,c,d,e --profile DIR --node-args=... --archiver worker|separate]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -51,6 +51,7 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     profile: { type: 'string' },
     'node-args': { type: 'string' },
+    archiver: { type: 'string', default: 'worker' },
     only: { type: 'string' },
   },
 });
@@ -199,7 +200,9 @@ async function main(): Promise<void> {
   }
 
   const auditDir = tempDir('audit');
-  const cfgDoc = (port: number) => fenliuConfig({ port, redisUrl: redis.url, receiverUrl: receiver.url, auditDir, concurrency: CONCURRENCY });
+  // `--archiver separate`: (e) runs the audit archiver in a third process (`--role archiver`).
+  const separateArchiver = opt.archiver === 'separate';
+  const cfgDoc = (port: number) => fenliuConfig({ port, redisUrl: redis.url, receiverUrl: receiver.url, auditDir, concurrency: CONCURRENCY, archiveIn: separateArchiver ? 'archiver' : 'workers' });
 
   // (c) fenliu POST /v1/alerts, role api; then the sustained run for RSS
   if (want('c')) {
@@ -265,6 +268,8 @@ async function main(): Promise<void> {
   if (want('e')) {
     const cfg = writeConfig(cfgDoc(await freePort()));
     const api = await startFenliuProcess(cfg, 'api', profArgs);
+    // Started before the backlog is loaded, so its start-up does not fall into the drain.
+    const archiver = separateArchiver ? await startFenliuProcess(cfg, 'archiver', profArgs) : undefined;
     const k = keys('fenliu');
     const baseline = await redisMemory(r);
     const pre = await load(api.url, { amount: N, tag: 'e', auth: true });
@@ -311,6 +316,7 @@ async function main(): Promise<void> {
     memory.redisBytesPerAlert = (retained - baseline) / total;
     memory.auditStreamLen = await r.xlen('fenliu:audit');
     await worker.stop();
+    await archiver?.stop();
     await api.stop();
     // Retention: everything received before now is past its retention.
     const repeat = await RepeatMatcher.create(r, k, 'fenliu', { window: '72h' });
