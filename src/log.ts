@@ -44,10 +44,28 @@ function scrubDeep(v: unknown, depth = 0): unknown {
   if (typeof v === 'string') return scrub(v);
   if (depth > 6 || v === null || typeof v !== 'object') return v;
   if (v instanceof Error) return { type: v.name, message: scrub(v.message), stack: v.stack ? scrub(v.stack) : undefined, code: (v as { code?: string }).code };
-  if (Array.isArray(v)) return v.map((x) => scrubDeep(x, depth + 1));
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = scrubDeep(x, depth + 1);
-  return out;
+  // Copy on write: a plain object or array with nothing to scrub is logged as it is, so the
+  // common line (ids, routes, numbers) allocates nothing here.
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    v.forEach((x, i) => {
+      const y = scrubDeep(x, depth + 1);
+      if (y !== x) (out ??= v.slice())[i] = y;
+    });
+    return out ?? v;
+  }
+  const proto = Object.getPrototypeOf(v);
+  const plain = proto === Object.prototype || proto === null;
+  let out: Record<string, unknown> | undefined = plain ? undefined : {};
+  for (const [k, x] of Object.entries(v)) {
+    const y = scrubDeep(x, depth + 1);
+    if (out) out[k] = y;
+    else if (y !== x) {
+      out = { ...(v as Record<string, unknown>) };
+      out[k] = y;
+    }
+  }
+  return out ?? v;
 }
 
 export function loggerOptions(level: string): LoggerOptions {
