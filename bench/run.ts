@@ -40,6 +40,7 @@ import {
   writeConfig,
   type Proc,
 } from './lib.js';
+import { each, zcardAll } from '../src/store/fanout.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -283,7 +284,7 @@ async function main(): Promise<void> {
     await waitFor(
       async () => {
         drain.push(...(await receipts(receiver.url)).records);
-        const delivered = await r.zcard(k.flowDelivered('p-hook'));
+        const delivered = await zcardAll(r, each(k.bucketList, (b) => k.flowDelivered(b, 'p-hook')));
         await cpu.poll(delivered);
         if (delivered >= N) drainEnd = Date.now();
         return delivered >= N;
@@ -298,7 +299,7 @@ async function main(): Promise<void> {
     const paceStart = Date.now();
     const paced = await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'ep', auth: true });
     const total = N + paced.total;
-    await waitFor(async () => (await r.zcard(k.flowDelivered('p-hook'))) >= total, 60_000, 'fenliu paced deliveries');
+    await waitFor(async () => (await zcardAll(r, each(k.bucketList, (b) => k.flowDelivered(b, 'p-hook')))) >= total, 60_000, 'fenliu paced deliveries');
     const recs = (await receipts(receiver.url)).records.filter((x) => x.at >= paceStart);
     const p = r.pipeline();
     for (const x of recs) p.hget(k.delivery(x.key), 'createdAt');

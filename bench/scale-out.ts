@@ -17,6 +17,7 @@ import { Redis } from 'ioredis';
 import { keys } from '../src/store/keys.js';
 import { deliveryId } from '../src/store/ids.js';
 import { ROOT, SOURCE_KEY, benchAlert, fenliuConfig, freePort, sleep, startFenliuProcess, startNode, startRedis, tempDir, writeConfig } from './lib.js';
+import { each, zcardAll, zMembersByScore } from '../src/store/fanout.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -56,12 +57,12 @@ async function main(): Promise<void> {
   const accepted = runs.reduce((a, x) => a + x['2xx'], 0);
   const k = keys('fenliu');
   const end = Date.now() + 300_000;
-  while ((await r.zcard(k.flowDelivered('p-hook'))) < accepted && Date.now() < end) await sleep(50);
+  while ((await zcardAll(r, each(k.bucketList, (b) => k.flowDelivered(b, 'p-hook')))) < accepted && Date.now() < end) await sleep(50);
   const deliverMs = Date.now() - t0;
   await sleep(500);
   const stats = (await (await fetch(`${receiver.url}/_stats`)).json()) as { records: { key: string }[]; overlaps: string[] };
 
-  const alertIds = await r.zrange(k.alerts, '0', '-1');
+  const alertIds = await zMembersByScore(r, each(k.bucketList, k.alerts), '-inf', '+inf');
   const expected = alertIds.map((id) => deliveryId(id, 'p-hook'));
   const received = new Map<string, number>();
   for (const x of stats.records) received.set(x.key, (received.get(x.key) ?? 0) + 1);

@@ -5,6 +5,8 @@
 import t from 'tap';
 import { startRedis } from './helpers/redis.js';
 import { KEYS, api, startEngineEnv } from './helpers/engine.js';
+import { each, zcardAll } from '../src/store/fanout.js';
+import { bucketOf } from '../src/store/keys.js';
 
 const redis = await startRedis();
 
@@ -57,7 +59,7 @@ t.test('dead letters: list, operator retry (admin, reason, 403, 409), platform-w
     t.equal(d.attempts, 1, 'a fresh retry budget');
     t.equal(d.retries, '1');
     t.notOk(d.lastError);
-    t.equal(await e.r.zscore(e.k.deadLetters('p1'), first), null, 'no longer a dead letter');
+    t.equal(await e.r.zscore(e.k.deadLetters(bucketOf(first), 'p1'), first), null, 'no longer a dead letter');
     const hist = (await e.admin.get(`/v1/deliveries/${first}`)).body.history;
     const op = hist.find((h: any) => h.source === 'operator');
     t.match(op, { from: 'failed', to: 'queued', note: 'platform fixed its gateway (ticket OPS-1)' }, 'the operator and reason are in the history');
@@ -75,7 +77,7 @@ t.test('dead letters: list, operator retry (admin, reason, 403, 409), platform-w
     t.equal(res.status, 202);
     t.same(res.body, { retried: 3 });
     for (const id of ids.slice(1)) await e.waitForState(id, 'delivered');
-    t.equal(await e.r.zcard(e.k.deadLetters('p1')), 0, 'dead-letter store empty');
+    t.equal(await zcardAll(e.r, each(e.k.bucketList, (b) => e.k.deadLetters(b, 'p1'))), 0, 'dead-letter store empty');
     const dl = await e.admin.get('/v1/platforms/p1/dead-letters');
     t.same(dl.body.items, []);
     const tickets = new Set([...sb.tickets.values()].map((x) => x.externalId));

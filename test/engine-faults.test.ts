@@ -5,6 +5,7 @@
 import t from 'tap';
 import { startRedis } from './helpers/redis.js';
 import { freePort, startEngineEnv, type EnginePlatform } from './helpers/engine.js';
+import { bucketOf } from '../src/store/keys.js';
 
 const redis = await startRedis();
 
@@ -129,7 +130,7 @@ t.test('4xx validation error: failed at once, no retry, with the platform messag
   t.match(d.lastError, /^http-4xx: HTTP 400/);
   t.match(d.lastError, /诉求内容不能为空（模拟故障）/, "the platform's own message");
   t.equal(e.sandbox.get('p1').received.length, 1, 'sent once');
-  t.equal(await e.r.zscore(e.k.deadLetters('p1'), deliveries.p1) !== null, true, 'dead-lettered');
+  t.equal(await e.r.zscore(e.k.deadLetters(bucketOf(deliveries.p1), 'p1'), deliveries.p1) !== null, true, 'dead-lettered');
 });
 
 t.test('connection refused and DNS failure are retried (then failed after the schedule)', async (t) => {

@@ -3,6 +3,7 @@
  * bearer, OAuth2 client credentials with a cached token), the idempotency header, and secrets
  * kept out of the attempt log.
  */
+import { auditStreamKey } from '../src/audit/events.js';
 import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
@@ -151,7 +152,7 @@ t.test('outbound auth, idempotency key, redacted attempt log', async (t) => {
       }
     }
     // Nor the audit stream.
-    const stream = JSON.stringify(await e.r.xrange(`${e.f.cfg.redis.prefix}:audit`, '-', '+'));
+    const stream = JSON.stringify(await e.r.xrange(auditStreamKey(e.f.cfg.redis.prefix), '-', '+'));
     for (const secret of [HMAC_SECRET, BEARER, OAUTH_SECRET, ACCESS_TOKEN, OPEN311_KEY]) t.notOk(stream.includes(secret), 'no secret in the audit stream');
     t.ok(e.sandbox.get('o311').received.every((r) => new URLSearchParams(r.body).get('api_key') === OPEN311_KEY), 'while the platform gets the real api_key');
     t.match(stream, /api_key=%5Bredacted%5D/, 'the audited Open311 body says where the key was');

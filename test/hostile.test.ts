@@ -12,6 +12,7 @@ import { routeAlert } from '../src/routing/route.js';
 import { toProblemError } from '../src/plugins/app/problems.js';
 import { useRedis } from './helpers/redis.js';
 import { KEYS, SOURCE_A, alert, startTestFenliu, testConfig, validConfig } from './helpers/fenliu.js';
+import { each, zMembersByScore } from '../src/store/fanout.js';
 
 const SEED = Number(process.env.FC_SEED ?? 20261129);
 
@@ -294,7 +295,7 @@ t.test('HTTP layer: thousands of hostile requests through the real app, never a 
   // Never a stored invalid alert: every record in Redis validates against the schema.
   const r = new Redis(redis.url);
   t.teardown(() => r.disconnect());
-  const ids = await r.zrange(f.rt.keys.alerts, '0', '-1');
+  const ids = await zMembersByScore(r, each(f.rt.keys.bucketList, f.rt.keys.alerts), '-inf', '+inf');
   const invalid: string[] = [];
   for (const id of ids) {
     const rec = JSON.parse((await r.get(f.rt.keys.alert(id)))!);

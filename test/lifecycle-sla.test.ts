@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { FEEDBACK_ID, startLifecycleEnv, until } from './helpers/lifecycle.js';
+import { bucketOf } from '../src/store/keys.js';
 
 t.test('polling Open311 (realtime and batch tokens)', async (t) => {
   const env = await startLifecycleEnv(t, {
@@ -35,7 +36,7 @@ t.test('polling Open311 (realtime and batch tokens)', async (t) => {
   t.match(polls[0].path, `/requests.json?service_request_id=${a1.remoteTicketId}`);
   t.ok(env.sandbox.get('o-batch').received.some((r) => r.path.startsWith('/tokens/')), 'token endpoint asked');
   // Resolved deliveries are still polled (closed may follow); final ones are not.
-  t.ok(await env.r.zscore(env.k.open('o-rt'), a1.id));
+  t.ok(await env.r.zscore(env.k.open(bucketOf(a1.id), 'o-rt'), a1.id));
 });
 
 t.test('SLA expiry: overdue flag, history note, escalation, feedback; a met deadline is not flagged', async (t) => {
@@ -66,7 +67,7 @@ t.test('SLA expiry: overdue flag, history note, escalation, feedback; a met dead
   t.same(d.overdue, ['intervene']);
   t.equal(d.state, 'delivered', 'the flag sits beside the state');
   t.match((await env.history(slow)).find((h) => h.source === 'timer'), { note: /overdue: intervene deadline/ });
-  t.ok(await env.r.zscore(env.k.overdue, slow), 'on the SLA board');
+  t.ok(await env.r.zscore(env.k.overdue(bucketOf(slow)), slow), 'on the SLA board');
   // Escalation: a delivery to the supervisor platform.
   const sup = await env.sandbox.get('p-super').waitFor(1, 5_000);
   t.equal(sup.length, 1);
@@ -87,7 +88,7 @@ t.test('SLA expiry: overdue flag, history note, escalation, feedback; a met dead
   // Signing for late clears the board but keeps the flag.
   const late = await env.callback('p-slow', { eventId: 'S-1', 工单编号: d.remoteTicketId, 工单状态: '签收' }, { key: 'test-admin-key' });
   t.equal(late.status, 200);
-  t.equal(await env.r.zscore(env.k.overdue, slow), null);
+  t.equal(await env.r.zscore(env.k.overdue(bucketOf(slow)), slow), null);
   t.same((await env.delivery(slow)).overdue, ['intervene']);
   const stats = await env.auditor().get('/v1/stats');
   t.equal(stats.body.interventionCompliance, 0.5);
@@ -121,12 +122,12 @@ t.test('SLA sweep: a timer leased by a worker that died fires when the lease run
   const { deliveries } = await env.submit();
   const id = deliveries['p-slow'];
   await env.waitFor(id, 'delivered');
-  const due = await env.r.zscore(env.k.slaDue, id);
+  const due = await env.r.zscore(env.k.slaDue(bucketOf(id)), id);
   t.equal(Number(due), Date.parse((await env.delivery(id)).interveneBy), 'armed at the next open deadline (ack was met on delivery)');
   // The deadline passes, but a sweeper leased the timer and died before checking it.
   const leaseEnds = Date.now() + 1_500;
   await env.r.hset(env.k.delivery(id), 'interveneBy', new Date(Date.now() - 1_000).toISOString());
-  await env.r.zadd(env.k.slaDue, leaseEnds, id);
+  await env.r.zadd(env.k.slaDue(bucketOf(id)), leaseEnds, id);
   await new Promise((r) => setTimeout(r, 600)); // several sweeps (every 100 ms) run meanwhile
   t.equal((await env.delivery(id)).overdue, undefined, 'not fired while leased');
   const d = await until(async () => {
@@ -135,14 +136,14 @@ t.test('SLA sweep: a timer leased by a worker that died fires when the lease run
   }, 5_000, 'fired after the lease');
   t.ok(Date.now() >= leaseEnds, 'not before the lease ran out');
   t.same(d.overdue, ['intervene']);
-  t.equal(Number(await env.r.zscore(env.k.slaDue, id)), Date.parse(d.resolveBy), 're-armed at the next deadline');
+  t.equal(Number(await env.r.zscore(env.k.slaDue(bucketOf(id)), id)), Date.parse(d.resolveBy), 're-armed at the next deadline');
   // Many sweeps later, still one firing.
   await new Promise((r) => setTimeout(r, 500));
   t.equal((await env.history(id)).filter((h) => h.source === 'timer').length, 1, 'flagged once');
   // A final state disarms the timer.
   await env.callback('p-slow', { eventId: 'R-1', 工单编号: d.remoteTicketId, 工单状态: '退回' }, { key: 'test-admin-key' });
   await env.waitFor(id, 'returned');
-  t.equal(await env.r.zscore(env.k.slaDue, id), null, 'disarmed when the case left this platform');
+  t.equal(await env.r.zscore(env.k.slaDue(bucketOf(id)), id), null, 'disarmed when the case left this platform');
 });
 
 t.test('SLA: two checks of one delivery at once flag, escalate and notify once', async (t) => {
@@ -162,14 +163,14 @@ t.test('SLA: two checks of one delivery at once flag, escalate and notify once',
   t.same([...a, ...b, ...c], ['intervene'], 'one of three concurrent checks flagged it');
   t.same((await env.delivery(id)).overdue, ['intervene']);
   t.equal((await env.history(id)).filter((h) => h.source === 'timer').length, 1, 'one history note');
-  t.equal(await env.r.hget(env.k.stats, 'overdue:intervene'), '1', 'counted once');
+  t.equal(await env.r.hget(env.k.stats(bucketOf(id)), 'overdue:intervene'), '1', 'counted once');
   await env.sandbox.get('p-super').waitFor(1, 5_000);
   await new Promise((r) => setTimeout(r, 300));
   t.equal(env.sandbox.get('p-super').received.length, 1, 'one escalation');
   // A timer whose delivery is gone is dropped, not re-leased for ever.
-  await env.r.zadd(env.k.slaDue, Date.now() - 1, 'dlv_gone.p-slow');
+  await env.r.zadd(env.k.slaDue(bucketOf('dlv_gone.p-slow')), Date.now() - 1, 'dlv_gone.p-slow');
   t.same(await lc.checkSla('dlv_gone.p-slow'), []);
-  t.equal(await env.r.zscore(env.k.slaDue, 'dlv_gone.p-slow'), null);
+  t.equal(await env.r.zscore(env.k.slaDue(bucketOf('dlv_gone.p-slow')), 'dlv_gone.p-slow'), null);
 });
 
 t.test('a delivery created again after ingest (two re-routes to one platform at once) is not reset', async (t) => {

@@ -4,6 +4,7 @@ import { startSandbox } from '../src/sandbox/index.js';
 import { startRedis } from './helpers/redis.js';
 import { KEYS, alert, api, startTestFenliu, testConfig } from './helpers/fenliu.js';
 import { until } from './helpers/engine.js';
+import { bucketOf, keys } from '../src/store/keys.js';
 
 t.test('retention removes old alerts, their deliveries and jobs from Redis', async (t) => {
   const redis = await startRedis();
@@ -24,17 +25,18 @@ t.test('retention removes old alerts, their deliveries and jobs from Redis', asy
     r.disconnect();
     await redis.stop();
   });
+  const fk = keys('fenliu');
   const src = api(f.url, KEYS.sourceA);
   const res = await src.post('/v1/alerts', alert('RET-1'));
   t.equal(res.status, 202);
   const id = res.body.id as string;
   const dId = res.body.deliveries[0].id as string;
-  await until(async () => (await r.hget(`fenliu:dlv:${dId}`, 'state')) === 'delivered', 10_000, 'delivered');
-  await until(async () => !(await r.exists(`fenliu:alert:${id}`)), 15_000, 'alert swept');
-  t.equal(await r.exists(`fenliu:dlv:${dId}`), 0, 'delivery record gone');
-  t.equal(await r.exists(`fenliu:dlv:${dId}:history`), 0, 'history gone');
-  t.equal(await r.zscore('fenliu:alerts', id), null, 'index entry gone');
-  const left = (await r.keys('fenliu:*')).filter((key) => key.includes(id.slice(4)));
+  await until(async () => (await r.hget(fk.delivery(dId), 'state')) === 'delivered', 10_000, 'delivered');
+  await until(async () => !(await r.exists(fk.alert(id))), 15_000, 'alert swept');
+  t.equal(await r.exists(fk.delivery(dId)), 0, 'delivery record gone');
+  t.equal(await r.exists(fk.history(dId)), 0, 'history gone');
+  t.equal(await r.zscore(fk.alerts(bucketOf(id)), id), null, 'index entry gone');
+  const left = (await r.keys('*')).filter((key) => key.includes(id.slice(4)));
   t.same(left, [], 'no key mentions the alert any more');
   t.equal((await src.get(`/v1/alerts/${id}`)).status, 404, 'the API no longer knows it');
 });

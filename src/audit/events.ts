@@ -1,8 +1,10 @@
 /**
  * Audit events: every fact fenliu learns or causes, appended to one ordered Redis Stream
- * (`<prefix>:audit`). The archiver (archiver.ts) moves them into hash-chained segment files.
+ * (`<prefix>:{audit}`, fed by the relay in src/store/audit-relay.ts). The archiver (archiver.ts) moves them into hash-chained segment files.
  * Event types and their `data` are documented in docs/audit.md; the schema stays open.
  */
+
+import { keys } from '../store/keys.js';
 
 export interface AuditActor {
   kind: 'source' | 'platform' | 'operator' | 'system';
@@ -42,25 +44,38 @@ export const AUDIT_EVENT_TYPES = [
 /** The stream entry field that holds the event JSON. */
 export const AUDIT_FIELD = 'e';
 
+// The stream, its lock, head anchor and relay cursor share one hash tag: the archiver trims the
+// stream and moves its anchor in one MULTI, and the relay appends and moves its cursor in one script.
 export function auditStreamKey(prefix: string): string {
-  return `${prefix}:audit`;
+  return `${prefix}:{audit}`;
 }
 
 /** Redis key of the archiver's single-writer lock. */
 export function auditLockKey(prefix: string): string {
-  return `${prefix}:audit:lock`;
+  return `${prefix}:{audit}:lock`;
 }
 
 /** Redis key where the archiver records the last archived {seq, hash, streamId} (a tail anchor). */
 export function auditHeadKey(prefix: string): string {
-  return `${prefix}:audit:head`;
+  return `${prefix}:{audit}:head`;
 }
 
-/** Queues an XADD onto a pipeline or MULTI, so the audit write is atomic with the change it records. */
-export function addAudit(multi: { xadd(...args: any[]): unknown }, prefix: string, ev: AuditEvent): void {
+/** Redis hash: bucket → id of the last event the relay moved from that bucket's stream (src/store/audit-relay.ts). */
+export function auditRelayCursorKey(prefix: string): string {
+  return `${prefix}:{audit}:relayed`;
+}
+
+
+/**
+ * Queues an XADD onto a pipeline or MULTI, so the audit write is atomic with the change it records.
+ * In a MULTI with an alert's or delivery's keys, pass its key-layout `bucket` (src/store/keys.ts):
+ * the event goes to that bucket's stream (the same slot), and the caller relays it after exec
+ * (src/store/audit-relay.ts).
+ */
+export function addAudit(multi: { xadd(...args: any[]): unknown }, prefix: string, ev: AuditEvent, bucket?: number): void {
   if (!ev || typeof ev.type !== 'string' || ev.type === '') throw new TypeError('audit event needs a type');
   if (typeof ev.at !== 'string' || Number.isNaN(Date.parse(ev.at))) throw new TypeError('audit event needs an ISO `at`');
-  multi.xadd(auditStreamKey(prefix), '*', AUDIT_FIELD, JSON.stringify(ev));
+  multi.xadd(bucket === undefined ? auditStreamKey(prefix) : keys(prefix).audit(bucket), '*', AUDIT_FIELD, JSON.stringify(ev));
 }
 
 /** Convenience for code that has no MULTI at hand: one XADD, returns the stream id. */

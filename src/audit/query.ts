@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Redis } from 'ioredis';
 import { AUDIT_FIELD, auditStreamKey, type AuditEvent } from './events.js';
+import { relayAllAudit } from '../store/audit-relay.js';
 import { compareStreamIds, listSegments, openRecord, parseRecord, readManifest, streamIdMs, type AuditRecord } from './format.js';
 
 export interface AuditItem {
@@ -68,6 +69,8 @@ function matcher(f: AuditFilter): (ev: AuditEvent) => boolean {
 /** Stream entries (not yet archived, or archived but not yet trimmed), in order. */
 async function readStream(redis: Redis, prefix: string, after: string | null): Promise<AuditItem[]> {
   const key = auditStreamKey(prefix);
+  // Events still in bucket streams first (a writer that died before relaying them).
+  await relayAllAudit(redis, prefix).catch(() => 0);
   const out: AuditItem[] = [];
   let start = after ? `(${after}` : '-';
   for (;;) {

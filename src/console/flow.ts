@@ -3,6 +3,7 @@ import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
 import { DELIVERY_STATES } from '../lifecycle/states.js';
 import { deliveryId } from '../store/ids.js';
+import { each, spread, zcountAll, zMembersByScore } from '../store/fanout.js';
 import type { Runtime } from '../runtime.js';
 
 /** At most this many of the window's alerts are inspected for "deliveries by state". */
@@ -55,18 +56,17 @@ export async function computeFlow(rt: Runtime, minutes: number, now = Date.now()
   const end = Math.floor(now / step) * step + step; // the current (partial) minute is the last bucket
   const start = end - minutes * step;
   const buckets = Array.from({ length: minutes }, (_, i) => start + i * step);
-  const p = rt.redis.pipeline();
-  for (const b of buckets) p.zcount(k.alerts, b, `(${b + step}`);
-  for (const pl of rt.cfg.platforms) for (const b of buckets) p.zcount(k.flowDelivered(pl.id), b, `(${b + step}`);
-  for (const pl of rt.cfg.platforms) p.zrevrangebyscore(k.flowDelivered(pl.id), `(${end}`, start, 'LIMIT', 0, LATENCY_SAMPLE);
-  p.zrevrangebyscore(k.alerts, `(${end}`, start, 'LIMIT', 0, FLOW_STATE_SAMPLE);
-  p.zcount(k.alerts, start, `(${end}`);
-  const res = (await p.exec()) ?? [];
-  const val = (i: number) => {
-    const [err, v] = res[i] ?? [new Error('no reply'), null];
-    if (err) throw err;
-    return v;
-  };
+  // Indexes are split over the key-layout buckets: each read is a fan-out (src/store/fanout.ts).
+  const alerts = each(k.bucketList, k.alerts);
+  const flowOf = (id: string) => each(k.bucketList, (b) => k.flowDelivered(b, id));
+  const res: unknown[] = await Promise.all([
+    ...buckets.map((b) => zcountAll(rt.redis, alerts, b, `(${b + step}`)),
+    ...rt.cfg.platforms.flatMap((pl) => buckets.map((b) => zcountAll(rt.redis, flowOf(pl.id), b, `(${b + step}`))),
+    ...rt.cfg.platforms.map((pl) => zMembersByScore(rt.redis, flowOf(pl.id), `(${end}`, start, LATENCY_SAMPLE, true)),
+    zMembersByScore(rt.redis, alerts, `(${end}`, start, FLOW_STATE_SAMPLE, true),
+    zcountAll(rt.redis, alerts, start, `(${end}`),
+  ]);
+  const val = (i: number) => res[i];
   let i = 0;
   const inCounts = buckets.map(() => Number(val(i++)));
   const outs = rt.cfg.platforms.map(() => buckets.map(() => Number(val(i++))));
@@ -75,13 +75,13 @@ export async function computeFlow(rt: Runtime, minutes: number, now = Date.now()
   const received = Number(val(i++));
 
   // Delivery ids are derived from alert × platform; a missing hash (platform not targeted) answers nil.
-  const q = rt.redis.pipeline();
+  const q = spread(rt.redis);
   for (const a of alertIds) for (const pl of rt.cfg.platforms) q.hget(k.delivery(deliveryId(a, pl.id)), 'state');
   for (const ids of latest) for (const d of ids) {
     q.hmget(k.delivery(d), 'createdAt', 'deliveredAt');
     q.lindex(k.attempts(d), -1);
   }
-  const r2 = (await q.exec()) ?? [];
+  const r2 = await q.exec();
   const states: Record<string, number> = Object.fromEntries(DELIVERY_STATES.map((s) => [s, 0]));
   let j = 0;
   for (let n = 0; n < alertIds.length * rt.cfg.platforms.length; n++) {

@@ -53,7 +53,8 @@ export class Circuit {
   }
 
   async success(): Promise<CircuitState> {
-    await this.redis.multi().del(this.key).del(`${this.key}:probe`).exec();
+    // Two keys of two slots (Redis Cluster): not one MULTI. A probe lock left alone expires.
+    await Promise.all([this.redis.del(this.key), this.redis.del(`${this.key}:probe`)]);
     return 'closed';
   }
 

@@ -1,14 +1,15 @@
 import type { Redis } from 'ioredis';
-import { auditStreamKey } from '../audit/events.js';
 import { pairs, TRANSITION_LUA, transitionDocs } from '../lifecycle/transition.js';
-import type { Keys } from '../store/keys.js';
+import { bucketOf, type Keys } from '../store/keys.js';
 import type { AlertRecord } from '../store/records.js';
 
 /**
  * The start of an attempt in one round trip: reads the delivery, checks that the platform's
  * circuit is closed, reads the alert and moves queued → sending, atomically. Anything unusual
  * (circuit not closed, alert missing, not a first delivery) returns early without a change, and
- * the engine takes the slow path for it.
+ * the engine takes the slow path for it. Every key of the script is in the delivery's bucket (one
+ * slot, src/store/keys.ts); the platform's circuit is not, so it is read just before (a circuit
+ * that opens in between lets this one attempt through, as one that opens during it does).
  */
 const SCRIPT = `${TRANSITION_LUA}
 local h = redis.call('HGETALL', KEYS[1])
@@ -18,9 +19,9 @@ for i = 1, #h, 2 do
   if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'alertId' then alertId = h[i + 1] end
 end
 if ARGV[1] ~= '1' or (state ~= 'queued' and state ~= 'sending') then return {'skip', h} end
-if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[4], 'openedAt') == 1 then return {'circuit', h} end
+if ARGV[2] == '1' then return {'circuit', h} end
 if alertId ~= ARGV[3] then return {'other-alert', h} end
-local rec = redis.call('GET', KEYS[5])
+local rec = redis.call('GET', KEYS[4])
 if not rec then return {'no-alert', h} end
 if state == 'queued' then
   local t = apply_transition(KEYS[1], KEYS[2], KEYS[3], 'sending', 'queued', ARGV[5], '', {'updatedAt', ARGV[4]}, {}, {})
@@ -50,17 +51,19 @@ export interface ClaimRequest {
 
 export async function claim(redis: Redis, k: Keys, prefix: string, c: ClaimRequest): Promise<Claim> {
   const r = redis as WithClaim;
-  if (!r.fenliuClaim) r.defineCommand('fenliuClaim', { numberOfKeys: 5, lua: SCRIPT });
+  if (!r.fenliuClaim) r.defineCommand('fenliuClaim', { numberOfKeys: 4, lua: SCRIPT });
+  const open = c.circuitKey ? await redis.hexists(c.circuitKey, 'openedAt') : 0;
   const at = new Date().toISOString();
   const { history } = transitionDocs({ deliveryId: c.deliveryId, to: 'sending', source: 'engine' }, at);
   const res = (await r.fenliuClaim!(
     k.delivery(c.deliveryId),
     k.history(c.deliveryId),
-    auditStreamKey(prefix),
-    c.circuitKey ?? `${prefix}:circuit:-`,
-    k.alert(c.alertId),
+    k.audit(bucketOf(c.deliveryId)),
+    // A job naming an alert of another bucket cannot name this delivery's alert: the script
+    // answers other-alert before reading it, and the key stays in the delivery's slot.
+    bucketOf(c.alertId) === bucketOf(c.deliveryId) ? k.alert(c.alertId) : k.alert(c.deliveryId),
     c.deliver ? '1' : '0',
-    c.circuitKey ? '1' : '0',
+    open ? '1' : '0',
     c.alertId,
     at,
     history,

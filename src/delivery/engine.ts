@@ -4,11 +4,12 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Alert, CaseEvent, OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
 import type { Lifecycle } from '../lifecycle/service.js';
-import { addAudit, auditStreamKey, type AuditEvent } from '../audit/events.js';
+import { addAudit, type AuditEvent } from '../audit/events.js';
 import { bus } from '../events.js';
 import { transition, type ScriptOp } from '../lifecycle/transition.js';
 import { workerConnection } from '../redis/connect.js';
-import { deliveryQueueName, type Keys } from '../store/keys.js';
+import { bucketOf, deliveryQueueName, type Keys } from '../store/keys.js';
+import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { Circuit } from './circuit.js';
 import { claim } from './claim.js';
@@ -92,7 +93,7 @@ export class DeliveryEngine {
     for (const p of this.o.platforms.values()) {
       const worker = new Worker<DeliveryJobData>(deliveryQueueName(p.id), (job, token) => this.process(p, job, token), {
         connection: this.connection,
-        prefix: this.o.keys.queuePrefix,
+        prefix: this.o.keys.queuePrefixOf(p.id),
         concurrency: p.settings.concurrency,
         limiter: p.settings.rateLimit ? { max: p.settings.rateLimit.max, duration: p.settings.rateLimit.durationMs } : undefined,
         lockDuration: this.o.lockDurationMs ?? 30_000,
@@ -197,7 +198,8 @@ export class DeliveryEngine {
     };
     // The attempt's log and audit share one script with the state change it leads to, so a crash
     // leaves both or neither.
-    const stream = auditStreamKey(prefix);
+    const b = bucketOf(d.id);
+    const stream = k.audit(b);
     const log: ScriptOp[] = [
       { cmd: 'RPUSH', key: k.attempts(d.id), args: [JSON.stringify(attempt)] },
       { cmd: 'HSET', key: k.delivery(d.id), args: ['attempts', String(n)] },
@@ -206,14 +208,17 @@ export class DeliveryEngine {
       log.push(auditOp(stream, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: bodySha256, body: redactBody(payload, sent?.headers['content-type']) } }));
     }
     log.push(auditOp(stream, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt } }));
-    const closing = closeCircuit ? circuit.successOps() : [];
+    // The circuit is the platform's, not the delivery's bucket's (another slot): closed beside
+    // the script, not in it.
+    const closing: ScriptOp[] = [];
+    if (closeCircuit) await circuit.success();
 
     if (decision.outcome === 'delivered') {
       const deliveredAt = new Date().toISOString();
       const now = Date.now();
-      const indexes: ScriptOp[] = [{ cmd: 'ZADD', key: k.flowDelivered(p.id), args: [now, d.id] }, ...closing];
-      if (decision.remoteTicketId) indexes.push({ cmd: 'HSET', key: k.ticket(p.id), args: [decision.remoteTicketId, d.id] });
-      if (decision.pendingToken) indexes.push({ cmd: 'HSET', key: k.ticket(p.id), args: [`token:${decision.pendingToken}`, d.id] });
+      const indexes: ScriptOp[] = [{ cmd: 'ZADD', key: k.flowDelivered(b, p.id), args: [now, d.id] }, ...closing];
+      if (decision.remoteTicketId) indexes.push({ cmd: 'HSET', key: k.ticket(b, p.id), args: [decision.remoteTicketId, d.id] });
+      if (decision.pendingToken) indexes.push({ cmd: 'HSET', key: k.ticket(b, p.id), args: [`token:${decision.pendingToken}`, d.id] });
       // Cancelled while this attempt was in flight: the platform has a ticket all the same, and
       // the queued cancel notice needs its id.
       const ticket: string[] = [];
@@ -349,12 +354,13 @@ export class DeliveryEngine {
     };
     const m = redis.multi();
     m.rpush(k.attempts(d.id), JSON.stringify(attempt));
-    addAudit(m, prefix, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt, body: x.payload } });
+    addAudit(m, prefix, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt, body: x.payload } }, bucketOf(d.id));
     if (x.decision.outcome === 'delivered' || giveUp) {
       const note = x.decision.outcome === 'delivered' ? `${kind} delivered` : `${kind} failed: ${x.decision.reason}`;
       m.rpush(k.history(d.id), JSON.stringify({ at: new Date().toISOString(), from: d.state, to: d.state, source: 'engine', note }));
     }
     await m.exec();
+    await relayAudit(redis, prefix, bucketOf(d.id));
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: x.decision.outcome, errorClass: x.decision.errorClass, durationMs: x.durationMs });
     if (delay !== undefined) throw new RetryLaterError(delay, x.decision.reason ?? 'retry');
   }
@@ -385,7 +391,7 @@ export class DeliveryEngine {
         unset: ['nextAttemptAt'],
         audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
       },
-      { before, ifApplied: [{ cmd: 'ZADD', key: k.deadLetters(p.id), args: [Date.now(), d.id] }], read: true },
+      { before, ifApplied: [{ cmd: 'ZADD', key: k.deadLetters(bucketOf(d.id), p.id), args: [Date.now(), d.id] }], read: true },
     );
     if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'failed', 'engine', reason, new Date().toISOString(), parseDelivery(t.hash));
     if (t.ok) bus.emitEvent('delivery.failed', { platformId: p.id, errorClass });

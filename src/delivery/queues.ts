@@ -1,6 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { deliveryQueueName } from '../store/keys.js';
+import { deliveryQueueName, platformQueuePrefix } from '../store/keys.js';
 
 /** What every delivery job carries: enough to find the records, nothing else (no personal data in the queue). */
 export interface DeliveryJobData {
@@ -30,7 +30,11 @@ export const DEFAULT_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { age: 7 * 24 * 3600 },
 };
 
-/** One BullMQ queue per platform, so a dead platform never delays the others. */
+/**
+ * One BullMQ queue per platform, so a dead platform never delays the others. `prefix` is the
+ * lifecycle queue's (`keys().queuePrefix`); each platform's queue has its own hash tag derived from
+ * it (`keys().queuePrefixOf`), so on Redis Cluster platforms spread over shards.
+ */
 export class QueueRegistry {
   readonly queues = new Map<string, Queue<DeliveryJobData>>();
   /** SLA timers and poll rounds (src/lifecycle). */
@@ -46,7 +50,7 @@ export class QueueRegistry {
     for (const id of platformIds) {
       this.queues.set(
         id,
-        new Queue<DeliveryJobData>(deliveryQueueName(id), { connection, prefix, defaultJobOptions: jobOptions(id) }),
+        new Queue<DeliveryJobData>(deliveryQueueName(id), { connection, prefix: platformQueuePrefix(prefix, id), defaultJobOptions: jobOptions(id) }),
       );
     }
   }

@@ -83,9 +83,10 @@ export class IngestService {
   private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemKey: string, idemHeader: string | undefined, repeatOf?: string): PendingAlert {
     const now = Date.now();
     const receivedAt = new Date(now).toISOString();
-    const id = newId('alt', now);
     const sourceId = alert.source.system;
     const idempotencyKey = idemHeader ?? alert.source.alertId;
+    // In its idempotency key's bucket: the claim and the alert are written by one script (one slot).
+    const id = newId('alt', now, this.keys.idemBucket(sourceId, idempotencyKey));
     // The canonical form is hashed and also stored: one serialisation of the alert, not two.
     const alertJson = canonicalJson(alert);
     const bodyHash = createHash('sha256').update(alertJson).digest('hex');

@@ -1,8 +1,10 @@
 /**
  * The batch write of ingest, as one Lua script: all alerts of one event-loop turn in one call.
- * Key names come from src/store/keys.ts through the arguments, so the script names no key itself
- * (which is also why it is not Redis-Cluster-safe: see docs/scaling.md).
+ * Key names come from src/store/keys.ts through the arguments, so the script names no key itself.
+ * Every key of one call is in one key-layout bucket (one slot; the writer calls it per bucket),
+ * and KEYS[1], the bucket's outbox, routes the call on Redis Cluster (docs/scaling.md).
  *
+ * KEYS: outbox (delivery ids whose BullMQ job is still to be added, scored with the alert's time).
  * ARGV: auditStream, slaDue, alertsIndex, auditField, alertCount, then per alert:
  *   idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest, score, bySourceIndex,
  *   deliveryCount, per delivery: [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey,
@@ -25,7 +27,7 @@ local i = 6
 local out = {}
 -- Writes to the same key for the whole batch are gathered and made once at the end:
 -- one MSET, one ZADD per index, instead of one call per alert.
-local mset, byScore, sla, bySourceKeys = {}, {}, {}, {}
+local mset, byScore, sla, bySourceKeys, outbox = {}, {}, {}, {}, {}
 local bySourceMembers = {}
 -- The members of a JSON object after one spliced in front: '{"a":1}' -> ',"a":1}', '{}' -> '}'.
 local function rest(json)
@@ -59,6 +61,7 @@ for a = 1, n do
       redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
       redis.call('RPUSH', ARGV[h], ARGV[h + 1])
       if ARGV[h + 2] ~= '' then push(sla, ARGV[h + 2], id) end
+      push(outbox, score, id)
     end
     i = h + 3
   end
@@ -94,5 +97,6 @@ each('MSET', nil, mset)
 each('ZADD', alerts, byScore)
 for _, k in ipairs(bySourceKeys) do each('ZADD', k, bySourceMembers[k]) end
 each('ZADD', slaDue, sla)
+each('ZADD', KEYS[1], outbox)
 return out
 `;

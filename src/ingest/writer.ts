@@ -1,8 +1,9 @@
 import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { AUDIT_FIELD, auditStreamKey, type AuditEvent } from '../audit/events.js';
+import { AUDIT_FIELD, type AuditEvent } from '../audit/events.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
-import type { Keys } from '../store/keys.js';
+import { bucketOf, bucketOfKey, type Keys } from '../store/keys.js';
+import { relayAudit } from '../store/audit-relay.js';
 import { nextSla } from '../lifecycle/service.js';
 import { deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { INGEST_SCRIPT } from './script.js';
@@ -36,10 +37,12 @@ const COMMAND = 'fenliuIngest';
 
 /**
  * Writes accepted alerts to Redis. Concurrent requests are coalesced: the submissions of one
- * event-loop turn become ONE MULTI holding one script call, which claims each idempotency key and
- * writes each alert with its deliveries, history, SLA timers, repeat keys and audit events, plus
- * one BullMQ job per delivery. One round trip per batch instead of ~15 commands per alert, and no
- * alert without its jobs, no job without its alert.
+ * event-loop turn become one script call per key-layout bucket (one slot each, src/store/keys.ts),
+ * which claims each idempotency key and writes each alert with its deliveries, history, SLA
+ * timers, audit events and an outbox entry per delivery; then the BullMQ jobs (one MULTI per
+ * platform queue, another slot) and the repeat-call keys. A delivery whose job was not added (a
+ * crash, a queue shard away) stays in its bucket's outbox until `relayOutbox` adds it: no alert
+ * without its jobs, eventually; a job without its alert is dropped by the engine.
  */
 export class IngestWriter {
   private batch: Waiter[] = [];
@@ -67,7 +70,22 @@ export class IngestWriter {
     const batch = this.lookups;
     this.lookups = [];
     try {
-      const all = await this.redis.mget(batch.flatMap((b) => b.keys));
+      // One MGET per bucket: an MGET may not span slots on Redis Cluster.
+      const wanted = batch.flatMap((b) => b.keys);
+      const bySlot = new Map<number | string, number[]>();
+      wanted.forEach((key, i) => {
+        const slot = bucketOfKey(key) ?? key;
+        const list = bySlot.get(slot);
+        if (list) list.push(i);
+        else bySlot.set(slot, [i]);
+      });
+      const all: (string | null)[] = new Array(wanted.length).fill(null);
+      await Promise.all(
+        [...bySlot.values()].map(async (ix) => {
+          const got = await this.redis.mget(ix.map((i) => wanted[i]));
+          ix.forEach((i, j) => (all[i] = got[j]));
+        }),
+      );
       let i = 0;
       for (const b of batch) {
         b.resolve(all.slice(i, i + b.keys.length));
@@ -116,21 +134,71 @@ export class IngestWriter {
     }
   }
 
-  /** One MULTI: the batch script, then the BullMQ jobs. Returns, per group, the claim it found ('' = written). */
+  /**
+   * The batch script once per bucket, then the jobs, repeat keys and audit relay of what was
+   * written. Returns, per group, the claim it found ('' = written).
+   */
   private async write(groups: Waiter[][]): Promise<string[]> {
-    const client = (await this.queues.get(groups[0][0].item.deliveries[0]?.platformId ?? [...this.queues.queues.keys()][0]).getBackend().client) as unknown as Redis & Record<string, unknown>;
-    if (!client[COMMAND]) client.defineCommand(COMMAND, { numberOfKeys: 0, lua: INGEST_SCRIPT });
-    const multi = client.multi() as unknown as Record<string, (...a: unknown[]) => unknown> & { exec(): Promise<[Error | null, unknown][] | null> };
-    const args: (string | number)[] = [auditStreamKey(this.prefix), this.keys.slaDue, this.keys.alerts, AUDIT_FIELD, groups.length];
-    for (const [w] of groups) this.args(args, w.item);
-    multi[COMMAND](...args);
-    // A job whose alert lost the idempotency race (a copy stored between the lookup and this
-    // write) finds no delivery record and is dropped by the engine; that race is rare and harmless.
-    for (const [w] of groups) for (const d of w.item.deliveries) this.addJob(multi, w.item.record, d);
-    const res = await multi.exec();
-    const failed = (res ?? []).find(([e]) => e);
-    if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
-    return res[0][1] as string[];
+    const client = this.redis as Redis & Record<string, (...a: unknown[]) => Promise<unknown>>;
+    if (!client[COMMAND]) client.defineCommand(COMMAND, { numberOfKeys: 1, lua: INGEST_SCRIPT });
+    const byBucket = new Map<number, number[]>();
+    groups.forEach(([w], i) => {
+      const b = bucketOf(w.item.record.id);
+      const list = byBucket.get(b);
+      if (list) list.push(i);
+      else byBucket.set(b, [i]);
+    });
+    const held: string[] = new Array(groups.length).fill('');
+    const k = this.keys;
+    await Promise.all(
+      [...byBucket].map(async ([b, ix]) => {
+        const args: (string | number)[] = [k.audit(b), k.slaDue(b), k.alerts(b), AUDIT_FIELD, ix.length];
+        for (const i of ix) this.args(args, groups[i][0].item);
+        const res = (await client[COMMAND](k.outbox(b), ...args)) as string[];
+        ix.forEach((i, j) => (held[i] = res[j]));
+      }),
+    );
+    const written = groups.filter((_, i) => !held[i]).map(([w]) => w.item);
+    // Failures here are not the caller's: the alerts are stored, the outbox and the relay timer
+    // finish the rest.
+    await Promise.all([
+      this.addJobs(written).catch(() => undefined),
+      ...written.flatMap((item) => (item.sets ?? []).map(([key, value, px]) => this.redis.set(key, value, 'PX', px).catch(() => undefined))),
+      ...[...byBucket.keys()].map((b) => relayAudit(this.redis, this.prefix, b).catch(() => 0)),
+    ]);
+    return held;
+  }
+
+  /**
+   * One MULTI per platform queue with the jobs of the alerts written, then their outbox entries
+   * go. A job whose alert lost the idempotency race (a copy stored between the lookup and this
+   * write) finds no delivery record and is dropped by the engine; that race is rare and harmless.
+   */
+  private async addJobs(items: PendingAlert[]): Promise<void> {
+    const byPlatform = new Map<string, [AlertRecord, DeliveryRecord][]>();
+    for (const item of items) for (const d of item.deliveries) {
+      const list = byPlatform.get(d.platformId);
+      if (list) list.push([item.record, d]);
+      else byPlatform.set(d.platformId, [[item.record, d]]);
+    }
+    await Promise.all(
+      [...byPlatform].map(async ([platformId, list]) => {
+        const client = (await this.queues.get(platformId).getBackend().client) as unknown as Redis;
+        const multi = client.multi();
+        for (const [rec, d] of list) this.addJob(multi, rec, d);
+        const res = await multi.exec();
+        const failed = (res ?? []).find(([e]) => e);
+        if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+      }),
+    );
+    const done = new Map<number, string[]>();
+    for (const item of items) for (const d of item.deliveries) {
+      const b = bucketOf(d.id);
+      const list = done.get(b);
+      if (list) list.push(d.id);
+      else done.set(b, [d.id]);
+    }
+    await Promise.all([...done].map(([b, ids]) => this.redis.zrem(this.keys.outbox(b), ...ids)));
   }
 
   /** The script's arguments for one alert (layout documented in script.ts). */
@@ -138,7 +206,7 @@ export class IngestWriter {
     const { record, deliveries } = item;
     const k = this.keys;
     const { alert, ...rest } = record;
-    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), item.alertJson ?? JSON.stringify(alert), JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(record.sourceId), deliveries.length);
+    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), item.alertJson ?? JSON.stringify(alert), JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), deliveries.length);
     for (const d of deliveries) {
       const h = deliveryHash(d);
       const fields = Object.keys(h);
@@ -146,9 +214,8 @@ export class IngestWriter {
       for (const f of fields) out.push(f, h[f]);
       out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '');
     }
-    const sets = item.sets ?? [];
-    out.push(sets.length);
-    for (const [key, value, px] of sets) out.push(key, value, px);
+    // Repeat-call keys are in the buckets of their hashes, not the alert's: written after the script.
+    out.push(0);
     out.push(item.audit.length);
     for (const ev of item.audit) {
       if (ev.data?.alert !== alert) out.push(JSON.stringify(ev), '');
@@ -188,4 +255,28 @@ export class IngestWriter {
 
 function compare(existing: AlertRecord, item: PendingAlert): WriteOutcome {
   return existing.bodyHash === item.record.bodyHash ? { kind: 'duplicate', record: existing } : { kind: 'conflict', existingId: existing.id };
+}
+
+/**
+ * Adds the jobs of deliveries left in an outbox for longer than `olderThanMs` (the writer died
+ * between its script and its job MULTI, or a queue shard was away), then clears them. Adding is
+ * idempotent (`jobId` = delivery id; a delivery no longer `queued` needs no job), so two relays
+ * at once, or a relay racing the writer, add nothing twice. Returns how many it handled.
+ */
+export async function relayOutbox(redis: Redis, k: Keys, queues: QueueRegistry, olderThanMs = 10_000, now = Date.now()): Promise<number> {
+  let handled = 0;
+  for (const b of k.bucketList) {
+    const ids = await redis.zrangebyscore(k.outbox(b), '-inf', now - olderThanMs, 'LIMIT', 0, 500);
+    for (const id of ids) {
+      const [platformId, alertId, priority, state] = await redis.hmget(k.delivery(id), 'platformId', 'alertId', 'priority', 'state');
+      if (platformId && alertId && state === 'queued' && queues.queues.has(platformId)) {
+        const queue = queues.get(platformId);
+        const data: DeliveryJobData = { alertId, deliveryId: id, platformId, kind: 'deliver' };
+        await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(priority === 'urgent' ? 'urgent' : 'normal'), jobId: id });
+      }
+      await redis.zrem(k.outbox(b), id);
+      handled++;
+    }
+  }
+  return handled;
 }

@@ -3,12 +3,14 @@ import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CaseEvent, StatusEvent } from '../../adapters/sdk.js';
-import { addAudit, AUDIT_FIELD, auditStreamKey, type AuditEvent } from '../audit/events.js';
+import { addAudit, AUDIT_FIELD, type AuditEvent } from '../audit/events.js';
 import { feedbackPlatformId } from '../config/load.js';
 import type { Config, PlatformConfig, SlaConfig } from '../config/types.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
 import { bus } from '../events.js';
-import type { Keys } from '../store/keys.js';
+import { bucketOf, type Keys } from '../store/keys.js';
+import { each, hgetAny } from '../store/fanout.js';
+import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { FINAL_STATES, PROGRESS, isDeliveryState, type DeliveryState } from './states.js';
 import { transition, type TransitionRequest, type TransitionResult } from './transition.js';
@@ -144,14 +146,14 @@ export class Lifecycle {
     bus.emitEvent('delivery.state', { platformId: d.platformId, deliveryId, from, to, source });
     const kind = (d as DeliveryRecord & { kind?: string }).kind ?? 'primary';
     if (kind !== 'primary') return;
-    const open = this.keys.open(d.platformId);
+    const open = this.keys.open(bucketOf(deliveryId), d.platformId);
     // Sent together (one round trip), not one after another.
     await Promise.all([
       FINAL_STATES.has(to) ? this.redis.zrem(open, deliveryId) : (rank(to) ?? 0) >= PROGRESS.delivered! ? this.redis.zadd(open, Date.parse(at), deliveryId) : undefined,
       // The deadline this state met is dropped: the timer moves to the next open one, or goes.
       this.armSla(this.redis, d),
       // Only a flagged delivery is on the SLA board; it leaves once every flag is settled.
-      d.overdue?.length && (FINAL_STATES.has(to) || d.overdue.every((s) => slaSettled(d, s as SlaKind))) ? this.redis.zrem(this.keys.overdue, deliveryId) : undefined,
+      d.overdue?.length && (FINAL_STATES.has(to) || d.overdue.every((s) => slaSettled(d, s as SlaKind))) ? this.redis.zrem(this.keys.overdue(bucketOf(deliveryId)), deliveryId) : undefined,
     ]);
     let feedbackNote = note;
     if (to === 'returned') {
@@ -172,7 +174,8 @@ export class Lifecycle {
       const owner = await this.redis.hget(k.delivery(deliveryId), 'platformId');
       if (owner !== platformId) deliveryId = undefined;
     }
-    if (!deliveryId && ev.remoteTicketId) deliveryId = (await this.redis.hget(k.ticket(platformId), ev.remoteTicketId)) ?? undefined;
+    // The ticket index is per bucket, and a remote ticket id says nothing of its bucket: ask all.
+    if (!deliveryId && ev.remoteTicketId) deliveryId = (await hgetAny(this.redis, each(k.bucketList, (b) => k.ticket(b, platformId)), ev.remoteTicketId)) ?? undefined;
     if (!deliveryId) return { applied: false, reason: 'unknown-delivery' };
     // Duplicate events are idempotent: one application per platform event id.
     const fresh = await this.redis.set(k.seenEvent(platformId, ev.eventId), deliveryId, 'EX', 30 * 86_400, 'NX');
@@ -190,7 +193,7 @@ export class Lifecycle {
     if (ev.remoteTicketId && !d.remoteTicketId) {
       // A batch platform's token resolved into a ticket id.
       await this.redis.hset(k.delivery(d.id), 'remoteTicketId', ev.remoteTicketId);
-      await this.redis.hset(k.ticket(platformId), ev.remoteTicketId, d.id);
+      await this.redis.hset(k.ticket(bucketOf(d.id), platformId), ev.remoteTicketId, d.id);
     }
     if (to === d.state) return { applied: false, reason: 'duplicate', deliveryId, current: d.state };
     // Out of order: an event behind what is already known (accepted after resolved) is recorded, not applied.
@@ -220,8 +223,9 @@ export class Lifecycle {
     const at = new Date().toISOString();
     const m = this.redis.multi();
     m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: current ?? d.state, to: current ?? d.state, source, note: `refused transition to ${to}`, eventId, refused: to }));
-    addAudit(m, this.prefix, { type: 'delivery.transition-refused', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { from: current ?? d.state, to, source, eventId } });
+    addAudit(m, this.prefix, { type: 'delivery.transition-refused', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { from: current ?? d.state, to, source, eventId } }, bucketOf(d.id));
     await m.exec();
+    await relayAudit(this.redis, this.prefix, bucketOf(d.id));
   }
 
   private async note(d: DeliveryRecord, note: string, source: string, eventId?: string): Promise<void> {
@@ -269,19 +273,23 @@ export class Lifecycle {
     };
     if (kind === 'primary') Object.assign(d, deadlines(slaFor(this.cfg, rec.route.ruleId, platformId), now));
     const queue = this.queues.get(platformId);
-    const client = (await queue.getBackend().client) as any;
-    const m = client.multi();
+    const b = bucketOf(id);
     // Written only if the delivery does not exist yet: two returns of one alert at once may both
     // re-route to the same platform, and the second must not reset the first to queued. Its job
     // add is then a no-op (same job id) or finds the delivery past queued (engine: nothing to do).
     const ev: AuditEvent = { type: kind === 'primary' ? 'alert.rerouted' : `delivery.${kind}`, at: now, alertId: rec.id, deliveryId: id, platformId, data: { note, event } };
     const hash = deliveryHash(d as DeliveryRecord);
-    const keys = [this.keys.delivery(id), this.keys.history(id), this.keys.alertPlatforms(rec.id), this.keys.alertDeliveries(rec.id), auditStreamKey(this.prefix), this.keys.slaDue];
+    // The delivery (with an outbox entry) in its alert's slot, then its job in the queue's slot;
+    // the outbox relay adds a job this process did not get to (src/ingest/writer.ts).
+    const keys = [this.keys.delivery(id), this.keys.history(id), this.keys.alertPlatforms(rec.id), this.keys.alertDeliveries(rec.id), this.keys.audit(b), this.keys.slaDue(b), this.keys.outbox(b)];
     const sla = kind === 'primary' ? nextSla(d as DeliveryRecord)?.dueAt : undefined;
-    m.eval(CREATE_DELIVERY, keys.length, ...keys, platformId, id, JSON.stringify({ at: now, to: 'queued', source: kind === 'primary' ? 'reroute' : kind, note }), AUDIT_FIELD, JSON.stringify(ev), sla ?? '', ...Object.entries(hash).flat());
+    await this.redis.eval(CREATE_DELIVERY, keys.length, ...keys, platformId, id, JSON.stringify({ at: now, to: 'queued', source: kind === 'primary' ? 'reroute' : kind, note }), AUDIT_FIELD, JSON.stringify(ev), sla ?? '', ...Object.entries(hash).flat());
     const data: DeliveryJobData = { alertId: rec.id, deliveryId: id, platformId, kind: 'deliver' };
+    const client = (await queue.getBackend().client) as any;
+    const m = client.multi();
     new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: id }, id).addJob(m).catch(() => undefined);
     await m.exec();
+    await Promise.all([this.redis.zrem(this.keys.outbox(b), id), relayAudit(this.redis, this.prefix, b).catch(() => 0)]);
     return id;
   }
 
@@ -293,7 +301,7 @@ export class Lifecycle {
     const ds = (await Promise.all(ids.map(async (id) => parseDelivery(await this.redis.hgetall(this.keys.delivery(id)))))).filter((d): d is DeliveryRecord => !!d && (d.kind ?? 'primary') === 'primary' && !FINAL_STATES.has(d.state) && d.state !== 'resolved');
     const at = new Date().toISOString();
     const m = this.redis.multi();
-    m.hincrby(this.keys.stats, 'repeats', 1);
+    m.hincrby(this.keys.stats(bucketOf(caseId)), 'repeats', 1);
     m.rpush(`${this.keys.alert(caseId)}:repeats`, repeat.id);
     for (const d of ds) m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: d.state, to: d.state, source: 'repeat', note: `repeat call ${repeat.alert.source.alertId} linked; urge queued` }));
     await m.exec();
@@ -323,7 +331,7 @@ export class Lifecycle {
    */
   armSla(m: { zadd(k: string, s: number, m: string): unknown; zrem(k: string, m: string): unknown }, d: DeliveryRecord): unknown {
     const next = nextSla(d);
-    return next ? m.zadd(this.keys.slaDue, next.dueAt, d.id) : m.zrem(this.keys.slaDue, d.id);
+    return next ? m.zadd(this.keys.slaDue(bucketOf(d.id)), next.dueAt, d.id) : m.zrem(this.keys.slaDue(bucketOf(d.id)), d.id);
   }
 
   /**
@@ -339,10 +347,10 @@ export class Lifecycle {
     this.sweeping = true;
     let fired = 0;
     try {
-      for (;;) {
+      for (const b of this.keys.bucketList) for (;;) {
         // The lease is taken from the time of each batch, not of the sweep's start.
         const now = Date.now();
-        const due = (await this.redis.eval(SLA_CLAIM, 1, this.keys.slaDue, String(now), String(limit), String(now + SLA_LEASE_MS))) as string[];
+        const due = (await this.redis.eval(SLA_CLAIM, 1, this.keys.slaDue(b), String(now), String(limit), String(now + SLA_LEASE_MS))) as string[];
         for (let i = 0; i < due.length; i += 2) {
           try {
             await this.checkSla(due[i], Math.max(now, Number(due[i + 1])));
@@ -351,8 +359,9 @@ export class Lifecycle {
             this.log.warn({ delivery: due[i], err: { message: (err as Error).message } }, 'SLA check failed; the timer fires again after its lease');
           }
         }
-        if (due.length < limit * 2) return fired;
+        if (due.length < limit * 2) break;
       }
+      return fired;
     } finally {
       this.sweeping = false;
     }
@@ -366,7 +375,7 @@ export class Lifecycle {
   async checkSla(deliveryId: string, now = Date.now()): Promise<SlaKind[]> {
     const d = parseDelivery(await this.redis.hgetall(this.keys.delivery(deliveryId)));
     if (!d) {
-      await this.redis.zrem(this.keys.slaDue, deliveryId);
+      await this.redis.zrem(this.keys.slaDue(bucketOf(deliveryId)), deliveryId);
       return [];
     }
     const field = (k: SlaKind) => (d as unknown as Record<string, string | undefined>)[SLA_FIELD[k]];
@@ -383,8 +392,10 @@ export class Lifecycle {
         const ev: AuditEvent = { type: 'sla.expired', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { sla: k, dueAt, state: d.state } };
         args.push(k, JSON.stringify({ at, from: d.state, to: d.state, source: 'timer', note: `overdue: ${k} deadline ${dueAt} passed` }), JSON.stringify(ev));
       }
-      const keys = [this.keys.delivery(d.id), this.keys.overdue, this.keys.stats, auditStreamKey(this.prefix), this.keys.history(d.id)];
+      const b = bucketOf(d.id);
+      const keys = [this.keys.delivery(d.id), this.keys.overdue(b), this.keys.stats(b), this.keys.audit(b), this.keys.history(d.id)];
       flagged = (await this.redis.eval(SLA_FLAG, keys.length, ...keys, ...args)) as SlaKind[];
+      if (flagged.length) await relayAudit(this.redis, this.prefix, b);
       for (const k of flagged) {
         bus.emitEvent('sla.expired', { platformId: d.platformId, kind: k, deliveryId: d.id });
         const event: CaseEvent = { type: 'overdue', deliveryId: d.id, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, sla: k, dueAt: field(k)!, at, state: d.state as CaseEvent['state'], remoteTicketId: d.remoteTicketId };
@@ -454,6 +465,8 @@ redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('RPUSH', KEYS[4], ARGV[2])
 redis.call('XADD', KEYS[5], '*', ARGV[4], ARGV[5])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[2]) end
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[7], t[1] * 1000, ARGV[2])
 return 1`;
 
 const SLA_CLAIM = `

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from '../store/keys.js';
+import { each, zMembersByScore } from '../store/fanout.js';
 import { allDeliveryIds, getAlertRecord, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 
 export interface StatsQuery {
@@ -64,10 +65,10 @@ function summary(a: Acc) {
  * it; fine for a dashboard's hours and days, a rollup is the next step for years).
  */
 export async function computeStats(redis: Redis, k: Keys, q: StatsQuery, now = Date.now()) {
-  const ids = await redis.zrangebyscore(q.source ? k.alertsBySource(q.source) : k.alerts, q.from, q.to);
+  const ids = await zMembersByScore(redis, each(k.bucketList, (b) => (q.source ? k.alertsBySource(b, q.source) : k.alerts(b))), q.from, q.to);
   const records: AlertRecord[] = [];
   for (let i = 0; i < ids.length; i += 500) {
-    const raw = await redis.mget(...ids.slice(i, i + 500).map((id) => k.alert(id)));
+    const raw = await Promise.all(ids.slice(i, i + 500).map((id) => redis.get(k.alert(id))));
     for (const r of raw) if (r) records.push(JSON.parse(r) as AlertRecord);
   }
   const inRegion = (code?: string) => !q.region || (code ?? '').startsWith(q.region);

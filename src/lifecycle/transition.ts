@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
-import { auditStreamKey, type AuditEvent } from '../audit/events.js';
-import type { Keys } from '../store/keys.js';
+import type { AuditEvent } from '../audit/events.js';
+import { relayAudit } from '../store/audit-relay.js';
+import { bucketOf, type Keys } from '../store/keys.js';
 import { TRANSITIONS, type DeliveryState } from './states.js';
 
 /**
@@ -144,7 +145,9 @@ export async function transition(redis: Redis, k: Keys, prefix: string, r: Trans
   for (const [f, v] of Object.entries(r.setIfAbsent ?? {})) if (v !== undefined) nx.push(f, String(v));
   const unset = r.unset ?? [];
   const { history, audit } = transitionDocs(r, at);
-  const keyList = [k.delivery(r.deliveryId), k.history(r.deliveryId), auditStreamKey(prefix)];
+  // Every key is in the delivery's bucket (one slot): its audit stream, and the extras' index keys.
+  const b = bucketOf(r.deliveryId);
+  const keyList = [k.delivery(r.deliveryId), k.history(r.deliveryId), k.audit(b)];
   const keyIndex = new Map(keyList.map((key, i) => [key, i + 1]));
   const ops: string[] = [];
   let nops = 0;
@@ -182,6 +185,8 @@ export async function transition(redis: Redis, k: Keys, prefix: string, r: Trans
     ...ops,
     x?.read ? '1' : '0',
   )) as [string, string, string[]?];
+  // Events the script (or an extra op) appended go on to the archiver's stream before we answer.
+  if ((audit && res[0] === 'ok') || ops.includes('XADD')) await relayAudit(redis, prefix, b);
   const out: TransitionResult =
     res[0] === 'ok' ? { ok: true, from: res[1] as DeliveryState } : { ok: false, reason: res[0] as 'missing' | 'illegal', current: (res[1] || undefined) as DeliveryState | undefined };
   if (!x?.read) return out;

@@ -4,9 +4,13 @@ import type { Logger } from 'pino';
 import type { Platform } from '../delivery/platforms.js';
 import { prepare } from '../delivery/http.js';
 import { getDeliveries } from '../store/records.js';
+import { each, zByRank } from '../store/fanout.js';
+import { bucketOf } from '../store/keys.js';
 import type { Lifecycle, LifecycleJobData } from './service.js';
 import { LIFECYCLE_QUEUE } from './service.js';
 import { sweepRetention } from '../store/retention.js';
+import { relayAllAudit } from '../store/audit-relay.js';
+import { relayOutbox } from '../ingest/writer.js';
 
 /** How many open deliveries one poll round asks a platform about. */
 const POLL_BATCH = 200;
@@ -52,7 +56,13 @@ export class LifecycleWorker {
     const data = job.data;
     // Judge the deadline at the instant the timer was due, so a timer that fires a millisecond
     // early cannot re-arm itself under its own (still active) job id and be lost.
-    if (data.kind === 'sla-sweep') return this.lc.sweepSla();
+    if (data.kind === 'sla-sweep') {
+      // Catch-alls of the key layout, on the same schedule: jobs left in an outbox, audit
+      // events left in a bucket stream (both by a process that died between two steps).
+      await relayOutbox(this.lc.redis, this.lc.keys, this.lc.queues).catch((err) => this.log.warn({ err: { message: (err as Error).message } }, 'outbox relay failed'));
+      await relayAllAudit(this.lc.redis, this.lc.prefix).catch((err) => this.log.warn({ err: { message: (err as Error).message } }, 'audit relay failed'));
+      return this.lc.sweepSla();
+    }
     if (data.kind === 'sla') return this.lc.checkSla(data.deliveryId, Math.max(Date.now(), job.timestamp + (job.opts.delay ?? 0)));
     if (data.kind === 'retention') {
       const res = await sweepRetention(this.lc.redis, this.lc.keys, this.lc.prefix, Date.now() - this.lc.cfg.retention.alertsDays * 86_400_000);
@@ -71,7 +81,8 @@ export class LifecycleWorker {
     const hook = p.adapter.poll;
     if (!hook) return 0;
     const batch = (p.cfg as { poll?: { batchSize?: number } }).poll?.batchSize ?? POLL_BATCH;
-    const ids = await this.lc.redis.zrange(this.lc.keys.open(p.id), '0', String(batch - 1));
+    const openKeys = each(this.lc.keys.bucketList, (b) => this.lc.keys.open(b, p.id));
+    const ids = await zByRank(this.lc.redis, openKeys, 0, batch - 1);
     if (!ids.length) return 0;
     const ds = await getDeliveries(this.lc.redis, this.lc.keys, ids);
     const ctx = {
@@ -98,13 +109,9 @@ export class LifecycleWorker {
     }
     // Rotate: the deliveries just asked about go to the back, so a platform with more open
     // deliveries than one batch gets each of them asked about in turn.
-    const still = ids.length ? await this.lc.redis.zmscore(this.lc.keys.open(p.id), ...ids) : [];
-    const rotate = this.lc.redis.pipeline();
+    // XX: only those still open (each in its bucket's index).
     const now = Date.now();
-    ids.forEach((id, i) => {
-      if (still[i] !== null) rotate.zadd(this.lc.keys.open(p.id), 'XX', now, id);
-    });
-    await rotate.exec();
+    await Promise.all(ids.map((id) => this.lc.redis.zadd(this.lc.keys.open(bucketOf(id), p.id), 'XX', now, id)));
     return applied;
   }
 }

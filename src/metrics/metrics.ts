@@ -14,6 +14,7 @@ import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
 import { SLA_KINDS, slaSettled, type SlaKind } from '../lifecycle/service.js';
 import { getDeliveries } from '../store/records.js';
+import { each, zByRank, zcardAll } from '../store/fanout.js';
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const ATTEMPT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -99,10 +100,8 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     labelNames: ['platform'] as const,
     registers: [registry],
     async collect() {
-      const p = rt.redis.pipeline();
-      for (const id of platformIds) p.zcard(rt.keys.deadLetters(id));
-      const res = (await p.exec()) ?? [];
-      platformIds.forEach((id, i) => this.set({ platform: id }, Number(res[i]?.[1] ?? 0)));
+      const res = await Promise.all(platformIds.map((id) => zcardAll(rt.redis, each(rt.keys.bucketList, (b) => rt.keys.deadLetters(b, id)))));
+      platformIds.forEach((id, i) => this.set({ platform: id }, res[i]));
     },
   });
   new Gauge({
@@ -124,7 +123,7 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
       this.reset();
       const counts = new Map<string, number>();
       for (const p of platformIds) for (const kind of SLA_KINDS) counts.set(`${p}\u0000${kind}`, 0);
-      const ids = await rt.redis.zrange(rt.keys.overdue, '0', String(OVERDUE_SCAN - 1));
+      const ids = await zByRank(rt.redis, each(rt.keys.bucketList, rt.keys.overdue), 0, OVERDUE_SCAN - 1);
       for (const d of await getDeliveries(rt.redis, rt.keys, ids)) {
         for (const kind of (d.overdue ?? []) as SlaKind[]) {
           if (!SLA_KINDS.includes(kind) || slaSettled(d, kind)) continue;

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import { hasScope, type Principal } from '../plugins/app/auth.js';
 import { ProblemError } from '../errors.js';
 import { allDeliveryIds, alertView, getAlertRecord, getAlertView, getDeliveries, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { each, zByScore } from '../store/fanout.js';
 import { deriveAlertState, isDeliveryState } from '../lifecycle/states.js';
 import type { IngestResult } from '../ingest/ingest.js';
 import { CAP_MEDIA_TYPES, EIDO_MEDIA_TYPE, InboundService, mediaType, VENDOR_MEDIA_TYPE } from '../inbound/service.js';
@@ -160,7 +161,7 @@ export default async function alertRoutes(app: FastifyInstance) {
       if (q.state && !isDeliveryState(q.state) && !['delivering', 'failed', 'queued', 'delivered', 'in_progress', 'resolved', 'closed', 'cancelled', 'returned'].includes(q.state)) {
         throw new ProblemError('FENLIU_ERR_BAD_REQUEST', `Unknown state ${q.state}`, { errors: [{ pointer: '/querystring/state', message: 'is not a known state' }] });
       }
-      const key = source ? rt.keys.alertsBySource(source) : rt.keys.alerts;
+      const key = each(rt.keys.bucketList, (b) => (source ? rt.keys.alertsBySource(b, source) : rt.keys.alerts(b)));
       const limit = q.limit ?? 50;
       const min = q.since ? Date.parse(q.since) : -Infinity;
       let max: number | string = q.until ? Date.parse(q.until) : Infinity;
@@ -175,7 +176,7 @@ export default async function alertRoutes(app: FastifyInstance) {
       let nextCursor: string | undefined;
       // Newest first; filters on category and state are applied while scanning, bounded per page.
       outer: while (items.length < limit && scanned < 5_000) {
-        const chunk = await rt.redis.zrevrangebyscore(key, max, min, 'WITHSCORES', 'LIMIT', 0, 200);
+        const chunk = await zByScore(rt.redis, key, max, min, 200, true);
         if (!chunk.length) break;
         const ids: [string, number][] = [];
         for (let i = 0; i < chunk.length; i += 2) ids.push([chunk[i], Number(chunk[i + 1])]);

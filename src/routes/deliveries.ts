@@ -4,6 +4,8 @@ import { ProblemError } from '../errors.js';
 import { transition } from '../lifecycle/transition.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData } from '../delivery/queues.js';
 import { getAlertRecord, getDeliveries, parseDelivery, type DeliveryRecord } from '../store/records.js';
+import { each, zByRank, zcardAll } from '../store/fanout.js';
+import { bucketOf } from '../store/keys.js';
 import type { Runtime } from '../runtime.js';
 import type { Principal } from '../plugins/app/auth.js';
 import { canRead } from './alerts.js';
@@ -38,7 +40,7 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
   const queue = rt.queues.get(d.platformId);
   const data: DeliveryJobData = { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
   // Before the job exists: a job that fails again at once must be able to dead-letter itself anew.
-  await rt.redis.zrem(k.deadLetters(d.platformId), d.id);
+  await rt.redis.zrem(k.deadLetters(bucketOf(d.id), d.platformId), d.id);
   try {
     await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.r${n}` });
   } catch (err) {
@@ -52,7 +54,7 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
       note: `retry could not be queued: ${(err as Error).message}`,
       set: { lastError: d.lastError, failedAt: new Date().toISOString() },
     }).catch(() => undefined);
-    await rt.redis.zadd(k.deadLetters(d.platformId), Date.now(), d.id).catch(() => undefined);
+    await rt.redis.zadd(k.deadLetters(bucketOf(d.id), d.platformId), Date.now(), d.id).catch(() => undefined);
     throw err;
   }
   return true;
@@ -107,10 +109,10 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
           const queue = rt.queues.get(p.id);
           const [counts, dead, circuit] = await Promise.all([
             queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
-            rt.redis.zcard(k.deadLetters(p.id)),
+            zcardAll(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, p.id))),
             engine?.circuits.get(p.id)?.state() ?? circuitState(rt, p.id),
           ]);
-          const last = await rt.redis.zrevrange(k.deadLetters(p.id), 0, 0);
+          const last = await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, p.id)), 0, 0, true);
           const lastDead = last[0] ? parseDelivery(await rt.redis.hgetall(k.delivery(last[0]))) : undefined;
           return { id: p.id, name: p.name, adapter: p.adapter, circuit: circuit.state, queue: counts, deadLetters: dead, lastError: lastDead?.lastError };
         }),
@@ -128,7 +130,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
         if (!rt.cfg.platforms.some((p) => p.id === req.params.id)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No platform ${req.params.id}`);
         const limit = req.query.limit ?? 50;
         const offset = Number(req.query.cursor ?? 0);
-        const ids = await rt.redis.zrevrange(k.deadLetters(req.params.id), offset, offset + limit - 1);
+        const ids = await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, req.params.id)), offset, offset + limit - 1, true);
         const items = await getDeliveries(rt.redis, k, ids);
         return { items, nextCursor: ids.length === limit ? String(offset + limit) : null };
       },
@@ -139,7 +141,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
       { preHandler: app.requireScope('admin'), schema: { body: reasonBody } },
       async (req, reply) => {
         if (!rt.cfg.platforms.some((p) => p.id === req.params.id)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No platform ${req.params.id}`);
-        const ids = await rt.redis.zrange(k.deadLetters(req.params.id), '0', '-1');
+        const ids = await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, req.params.id)), 0, Number.MAX_SAFE_INTEGER - 1);
         let retried = 0;
         for (const d of await getDeliveries(rt.redis, k, ids)) {
           if (d.state === 'failed' && (await retryDelivery(rt, d, req.principal!, req.body.reason))) retried++;

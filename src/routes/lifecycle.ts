@@ -2,6 +2,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { StatusEvent } from '../../adapters/sdk.js';
 import { addAudit } from '../audit/events.js';
+import { relayAudit } from '../store/audit-relay.js';
+import { bucketOf } from '../store/keys.js';
 import type { Platform } from '../delivery/platforms.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority } from '../delivery/queues.js';
 import { ProblemError } from '../errors.js';
@@ -139,8 +141,9 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   const m = rt.redis.multi();
   m.set(k.alert(rec.id), JSON.stringify(updated));
   m.rpush(`${k.alert(rec.id)}:versions`, JSON.stringify({ at, version: updated.version, alert: rec.alert }));
-  addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version } });
+  addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version } }, bucketOf(rec.id));
   await m.exec();
+  await relayAudit(rt.redis, rt.cfg.redis.prefix, bucketOf(rec.id));
   const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
   for (const d of ds) {
     // Queued deliveries send the new version anyway; the others get an update notice.

@@ -3,6 +3,7 @@ import { ProblemError } from '../errors.js';
 import { computeStats } from '../lifecycle/stats.js';
 import { SLA_KINDS, nextSla, slaSettled, type SlaKind } from '../lifecycle/service.js';
 import { getDeliveries, type DeliveryRecord } from '../store/records.js';
+import { each, zByRank, zMembersByScore } from '../store/fanout.js';
 import { PERIOD_FILTER } from './query.js';
 
 const FIELD: Record<SlaKind, 'ackBy' | 'interveneBy' | 'resolveBy'> = { ack: 'ackBy', intervene: 'interveneBy', resolve: 'resolveBy' };
@@ -51,8 +52,8 @@ export default async function statsRoutes(app: FastifyInstance) {
     async (req) => {
       const now = Date.now();
       const horizon = now + (req.query.within ?? 3_600_000);
-      const overdueIds = await rt.redis.zrange(k.overdue, '0', '999');
-      const dueIds = await rt.redis.zrange(k.slaDue, '-inf', String(horizon), 'BYSCORE', 'LIMIT', 0, 999);
+      const overdueIds = await zByRank(rt.redis, each(k.bucketList, k.overdue), 0, 999);
+      const dueIds = await zMembersByScore(rt.redis, each(k.bucketList, k.slaDue), '-inf', horizon, 999);
       const ds = await getDeliveries(rt.redis, k, [...new Set([...overdueIds, ...dueIds])]);
       const items: { deliveryId: string; alertId: string; platformId: string; kind: SlaKind; dueAt: string; overdue: boolean; state: string }[] = [];
       for (const d of ds) {

@@ -6,8 +6,12 @@ const B32 = '0123456789abcdefghjkmnpqrstvwxyz';
 let pool = Buffer.alloc(0);
 let poolAt = 0;
 
-/** Time-sortable id: 10 chars of milliseconds (Crockford base32, lower case) and 16 random ones. */
-export function newId(prefix: string, now = Date.now()): string {
+/**
+ * Time-sortable id: 10 chars of milliseconds (Crockford base32, lower case) and 16 random ones.
+ * Given a key-layout bucket (src/store/keys.ts), the last character is drawn from the two that
+ * name it (index modulo 16), so the id's keys land in that bucket.
+ */
+export function newId(prefix: string, now = Date.now(), bucket?: number): string {
   let t = '';
   let n = now;
   for (let i = 0; i < 10; i++) {
@@ -22,6 +26,7 @@ export function newId(prefix: string, now = Date.now()): string {
   poolAt += 10;
   let s = '';
   for (let i = 0; i < 16; i++) s += B32[pool[o + (i % 10)] >> (i < 10 ? 3 : 0) & 31];
+  if (bucket !== undefined) s = s.slice(0, 15) + B32[(bucket & 15) | (pool[o + 5] & 16)];
   return `${prefix}_${t}${s}`;
 }
 

@@ -1,46 +1,110 @@
+/**
+ * The key layout (docs/scaling.md, "Redis Cluster"): every key of one alert and of its deliveries,
+ * and every index entry about them, lives in one of BUCKETS hash-tag buckets, so each Lua script
+ * and MULTI touches one slot. An alert's bucket is in its id (the last character, see
+ * src/store/ids.ts), and a delivery id carries its alert's id, so a key is found from an id alone.
+ * Indexes that span alerts are one key per bucket, read with a fan-out over `bucketList`.
+ * The same layout is used on a single Redis (one code path).
+ */
+export const BUCKETS = 16;
+
+// Tags chosen so that bucket b's slot lies in the b-th sixteenth of the 16384 slots: the
+// default `redis-cli --cluster create` ranges then give every shard 5 or 6 buckets (8 of 2).
+const TAGS = ['b0-954', 'b1-412', 'b2-4859', 'b3-886', 'b4-1914', 'b5-1042', 'b6-3396', 'b7-518', 'b8-1353', 'b9-200', 'b10-4836', 'b11-3824', 'b12-2231', 'b13-3770', 'b14-2903', 'b15-890'];
+
+const B32 = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/**
+ * Bucket of an alert id (`alt_…`) or of an id derived from one (`dlv_<alert>.<platform>`,
+ * `fb_<alert>.<n>`, `esc_<alert>.<n>`): the alert id's last character, modulo BUCKETS.
+ */
+export function bucketOf(id: string): number {
+  const dot = id.indexOf('.');
+  const c = dot < 0 ? id[id.length - 1] : id[dot - 1];
+  const i = B32.indexOf(c);
+  return i < 0 ? 0 : i % BUCKETS;
+}
+
+/** Bucket of a string that is not an id (idempotency key, repeat-call hash): FNV-1a. */
+export function bucketOfString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % BUCKETS;
+}
+
+/** The hash tag of a bucket, braces included. */
+export function bucketTag(b: number): string {
+  return `{${TAGS[b]}}`;
+}
+
+/** The bucket a key belongs to (from its hash tag), or undefined for a key outside the buckets. */
+export function bucketOfKey(key: string): number | undefined {
+  const m = /\{([^}]*)\}/.exec(key);
+  if (!m) return undefined;
+  const i = TAGS.indexOf(m[1]);
+  return i < 0 ? undefined : i;
+}
+
 /** Every Redis key fenliu writes, in one place. */
 export function keys(prefix: string) {
+  const at = (id: string) => `${prefix}:${bucketTag(bucketOf(id))}`;
+  const inB = (b: number) => `${prefix}:${bucketTag(b)}`;
   return {
-    alert: (id: string) => `${prefix}:alert:${id}`,
-    /** All alerts by receipt time (score: epoch ms). */
-    alerts: `${prefix}:alerts`,
-    /** Alerts of one source by receipt time. */
-    alertsBySource: (sourceId: string) => `${prefix}:alerts:src:${sourceId}`,
-    idem: (sourceId: string, key: string) => `${prefix}:idem:${sourceId}:${key}`,
-    delivery: (id: string) => `${prefix}:dlv:${id}`,
-    attempts: (id: string) => `${prefix}:dlv:${id}:attempts`,
-    history: (id: string) => `${prefix}:dlv:${id}:history`,
-    /** Remote ticket id → delivery id, per platform. */
-    ticket: (platformId: string) => `${prefix}:ticket:${platformId}`,
-    deadLetters: (platformId: string) => `${prefix}:dead:${platformId}`,
+    bucketList: Array.from({ length: BUCKETS }, (_, b) => b),
+    alert: (id: string) => `${at(id)}:alert:${id}`,
+    /** All alerts of a bucket by receipt time (score: epoch ms). */
+    alerts: (b: number) => `${inB(b)}:alerts`,
+    /** Alerts of one source in a bucket by receipt time. */
+    alertsBySource: (b: number, sourceId: string) => `${inB(b)}:alerts:src:${sourceId}`,
+    /** The bucket of an idempotency key; the alert it creates gets an id in the same bucket. */
+    idemBucket: (sourceId: string, key: string) => bucketOfString(`${sourceId}\n${key}`),
+    idem: (sourceId: string, key: string) => `${inB(bucketOfString(`${sourceId}\n${key}`))}:idem:${sourceId}:${key}`,
+    delivery: (id: string) => `${at(id)}:dlv:${id}`,
+    attempts: (id: string) => `${at(id)}:dlv:${id}:attempts`,
+    history: (id: string) => `${at(id)}:dlv:${id}:history`,
+    /** Remote ticket id → delivery id, per platform and bucket (a lookup asks every bucket). */
+    ticket: (b: number, platformId: string) => `${inB(b)}:ticket:${platformId}`,
+    deadLetters: (b: number, platformId: string) => `${inB(b)}:dead:${platformId}`,
     /** Deliveries that reached `delivered`, by time (score: epoch ms): the console's flow out. */
-    flowDelivered: (platformId: string) => `${prefix}:flow:delivered:${platformId}`,
+    flowDelivered: (b: number, platformId: string) => `${inB(b)}:flow:delivered:${platformId}`,
     /** Deliveries created after ingest (re-routes, feedback, escalations), in order. */
-    alertDeliveries: (alertId: string) => `${prefix}:alert:${alertId}:dlv`,
+    alertDeliveries: (alertId: string) => `${at(alertId)}:alert:${alertId}:dlv`,
     /** Platforms that ever held this alert: a returned case never goes back to one of them. */
-    alertPlatforms: (alertId: string) => `${prefix}:alert:${alertId}:platforms`,
-    alertAux: (alertId: string) => `${prefix}:alert:${alertId}:aux`,
+    alertPlatforms: (alertId: string) => `${at(alertId)}:alert:${alertId}:platforms`,
+    alertAux: (alertId: string) => `${at(alertId)}:alert:${alertId}:aux`,
     /** Deliveries of a platform that are delivered but not final: what polling asks about. */
-    open: (platformId: string) => `${prefix}:open:${platformId}`,
+    open: (b: number, platformId: string) => `${inB(b)}:open:${platformId}`,
+    /** Delivery ids written with their alert whose BullMQ job may not be added yet (score: epoch ms). */
+    outbox: (b: number) => `${inB(b)}:outbox`,
+    /** A bucket's audit events before the relay moves them to the one stream the archiver reads. */
+    audit: (b: number) => `${inB(b)}:audit`,
     seenEvent: (platformId: string, eventId: string) => `${prefix}:evt:${platformId}:${eventId}`,
     /** Callback message ids (webhook-id) seen: a replayed callback is refused. */
     seenMessage: (platformId: string, messageId: string) => `${prefix}:msg:${platformId}:${messageId}`,
-    /** Counters for /v1/stats that records cannot give (refusals, repeats, overdue). */
-    stats: `${prefix}:stats`,
-    refusals: `${prefix}:refusals`,
-    /** Deliveries with a missed deadline that are not settled yet (the SLA board). */
-    overdue: `${prefix}:overdue`,
-    /** SLA timers: delivery id → epoch ms of its next open deadline (swept by the lifecycle worker). */
-    slaDue: `${prefix}:sla:due`,
-    /** Repeat-call matching: keyed phone hash or address+category hash → open case id. */
-    repeatPhone: (hash: string) => `${prefix}:repeat:phone:${hash}`,
-    repeatPlace: (hash: string) => `${prefix}:repeat:place:${hash}`,
-    /** Queue prefix for BullMQ (not cluster-safe yet: see docs/scaling.md). */
-    queuePrefix: `${prefix}:q`,
+    /** Counters for /v1/stats that records cannot give (refusals, repeats, overdue), per bucket. */
+    stats: (b: number) => `${inB(b)}:stats`,
+    /** Refused alerts (no alert id, so no bucket): one key, written with their audit event's relay slot. */
+    refusals: `${prefix}:{audit}:refusals`,
+    /** Deliveries with a missed deadline that are not settled yet (the SLA board), per bucket. */
+    overdue: (b: number) => `${inB(b)}:overdue`,
+    /** SLA timers: delivery id → epoch ms of its next open deadline (swept by the lifecycle worker), per bucket. */
+    slaDue: (b: number) => `${inB(b)}:sla:due`,
+    /** Repeat-call matching: keyed phone hash or address+category hash → open case id (bucket from the hash). */
+    repeatPhone: (hash: string) => `${inB(bucketOfString(hash))}:repeat:phone:${hash}`,
+    repeatPlace: (hash: string) => `${inB(bucketOfString(hash))}:repeat:place:${hash}`,
+    /** Queue prefix of the lifecycle queue (its own hash tag: all of a BullMQ queue's keys share a slot). */
+    queuePrefix: `{${prefix}:q}`,
+    /** Queue prefix of a platform's delivery queue: one hash tag per platform, so platforms spread over shards. */
+    queuePrefixOf: (platformId: string) => platformQueuePrefix(`{${prefix}:q}`, platformId),
   };
 }
 
 export type Keys = ReturnType<typeof keys>;
+
+/** A platform queue's prefix from the lifecycle queue's: `{fenliu:q}` → `{fenliu:q:<platform>}`. */
+export function platformQueuePrefix(queuePrefix: string, platformId: string): string {
+  return queuePrefix.endsWith('}') ? `${queuePrefix.slice(0, -1)}:${platformId}}` : `${queuePrefix}:${platformId}`;
+}
 
 /** BullMQ queue name of a platform's deliveries. */
 export function deliveryQueueName(platformId: string): string {

@@ -3,6 +3,7 @@ import type { Alert } from '../../adapters/sdk.js';
 import type { RouteDecision } from '../routing/route.js';
 import { deriveAlertState, type AlertState, type DeliveryState } from '../lifecycle/states.js';
 import type { Keys } from './keys.js';
+import { spread } from './fanout.js';
 
 /** The stored alert: what 110 sent, validated, and where fenliu decided to send it. */
 export interface AlertRecord {
@@ -94,9 +95,10 @@ export async function getAlertRecord(redis: Redis, k: Keys, id: string): Promise
 
 export async function getDeliveries(redis: Redis, k: Keys, ids: string[]): Promise<DeliveryRecord[]> {
   if (!ids.length) return [];
-  const p = redis.pipeline();
+  // Deliveries of many alerts are in many slots: not one pipeline (src/store/fanout.ts).
+  const p = spread(redis);
   for (const id of ids) p.hgetall(k.delivery(id));
-  const res = (await p.exec()) ?? [];
+  const res = await p.exec();
   const out: DeliveryRecord[] = [];
   for (const [err, h] of res) {
     if (err) throw err;

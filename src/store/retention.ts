@@ -23,8 +23,11 @@ export async function sweepRetention(
 ): Promise<{ alerts: number }> {
   const chunk = opts.chunk ?? 500;
   let removed = 0;
-  for (;;) {
-    const ids = await redis.zrangebyscore(k.alerts, '-inf', `(${cutoffMs}`, 'LIMIT', 0, chunk);
+  // Bucket by bucket: an alert's keys and its index entries share its bucket's slot, so each
+  // chunk is one MULTI; queue jobs (a slot per platform) and repeat keys (the slot of their
+  // hash) are removed beside it.
+  for (const b of k.bucketList) for (;;) {
+    const ids = await redis.zrangebyscore(k.alerts(b), '-inf', `(${cutoffMs}`, 'LIMIT', 0, chunk);
     if (!ids.length) break;
     const read = redis.pipeline();
     for (const id of ids) {
@@ -44,33 +47,43 @@ export async function sweepRetention(
     const dinfo = ((await dread.exec()) ?? []).map(([, v]) => (v as (string | null)[] | null) ?? []);
     let di = 0;
     const tx = redis.multi();
+    const elsewhere: Promise<unknown>[] = [];
+    const jobs = new Map<string, string[]>();
     for (const { id, rec, dIds } of recs) {
-      tx.zrem(k.alerts, id);
+      tx.zrem(k.alerts(b), id);
       tx.del(k.alert(id), k.alertDeliveries(id), k.alertPlatforms(id), k.alertAux(id));
       if (rec) {
-        tx.zrem(k.alertsBySource(rec.sourceId), id);
-        tx.del(k.idem(rec.sourceId, rec.idempotencyKey));
+        tx.zrem(k.alertsBySource(b, rec.sourceId), id);
+        elsewhere.push(redis.del(k.idem(rec.sourceId, rec.idempotencyKey)));
         if (opts.repeat) {
           const rk = opts.repeat.keysFor(rec.alert);
           // Only if they still point at this alert (a later call may own them now).
-          for (const key of [rk.place, rk.phone]) if (key) tx.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, id);
+          for (const key of [rk.place, rk.phone]) if (key) elsewhere.push(redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, id));
         }
       }
       for (const dId of dIds) {
         const [platformId, ticket, token] = dinfo[di++] ?? [];
         tx.del(k.delivery(dId), k.history(dId), k.attempts(dId));
-        tx.zrem(k.overdue, dId);
-        tx.zrem(k.slaDue, dId);
+        tx.zrem(k.overdue(b), dId);
+        tx.zrem(k.slaDue(b), dId);
+        tx.zrem(k.outbox(b), dId);
         if (!platformId) continue;
-        tx.zrem(k.flowDelivered(platformId), dId);
-        tx.zrem(k.open(platformId), dId);
-        tx.zrem(k.deadLetters(platformId), dId);
-        if (ticket) tx.hdel(k.ticket(platformId), ticket);
-        if (token) tx.hdel(k.ticket(platformId), `token:${token}`);
-        removeJob(tx, `${k.queuePrefix}:${deliveryQueueName(platformId)}`, dId);
+        tx.zrem(k.flowDelivered(b, platformId), dId);
+        tx.zrem(k.open(b, platformId), dId);
+        tx.zrem(k.deadLetters(b, platformId), dId);
+        if (ticket) tx.hdel(k.ticket(b, platformId), ticket);
+        if (token) tx.hdel(k.ticket(b, platformId), `token:${token}`);
+        const list = jobs.get(platformId);
+        if (list) list.push(dId);
+        else jobs.set(platformId, [dId]);
       }
     }
-    await tx.exec();
+    for (const [platformId, dIds] of jobs) {
+      const jx = redis.multi();
+      for (const dId of dIds) removeJob(jx, `${k.queuePrefixOf(platformId)}:${deliveryQueueName(platformId)}`, dId);
+      elsewhere.push(jx.exec());
+    }
+    await Promise.all([tx.exec(), ...elsewhere]);
     removed += ids.length;
     if (ids.length < chunk) break;
   }

@@ -3,7 +3,7 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { deliveryQueueName } from '../../src/store/keys.js';
+import { deliveryQueueName, keys } from '../../src/store/keys.js';
 
 export interface QueuedJob {
   id: string;
@@ -27,7 +27,7 @@ export class RedisInspector {
   queue(platformId: string): Queue {
     let q = this.queues.get(platformId);
     if (!q) {
-      q = new Queue(deliveryQueueName(platformId), { connection: { url: this.url, maxRetriesPerRequest: 1 } as any, prefix: `${this.prefix}:q` });
+      q = new Queue(deliveryQueueName(platformId), { connection: { url: this.url, maxRetriesPerRequest: 1 } as any, prefix: keys(this.prefix).queuePrefixOf(platformId) });
       q.on('error', () => undefined);
       this.queues.set(platformId, q);
     }
@@ -46,17 +46,18 @@ export class RedisInspector {
   }
 
   async alertIds(): Promise<string[]> {
-    const keys = await this.redis.keys(`${this.prefix}:alert:*`);
-    return keys.map((k) => k.slice(`${this.prefix}:alert:`.length));
+    // Per-alert keys carry their bucket's hash tag: <prefix>:{b…}:alert:<id>[:suffix].
+    const found = await this.redis.keys(`${this.prefix}:{*}:alert:*`);
+    return found.map((k) => k.slice(k.indexOf(':alert:') + ':alert:'.length)).filter((id) => !id.includes(':'));
   }
 
   async alertRecord(id: string): Promise<any> {
-    const raw = await this.redis.get(`${this.prefix}:alert:${id}`);
+    const raw = await this.redis.get(keys(this.prefix).alert(id));
     return raw ? JSON.parse(raw) : undefined;
   }
 
   async delivery(id: string): Promise<Record<string, string>> {
-    return this.redis.hgetall(`${this.prefix}:dlv:${id}`);
+    return this.redis.hgetall(keys(this.prefix).delivery(id));
   }
 
   async close(): Promise<void> {
