@@ -80,6 +80,8 @@ export function testConfig(overrides: ConfigDoc = {}): ConfigDoc {
       { id: 'default', default: true, targets: ['p-12345'] },
     ],
     sandbox: { enabled: false },
+    // Tests read the audit stream; those about archiving turn it on (the default is on).
+    audit: { archive: false },
   };
   const merged: ConfigDoc = { ...base };
   for (const [k, v] of Object.entries(overrides)) {
