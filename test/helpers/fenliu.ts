@@ -114,7 +114,8 @@ export interface TestFenliu extends Fenliu {
 }
 
 export interface StartTestOptions {
-  redisUrl: string;
+  /** Absent: the config's redis section decides (e.g. `redis.sentinels`). */
+  redisUrl?: string;
   /** Config document (see testConfig); validated here. */
   cfg?: ConfigDoc;
   role?: Role;
