@@ -200,3 +200,19 @@ export async function startSentinelTopology(o: { replicas?: number; sentinels?: 
   };
 }
 
+
+/** A replica of the Redis on `masterPort` (AOF on), resolved once its first sync has finished. */
+export async function startReplica(masterPort: number): Promise<RedisProc & { stop(): Promise<void> }> {
+  const root = mkdtempSync(join(tmpdir(), 'fenliu-replica-'));
+  dirs.add(root);
+  const port = await freePort();
+  const p = await launch([...dataArgs(port, root), '--replicaof', '127.0.0.1', String(masterPort)], /MASTER <-> REPLICA sync: Finished with success/i, port);
+  return {
+    ...p,
+    async stop() {
+      await p.kill();
+      rmSync(root, { recursive: true, force: true });
+      dirs.delete(root);
+    },
+  };
+}
