@@ -7,7 +7,7 @@ import type { Lifecycle } from '../lifecycle/service.js';
 import { addAudit, type AuditEvent } from '../audit/events.js';
 import { bus } from '../events.js';
 import { transition, type ScriptOp } from '../lifecycle/transition.js';
-import { workerConnection } from '../redis/connect.js';
+import { workerConnection, type RedisTarget } from '../redis/connect.js';
 import { bucketOf, deliveryQueueName, type Keys } from '../store/keys.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
@@ -47,7 +47,8 @@ export interface AttemptRecord {
 }
 
 export interface EngineOptions {
-  redisUrl: string;
+  /** Where the workers' connection goes (src/redis/connect.ts). */
+  redisTarget: RedisTarget;
   /** Fail-fast connection for state reads and writes. */
   redis: Redis;
   keys: Keys;
@@ -88,7 +89,7 @@ export class DeliveryEngine {
   }
 
   async start(): Promise<void> {
-    this.connection = workerConnection(this.o.redisUrl);
+    this.connection = workerConnection(this.o.redisTarget);
     this.connection.on('error', () => undefined);
     for (const p of this.o.platforms.values()) {
       const worker = new Worker<DeliveryJobData>(deliveryQueueName(p.id), (job, token) => this.process(p, job, token), {

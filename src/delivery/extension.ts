@@ -17,7 +17,7 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
   let lwConnection: Redis | undefined;
   if (delivers(role)) {
     engine = new DeliveryEngine({
-      redisUrl: rt.redisUrl,
+      redisTarget: rt.redisTarget,
       redis: rt.redis,
       keys: rt.keys,
       prefix: rt.cfg.redis.prefix,
@@ -28,7 +28,7 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       stalledIntervalMs: (rt.cfg as { engine?: { stalledIntervalMs?: number } }).engine?.stalledIntervalMs,
     });
     await engine.start();
-    lwConnection = workerConnection(rt.redisUrl);
+    lwConnection = workerConnection(rt.redisTarget);
     lwConnection.on('error', () => undefined);
     lifecycleWorker = new LifecycleWorker(rt.lifecycle, platforms, lwConnection, rt.log);
     await lifecycleWorker.start();

@@ -7,6 +7,7 @@ import { relayAudit } from '../store/audit-relay.js';
 import { nextSla } from '../lifecycle/service.js';
 import { deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { INGEST_SCRIPT } from './script.js';
+import { ProblemError } from '../errors.js';
 
 export interface PendingAlert {
   record: AlertRecord;
@@ -54,6 +55,8 @@ export class IngestWriter {
     private readonly keys: Keys,
     private readonly prefix: string,
     private readonly queues: QueueRegistry,
+    /** `redis.waitReplicas`/`waitTimeoutMs`: no answer before that many replicas have the write. */
+    private readonly replication: { replicas: number; timeoutMs: number } = { replicas: 0, timeoutMs: 1_000 },
   ) {}
 
   /**
@@ -158,6 +161,8 @@ export class IngestWriter {
         ix.forEach((i, j) => (held[i] = res[j]));
       }),
     );
+    // With redis.waitReplicas: no answer before the replicas of every master written to have it.
+    await this.replicated(this.redis);
     const written = groups.filter((_, i) => !held[i]).map(([w]) => w.item);
     // Failures here are not the caller's: the alerts are stored, the outbox and the relay timer
     // finish the rest.
@@ -201,6 +206,32 @@ export class IngestWriter {
     await Promise.all([...done].map(([b, ids]) => this.redis.zrem(this.keys.outbox(b), ...ids)));
   }
 
+  /**
+   * With `redis.waitReplicas: N`: WAIT N, after a write of our own (the fence), so the wait
+   * covers everything the master holds up to now, a copy stored by another process included
+   * (replication is one ordered stream). Fewer than N replicas in time: 503 (the alert may be
+   * stored; the 110 system's retry finds it by its idempotency key and waits again).
+   */
+  private async replicated(client: Redis): Promise<void> {
+    const { replicas, timeoutMs } = this.replication;
+    if (!replicas) return;
+    const masters = (client as unknown as { nodes?: (role: string) => Redis[] }).nodes?.('master');
+    let acked: number;
+    if (masters) {
+      // Redis Cluster: WAIT is per connection, and the cluster client has one per master. A
+      // master this process never wrote to answers at once.
+      acked = Math.min(...(await Promise.all(masters.map((n) => n.wait(replicas, timeoutMs)))));
+    } else {
+      const fence = client.set(`${this.prefix}:replication-fence`, String(Date.now()));
+      fence.catch(() => undefined);
+      acked = await client.wait(replicas, timeoutMs);
+      await fence;
+    }
+    if (acked < replicas) {
+      throw new ProblemError('FENLIU_ERR_NOT_REPLICATED', `The write reached ${acked} of ${replicas} Redis replicas within ${timeoutMs} ms; retry with the same idempotency key`, { headers: { 'retry-after': '1' } });
+    }
+  }
+
   /** The script's arguments for one alert (layout documented in script.ts). */
   private args(out: (string | number)[], item: PendingAlert): void {
     const { record, deliveries } = item;
@@ -237,6 +268,8 @@ export class IngestWriter {
   private async answerDuplicate(group: Waiter[], claim: string): Promise<void> {
     const [existingId] = claim.split(' ');
     const raw = await this.redis.get(this.keys.alert(existingId));
+    // A copy answered for an alert that may not be on the replicas yet (its first answer was a 503).
+    if (raw) await this.replicated(this.redis);
     // The claim and its alert are written in one script, so a claim without its alert is one
     // being removed by retention: the caller may retry and will then be stored afresh.
     if (!raw) {
