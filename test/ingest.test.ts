@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { useRedis } from './helpers/redis.js';
 import { KEYS, ROOT, SOURCE_A, SOURCE_B, alert, api, startTestFenliu, testConfig, type TestFenliu } from './helpers/fenliu.js';
 import { RedisInspector } from './helpers/inspect.js';
+import { each, zcardAll } from '../src/store/fanout.js';
+import { keys } from '../src/store/keys.js';
 
 const redis = await useRedis(t);
 
@@ -117,7 +119,7 @@ t.test('50 concurrent submissions of one alert: one record, one job per target',
   t.same(await gi.alertIds(), [...ids], 'exactly one alert record in Redis');
   for (const p of ['p-grid', 'p-12345']) t.equal((await gi.jobs(p)).length, 1, `one job in deliver.${p}`);
   t.equal((await gi.jobs('p-cityops')).length, 0);
-  t.equal(await gi.redis.zcard('conc:alerts'), 1);
+  t.equal(await zcardAll(gi.redis, each(keys('conc').bucketList, keys('conc').alerts)), 1);
 });
 
 t.test('400 malformed JSON', async (t) => {

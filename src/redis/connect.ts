@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/types.js';
 
 /** A `host`/`port` pair of a Sentinel or Cluster node. */
@@ -101,9 +101,32 @@ export function sentinelOptions(t: Extract<RedisTarget, { kind: 'sentinel' }>): 
   };
 }
 
-/** Cluster connections (filled in by the Cluster work; see docs/scaling.md). */
-function openCluster(t: Extract<RedisTarget, { kind: 'cluster' }>, _purpose: RedisPurpose, _extra: RedisOptions): Redis {
-  throw new Error(`redis.cluster (${t.nodes.length} nodes) is not supported by this build`);
+/** A connection fenliu holds: one node (URL or Sentinel) or a Cluster client. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * A Cluster client. fenliu's keys are laid out so that every script, MULTI and pipeline stays in
+ * one slot (src/store/keys.ts, docs/scaling.md), which is all a Cluster client needs; it answers
+ * MOVED/ASK and follows failovers itself. Typed as `Redis` for the code that takes a connection:
+ * the commands fenliu uses have the same signatures on both (see `RedisClient`).
+ */
+function openCluster(t: Extract<RedisTarget, { kind: 'cluster' }>, purpose: RedisPurpose, extra: RedisOptions): Redis {
+  const tls = tlsOptions(t.tls);
+  const { lazyConnect, enableOfflineQueue, retryStrategy: _r, ...node } = { ...purposeOptions(purpose), ...extra };
+  const cluster = new Cluster(t.nodes, {
+    redisOptions: { ...node, password: t.password, ...(tls ? { tls } : {}) },
+    lazyConnect,
+    enableOfflineQueue: enableOfflineQueue ?? true,
+    // Keep looking for the cluster for ever (workers), and find a promoted replica quickly.
+    clusterRetryStrategy: retryStrategy,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 200,
+    slotsRefreshTimeout: 2_000,
+    slotsRefreshInterval: 2_000,
+    scaleReads: 'master',
+  });
+  return cluster as unknown as Redis;
 }
 
 /**
