@@ -3,6 +3,7 @@
  * in one step) and a transition carrying an attempt's writes, which land with the state change
  * or, for the conditional ones, only with the outcome they belong to.
  */
+import { relayAllAudit } from '../src/store/audit-relay.js';
 import { auditStreamKey } from '../src/audit/events.js';
 import t from 'tap';
 import { Redis } from 'ioredis';
@@ -71,6 +72,7 @@ t.test('transition extras: before and after always, ifApplied or ifRefused by ou
   t.same(await r.zrange('tx:refused', '0', '-1'), ['two']);
   t.same(await r.hgetall('tx:ticket'), { one: 'd1', two: 'd1' });
   t.equal(await r.llen(k.history('d1')), 1, 'a refused transition appends no history');
+  await relayAllAudit(r, 'tx');
   t.equal(await r.xlen(auditStreamKey('tx')), 1);
   t.same(await transition(r, k, 'tx', { deliveryId: 'd1', to: 'accepted', source: 'test' }), { ok: true, from: 'delivered' }, 'no hash unless asked');
 });

@@ -2,6 +2,7 @@
  * The transitions table, unit-level and against real Redis (the atomic transition script):
  * every allowed transition applies, every other pair is refused and leaves the state alone.
  */
+import { relayAllAudit } from '../src/store/audit-relay.js';
 import { auditStreamKey } from '../src/audit/events.js';
 import t from 'tap';
 import { Redis } from 'ioredis';
@@ -75,6 +76,7 @@ t.test('every pair through the atomic Redis transition: applied when allowed, re
       t.equal(history.length, 0, 'nothing appended by the script');
     }
   }
+  await relayAllAudit(r, 'tr');
   const audit = await r.xlen(auditStreamKey('tr'));
   t.equal(audit, allowed.length, 'one audit event per applied transition');
   t.same(await transition(r, k, 'tr', { deliveryId: 'nope', to: 'queued', source: 'test' }), { ok: false, reason: 'missing', current: undefined });

@@ -21,6 +21,7 @@ import {
   type AuditEvent,
 } from './events.js';
 import { appendDurably, appendManifestEntry, describeSegment, fsyncDir } from './manifest.js';
+import { relayAllAudit } from '../store/audit-relay.js';
 import {
   DEFAULT_BODY_PATHS,
   GENESIS,
@@ -367,7 +368,11 @@ export class AuditArchiver {
         await this.redis.xtrim(key, 'MINID', nextStreamId(tail.streamId));
       }
       const start = tail.streamId ? `(${tail.streamId}` : '-';
-      const entries = (await this.redis.xrange(key, start, '+', 'COUNT', this.batchSize)) as [string, string[]][];
+      let entries = (await this.redis.xrange(key, start, '+', 'COUNT', this.batchSize)) as [string, string[]][];
+      // Nothing waiting: events may still sit in bucket streams (src/store/audit-relay.ts).
+      if (entries.length === 0 && (await relayAllAudit(this.redis, this.prefix).catch(() => 0)) > 0) {
+        entries = (await this.redis.xrange(key, start, '+', 'COUNT', this.batchSize)) as [string, string[]][];
+      }
       if (entries.length === 0) {
         await this.maybeRollIdle(tail);
         return total;

@@ -361,7 +361,7 @@ export class DeliveryEngine {
       m.rpush(k.history(d.id), JSON.stringify({ at: new Date().toISOString(), from: d.state, to: d.state, source: 'engine', note }));
     }
     await m.exec();
-    await relayAudit(redis, prefix, bucketOf(d.id));
+    void relayAudit(redis, prefix, bucketOf(d.id)).catch(() => 0);
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: x.decision.outcome, errorClass: x.decision.errorClass, durationMs: x.durationMs });
     if (delay !== undefined) throw new RetryLaterError(delay, x.decision.reason ?? 'retry');
   }

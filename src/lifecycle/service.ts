@@ -225,7 +225,7 @@ export class Lifecycle {
     m.rpush(this.keys.history(d.id), JSON.stringify({ at, from: current ?? d.state, to: current ?? d.state, source, note: `refused transition to ${to}`, eventId, refused: to }));
     addAudit(m, this.prefix, { type: 'delivery.transition-refused', at, alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, data: { from: current ?? d.state, to, source, eventId } }, bucketOf(d.id));
     await m.exec();
-    await relayAudit(this.redis, this.prefix, bucketOf(d.id));
+    void relayAudit(this.redis, this.prefix, bucketOf(d.id)).catch(() => 0);
   }
 
   private async note(d: DeliveryRecord, note: string, source: string, eventId?: string): Promise<void> {
@@ -289,7 +289,8 @@ export class Lifecycle {
     const m = client.multi();
     new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: id }, id).addJob(m).catch(() => undefined);
     await m.exec();
-    await Promise.all([this.redis.zrem(this.keys.outbox(b), id), relayAudit(this.redis, this.prefix, b).catch(() => 0)]);
+    void relayAudit(this.redis, this.prefix, b).catch(() => 0);
+    await this.redis.zrem(this.keys.outbox(b), id);
     return id;
   }
 
@@ -395,7 +396,7 @@ export class Lifecycle {
       const b = bucketOf(d.id);
       const keys = [this.keys.delivery(d.id), this.keys.overdue(b), this.keys.stats(b), this.keys.audit(b), this.keys.history(d.id)];
       flagged = (await this.redis.eval(SLA_FLAG, keys.length, ...keys, ...args)) as SlaKind[];
-      if (flagged.length) await relayAudit(this.redis, this.prefix, b);
+      if (flagged.length) void relayAudit(this.redis, this.prefix, b).catch(() => 0);
       for (const k of flagged) {
         bus.emitEvent('sla.expired', { platformId: d.platformId, kind: k, deliveryId: d.id });
         const event: CaseEvent = { type: 'overdue', deliveryId: d.id, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, sla: k, dueAt: field(k)!, at, state: d.state as CaseEvent['state'], remoteTicketId: d.remoteTicketId };

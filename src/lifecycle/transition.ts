@@ -185,8 +185,10 @@ export async function transition(redis: Redis, k: Keys, prefix: string, r: Trans
     ...ops,
     x?.read ? '1' : '0',
   )) as [string, string, string[]?];
-  // Events the script (or an extra op) appended go on to the archiver's stream before we answer.
-  if ((audit && res[0] === 'ok') || ops.includes('XADD')) await relayAudit(redis, prefix, b);
+  // Events the script (or an extra op) appended go on to the archiver's stream, without holding
+  // up the caller (what follows a transition is often timed); readers relay first, and the
+  // lifecycle sweep relays whatever a crash left.
+  if ((audit && res[0] === 'ok') || ops.includes('XADD')) void relayAudit(redis, prefix, b).catch(() => 0);
   const out: TransitionResult =
     res[0] === 'ok' ? { ok: true, from: res[1] as DeliveryState } : { ok: false, reason: res[0] as 'missing' | 'illegal', current: (res[1] || undefined) as DeliveryState | undefined };
   if (!x?.read) return out;

@@ -143,7 +143,7 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   m.rpush(`${k.alert(rec.id)}:versions`, JSON.stringify({ at, version: updated.version, alert: rec.alert }));
   addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version } }, bucketOf(rec.id));
   await m.exec();
-  await relayAudit(rt.redis, rt.cfg.redis.prefix, bucketOf(rec.id));
+  void relayAudit(rt.redis, rt.cfg.redis.prefix, bucketOf(rec.id)).catch(() => 0);
   const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
   for (const d of ds) {
     // Queued deliveries send the new version anyway; the others get an update notice.
