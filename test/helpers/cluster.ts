@@ -1,6 +1,7 @@
 /**
  * Test helper: a real Redis Cluster on loopback from Debian's redis-server (`--cluster-enabled
- * yes`) and `redis-cli --cluster create`: `masters` masters with one replica each, AOF on, free
+ * yes`) and `redis-cli --cluster create` (by hand below 3 masters): `masters` masters with
+ * `replicas` replicas each, AOF on, free
  * ports, temp dirs, every child SIGKILLed when the test process exits.
  *
  *   const c = await startCluster({ masters: 3 });
@@ -104,7 +105,15 @@ export async function startCluster(o: { masters?: number; replicas?: number } = 
   const ports: number[] = [];
   for (let i = 0; i < masters * (1 + replicas); i++) ports.push(await freePort());
   const procs = await Promise.all(ports.map((p) => launch(p, dir)));
-  await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 60_000 });
+  if (masters >= 3) {
+    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 60_000 });
+  } else {
+    // redis-cli refuses fewer than 3 masters; a 1- or 2-shard cluster (the benchmark's) is made by hand.
+    if (replicas) throw new Error('fewer than 3 masters: replicas are not supported here');
+    const per = Math.ceil(16384 / masters);
+    for (let i = 0; i < masters; i++) await ask(ports[i], (r) => r.call('CLUSTER', 'ADDSLOTSRANGE', String(i * per), String(Math.min(16383, (i + 1) * per - 1))));
+    for (let i = 1; i < masters; i++) await ask(ports[0], (r) => r.call('CLUSTER', 'MEET', '127.0.0.1', String(ports[i])));
+  }
   const alive = () => procs.filter((p) => p.child.exitCode === null && p.child.signalCode === null);
   const ok = async () => {
     for (const p of alive()) {
