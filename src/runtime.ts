@@ -8,6 +8,7 @@ import { IngestWriter } from './ingest/writer.js';
 import { apiConnection, describeTarget, waitReady, type RedisTarget } from './redis/connect.js';
 import { checkPersistence } from './redis/persistence.js';
 import { keys, type Keys } from './store/keys.js';
+import { migrateLayout } from './store/migrate.js';
 import { Lifecycle } from './lifecycle/service.js';
 import { RepeatMatcher } from './lifecycle/repeat.js';
 
@@ -55,6 +56,9 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
   }
   const prefix = cfg.redis.prefix;
   const k = keys(prefix);
+  // Data of a version before the bucket key layout (src/store/keys.ts) is converted once, here.
+  const converted = await migrateLayout(redis, prefix, cfg.platforms.map((p) => p.id));
+  if (converted) log.warn({ alerts: converted }, 'converted Redis data to the bucket key layout (docs/scaling.md)');
   const queues = new QueueRegistry(redis, k.queuePrefix, cfg.platforms.map((p) => p.id));
   await queues.waitUntilReady();
   const writer = new IngestWriter(redis, k, prefix, queues, { replicas: cfg.redis.waitReplicas, timeoutMs: cfg.redis.waitTimeoutMs });

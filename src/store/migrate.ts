@@ -1,0 +1,132 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { auditHeadKey, auditStreamKey } from '../audit/events.js';
+import { bucketOf, deliveryQueueName, keys, type Keys } from './keys.js';
+import type { AlertRecord } from './records.js';
+
+/** Redis key holding the key-layout version (absent: the single-node layout before buckets). */
+export const layoutKey = (prefix: string) => `${prefix}:layout`;
+export const LAYOUT_VERSION = '2';
+
+/**
+ * Converts data written in the layout before hash-tag buckets (one Redis, no `{…}` in key names)
+ * to the bucket layout of src/store/keys.ts, at start: keys are renamed (one Redis: no slot
+ * limits), index entries are re-added to their bucket with their scores, jobs waiting in the old
+ * queues are re-added to the new ones (same job ids) and the old queues removed. Runs once (a
+ * marker key, and a lock against a second process starting at the same time); every step is
+ * idempotent, so a conversion cut short is finished by the next start. Stop every process of the
+ * old version first. Returns the number of alerts converted.
+ */
+export async function migrateLayout(redis: Redis, prefix: string, platformIds: string[]): Promise<number> {
+  if ((await redis.get(layoutKey(prefix))) === LAYOUT_VERSION) return 0;
+  const old = `${prefix}:alerts`;
+  if (!(await redis.exists(old, `${prefix}:audit`, `${prefix}:q:lifecycle:meta`))) {
+    await redis.set(layoutKey(prefix), LAYOUT_VERSION);
+    return 0;
+  }
+  const lock = `${prefix}:layout:migrating`;
+  if ((await redis.set(lock, String(process.pid), 'PX', 600_000, 'NX')) !== 'OK') throw new Error('another process is converting the key layout; start again when it is done');
+  try {
+    const k = keys(prefix);
+    const moved = await moveAlerts(redis, k, prefix);
+    await moveGlobals(redis, k, prefix, platformIds);
+    await moveQueues(redis, k, prefix, platformIds);
+    await redis.set(layoutKey(prefix), LAYOUT_VERSION);
+    return moved;
+  } finally {
+    await redis.del(lock);
+  }
+}
+
+/** RENAME that tolerates a source already moved (a conversion resumed). */
+async function mv(redis: Redis, from: string, to: string): Promise<void> {
+  if (from !== to && (await redis.exists(from))) await redis.rename(from, to);
+}
+
+async function moveAlerts(redis: Redis, k: Keys, prefix: string): Promise<number> {
+  const old = `${prefix}:alerts`;
+  const o = (s: string) => `${prefix}:${s}`;
+  let n = 0;
+  for (;;) {
+    const page = await redis.zrange(old, '0', '499', 'WITHSCORES');
+    if (!page.length) return n;
+    for (let i = 0; i < page.length; i += 2) {
+      const id = page[i];
+      const score = page[i + 1];
+      const b = bucketOf(id);
+      const raw = (await redis.get(o(`alert:${id}`))) ?? (await redis.get(k.alert(id)));
+      const rec = raw ? (JSON.parse(raw) as AlertRecord) : undefined;
+      for (const s of ['', ':dlv', ':platforms', ':aux', ':versions', ':repeats']) await mv(redis, o(`alert:${id}${s}`), `${k.alert(id)}${s}`);
+      if (rec) {
+        await redis.zadd(k.alertsBySource(b, rec.sourceId), score, id);
+        await redis.zrem(o(`alerts:src:${rec.sourceId}`), id);
+        await mv(redis, o(`idem:${rec.sourceId}:${rec.idempotencyKey}`), k.idem(rec.sourceId, rec.idempotencyKey));
+        const later = await redis.lrange(k.alertDeliveries(id), 0, -1);
+        for (const d of [...rec.deliveryIds, ...later]) {
+          await mv(redis, o(`dlv:${d}`), k.delivery(d));
+          await mv(redis, o(`dlv:${d}:history`), k.history(d));
+          await mv(redis, o(`dlv:${d}:attempts`), k.attempts(d));
+          const platformId = await redis.hget(k.delivery(d), 'platformId');
+          const pairs: [string, string][] = [[o('sla:due'), k.slaDue(b)], [o('overdue'), k.overdue(b)]];
+          if (platformId) pairs.push([o(`flow:delivered:${platformId}`), k.flowDelivered(b, platformId)], [o(`open:${platformId}`), k.open(b, platformId)], [o(`dead:${platformId}`), k.deadLetters(b, platformId)]);
+          for (const [from, to] of pairs) {
+            const sc = await redis.zscore(from, d);
+            if (sc !== null) await redis.multi().zadd(to, sc, d).zrem(from, d).exec();
+          }
+        }
+      }
+      await redis.multi().zadd(k.alerts(b), score, id).zrem(old, id).exec();
+      n++;
+    }
+  }
+}
+
+async function moveGlobals(redis: Redis, k: Keys, prefix: string, platformIds: string[]): Promise<void> {
+  const o = (s: string) => `${prefix}:${s}`;
+  // Remote tickets: each entry goes to the bucket of the delivery it names.
+  for (const p of platformIds) {
+    const all = await redis.hgetall(o(`ticket:${p}`));
+    for (const [ticket, d] of Object.entries(all)) await redis.hset(k.ticket(bucketOf(d), p), ticket, d);
+    await redis.del(o(`ticket:${p}`));
+  }
+  // Counters: summed over buckets when read, so they may all start in bucket 0.
+  const stats = await redis.hgetall(o('stats'));
+  for (const [f, v] of Object.entries(stats)) await redis.hincrby(k.stats(0), f, Number(v));
+  await redis.del(o('stats'));
+  await mv(redis, o('refusals'), k.refusals);
+  for (const kind of ['phone', 'place']) {
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', o(`repeat:${kind}:*`), 'COUNT', 500);
+      cursor = next;
+      for (const key of found) {
+        const hash = key.slice(o(`repeat:${kind}:`).length);
+        await mv(redis, key, kind === 'phone' ? k.repeatPhone(hash) : k.repeatPlace(hash));
+      }
+    } while (cursor !== '0');
+  }
+  // The audit stream keeps its entries and the archiver its anchor (stream ids do not change).
+  if (!(await redis.exists(auditStreamKey(prefix)))) await mv(redis, o('audit'), auditStreamKey(prefix));
+  await mv(redis, o('audit:head'), auditHeadKey(prefix));
+  await redis.del(o('audit:lock'));
+}
+
+async function moveQueues(redis: Redis, k: Keys, prefix: string, platformIds: string[]): Promise<void> {
+  for (const p of platformIds) {
+    const oldQ = new Queue(deliveryQueueName(p), { connection: redis, prefix: `${prefix}:q` });
+    const newQ = new Queue(deliveryQueueName(p), { connection: redis, prefix: k.queuePrefixOf(p) });
+    try {
+      const jobs = await oldQ.getJobs(['waiting', 'prioritized', 'delayed', 'active'], 0, -1);
+      for (const j of jobs.filter(Boolean)) {
+        // Retries keep their delay from now; a job that was active is sent again (at least once).
+        await newQ.add(j.name, j.data, { ...j.opts, jobId: j.id, delay: undefined, priority: j.opts.priority });
+      }
+      await oldQ.obliterate({ force: true });
+    } finally {
+      await Promise.all([oldQ.close(), newQ.close()]);
+    }
+  }
+  // The lifecycle queue holds only schedulers and timers the workers set up again at start.
+  const oldLc = new Queue('lifecycle', { connection: redis, prefix: `${prefix}:q` });
+  await oldLc.obliterate({ force: true }).finally(() => oldLc.close());
+}

@@ -1,0 +1,72 @@
+/**
+ * Conversion at start from the layout before hash-tag buckets: data written as the previous
+ * version wrote it (one Redis, no `{…}` in key names) is found in the bucket layout afterwards —
+ * records, idempotency claim, indexes with their scores, remote tickets, counters, repeat keys,
+ * the audit stream and its anchor, and a job waiting in the old queue — and a second start
+ * changes nothing.
+ */
+import t from 'tap';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { useRedis } from './helpers/redis.js';
+import { auditHeadKey, auditStreamKey } from '../src/audit/events.js';
+import { bucketOf, deliveryQueueName, keys } from '../src/store/keys.js';
+import { layoutKey, migrateLayout } from '../src/store/migrate.js';
+import { getAlertView } from '../src/store/records.js';
+
+t.test('old single-node data is converted to the bucket layout at start, once', async (t) => {
+  const redis = await useRedis(t);
+  const r = new Redis(redis.url);
+  t.teardown(() => r.disconnect());
+  const P = 'old';
+  const o = (s: string) => `${P}:${s}`;
+  const id = 'alt_0000000000abcdefghjkmnpqrs';
+  const d = `dlv_${id.slice(4)}.p1`;
+  const rec = { id, receivedAt: '2026-11-29T08:00:00.000Z', sourceId: 's1', idempotencyKey: 'K-1', bodyHash: 'h', alert: { source: { system: 's1', alertId: 'K-1' } }, route: { ruleId: 'default', targets: ['p1'], fallback: [] }, deliveryIds: [d] };
+  const at = Date.parse(rec.receivedAt);
+  // As the previous version left it.
+  await r.set(o(`alert:${id}`), JSON.stringify(rec));
+  await r.set(o('idem:s1:K-1'), `${id} h`);
+  await r.zadd(o('alerts'), at, id);
+  await r.zadd(o('alerts:src:s1'), at, id);
+  await r.hset(o(`dlv:${d}`), 'id', d, 'alertId', id, 'platformId', 'p1', 'state', 'delivered', 'priority', 'normal', 'createdAt', rec.receivedAt, 'updatedAt', rec.receivedAt, 'attempts', '1', 'remoteTicketId', 'T-9');
+  await r.rpush(o(`dlv:${d}:history`), JSON.stringify({ to: 'queued' }), JSON.stringify({ to: 'delivered' }));
+  await r.rpush(o(`dlv:${d}:attempts`), JSON.stringify({ n: 1 }));
+  await r.zadd(o('sla:due'), at + 3_600_000, d);
+  await r.zadd(o('open:p1'), at + 5, d);
+  await r.zadd(o('flow:delivered:p1'), at + 5, d);
+  await r.hset(o('ticket:p1'), 'T-9', d);
+  await r.hset(o('stats'), 'repeats', '3');
+  await r.set(o('repeat:place:abc'), id);
+  await r.xadd(o('audit'), '*', 'e', JSON.stringify({ type: 'alert.received', at: rec.receivedAt, alertId: id }));
+  await r.set(o('audit:head'), JSON.stringify({ seq: 0 }));
+  const oldQ = new Queue(deliveryQueueName('p1'), { connection: r, prefix: o('q') });
+  await oldQ.add('urge', { alertId: id, deliveryId: d, platformId: 'p1', kind: 'urge' }, { jobId: `${d}.urge.x` });
+  await oldQ.close();
+
+  t.equal(await migrateLayout(r, P, ['p1']), 1, 'one alert converted');
+  const k = keys(P);
+  const b = bucketOf(id);
+  const view = await getAlertView(r, k, id);
+  t.match(view, { id, deliveries: [{ id: d, state: 'delivered', remoteTicketId: 'T-9' }] }, 'the alert and its delivery are read from the new keys');
+  t.equal(await r.get(k.idem('s1', 'K-1')), `${id} h`, 'idempotency claim');
+  t.equal(Number(await r.zscore(k.alerts(b), id)), at, 'time index, same score');
+  t.equal(Number(await r.zscore(k.alertsBySource(b, 's1'), id)), at, 'source index');
+  t.equal(Number(await r.zscore(k.slaDue(b), d)), at + 3_600_000, 'SLA timer');
+  t.equal(Number(await r.zscore(k.open(b, 'p1'), d)), at + 5, 'poll index');
+  t.equal(Number(await r.zscore(k.flowDelivered(b, 'p1'), d)), at + 5, 'flow index');
+  t.equal(await r.hget(k.ticket(b, 'p1'), 'T-9'), d, 'remote ticket');
+  t.equal(await r.llen(k.history(d)), 2, 'history');
+  t.equal(await r.llen(k.attempts(d)), 1, 'attempt log');
+  t.equal(await r.hget(k.stats(0), 'repeats'), '3', 'counters');
+  t.equal(await r.get(k.repeatPlace('abc')), id, 'repeat-call key');
+  t.equal(await r.xlen(auditStreamKey(P)), 1, 'audit stream');
+  t.ok(await r.exists(auditHeadKey(P)), 'archiver anchor');
+  const newQ = new Queue(deliveryQueueName('p1'), { connection: r, prefix: k.queuePrefixOf('p1') });
+  t.teardown(() => newQ.close());
+  t.match(await newQ.getJob(`${d}.urge.x`), { name: 'urge', data: { kind: 'urge', deliveryId: d } }, 'the waiting job is in the new queue');
+  const leftovers = (await r.keys('*')).filter((key) => key.startsWith(`${P}:`) && !key.includes('{'));
+  t.same(leftovers.sort(), [layoutKey(P)], 'nothing left under the old names');
+  t.equal(await r.get(layoutKey(P)), '2');
+  t.equal(await migrateLayout(r, P, ['p1']), 0, 'a second start converts nothing');
+});
