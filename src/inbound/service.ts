@@ -158,10 +158,9 @@ export class InboundService {
   private async remember(sourceId: string, n: Normalised, alertId: string): Promise<void> {
     const ids = new Set([n.messageId, n.action.kind === 'create' ? (n.alert.source?.alertId as string | undefined) : undefined].filter((x): x is string => !!x));
     if (!ids.size) return;
-    const m = this.rt.redis.multi();
-    // Same lifetime as a case could reasonably be followed up: 30 days.
-    for (const id of ids) m.set(this.refKey(sourceId, id), alertId, 'EX', 30 * 86_400, 'NX');
-    await m.exec();
+    // Same lifetime as a case could reasonably be followed up: 30 days. Keys of several slots
+    // (Redis Cluster): sent together, not as one MULTI.
+    await Promise.all([...ids].map((id) => this.rt.redis.set(this.refKey(sourceId, id), alertId, 'EX', 30 * 86_400, 'NX')));
   }
 
   /** The alert a CAP `references` list names: the latest reference that resolves wins. */

@@ -14,7 +14,7 @@ import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
 import { SLA_KINDS, slaSettled, type SlaKind } from '../lifecycle/service.js';
 import { getDeliveries } from '../store/records.js';
-import { each, zByRank, zcardAll } from '../store/fanout.js';
+import { each, spread, zByRank, zcardAll } from '../store/fanout.js';
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const ATTEMPT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -40,9 +40,10 @@ export function metricsFor(rt: Runtime): Metrics | undefined {
 
 /** Circuit state straight from Redis (the engine may run in another process). */
 async function circuitStates(rt: Runtime): Promise<Map<string, string>> {
-  const p = rt.redis.pipeline();
+  // One key per platform, several slots on Redis Cluster: not one pipeline.
+  const p = spread(rt.redis);
   for (const pl of rt.cfg.platforms) p.hget(`${rt.cfg.redis.prefix}:circuit:${pl.id}`, 'openedAt');
-  const res = (await p.exec()) ?? [];
+  const res = await p.exec();
   const out = new Map<string, string>();
   rt.cfg.platforms.forEach((pl, i) => {
     const openedAt = res[i]?.[1] as string | null;

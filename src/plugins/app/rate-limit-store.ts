@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { spread } from '../../store/fanout.js';
 
 type Callback = (err: Error | null, res?: { current: number; ttl: number }) => void;
 
@@ -41,7 +42,8 @@ export function coalescingRedisStore(redis: Redis, nameSpace: string) {
     const batch = pending;
     pending = new Map();
     scheduled = false;
-    const p = redis.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown> & { exec(): Promise<[Error | null, unknown][] | null> };
+    // Keys of several slots on Redis Cluster: sent together, not as one pipeline (src/store/fanout.ts).
+    const p = spread(redis) as unknown as Record<string, (...a: unknown[]) => unknown> & { exec(): Promise<[Error | null, unknown][] | null> };
     for (const [key, x] of batch) p[COMMAND](key, x.callbacks.length, x.timeWindow);
     p.exec().then(
       (res) => {
