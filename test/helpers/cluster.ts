@@ -67,7 +67,7 @@ async function ask<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
 function launch(port: number, dir: string): Promise<ClusterNode> {
   const args = [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
-    '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '1000',
+    '--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '1000',
     '--appendonly', 'yes', '--appendfilename', `aof-${port}.aof`, '--appenddirname', `aof-${port}`, '--appendfsync', 'everysec', '--save', '',
     '--maxmemory-policy', 'noeviction', '--repl-diskless-sync-delay', '0', '--repl-ping-replica-period', '1',
   ];
