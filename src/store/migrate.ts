@@ -20,7 +20,9 @@ export const LAYOUT_VERSION = '2';
 export async function migrateLayout(redis: Redis, prefix: string, platformIds: string[]): Promise<number> {
   if ((await redis.get(layoutKey(prefix))) === LAYOUT_VERSION) return 0;
   const old = `${prefix}:alerts`;
-  if (!(await redis.exists(old, `${prefix}:audit`, `${prefix}:q:lifecycle:meta`))) {
+  // One key per EXISTS: they are in different slots on Redis Cluster.
+  const found = await Promise.all([old, `${prefix}:audit`, `${prefix}:q:lifecycle:meta`].map((key) => redis.exists(key)));
+  if (!found.some((n) => n > 0)) {
     await redis.set(layoutKey(prefix), LAYOUT_VERSION);
     return 0;
   }
