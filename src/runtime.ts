@@ -37,8 +37,9 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
   redis.on('error', (err) => log.debug({ err: { message: err.message } }, 'redis connection error'));
   // A Sentinel failover or a lost master: said once per change, not once per reconnect attempt.
   let lastState = '';
+  let closing = false;
   const say = (state: string, msg: string) => {
-    if (state === lastState) return;
+    if (state === lastState || closing) return;
     lastState = state;
     if (state === 'ready') log.info({ redis: describeTarget(redisTarget) }, msg);
     else log.warn({ redis: describeTarget(redisTarget) }, msg);
@@ -79,6 +80,7 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
       await p.exec();
     },
     async close() {
+      closing = true;
       await queues.close();
       redis.disconnect();
     },

@@ -2,7 +2,7 @@
  * `redis.waitReplicas`, the Redis target a config describes, and the safe audit default, on real
  * redis-servers (a master from test/helpers/redis.ts, a replica started as `--replicaof`).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -27,6 +27,12 @@ t.test('the config names the target: url, then Sentinel, then Cluster, then REDI
   t.same(redisTarget(cfg({ sentinels }), {}, 'redis://override:1'), { kind: 'url', url: 'redis://override:1' }, 'the start option overrides');
   t.throws(() => validConfig(testConfig({ redis: { sentinels: [{ host: 'x' }] } })), /sentinels\/0\/port/, 'a sentinel needs a port');
   t.equal(validConfig(testConfig()).redis.waitReplicas, 0, 'waitReplicas defaults to 0');
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'ca.pem'), 'PEM');
+  const tls = sentinelOptions({ kind: 'sentinel', sentinels, name: 'm', tls: { ca: join(dir, 'ca.pem'), servername: 'redis.example' } });
+  t.match(tls, { enableTLSForSentinelMode: true, tls: { servername: 'redis.example', rejectUnauthorized: true }, sentinelTLS: { servername: 'redis.example' } }, 'tls reaches the data nodes and the sentinels');
+  t.equal(String((tls.tls as { ca: Buffer }).ca), 'PEM', 'the CA is read from its file');
   t.equal(validConfig(testConfig({ audit: {} })).audit.archive, true, 'audit.archive defaults to true');
 });
 

@@ -9,14 +9,15 @@
  * Printed per run (`# ha {...}`): seconds from the kill to the first 202 of a request sent after
  * it; alerts acknowledged (202, or 200 for an idempotent retry) and then missing on the new master
  * (asserted 0 with `redis.waitReplicas: 1`; printed without it); deliveries lost (asserted 0) and
- * sent twice (printed; receivers dedupe on the Idempotency-Key).
+ * sent twice (printed; receivers dedupe on the Idempotency-Key). A third run starts `fenliu serve`
+ * as a child process whose config file alone names the sentinels (`# ha serve {...}`).
  */
 import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
 import { keys as redisKeys } from '../../src/store/keys.js';
 import { startSentinelTopology } from '../helpers/sentinel.js';
 import { KEYS, alert, api, startTestFenliu } from '../helpers/fenliu.js';
-import { Receiver, faultConfig, settle, sleep, until, type inspector } from '../faults/harness.js';
+import { Receiver, faultConfig, serve, settle, sleep, until, writeConfig, type inspector } from '../faults/harness.js';
 import { each, zMembersByScore } from '../../src/store/fanout.js';
 
 interface Attempt {
@@ -188,4 +189,34 @@ t.test('Sentinel: SIGKILL the master under load, waitReplicas: 0', async (t) => 
   const { missing } = await failover(t, 0);
   t.comment(`acknowledged and then missing without waitReplicas: ${missing}`);
   t.pass('figures printed');
+});
+
+t.test('fenliu serve (a child process) with redis.sentinels in its config file follows a failover', async (t) => {
+  const top = await startSentinelTopology({ replicas: 2, sentinels: 3 });
+  const receiver = await new Receiver().listen();
+  t.teardown(async () => {
+    await receiver.close();
+    await top.stop();
+  });
+  const file = writeConfig(faultConfig(receiver.url, { redis: { prefix: 'haserve', sentinels: top.sentinels, name: top.name, waitReplicas: 1 } }));
+  // No REDIS_URL: the config file alone names the sentinels.
+  const child = await serve(t, file, 'all', '');
+  const src = api(child.url!, KEYS.sourceA);
+  t.equal((await src.post('/v1/alerts', alert('SERVE-0'))).status, 202, 'acknowledged through the master the sentinels named');
+  const killedAt = Date.now();
+  await top.killMaster();
+  const seen = new Map<number, number>();
+  let n = 0;
+  for (;;) {
+    const res = await src.post('/v1/alerts', alert(`SERVE-${++n}`));
+    seen.set(res.status, (seen.get(res.status) ?? 0) + 1);
+    if (res.status === 202) break;
+    if (Date.now() - killedAt > 30_000) break;
+    await sleep(100);
+  }
+  const recoverySec = (Date.now() - killedAt) / 1000;
+  process.stdout.write(`# ha serve ${JSON.stringify({ recoverySec, statuses: Object.fromEntries(seen) })}\n`);
+  t.ok(seen.get(202) === 1 && recoverySec < 30, `202 again ${recoverySec.toFixed(2)} s after the kill, without a restart`);
+  t.same([...seen.keys()].filter((s) => s !== 202 && s !== 503), [], 'only 503 meanwhile');
+  t.equal(child.child.exitCode, null, 'the process never exited');
 });
