@@ -33,6 +33,10 @@ export function adapterShapeProblems(value: unknown): string[] {
   for (const k of ['parseCallback', 'translateCancel', 'translateUpdate', 'translateUrge', 'outputSchemaFor'] as const) {
     if (a[k] !== undefined && typeof a[k] !== 'function') problems.push(`${k} must be a function when present`);
   }
+  if (a.discovery !== undefined) {
+    const d = a.discovery as Record<string, unknown> | null;
+    if (!d || typeof d.requests !== 'function' || typeof d.read !== 'function') problems.push('discovery must have requests() and read()');
+  }
   if (a.poll !== undefined) {
     const p = a.poll as Record<string, unknown> | null;
     if (!p || typeof p.requests !== 'function' || typeof p.parse !== 'function') problems.push('poll must have requests() and parse()');

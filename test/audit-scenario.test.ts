@@ -13,7 +13,7 @@ import { startRedis } from './helpers/redis.js';
 import { KEYS, alert, api, startTestFenliu, testConfig, validConfig } from './helpers/fenliu.js';
 import { until } from './helpers/engine.js';
 
-const SECRET = 'scenario-callback-secret-0001';
+const SECRET = 'whsec_c2NlbmFyaW8tY2FsbGJhY2stc2VjcmV0LTAwMDE=';
 
 /**
  * The auditor's story end to end: alerts, a retry, callbacks, a cancel and an operator retry

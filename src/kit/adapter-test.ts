@@ -8,7 +8,9 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { adapterShapeProblems } from '../../adapters/index.js';
 import { formatResults, runConformance } from '../../adapters/conformance.js';
-import type { Adapter } from '../../adapters/sdk.js';
+import type { Adapter, DiscoveryReport } from '../../adapters/sdk.js';
+import { discover } from '../delivery/discovery.js';
+import { createAgent, DEFAULT_TIMEOUTS, PlatformClient } from '../delivery/http.js';
 
 export class KitUsageError extends Error {}
 
@@ -64,9 +66,13 @@ export async function loadAdapterModule(path: string): Promise<{ adapter: Adapte
 }
 
 export async function adapterTestCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean', default: false }, golden: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { json: { type: 'boolean', default: false }, golden: { type: 'string' }, url: { type: 'string' }, options: { type: 'string' } },
+  });
   const [path] = positionals;
-  if (!path) throw new KitUsageError('usage: fenliu adapter test PATH [--golden DIR] [--json]');
+  if (!path) throw new KitUsageError('usage: fenliu adapter test PATH [--golden DIR] [--json] [--url PLATFORM_URL [--options JSON]]');
   adapterEntry(path); // a wrong path is a usage error, not a failing adapter
   let loaded: { adapter: Adapter<any>; file: string };
   try {
@@ -80,8 +86,9 @@ export async function adapterTestCommand(argv: string[]): Promise<number> {
   const goldenDir = values.golden ? resolve(values.golden) : existsSync(defaultGolden) ? defaultGolden : undefined;
   const results = await runConformance(adapter, { goldenDir });
   const failed = results.filter((r) => !r.ok);
+  const discovery = values.url ? await discoveryCheck(adapter, values.url, values.options) : undefined;
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ adapter: adapter.id, version: adapter.version, file, goldenDir: goldenDir ?? null, ok: failed.length === 0, results }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ adapter: adapter.id, version: adapter.version, file, goldenDir: goldenDir ?? null, ok: failed.length === 0, results, ...(discovery ? { discovery } : {}) }, null, 2)}\n`);
     return failed.length ? 1 : 0;
   }
   const lines = [
@@ -91,8 +98,42 @@ export async function adapterTestCommand(argv: string[]): Promise<number> {
     '',
     formatResults(results),
     '',
+    ...(discovery ? discoveryLines(values.url!, discovery) : []),
     failed.length ? `${failed.length} of ${results.length} checks FAILED` : `all ${results.length} checks passed`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return failed.length ? 1 : 0;
+}
+
+/**
+ * `--url`: the adapter's discovery check (Open311: Service Discovery, GET services) against a
+ * running platform, with `--options` (JSON) or the adapter's exampleConfig. Findings are
+ * warnings: they do not fail the conformance run.
+ */
+async function discoveryCheck(adapter: Adapter<any>, url: string, optionsJson?: string): Promise<DiscoveryReport | { warnings: string[]; info: string[] }> {
+  if (!adapter.discovery) return { warnings: [], info: [`${adapter.id} has no discovery check`] };
+  let options: Record<string, unknown>;
+  try {
+    options = optionsJson ? (JSON.parse(optionsJson) as Record<string, unknown>) : { ...(adapter.exampleConfig as Record<string, unknown>) };
+  } catch (err) {
+    throw new KitUsageError(`--options is not JSON: ${(err as Error).message}`);
+  }
+  const agent = createAgent(DEFAULT_TIMEOUTS);
+  try {
+    const client = new PlatformClient(adapter.id, url, agent, { type: 'none' }, DEFAULT_TIMEOUTS);
+    return (await discover({ id: adapter.id, url, options, adapter, client })) ?? { warnings: [], info: [] };
+  } finally {
+    await agent.close();
+  }
+}
+
+function discoveryLines(url: string, d: { warnings: string[]; info: string[]; defaults?: unknown }): string[] {
+  return [
+    `discovery against ${url}:`,
+    ...d.info.map((i) => `  info ${i}`),
+    ...d.warnings.map((w) => `  WARN ${w}`),
+    ...(d.defaults ? [`  defaults from the platform: ${JSON.stringify(d.defaults)}`] : []),
+    d.warnings.length ? `  ${d.warnings.length} warning(s)` : '  no warnings',
+    '',
+  ];
 }

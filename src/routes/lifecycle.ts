@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { StatusEvent } from '../../adapters/sdk.js';
 import { addAudit } from '../audit/events.js';
 import type { Platform } from '../delivery/platforms.js';
+import { webhookKey } from '../delivery/webhook-secret.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority } from '../delivery/queues.js';
 import { ProblemError } from '../errors.js';
 import { canonicalJson, validateAlert } from '../ingest/validate.js';
@@ -14,7 +15,7 @@ import { createHash } from 'node:crypto';
 
 /** Verifies a Standard Webhooks signature (v1, HMAC-SHA256 over id.timestamp.body) in constant time. */
 export function verifySignature(secret: string, id: string, timestamp: string, body: string, header: string): boolean {
-  const key = secret.startsWith('whsec_') ? Buffer.from(secret.slice(6), 'base64') : Buffer.from(secret);
+  const key = webhookKey(secret);
   const expected = createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest();
   for (const part of header.split(' ')) {
     const [version, sig] = part.split(',');

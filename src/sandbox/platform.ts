@@ -53,6 +53,8 @@ export interface SandboxPlatformOptions {
   port?: number;
   /** Open311 only: `batch` answers POST /requests.json with a token. */
   open311Mode?: 'realtime' | 'batch';
+  /** Open311 only: the service codes GET services lists and POST accepts. */
+  open311Services?: string[];
 }
 
 const BODY_LIMIT = 1024 * 1024;
@@ -105,6 +107,7 @@ export class SandboxPlatform extends EventEmitter {
       byExternalId: new Map(),
       byToken: new Map(),
       open311Mode: opts.open311Mode ?? 'realtime',
+      ...(opts.open311Services ? { open311Services: opts.open311Services } : {}),
       clock: () => new Date(),
     };
     this.server = createServer((req, res) => void this.onRequest(req, res));
