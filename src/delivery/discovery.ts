@@ -28,6 +28,9 @@ export async function discover(t: DiscoveryTarget, timeoutMs = DISCOVERY_TIMEOUT
     let timer: NodeJS.Timeout | undefined;
     try {
       const wire = await t.client.authorise(prepare(t.url, request), `discovery-${t.id}`);
+      // Auth yes; the delivery headers describe no delivery here.
+      delete wire.headers['idempotency-key'];
+      delete wire.headers['x-fenliu-delivery-id'];
       // The send keeps its own bounds; start does not wait for them.
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
