@@ -173,11 +173,22 @@ function scalar(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * A dotted path into the alert where a step through an array applies to every element
+ * (`parties.role` → every party's role); a numeric step picks one (`attachments.0.url`).
+ */
+function pathValue(value: unknown, path: string): unknown {
+  const [head, ...rest] = path.split('.');
+  if (Array.isArray(value) && !/^\d+$/.test(head)) return value.flatMap((v) => list(pathValue(v, path)));
+  const next = getPath(value, head);
+  return rest.length ? (next === undefined ? undefined : pathValue(next, rest.join('.'))) : next;
+}
+
 /** The value(s) of one attribute for this alert; undefined when the alert has none and there is no default. */
 export function attributeValue(alert: Alert, src: AttributeSource): string | string[] | undefined {
   const spec = typeof src === 'string' ? { path: src } : src;
   if (spec.value !== undefined) return spec.value;
-  const raw = spec.path ? getPath(alert, spec.path) : undefined;
+  const raw = spec.path ? pathValue(alert, spec.path) : undefined;
   const mapOne = (v: unknown): string | undefined => {
     const s = scalar(v);
     if (s === undefined) return undefined;
