@@ -150,6 +150,14 @@ export class SandboxPlatform extends EventEmitter {
     t.updatedAt = this.state.clock().toISOString();
   }
 
+  /**
+   * The platform's own clock (ticket and status times it reports); wall clock by default. Tests
+   * set a wrong one to see what fenliu makes of a platform answering with 2010 dates.
+   */
+  setClock(clock: () => Date = () => new Date()): void {
+    this.state.clock = clock;
+  }
+
   /** Forgets received requests and clears the fault; tickets stay (they are the platform's data). */
   reset(): void {
     this.received.length = 0;
