@@ -51,7 +51,7 @@ export interface SandboxPlatformOptions {
   kind: SandboxKind;
   /** 0 or absent: a random free port. */
   port?: number;
-  /** Open311 only: `batch` answers POST /requests.json with a token. */
+  /** Open311 only: `batch` answers POST /requests.<format> with a token. */
   open311Mode?: 'realtime' | 'batch';
   /** Open311 only: the service codes GET services lists and POST accepts. */
   open311Services?: string[];
