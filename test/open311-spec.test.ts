@@ -19,7 +19,7 @@ import type { Alert, TranslateContext } from '../adapters/sdk.js';
 import { discover } from '../src/delivery/discovery.js';
 import { createAgent, DEFAULT_TIMEOUTS, PlatformClient, prepare } from '../src/delivery/http.js';
 import { startSandbox } from '../src/sandbox/index.js';
-import { childEnv, cli, ROOT } from './helpers/fenliu.js';
+import { childEnv, cli, LogCapture, ROOT, startTestFenliu, testConfig } from './helpers/fenliu.js';
 import { startEngineEnv } from './helpers/engine.js';
 import { startRedis } from './helpers/redis.js';
 
@@ -206,4 +206,25 @@ t.test('discovery: a configured service code the platform does not list is a war
   t.equal(out.code, 0, 'conformance passes; discovery findings are warnings');
   t.match(out.stdout, /discovery against http:\/\/127\.0\.0\.1:\d+:/);
   t.match(out.stdout, /WARN service_code "LOCK-99" is configured but the platform does not list it/);
+});
+
+t.test('at start: a configured service code the platform does not offer is a logged warning', async (t) => {
+  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL'] }] });
+  t.teardown(() => sandbox.close());
+  const logs = new LogCapture();
+  const f = await startTestFenliu({
+    redisUrl: redis.url,
+    role: 'all',
+    logStream: logs,
+    cfg: testConfig({
+      redis: { prefix: `o311start${process.pid}` },
+      platforms: [{ id: 'o', adapter: 'open311', url: sandbox.get('o').url, options: { apiKey: 'k', defaultServiceCode: 'GENERAL', serviceCodes: { 'assist.*': 'LOCK-99' } } }],
+      routes: [{ id: 'default', default: true, targets: ['o'] }],
+    }),
+  });
+  t.teardown(() => f.stop());
+  const warn = logs.lines.map((l) => JSON.parse(l) as { level: number; msg: string; platformId?: string }).find((l) => /LOCK-99/.test(l.msg));
+  t.ok(warn, 'warned before the first delivery');
+  t.match(warn, { level: 40, platformId: 'o', msg: /service_code "LOCK-99" is configured but the platform does not list it/ });
+  t.notOk(logs.text.includes('"GENERAL" is configured but'), 'a listed code is not warned about');
 });
