@@ -209,8 +209,8 @@ t.test('HTTP: CAP Alert → 202, Update → new version, Cancel → cancelled', 
 
   const orphan = text('cap-noise-cancel.xml').replace(/HS-CAP-20261129-000[78]/g, 'NEVER-SENT').replace('0009', '0010');
   const r = await cap(orphan);
-  t.equal(r.status, 422);
-  t.match(r.body.errors, [{ pointer: '/alert/references' }]);
+  t.equal(r.status, 200, 'a Cancel of nothing this source sent: nothing to withdraw (docs/integrators.md)');
+  t.match(r.body, { status: 'nothing-to-cancel', inbound: { format: 'cap', action: 'cancel', references: ['NEVER-SENT', 'NEVER-SENT'] } });
 });
 
 t.test('HTTP: CAP police-only events are refused like any such alert', async (t) => {
@@ -245,6 +245,10 @@ t.test('HTTP: hostile bodies get a clear 4xx and fenliu keeps serving', async (t
   t.equal(notEido.body.code, 'FENLIU_ERR_MALFORMED_JSON');
   const operator = await api(f.url, KEYS.admin).post('/v1/alerts', undefined, { raw: text('cap-noise.xml'), contentType: 'application/cap+xml' });
   t.equal(operator.status, 403, 'the source of a CAP message is the key, so operator keys cannot send one');
+  t.equal(operator.body.code, 'FENLIU_ERR_NOT_A_SOURCE');
+  const operatorJson = await api(f.url, KEYS.admin).post('/v1/alerts', { source: { system: SOURCE_A, alertId: 'ADMIN-1' }, reportedAt: '2026-11-29T10:00:00+08:00', category: 'consumer.refund', summary: 'x', location: { address: 'y', regionCode: '420204' } });
+  t.equal(operatorJson.status, 403, 'an admin key submits no alert, not even as native JSON');
+  t.equal(operatorJson.body.code, 'FENLIU_ERR_NOT_A_SOURCE');
   const health = await api(f.url).get('/healthz');
   t.equal(health.status, 200, 'still alive');
 });

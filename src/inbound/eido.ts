@@ -52,6 +52,7 @@ function standardNames(doc: Record<string, any>): { doc: Record<string, any>; re
   for (const [draft, std] of Object.entries(DRAFT_NAMES)) {
     if (Object.prototype.hasOwnProperty.call(doc, draft) && !Object.prototype.hasOwnProperty.call(doc, std)) {
       out[std] = doc[draft];
+      delete out[draft];
       renamed.push(draft);
     }
   }
@@ -121,7 +122,7 @@ function findKey(v: unknown, key: string): unknown {
 
 /** Address text and coordinates from a PIDF-LO document (RFC 4119 / 5139 civic address, GML point). */
 export function readPidf(xml: string, maxDepth: number): { address?: string; lat?: number; lon?: number } {
-  const doc = parseXml(xml, { maxDepth }, 'PIDF-LO location');
+  const doc = parseXml(xml.trim(), { maxDepth }, 'PIDF-LO location');
   const civic = findKey(doc, 'civicAddress');
   let address: string | undefined;
   if (isObj(civic)) {

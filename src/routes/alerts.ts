@@ -66,9 +66,11 @@ export default async function alertRoutes(app: FastifyInstance) {
   // text until the handler, after authentication, parses it with DTDs and entities off.
   const inbound = new InboundService(rt);
   const jsonParser = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser(EIDO_MEDIA_TYPE, { parseAs: 'string' }, jsonParser);
+  // Standards documents may be larger than a native alert: CAP embeds media (inbound.bodyLimitBytes).
+  const documentLimit = Math.max(rt.cfg.inbound?.bodyLimitBytes ?? 2_097_152, rt.cfg.server.bodyLimitBytes);
+  app.addContentTypeParser(EIDO_MEDIA_TYPE, { parseAs: 'string', bodyLimit: documentLimit }, jsonParser);
   app.addContentTypeParser(VENDOR_MEDIA_TYPE, { parseAs: 'string' }, jsonParser);
-  app.addContentTypeParser(CAP_MEDIA_TYPES, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(CAP_MEDIA_TYPES, { parseAs: 'string', bodyLimit: documentLimit }, (_req, body, done) => done(null, body));
 
   app.post(
     '/v1/alerts',
