@@ -160,6 +160,22 @@ t.test('cases', async (t) => {
     t.equal(env.sandbox.get('h-c').received.filter((r) => r.path.endsWith('/supplement')).length, 1);
     const wrong = await env.source().post(`/v1/alerts/${created.body.id}/update`, { ...body, source: { system: 'test-110-a', alertId: 'OTHER' } });
     t.equal(wrong.status, 422);
+    // An operator (admin key) acting on a source's alert must say why.
+    const bare = await env.admin().post(`/v1/alerts/${created.body.id}/update`, { ...body, description: '管理员补充' });
+    t.equal(bare.status, 400, 'an admin update without a reason is refused');
+    t.match(bare.body, { code: 'FENLIU_ERR_BAD_REQUEST', errors: [{ pointer: '/reason' }] });
+    const blank = await env.admin().post(`/v1/alerts/${created.body.id}/update`, { reason: '  ', alert: { ...body, description: '管理员补充' } });
+    t.equal(blank.status, 400, 'a blank reason is no reason');
+    const withReason = await env.admin().post(`/v1/alerts/${created.body.id}/update`, { reason: '110 来电更正地址', alert: { ...body, description: '管理员补充' } });
+    t.equal(withReason.status, 200, withReason.text);
+    const audit = await until(async () => {
+      const ev = await env.auditor().get(`/v1/audit?alertId=${created.body.id}`);
+      return ev.status === 200 ? ev.body.items.map((i: any) => i.event).find((e: any) => e.type === 'alert.updated' && e.data?.reason) : undefined;
+    }, 5_000, 'alert.updated with the reason');
+    t.match(audit, { actor: { kind: 'operator' }, data: { reason: '110 来电更正地址', version: 3 } });
+    const srcEnvelope = await env.source().post(`/v1/alerts/${created.body.id}/update`, { alert: { ...body, description: '来源补充' } });
+    t.equal(srcEnvelope.status, 200, 'a source may use the envelope without a reason');
+    t.equal((await env.admin().post(`/v1/alerts/${created.body.id}/cancel`, { reason: ' ' })).status, 400, 'cancel needs a real reason');
   });
 
   await t.test('feedback to 110 is retried (receiver 5xx once, then ok)', async (t) => {
