@@ -84,11 +84,11 @@ export interface Config {
   sandbox: { enabled: boolean; [k: string]: unknown };
   sla: SlaConfig;
   retention: { alertsDays: number; sweepEveryMs: number };
-  repeat: { enabled: boolean; window: string; secret?: string };
+  repeat: { enabled: boolean; window: string; secret?: string; crossSource?: boolean };
   audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
   engine: { lockDurationMs: number; stalledIntervalMs: number; slaSweepMs: number };
   /** Inbound standards shared by all sources (category tables, nesting limit). */
-  inbound?: { categories?: CategoryTables; maxDepth?: number };
+  inbound?: { categories?: CategoryTables; maxDepth?: number; /** Largest CAP/EIDO body (default 2 MiB). */ bodyLimitBytes?: number };
   /** Directory of the config file; relative paths in the config resolve against it. */
   baseDir: string;
 }

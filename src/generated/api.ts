@@ -184,7 +184,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A new version of the same source alert (补充); platforms holding the case get the supplement (scope alerts:write, own source) */
+        /** A new version of the same source alert (补充); platforms holding the case get the supplement (scope alerts:write, own source; an admin key must give a reason) */
         post: operations["updateAlert"];
         delete?: never;
         options?: never;
@@ -396,6 +396,24 @@ export interface components {
             links: {
                 [key: string]: string;
             };
+            /** @description A CAP Update whose original fenliu does not hold, taken as a new alert (action update-as-new, docs/integrators.md) */
+            inbound?: {
+                format?: string;
+                action?: string;
+                references?: string[];
+            };
+        };
+        /** @description A CAP Cancel naming nothing this source sent (docs/integrators.md); nothing is stored */
+        CancelNothing: {
+            /** @constant */
+            status: "nothing-to-cancel";
+            detail?: string;
+            inbound: {
+                format?: string;
+                /** @constant */
+                action?: "cancel";
+                references?: string[];
+            };
         };
         Delivery: {
             id: string;
@@ -491,6 +509,18 @@ export interface components {
             notices?: components["schemas"]["Delivery"][];
             /** @description Set when this alert was a repeat call linked to an open case */
             repeatOf?: string;
+            /** @description Why a repeat call was linked (docs/lifecycle.md) */
+            repeatMatch?: {
+                /**
+                 * @description Which repeat key matched
+                 * @enum {string}
+                 */
+                key?: "place+category" | "phone+family";
+                /** @description The category (place key) or category family (phone key) both alerts share */
+                on?: string;
+                /** @description The case came from another source (repeat.crossSource on) */
+                crossSource?: boolean;
+            };
             links: {
                 [key: string]: string;
             };
@@ -774,14 +804,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The same alert was already stored (idempotent replay); or, for a CAP Update or Cancel, the alert it followed up (AlertView with `inbound`) */
+            /** @description The same alert was already stored (idempotent replay); or, for a CAP Update or Cancel, the alert it followed up (AlertView with `inbound`); or a CAP Cancel of nothing known (`nothing-to-cancel`) */
             200: {
                 headers: {
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["AlertView"];
+                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["AlertView"] | components["schemas"]["CancelNothing"];
                 };
             };
             /** @description Stored and queued for delivery */
@@ -1039,7 +1069,10 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["alert.v1.schema"];
+                "application/json": components["schemas"]["alert.v1.schema"] | {
+                    reason?: string;
+                    alert: components["schemas"]["alert.v1.schema"];
+                };
             };
         };
         responses: {

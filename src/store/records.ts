@@ -18,6 +18,8 @@ export interface AlertRecord {
   deliveryIds: string[];
   /** Set when this alert was a repeat call linked to an open case instead of opening a ticket. */
   repeatOf?: string;
+  /** Why it was linked: which key matched (src/lifecycle/repeat.ts) and on what. */
+  repeatMatch?: { key: 'place+category' | 'phone+family'; on: string; crossSource: boolean };
   /** Versions sent after the first (POST /v1/alerts/:id/update), newest last. */
   version?: number;
 }
@@ -84,6 +86,7 @@ export interface AlertView {
   /** Feedback to 110 and escalations about this alert. */
   notices?: DeliveryRecord[];
   repeatOf?: string;
+  repeatMatch?: AlertRecord['repeatMatch'];
   links: Record<string, string>;
 }
 
@@ -113,6 +116,7 @@ export function alertView(rec: AlertRecord, all: DeliveryRecord[]): AlertView {
     id: rec.id,
     status: deriveAlertState(deliveries.map((d) => d.state)),
     ...(rec.repeatOf ? { repeatOf: rec.repeatOf } : {}),
+    ...(rec.repeatMatch ? { repeatMatch: rec.repeatMatch } : {}),
     ...(notices.length ? { notices } : {}),
     receivedAt: rec.receivedAt,
     sourceId: rec.sourceId,
