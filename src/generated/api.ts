@@ -636,7 +636,7 @@ export interface components {
             source: {
                 /** @description Id of the 110 system, as configured in fenliu. */
                 system: string;
-                /** @description 警情编号 in the 110 system. */
+                /** @description 警情编号 in the 110 system. A CAP identifier or EIDO id that does not fit (longer than 64 characters, or not visible ASCII) arrives as sha256: plus the first 32 hex digits of its SHA-256, a stable key; the original is kept in full in extensions.cap.identifier / extensions.eido (docs/integrators.md). */
                 alertId: string;
                 /** @description The 110 desk that handled the call. */
                 desk?: string;
