@@ -130,11 +130,10 @@ export function bareMessage(text: string | undefined | null, errorClass?: string
   return m && m[1] in TABLES.errorClass && (errorClass === undefined || m[1] === errorClass) ? m[2] : text;
 }
 
-/** `http-5xx: HTTP 503 …` → `平台服务器错误（5xx）：HTTP 503 …`; a message without a known class stays as it is. */
-export function errorMessage(text: string | undefined | null, errorClass?: string): string {
-  if (!text) return errorClass ? label('errorClass', errorClass) : '—';
+/** `http-5xx: HTTP 503 …` → its known error class (if it names one) and the rest, the platform's own words. */
+export function splitError(text: string | undefined | null, errorClass?: string): { errorClass?: string; rest: string } {
+  if (!text) return { errorClass, rest: '' };
   const cls = errorClass ?? /^([a-z0-9-]+): /.exec(text)?.[1];
-  if (cls === undefined || !(cls in TABLES.errorClass)) return text;
-  const rest = bareMessage(text, cls);
-  return rest ? `${label('errorClass', cls)}${getLang() === 'zh' ? '：' : ': '}${rest}` : label('errorClass', cls);
+  if (cls === undefined || !(cls in TABLES.errorClass)) return { rest: text };
+  return { errorClass: cls, rest: bareMessage(text, cls) };
 }

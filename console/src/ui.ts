@@ -3,7 +3,7 @@ import { ApiError } from './api.js';
 import { fmtTime, h, type Child } from './dom.js';
 import { stateColour } from './colours.js';
 import { t, tf } from './i18n.js';
-import { label } from './labels.js';
+import { label, splitError } from './labels.js';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, BarController, BarElement, Legend, Tooltip, Filler);
 Chart.defaults.animation = false;
@@ -128,4 +128,16 @@ export function csvCell(v: unknown): string {
   // Guard against formula injection in spreadsheet programs.
   const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
   return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+/** Words a platform or a person wrote (error bodies, reasons, notes): shown as they are, never translated. */
+export function verbatim(text: string | undefined | null, title?: string): HTMLElement {
+  return h('span', { class: 'verbatim', title }, text || '—');
+}
+
+/** An error as `<class name>：<the platform's words>`. */
+export function errorView(text: string | undefined | null, errorClass?: string): Child {
+  const e = splitError(text, errorClass);
+  if (!e.errorClass) return verbatim(e.rest);
+  return h('span', null, label('errorClass', e.errorClass), e.rest ? ['：', verbatim(e.rest)] : null);
 }

@@ -2,9 +2,9 @@ import { ApiError, get, post, qs } from '../api.js';
 import { fmtMs, fmtTime, h, replace, type Child } from '../dom.js';
 import { t } from '../i18n.js';
 import { can, categoryName, platformName, routeName, sourceName, type PageContext } from '../context.js';
-import { bareMessage, errorMessage, label } from '../labels.js';
+import { bareMessage, label } from '../labels.js';
 import type { AlertView, DeliveryDetail, Person } from '../types.js';
-import { askReason, deliveryBadge, errorBox, stateBadge, table } from '../ui.js';
+import { askReason, deliveryBadge, errorBox, errorView, stateBadge, table, verbatim } from '../ui.js';
 
 const STATES = ['queued', 'delivering', 'delivered', 'in_progress', 'resolved', 'closed', 'failed', 'cancelled', 'returned', 'accepted', 'rejected', 'reopened'];
 /** Pages scanned when filtering on fields the API does not filter on (source alert id, region). */
@@ -209,7 +209,7 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
             [t('ticketId'), h('span', { 'data-testid': `ticket-${d.platformId}` }, d.remoteTicketId ?? '—')],
             [t('attempts'), h('span', { 'data-testid': `attempts-${d.platformId}` }, String(d.attempts))],
             d.retrying ? [t('nextAttempt'), h('span', { 'data-testid': `next-attempt-${d.platformId}` }, fmtTime(d.nextAttemptAt))] : null,
-            [t('lastError'), errorMessage(d.lastError)],
+            [t('lastError'), errorView(d.lastError)],
           ]),
           h('h3', null, t('attemptLog')),
           table(
@@ -222,7 +222,7 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
               label('outcome', x.outcome),
               x.status === undefined ? '—' : String(x.status),
               x.errorClass ? label('errorClass', x.errorClass) : '—',
-              bareMessage(x.reason, x.errorClass) || '—',
+              verbatim(bareMessage(x.reason, x.errorClass)),
               x.nextAttemptAt ? fmtTime(x.nextAttemptAt) : '—',
             ]),
             `attempts-table-${d.platformId}`,
@@ -230,7 +230,7 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
           h('h3', null, t('history')),
           table(
             [t('at'), t('from'), t('to'), t('by'), t('note')],
-            d.history.map((x) => [fmtTime(x.at), x.from ? stateBadge(x.from) : '—', stateBadge(x.to), label('changeSource', x.source), x.note ?? '']),
+            d.history.map((x) => [fmtTime(x.at), x.from ? stateBadge(x.from) : '—', stateBadge(x.to), label('changeSource', x.source), x.note ? verbatim(x.note) : '']),
           ),
         ),
       ),
@@ -245,7 +245,7 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
         [t('at'), t('eventType'), t('platform'), t('actor'), t('note')],
         tl.items.map((x) => {
           const ev = x.event as { type: string; at: string; platformId?: string; sourceId?: string; actor?: { kind?: string; id?: string }; reason?: string; data?: Record<string, unknown> };
-          const note = ev.reason ?? (ev.data && typeof ev.data.to === 'string' ? `→ ${label('state', ev.data.to)}` : '');
+          const note = ev.reason ? verbatim(ev.reason) : ev.data && typeof ev.data.to === 'string' ? `→ ${label('state', ev.data.to)}` : '';
           return [fmtTime(ev.at), label('auditType', ev.type), ev.platformId ? platformName(ctx.me, ev.platformId) : '', actorText(ctx, ev.actor), note];
         }),
         'timeline-table',

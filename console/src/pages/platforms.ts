@@ -4,7 +4,7 @@ import { fmtMs, fmtTime, h, replace } from '../dom.js';
 import { t, tf } from '../i18n.js';
 import { bareMessage, label } from '../labels.js';
 import type { Flow, PlatformStatus } from '../types.js';
-import { errorBox, table, updatedAt } from '../ui.js';
+import { errorBox, table, updatedAt, verbatim } from '../ui.js';
 
 const REFRESH_MS = 10_000;
 
@@ -30,7 +30,7 @@ function lastErrorCell(p: PlatformStatus): HTMLElement {
     h('div', { class: 'small' }, fmtTime(e.at)),
     h('strong', { 'data-testid': `last-error-class-${p.id}` }, label('errorClass', e.errorClass)),
     e.status !== undefined ? ` · HTTP ${e.status}` : '',
-    h('div', { class: 'clip wide', title: e.message }, bareMessage(e.message, e.errorClass) || '—'),
+    h('div', { class: 'clip wide' }, verbatim(bareMessage(e.message, e.errorClass), e.message)),
   );
 }
 
