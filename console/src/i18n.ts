@@ -153,6 +153,7 @@ const zh = {
   scopes: '权限',
   sceneStatus: '现场',
   refusedNoRoute: '无匹配规则',
+  includedAbove: '已计入上面的排队或发送中',
 };
 
 export type Key = keyof typeof zh;
@@ -301,6 +302,7 @@ const en: Record<Key, string> = {
   scopes: 'Scopes',
   sceneStatus: 'Scene',
   refusedNoRoute: 'No matching route',
+  includedAbove: 'included in queued or sending above',
 };
 
 const dicts: Record<Lang, Record<Key, string>> = { zh, en };

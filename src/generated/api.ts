@@ -1307,6 +1307,8 @@ export interface operations {
                         states: {
                             [key: string]: number;
                         };
+                        /** @description Of the queued and sending deliveries in states, those waiting for a retry after a failed attempt (重试中) */
+                        retrying?: number;
                         statesSampled: boolean;
                     };
                 };

@@ -72,7 +72,7 @@ export async function renderAlerts(ctx: PageContext): Promise<void> {
           categoryName(ctx.me, a.alert.category),
           a.alert.location.regionCode,
           h('span', { class: 'clip', title: a.alert.summary }, a.alert.summary),
-          stateBadge(a.status),
+          alertBadge(a),
           a.deliveries.map((d) => h('span', { class: 'chip', title: d.id }, `${platformName(ctx.me, d.platformId)}: `, d.retrying ? stateBadge('retrying') : stateBadge(d.state))),
         ]),
         'alerts',
@@ -110,6 +110,11 @@ export async function renderAlerts(ctx: PageContext): Promise<void> {
   }
 }
 
+/** An alert still in the gateway whose deliveries wait for a retry reads 重试中, not 排队. */
+function alertBadge(a: AlertView): HTMLElement {
+  return (a.status === 'queued' || a.status === 'delivering') && a.deliveries.some((d) => d.retrying) ? stateBadge('retrying') : stateBadge(a.status);
+}
+
 function person(x: Person | undefined): string {
   if (!x) return '—';
   return [x.role ? label('role', x.role) : '', x.name, x.phone, x.idNumber, x.confidential ? `(${t('confidential')})` : ''].filter(Boolean).join(' · ');
@@ -142,7 +147,7 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
   const timeline = h('div', { 'data-testid': 'timeline' }, h('p', { class: 'muted' }, t('loading')));
   replace(
     ctx.root,
-    h('header', { class: 'page-head' }, h('a', { href: '#/alerts', class: 'button' }, `← ${t('back')}`), h('h1', null, `${t('alertDetail')} ${al.source.alertId}`), stateBadge(a.status)),
+    h('header', { class: 'page-head' }, h('a', { href: '#/alerts', class: 'button' }, `← ${t('back')}`), h('h1', null, `${t('alertDetail')} ${al.source.alertId}`), alertBadge(a)),
     h(
       'section',
       { class: 'panel' },
@@ -216,7 +221,7 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
             ['#', t('kindOf'), t('at'), t('duration'), t('outcome'), t('status'), t('errorClass'), t('reason'), t('nextAttempt')],
             d.attemptLog.map((x) => [
               String(x.n),
-              x.kind ? label('attemptKind', x.kind) : t('delivery'),
+              x.kind ? label('attemptKind', x.kind) : t('deliveries'),
               fmtTime(x.at),
               fmtMs(x.durationMs),
               label('outcome', x.outcome),

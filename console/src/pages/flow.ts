@@ -73,6 +73,8 @@ export async function renderFlow(ctx: PageContext): Promise<void> {
       const stateRows = Object.entries(flow.states)
         .filter(([, n]) => n > 0)
         .map(([s, n]) => [stateBadge(s), h('span', { 'data-testid': `state-${s}` }, String(n))]);
+      // Retrying deliveries are counted in queued/sending too; shown apart so a failing platform stands out.
+      if (flow.retrying) stateRows.push([stateBadge('retrying'), h('span', { 'data-testid': 'state-retrying' }, `${flow.retrying}（${t('includedAbove')}）`)]);
       replace(states, table([t('state'), '#'], stateRows, 'states'), flow.statesSampled ? h('p', { class: 'muted small' }, t('statesSampled')) : null);
       replace(
         perPlatform,
