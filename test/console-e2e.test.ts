@@ -247,10 +247,13 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   await page.getByTestId('state-p-12345').filter({ hasText: '重试中' }).waitFor();
   t.equal(await page.getByTestId('attempts-p-12345').textContent(), '2', '尝试次数 2 after two attempts');
   t.match(await page.getByTestId('next-attempt-p-12345').textContent(), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/, 'next attempt time shown');
-  t.match(await page.getByTestId('state-p-12345').textContent(), /第 2 次/, 'attempt count beside 重试中');
+  t.match(await page.getByTestId('state-p-12345').textContent(), /已尝试 2 次/, 'attempt count beside 重试中');
   const rows = await page.getByTestId('attempts-table-p-12345').locator('tbody tr td:first-child').allTextContents();
   t.same(rows, ['1', '2'], 'attempt rows #1 and #2');
   await shot(page, '06-retrying-delivery');
+
+  await page.getByTestId('nav-flow').click();
+  await page.getByTestId('state-retrying').filter({ hasText: /^1/ }).waitFor();
 
   // ── Platforms: the failing platform's last error and its circuit, as the engine sees them.
   await page.getByTestId('nav-platforms').click();

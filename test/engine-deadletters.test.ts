@@ -38,6 +38,16 @@ t.test('dead letters: list, operator retry (admin, reason, 403, 409), platform-w
     t.equal((await e.admin.get('/v1/platforms/nope/dead-letters')).status, 404);
   });
 
+  t.test('GET /v1/platforms: the last failed attempt and the circuit as the engine counts it', async (t) => {
+    const p1 = (await e.admin.get('/v1/platforms')).body.items[0];
+    t.match(p1, { id: 'p1', circuit: 'closed', circuitFailures: 8, circuitThreshold: 100, queueDepth: 0, deadLetters: 4 }, 'four deliveries × two 502s, none waiting');
+    t.match(p1.lastFailure, { errorClass: 'http-5xx', status: 502, message: /^HTTP 502/ });
+    t.ok(ids.includes(p1.lastFailure.deliveryId), 'names the delivery');
+    t.ok(Date.now() - Date.parse(p1.lastFailure.at) < 60_000, 'recent');
+    t.match(p1.lastError, /^http-5xx: HTTP 502/);
+    t.notOk('oldestWaitingAt' in p1, 'nothing waiting, no age');
+  });
+
   t.test('POST /v1/deliveries/:id/retry: admin only, reason required, failed only', async (t) => {
     const [first] = ids;
     t.equal((await source.post(`/v1/deliveries/${first}/retry`, { reason: 'x' })).status, 403, 'source key: 403');

@@ -134,7 +134,7 @@ const zh = {
   // added with issue 13: failure made visible, names for enums
   retrying: '重试中',
   nextAttempt: '下次尝试',
-  attemptNo: '第 {n} 次',
+  attemptNo: '已尝试 {n} 次',
   lastErrorAt: '最近错误时间',
   errorClass: '错误类型',
   circuitFailures: '连续失败 {n} / {of} 次',
@@ -283,7 +283,7 @@ const en: Record<Key, string> = {
   queuesLink: 'Queue dashboard',
   retrying: 'retrying',
   nextAttempt: 'Next attempt',
-  attemptNo: 'attempt {n}',
+  attemptNo: '{n} attempts so far',
   lastErrorAt: 'Last error at',
   errorClass: 'Error class',
   circuitFailures: '{n} of {of} failures in a row',

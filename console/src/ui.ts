@@ -44,7 +44,8 @@ export function deliveryBadge(d: { state: string; retrying?: boolean; attempts?:
     { class: 'retrying', 'data-testid': testid },
     stateBadge('retrying'),
     ' ',
-    h('span', { class: 'small' }, `${tf('attemptNo', { n: d.attempts ?? 0 })} · ${t('nextAttempt')} ${fmtTime(d.nextAttemptAt)}`),
+    // No attempt yet while the circuit is open: then only the time the cool-down ends.
+    h('span', { class: 'small' }, `${d.attempts ? `${tf('attemptNo', { n: d.attempts })} · ` : ''}${t('nextAttempt')} ${fmtTime(d.nextAttemptAt)}`),
   );
 }
 

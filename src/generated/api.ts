@@ -416,7 +416,7 @@ export interface components {
             nextAttemptAt?: string;
             /** @description Present and true while an earlier attempt failed and the engine will try again at nextAttemptAt (state queued or sending) */
             retrying?: boolean;
-            /** @description attempts when an operator last retried the dead letter; attempts go on counting */
+            /** @description attempts when an operator last retried the dead letter; attempts go on counting, the retry budget restarts */
             retryFrom?: number;
             /** Format: date-time */
             deliveredAt?: string;
@@ -547,7 +547,7 @@ export interface components {
                 at: string;
                 /** @description connection, dns, timeout, tls, http-5xx, http-retryable, http-4xx, unreadable, business-reject, output-schema, translate */
                 errorClass: string;
-                /** @description HTTP status */
+                /** @description HTTP status, when the platform answered */
                 status?: number;
                 message: string;
                 deliveryId?: string;
