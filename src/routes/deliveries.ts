@@ -128,6 +128,9 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
                 ...(lastErr.deliveryId ? { deliveryId: lastErr.deliveryId } : {}),
               }
             : undefined;
+          // Before the engine recorded last errors (an older deployment's data), the newest dead letter says most.
+          const lastDead = lastFailure ? undefined : (await rt.redis.zrevrange(k.deadLetters(p.id), 0, 0))[0];
+          const deadError = lastDead ? parseDelivery(await rt.redis.hgetall(k.delivery(lastDead)))?.lastError : undefined;
           const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
           return {
             id: p.id,
@@ -141,7 +144,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
             queueDepth: depth,
             ...(oldest !== undefined ? { oldestWaitingAt: new Date(oldest).toISOString(), oldestWaitingAgeMs: Math.max(0, now - oldest) } : {}),
             deadLetters: dead,
-            lastError: lastFailure ? `${lastFailure.errorClass}: ${lastFailure.message}` : undefined,
+            lastError: lastFailure ? `${lastFailure.errorClass}: ${lastFailure.message}` : deadError,
             ...(lastFailure ? { lastFailure } : {}),
             ...(lastDelivered[1] ? { lastDeliveredAt: new Date(Number(lastDelivered[1])).toISOString() } : {}),
           };

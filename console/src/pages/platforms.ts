@@ -4,7 +4,7 @@ import { fmtMs, fmtTime, h, replace } from '../dom.js';
 import { t, tf } from '../i18n.js';
 import { bareMessage, label } from '../labels.js';
 import type { Flow, PlatformStatus } from '../types.js';
-import { errorBox, table, updatedAt, verbatim } from '../ui.js';
+import { errorBox, errorView, table, updatedAt, verbatim } from '../ui.js';
 
 const REFRESH_MS = 10_000;
 
@@ -21,7 +21,7 @@ function circuitCell(p: PlatformStatus): HTMLElement {
 
 function lastErrorCell(p: PlatformStatus): HTMLElement {
   const e = p.lastFailure;
-  if (!e) return h('span', { 'data-testid': `last-error-${p.id}` }, '—');
+  if (!e) return h('span', { 'data-testid': `last-error-${p.id}` }, p.lastError ? errorView(p.lastError) : '—');
   // Stale once the platform delivered again after it: shown, but not in red.
   const stale = p.lastDeliveredAt !== undefined && Date.parse(p.lastDeliveredAt) > Date.parse(e.at);
   return h(
