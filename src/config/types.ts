@@ -65,6 +65,8 @@ export interface SlaConfig {
 
 export interface RouteConfig {
   id: string;
+  /** Display name (the console shows it instead of the id). */
+  name?: string;
   default: boolean;
   match: { category?: string[]; region?: string[]; priority?: 'normal' | 'urgent' };
   targets: string[];
@@ -89,6 +91,8 @@ export interface Config {
   engine: { lockDurationMs: number; stalledIntervalMs: number; slaSweepMs: number };
   /** Inbound standards shared by all sources (category tables, nesting limit). */
   inbound?: { categories?: CategoryTables; maxDepth?: number; /** Largest CAP/EIDO body (default 2 MiB). */ bodyLimitBytes?: number };
+  /** The installation's category table: code → display name (Chinese, or {zh, en}). */
+  categories?: Record<string, string | { zh: string; en?: string }>;
   /** Directory of the config file; relative paths in the config resolve against it. */
   baseDir: string;
 }

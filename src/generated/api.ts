@@ -432,6 +432,10 @@ export interface components {
             lastError?: string;
             /** Format: date-time */
             nextAttemptAt?: string;
+            /** @description Present and true while an earlier attempt failed and the engine will try again at nextAttemptAt (state queued or sending) */
+            retrying?: boolean;
+            /** @description attempts when an operator last retried the dead letter; attempts go on counting, the retry budget restarts */
+            retryFrom?: number;
             /** Format: date-time */
             deliveredAt?: string;
             /** @description Deadlines missed (the flag sits beside the state) */
@@ -462,6 +466,10 @@ export interface components {
             satisfaction?: string;
         };
         Attempt: {
+            /** @description Attempt number, counted across retries (operator retries included); follow-ups (kind) count per job */
+            n?: number;
+            /** @description Absent for the delivery itself; cancel, update, urge or redeliver for follow-ups */
+            kind?: string;
             /** Format: date-time */
             at: string;
             durationMs: number;
@@ -538,7 +546,42 @@ export interface components {
                 [key: string]: number;
             };
             deadLetters: number;
+            /** @description The last failed attempt as one line, errorClass: message (details in lastFailure) */
             lastError?: string;
+            /** @description Consecutive transport failures the circuit breaker has counted */
+            circuitFailures?: number;
+            /** @description Failures that open the circuit */
+            circuitThreshold?: number;
+            /**
+             * Format: date-time
+             * @description End of the cool-down while the circuit is open
+             */
+            circuitOpenUntil?: string;
+            /** @description Jobs in the queue: waiting + prioritized + delayed (retries) + active */
+            queueDepth?: number;
+            /**
+             * Format: date-time
+             * @description Creation time of the oldest job still waiting (retries included)
+             */
+            oldestWaitingAt?: string;
+            /** @description Age of that job now */
+            oldestWaitingAgeMs?: number;
+            /**
+             * Format: date-time
+             * @description Last delivery the platform accepted
+             */
+            lastDeliveredAt?: string;
+            /** @description The platform's last failed attempt, recorded by the engine with the attempt */
+            lastFailure?: {
+                /** Format: date-time */
+                at: string;
+                /** @description connection, dns, timeout, tls, http-5xx, http-retryable, http-4xx, unreadable, business-reject, output-schema, translate */
+                errorClass: string;
+                /** @description HTTP status, when the platform answered */
+                status?: number;
+                message: string;
+                deliveryId?: string;
+            };
         };
         Readiness: {
             /** @enum {string} */
@@ -1297,6 +1340,8 @@ export interface operations {
                         states: {
                             [key: string]: number;
                         };
+                        /** @description Of the queued and sending deliveries in states, those waiting for a retry after a failed attempt (重试中) */
+                        retrying?: number;
                         statesSampled: boolean;
                     };
                 };

@@ -8,6 +8,8 @@ import type { Runtime } from '../runtime.js';
 import type { Principal } from '../plugins/app/auth.js';
 import { canRead } from './alerts.js';
 import type { DeliveryEngine } from '../delivery/engine.js';
+import { Circuit } from '../delivery/circuit.js';
+import { platformSettings } from '../delivery/platforms.js';
 
 const reasonBody = {
   type: 'object',
@@ -29,7 +31,8 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
     source: 'operator',
     from: ['failed'],
     note: reason,
-    set: { attempts: "0" },
+    // Attempt numbers go on counting (the log keeps #1, #2 … across retries); the budget restarts here.
+    set: { retryFrom: d.attempts },
     unset: ['lastError', 'failedAt'],
     audit: { alertId: d.alertId, platformId: d.platformId, actor: { kind: 'operator', id: actor.keyId, keyId: actor.keyId }, reason, data: { action: 'retry' } },
   });
@@ -102,17 +105,49 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
     );
 
     app.get('/v1/platforms', { preHandler: app.requireScope('alerts:read', 'audit:read', 'admin') }, async () => {
+      const now = Date.now();
       const items = await Promise.all(
         rt.cfg.platforms.map(async (p) => {
           const queue = rt.queues.get(p.id);
-          const [counts, dead, circuit] = await Promise.all([
+          // The engine's own circuit object where this process runs one; the same Redis hash otherwise.
+          const circuit = engine?.circuits.get(p.id) ?? new Circuit(rt.redis, rt.cfg.redis.prefix, p.id, platformSettings(p).circuitBreaker);
+          const [counts, dead, cb, lastErr, lastDelivered, oldest] = await Promise.all([
             queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
             rt.redis.zcard(k.deadLetters(p.id)),
-            engine?.circuits.get(p.id)?.state() ?? circuitState(rt, p.id),
+            circuit.state(now),
+            rt.redis.hgetall(k.platformLastError(p.id)),
+            rt.redis.zrevrange(k.flowDelivered(p.id), 0, 0, 'WITHSCORES'),
+            oldestWaiting(rt, queue),
           ]);
-          const last = await rt.redis.zrevrange(k.deadLetters(p.id), 0, 0);
-          const lastDead = last[0] ? parseDelivery(await rt.redis.hgetall(k.delivery(last[0]))) : undefined;
-          return { id: p.id, name: p.name, adapter: p.adapter, circuit: circuit.state, queue: counts, deadLetters: dead, lastError: lastDead?.lastError };
+          const lastFailure = lastErr.at
+            ? {
+                at: lastErr.at,
+                errorClass: lastErr.errorClass,
+                ...(lastErr.status ? { status: Number(lastErr.status) } : {}),
+                message: lastErr.message,
+                ...(lastErr.deliveryId ? { deliveryId: lastErr.deliveryId } : {}),
+              }
+            : undefined;
+          // Before the engine recorded last errors (an older deployment's data), the newest dead letter says most.
+          const lastDead = lastFailure ? undefined : (await rt.redis.zrevrange(k.deadLetters(p.id), 0, 0))[0];
+          const deadError = lastDead ? parseDelivery(await rt.redis.hgetall(k.delivery(lastDead)))?.lastError : undefined;
+          const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
+          return {
+            id: p.id,
+            name: p.name,
+            adapter: p.adapter,
+            circuit: cb.state,
+            circuitFailures: cb.failures,
+            circuitThreshold: circuit.opts.failureThreshold,
+            ...(cb.openUntil ? { circuitOpenUntil: new Date(cb.openUntil).toISOString() } : {}),
+            queue: counts,
+            queueDepth: depth,
+            ...(oldest !== undefined ? { oldestWaitingAt: new Date(oldest).toISOString(), oldestWaitingAgeMs: Math.max(0, now - oldest) } : {}),
+            deadLetters: dead,
+            lastError: lastFailure ? `${lastFailure.errorClass}: ${lastFailure.message}` : deadError,
+            ...(lastFailure ? { lastFailure } : {}),
+            ...(lastDelivered[1] ? { lastDeliveredAt: new Date(Number(lastDelivered[1])).toISOString() } : {}),
+          };
         }),
       );
       return { items };
@@ -151,13 +186,30 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
   };
 }
 
-/** Circuit state read straight from Redis, for API-only processes that run no engine. */
-async function circuitState(rt: Runtime, platformId: string): Promise<{ state: string }> {
-  const openedAt = await rt.redis.hget(`${rt.cfg.redis.prefix}:circuit:${platformId}`, 'openedAt');
-  if (!openedAt) return { state: 'closed' };
-  const p = rt.cfg.platforms.find((x) => x.id === platformId) as { circuitBreaker?: { cooldownMs?: number } } | undefined;
-  const cooldown = p?.circuitBreaker?.cooldownMs ?? 30_000;
-  return { state: Date.now() < Number(openedAt) + cooldown ? 'open' : 'half-open' };
+/** Jobs looked at per queue state to find the oldest waiting one; beyond this the age is a lower bound. */
+const OLDEST_SCAN = 500;
+
+/**
+ * Creation time (epoch ms) of the oldest job that waits in a platform's queue (waiting,
+ * prioritized or delayed, i.e. retries too), read as each job's `timestamp` in one pipeline.
+ */
+async function oldestWaiting(rt: Runtime, queue: ReturnType<Runtime['queues']['get']>): Promise<number | undefined> {
+  const qk = queue.keys;
+  const [wait, prio, delayed] = await Promise.all([
+    rt.redis.lrange(qk.wait, -OLDEST_SCAN, -1),
+    rt.redis.zrange(qk.prioritized, '0', String(OLDEST_SCAN - 1)),
+    rt.redis.zrange(qk.delayed, '0', String(OLDEST_SCAN - 1)),
+  ]);
+  const ids = [...new Set([...wait, ...prio, ...delayed])];
+  if (!ids.length) return undefined;
+  const p = rt.redis.pipeline();
+  for (const id of ids) p.hget(queue.toKey(id), 'timestamp');
+  let oldest: number | undefined;
+  for (const [err, v] of (await p.exec()) ?? []) {
+    const ts = err || v === null ? NaN : Number(v);
+    if (Number.isFinite(ts) && (oldest === undefined || ts < oldest)) oldest = ts;
+  }
+  return oldest;
 }
 
 export type { Job };

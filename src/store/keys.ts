@@ -13,6 +13,8 @@ export function keys(prefix: string) {
     /** Remote ticket id → delivery id, per platform. */
     ticket: (platformId: string) => `${prefix}:ticket:${platformId}`,
     deadLetters: (platformId: string) => `${prefix}:dead:${platformId}`,
+    /** The platform's last failed attempt (at, errorClass, status, message, deliveryId): one small hash, overwritten. */
+    platformLastError: (platformId: string) => `${prefix}:platform:${platformId}:lasterror`,
     /** Deliveries that reached `delivered`, by time (score: epoch ms): the console's flow out. */
     flowDelivered: (platformId: string) => `${prefix}:flow:delivered:${platformId}`,
     /** Deliveries created after ingest (re-routes, feedback, escalations), in order. */

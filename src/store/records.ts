@@ -37,6 +37,13 @@ export interface DeliveryRecord {
   pendingToken?: string;
   lastError?: string;
   nextAttemptAt?: string;
+  /**
+   * Derived on read, never stored: queued or sending with a next attempt planned, i.e. an
+   * earlier attempt failed and the engine will try again (重试中).
+   */
+  retrying?: boolean;
+  /** `attempts` when an operator last retried the dead letter: the retry budget counts from here. */
+  retryFrom?: number;
   deliveredAt?: string;
   /** SLA flags (ack, intervene, resolve) set when a deadline passed before the state was reached. */
   overdue?: string[];
@@ -57,13 +64,13 @@ export interface DeliveryRecord {
 export function deliveryHash(d: DeliveryRecord): Record<string, string> {
   const h: Record<string, string> = {};
   for (const [k, v] of Object.entries(d)) {
-    if (v === undefined) continue;
+    if (v === undefined || k === 'retrying') continue;
     h[k] = typeof v === 'string' ? v : JSON.stringify(v);
   }
   return h;
 }
 
-const NUMERIC = new Set(['attempts']);
+const NUMERIC = new Set(['attempts', 'retryFrom']);
 const JSONISH = new Set(['overdue']);
 
 export function parseDelivery(h: Record<string, string>): DeliveryRecord | undefined {
@@ -72,6 +79,7 @@ export function parseDelivery(h: Record<string, string>): DeliveryRecord | undef
   for (const [k, v] of Object.entries(h)) {
     d[k] = NUMERIC.has(k) ? Number(v) : JSONISH.has(k) ? JSON.parse(v) : v;
   }
+  if ((d.state === 'queued' || d.state === 'sending') && d.nextAttemptAt) d.retrying = true;
   return d as unknown as DeliveryRecord;
 }
 
