@@ -30,13 +30,14 @@ export interface BenchRedis {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<BenchRedis> {
+/** A private redis-server; `args` adds options (e.g. `--replicaof 127.0.0.1 PORT` for a replica). */
+export async function startRedis(args: string[] = []): Promise<BenchRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'fenliu-bench-redis-'));
   dirs.add(dir);
   const port = await freePort();
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction', '--loglevel', 'warning', ...args],
     { stdio: 'ignore' },
   );
   children.add(child);

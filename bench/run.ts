@@ -1,9 +1,10 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --only a,b,c,d,e --profile DIR --node-args=... --archiver worker|separate]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --only a,b,c,w,d,e --profile DIR --node-args=... --archiver worker|separate]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
  *   ingest   (a) bare Fastify + Ajv, (b) naive handler + one BullMQ queue.add, (c) fenliu POST /v1/alerts (role api)
+ *            (w) = (c) with one replica attached, without and with `redis.waitReplicas: 1` (WAIT 1 before each 202)
  *   delivery (d) naive BullMQ worker + undici POST, (e) fenliu worker (adapter → receiver → delivered)
  *            throughput: drain of a pre-loaded backlog; latency: acceptance → receipt at a paced rate
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
@@ -97,12 +98,12 @@ type IngestRow = IngestResult & { redisCallsPerRequest?: number; serverCpuUsPerR
  * One ingest run. Besides req/s it records CPU time per request of the server process and of
  * Redis: on a shared 2-core box these barely move with the machine's load, unlike req/s.
  */
-async function measureIngest(url: string, tag: string, pid: number, auth = false): Promise<IngestRow> {
-  await load(url, { duration: 2, tag: `${tag}w`, auth }); // warm-up: JIT, connections, Redis
+async function measureIngest(url: string, tag: string, pid: number, auth = false, connections = CONNECTIONS): Promise<IngestRow> {
+  await load(url, { duration: 2, tag: `${tag}w`, auth, connections }); // warm-up: JIT, connections, Redis
   const c0 = statsRedis ? await redisCalls(statsRedis) : 0;
   const r0 = statsRedis ? await redisCpu(statsRedis) : 0;
   const s0 = cpuOf(pid);
-  const res = await load(url, { duration: DURATION, tag, auth });
+  const res = await load(url, { duration: DURATION, tag, auth, connections });
   const s1 = cpuOf(pid);
   const r1 = statsRedis ? await redisCpu(statsRedis) : 0;
   const c1 = statsRedis ? await redisCalls(statsRedis) : 0;
@@ -241,6 +242,28 @@ async function main(): Promise<void> {
     await r.flushall();
   }
 
+  // (w) the price of waitReplicas: one replica attached to the bench Redis, fenliu ingest measured
+  // without WAIT (replication alone) and with `redis.waitReplicas: 1` (WAIT 1 after each batch).
+  if (want('w')) {
+    const replica = await startRedis(['--replicaof', '127.0.0.1', String(redis.port)]);
+    const rr = new Redis(replica.url);
+    rr.on('error', () => undefined);
+    await waitFor(async () => /master_link_status:up/.test(await rr.info('replication').catch(() => '')), 30_000, 'replica in sync');
+    rr.disconnect();
+    // With `connections` concurrent clients (batches of many alerts, one WAIT each), then with one
+    // client (every alert its own batch and its own WAIT: the worst case).
+    for (const [row, waitReplicas, connections] of [['cr', 0, CONNECTIONS], ['cw', 1, CONNECTIONS], ['cr1', 0, 1], ['cw1', 1, 1]] as const) {
+      const doc = cfgDoc(await freePort());
+      (doc.redis as Record<string, unknown>).waitReplicas = waitReplicas;
+      const api = await startFenliuProcess(writeConfig(doc), 'api', profArgs);
+      ingest[row] = await measureIngest(api.url, row, api.child.pid!, true, connections);
+      log(`${row} ${fmt(ingest[row].reqPerSec)} req/s p50 ${ingest[row].p50} ms p99 ${ingest[row].p99} ms (waitReplicas ${waitReplicas}, ${connections} connections)`);
+      await api.stop();
+      await r.flushall();
+    }
+    await replica.stop();
+  }
+
   // (d) naive delivery: pre-load N jobs with the worker stopped, then drain; then a paced run for latency
   if (want('d')) {
     const api = await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } });
@@ -341,7 +364,7 @@ async function main(): Promise<void> {
   r.disconnect();
   await redis.stop();
 
-  Object.assign(results, { ingest, delivery, memory, ratios: { ingestCoverB: ingest.c && ingest.b ? ingest.c.reqPerSec / ingest.b.reqPerSec : undefined, deliveryEoverD: delivery.e && delivery.d ? delivery.e.perSec / delivery.d.perSec : undefined }, ranAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000 });
+  Object.assign(results, { ingest, delivery, memory, ratios: { ingestCoverB: ingest.c && ingest.b ? ingest.c.reqPerSec / ingest.b.reqPerSec : undefined, waitCost: ingest.cw && ingest.cr ? ingest.cw.reqPerSec / ingest.cr.reqPerSec : undefined, waitCostSerial: ingest.cw1 && ingest.cr1 ? ingest.cw1.reqPerSec / ingest.cr1.reqPerSec : undefined, deliveryEoverD: delivery.e && delivery.d ? delivery.e.perSec / delivery.d.perSec : undefined }, ranAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000 });
   writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`\n${table(results as any)}\n`);
 }
@@ -353,9 +376,12 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   rows.push('');
   rows.push('| ingest | req/s | p50 ms | p99 ms | non-2xx | Redis calls/request | server CPU µs/request | Redis CPU µs/request |');
   rows.push('|---|---:|---:|---:|---:|---:|---:|---:|');
-  const names: Record<string, string> = { a: '(a) bare Fastify + Ajv', b: '(b) naive + queue.add', c: '(c) fenliu POST /v1/alerts' };
-  for (const x of ['a', 'b', 'c']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
+  const names: Record<string, string> = { a: '(a) bare Fastify + Ajv', b: '(b) naive + queue.add', c: '(c) fenliu POST /v1/alerts', cr: '(w) (c) with 1 replica attached', cw: '(w) (c) with 1 replica, waitReplicas: 1', cr1: '(w) same, 1 connection', cw1: '(w) same, 1 connection, waitReplicas: 1' };
+  for (const x of ['a', 'b', 'c', 'cr', 'cw']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
   if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | | | | |`);
+  if (ratios.waitCost !== undefined) rows.push(`| **waitReplicas: 1 / 0** | **${fmt(ratios.waitCost, 2)}** | | | | | | |`);
+  for (const x of ['cr1', 'cw1']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
+  if (ratios.waitCostSerial !== undefined) rows.push(`| **waitReplicas: 1 / 0, 1 connection** | **${fmt(ratios.waitCostSerial, 2)}** | | | | | | |`);
   rows.push('');
   rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery | worker CPU µs/delivery | Redis CPU µs/delivery |`);
   rows.push('|---|---:|---:|---:|---:|---:|---:|');

@@ -5,7 +5,7 @@ import type { Config } from './config/types.js';
 import { QueueRegistry } from './delivery/queues.js';
 import { IngestService } from './ingest/ingest.js';
 import { IngestWriter } from './ingest/writer.js';
-import { apiConnection, waitReady } from './redis/connect.js';
+import { apiConnection, describeTarget, waitReady, type RedisTarget } from './redis/connect.js';
 import { checkPersistence } from './redis/persistence.js';
 import { keys, type Keys } from './store/keys.js';
 import { Lifecycle } from './lifecycle/service.js';
@@ -15,7 +15,8 @@ import { RepeatMatcher } from './lifecycle/repeat.js';
 export interface Runtime {
   cfg: Config;
   log: Logger;
-  redisUrl: string;
+  /** Where Redis is (URL, Sentinel or Cluster); every connection is opened from it (src/redis/connect.ts). */
+  redisTarget: RedisTarget;
   /** Fail-fast connection for request handlers. */
   redis: Redis;
   keys: Keys;
@@ -29,10 +30,23 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export async function createRuntime(cfg: Config, log: Logger, redisUrl: string, notice?: (line: string) => void): Promise<Runtime> {
-  const redis = apiConnection(redisUrl);
+export async function createRuntime(cfg: Config, log: Logger, target: RedisTarget | string, notice?: (line: string) => void): Promise<Runtime> {
+  const redisTarget: RedisTarget = typeof target === 'string' ? { kind: 'url', url: target } : target;
+  const redis = apiConnection(redisTarget);
   redis.on('error', (err) => log.debug({ err: { message: err.message } }, 'redis connection error'));
-  await waitReady(redis, redisUrl);
+  // A Sentinel failover or a lost master: said once per change, not once per reconnect attempt.
+  let lastState = '';
+  let closing = false;
+  const say = (state: string, msg: string) => {
+    if (state === lastState || closing) return;
+    lastState = state;
+    if (state === 'ready') log.info({ redis: describeTarget(redisTarget) }, msg);
+    else log.warn({ redis: describeTarget(redisTarget) }, msg);
+  };
+  redis.on('ready', () => say('ready', 'Redis connection ready'));
+  redis.on('close', () => say('lost', 'Redis connection lost; reconnecting (ingest answers 503 meanwhile)'));
+  await waitReady(redis, redisTarget);
+  warnIfNotArchiving(cfg, log, notice);
   try {
     // What a 202 is worth depends on Redis persistence: warn loudly, or refuse (redis.requirePersistence).
     await checkPersistence(redis, log, { require: cfg.redis.requirePersistence, notice });
@@ -44,11 +58,11 @@ export async function createRuntime(cfg: Config, log: Logger, redisUrl: string, 
   const k = keys(prefix);
   const queues = new QueueRegistry(redis, k.queuePrefix, cfg.platforms.map((p) => p.id));
   await queues.waitUntilReady();
-  const writer = new IngestWriter(redis, k, prefix, queues);
+  const writer = new IngestWriter(redis, k, prefix, queues, { replicas: cfg.redis.waitReplicas, timeoutMs: cfg.redis.waitTimeoutMs });
   const rt: Runtime = {
     cfg,
     log,
-    redisUrl,
+    redisTarget,
     redis,
     keys: k,
     queues,
@@ -62,6 +76,7 @@ export async function createRuntime(cfg: Config, log: Logger, redisUrl: string, 
       await p.exec();
     },
     async close() {
+      closing = true;
       await queues.close();
       redis.disconnect();
     },
@@ -79,4 +94,15 @@ export async function createRuntime(cfg: Config, log: Logger, redisUrl: string, 
   };
   rt.ingest = new IngestService(cfg, k, writer, onRefused, repeat, async (r, caseId) => void (await rt.lifecycle.urge(r, caseId)));
   return rt;
+}
+
+/**
+ * Without the archiver the audit stream grows until Redis is full and ingest fails: say so at
+ * start (the log and stderr of `fenliu serve`); /readyz reports the stream against `audit.streamLimit`.
+ */
+function warnIfNotArchiving(cfg: Config, log: Logger, notice?: (line: string) => void): void {
+  if (cfg.audit.archive) return;
+  const text = `audit.archive is false: no process of this config archives the audit stream, which grows in Redis until it is full and ingest fails; /readyz turns unready above audit.streamLimit (${cfg.audit.streamLimit} entries)`;
+  log.warn({ streamLimit: cfg.audit.streamLimit }, `WARNING: ${text}`);
+  notice?.(`fenliu: WARNING: ${text} (see docs/audit.md)`);
 }

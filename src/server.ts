@@ -4,7 +4,7 @@ import { buildServer } from './app.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
 import { createLogger } from './log.js';
-import { redactUrl } from './redis/connect.js';
+import { describeTarget, redisTarget, type RedisTarget } from './redis/connect.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from './redis/embedded.js';
 import { createRuntime, type Runtime } from './runtime.js';
 import { extensions, type Extension } from './extensions.js';
@@ -38,15 +38,16 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
   const log = opts.logger ?? createLogger(cfg.log.level);
   const notice = opts.notice ?? (() => undefined);
   let embedded: EmbeddedRedis | undefined;
-  let redisUrl = opts.redisUrl ?? cfg.redis.url ?? env.REDIS_URL;
-  if (!redisUrl) {
+  // One setting decides every connection: url (or REDIS_URL), Sentinel, Cluster, else embedded.
+  let target: RedisTarget | undefined = redisTarget(cfg.redis, env, opts.redisUrl);
+  if (!target) {
     embedded = await startEmbeddedRedis(cfg.redis.dataDir);
-    redisUrl = embedded.url;
+    target = { kind: 'url', url: embedded.url };
     notice(`fenliu: REDIS_URL is not set, so fenliu started its own redis-server on 127.0.0.1:${embedded.port} (AOF on, data in ${embedded.dir}); it stops with fenliu.`);
   }
   let rt: Runtime;
   try {
-    rt = await createRuntime(cfg, log, redisUrl, notice);
+    rt = await createRuntime(cfg, log, target, notice);
   } catch (err) {
     await embedded?.stop();
     throw err;
@@ -71,7 +72,7 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
     app.readinessExtras = async () => Object.assign({}, ...(await Promise.all(readiness.map((r) => r()))));
     url = await app.listen({ host: cfg.server.host, port: cfg.server.port });
   }
-  log.info({ role, url, redis: redactUrl(redisUrl) }, 'fenliu started');
+  log.info({ role, url, redis: describeTarget(target) }, 'fenliu started');
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {

@@ -76,7 +76,28 @@ export interface RouteConfig {
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number; publicUrl?: string; rateLimitPerKey: { max: number; perSeconds: number } };
-  redis: { url?: string; prefix: string; dataDir: string; requirePersistence: boolean };
+  redis: {
+    url?: string;
+    prefix: string;
+    dataDir: string;
+    requirePersistence: boolean;
+    /** Redis Sentinel: the sentinels to ask for the master of group `name` (used when `url` is absent). */
+    sentinels?: { host: string; port: number }[];
+    /** Sentinel master group name. Default `mymaster`. */
+    name?: string;
+    /** Password of the data nodes (Sentinel or Cluster; a `url` carries its own). */
+    password?: string;
+    /** Password of the sentinels, when they require one. */
+    sentinelPassword?: string;
+    /** TLS to the data nodes and sentinels (ioredis `tls`; ca/cert/key are file paths). */
+    tls?: { ca?: string; cert?: string; key?: string; servername?: string; rejectUnauthorized?: boolean };
+    /** Redis Cluster seed nodes. */
+    cluster?: { host: string; port: number }[];
+    /** Ingest waits until this many replicas have its write (WAIT) before answering 202. Default 0. */
+    waitReplicas: number;
+    /** How long ingest waits for the replicas; not reached in time: 503. Default 1000 ms. */
+    waitTimeoutMs: number;
+  };
   log: { level: string };
   keys: KeyConfig[];
   sources: SourceConfig[];
@@ -87,7 +108,7 @@ export interface Config {
   sla: SlaConfig;
   retention: { alertsDays: number; sweepEveryMs: number };
   repeat: { enabled: boolean; window: string; secret?: string; crossSource?: boolean };
-  audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
+  audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; streamLimit: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
   engine: { lockDurationMs: number; stalledIntervalMs: number; slaSweepMs: number };
   /** Inbound standards shared by all sources (category tables, nesting limit). */
   inbound?: { categories?: CategoryTables; maxDepth?: number; /** Largest CAP/EIDO body (default 2 MiB). */ bodyLimitBytes?: number };

@@ -7,7 +7,7 @@ import type { Lifecycle } from '../lifecycle/service.js';
 import { addAudit, auditStreamKey, type AuditEvent } from '../audit/events.js';
 import { bus } from '../events.js';
 import { transition, type ScriptOp } from '../lifecycle/transition.js';
-import { workerConnection } from '../redis/connect.js';
+import { workerConnection, type RedisTarget } from '../redis/connect.js';
 import { deliveryQueueName, type Keys } from '../store/keys.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { Circuit } from './circuit.js';
@@ -46,7 +46,8 @@ export interface AttemptRecord {
 }
 
 export interface EngineOptions {
-  redisUrl: string;
+  /** Where the workers' connection goes (src/redis/connect.ts). */
+  redisTarget: RedisTarget;
   /** Fail-fast connection for state reads and writes. */
   redis: Redis;
   keys: Keys;
@@ -87,7 +88,7 @@ export class DeliveryEngine {
   }
 
   async start(): Promise<void> {
-    this.connection = workerConnection(this.o.redisUrl);
+    this.connection = workerConnection(this.o.redisTarget);
     this.connection.on('error', () => undefined);
     for (const p of this.o.platforms.values()) {
       const worker = new Worker<DeliveryJobData>(deliveryQueueName(p.id), (job, token) => this.process(p, job, token), {

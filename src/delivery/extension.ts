@@ -20,7 +20,7 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
     // Before the first translate: the platform's own description may set options (Open311 format).
     await discoverPlatforms(platforms, rt.log);
     engine = new DeliveryEngine({
-      redisUrl: rt.redisUrl,
+      redisTarget: rt.redisTarget,
       redis: rt.redis,
       keys: rt.keys,
       prefix: rt.cfg.redis.prefix,
@@ -31,7 +31,7 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       stalledIntervalMs: (rt.cfg as { engine?: { stalledIntervalMs?: number } }).engine?.stalledIntervalMs,
     });
     await engine.start();
-    lwConnection = workerConnection(rt.redisUrl);
+    lwConnection = workerConnection(rt.redisTarget);
     lwConnection.on('error', () => undefined);
     lifecycleWorker = new LifecycleWorker(rt.lifecycle, platforms, lwConnection, rt.log);
     await lifecycleWorker.start();

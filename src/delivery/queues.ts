@@ -49,6 +49,9 @@ export class QueueRegistry {
         new Queue<DeliveryJobData>(deliveryQueueName(id), { connection, prefix, defaultJobOptions: jobOptions(id) }),
       );
     }
+    // The shared connection's errors are the runtime's to report (once per state change); a
+    // queue without a listener would print a stack trace per reconnect attempt (a failover).
+    for (const q of [this.lifecycle, ...this.queues.values()]) q.on('error', () => undefined);
   }
 
   get(platformId: string): Queue<DeliveryJobData> {

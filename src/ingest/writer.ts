@@ -6,6 +6,7 @@ import type { Keys } from '../store/keys.js';
 import { nextSla } from '../lifecycle/service.js';
 import { deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { INGEST_SCRIPT } from './script.js';
+import { ProblemError } from '../errors.js';
 
 export interface PendingAlert {
   record: AlertRecord;
@@ -51,6 +52,8 @@ export class IngestWriter {
     private readonly keys: Keys,
     private readonly prefix: string,
     private readonly queues: QueueRegistry,
+    /** `redis.waitReplicas`/`waitTimeoutMs`: no answer before that many replicas have the write. */
+    private readonly replication: { replicas: number; timeoutMs: number } = { replicas: 0, timeoutMs: 1_000 },
   ) {}
 
   /**
@@ -127,10 +130,33 @@ export class IngestWriter {
     // A job whose alert lost the idempotency race (a copy stored between the lookup and this
     // write) finds no delivery record and is dropped by the engine; that race is rare and harmless.
     for (const [w] of groups) for (const d of w.item.deliveries) this.addJob(multi, w.item.record, d);
-    const res = await multi.exec();
+    const exec = multi.exec();
+    // Sent behind the MULTI on the same connection (no extra round trip before it).
+    const replicated = this.replicated(client);
+    replicated.catch(() => undefined);
+    const res = await exec;
     const failed = (res ?? []).find(([e]) => e);
     if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+    await replicated;
     return res[0][1] as string[];
+  }
+
+  /**
+   * With `redis.waitReplicas: N`: WAIT N, after a write of our own (the fence), so the wait
+   * covers everything the master holds up to now, a copy stored by another process included
+   * (replication is one ordered stream). Fewer than N replicas in time: 503 (the alert may be
+   * stored; the 110 system's retry finds it by its idempotency key and waits again).
+   */
+  private async replicated(client: Redis): Promise<void> {
+    const { replicas, timeoutMs } = this.replication;
+    if (!replicas) return;
+    const fence = client.set(`${this.prefix}:replication-fence`, String(Date.now()));
+    fence.catch(() => undefined);
+    const acked = await client.wait(replicas, timeoutMs);
+    await fence;
+    if (acked < replicas) {
+      throw new ProblemError('FENLIU_ERR_NOT_REPLICATED', `The write reached ${acked} of ${replicas} Redis replicas within ${timeoutMs} ms; retry with the same idempotency key`, { headers: { 'retry-after': '1' } });
+    }
   }
 
   /** The script's arguments for one alert (layout documented in script.ts). */
@@ -170,6 +196,8 @@ export class IngestWriter {
   private async answerDuplicate(group: Waiter[], claim: string): Promise<void> {
     const [existingId] = claim.split(' ');
     const raw = await this.redis.get(this.keys.alert(existingId));
+    // A copy answered for an alert that may not be on the replicas yet (its first answer was a 503).
+    if (raw) await this.replicated(this.redis);
     // The claim and its alert are written in one script, so a claim without its alert is one
     // being removed by retention: the caller may retry and will then be stored afresh.
     if (!raw) {

@@ -1,38 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config/types.js';
 
-/**
- * Connection for request handlers: commands fail at once while Redis is away (the API answers
- * 503 instead of hanging), and the client keeps reconnecting so the API recovers by itself.
- */
-export function apiConnection(url: string, extra: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 5_000,
-    connectTimeout: 2_000,
-    retryStrategy: (n) => Math.min(50 * 2 ** n, 1_000),
-    lazyConnect: true,
-    ...extra,
-  });
+/** A `host`/`port` pair of a Sentinel or Cluster node. */
+export interface RedisNode {
+  host: string;
+  port: number;
 }
 
-/** Connection for BullMQ workers: blocking commands, retried forever (BullMQ's requirement). */
-export function workerConnection(url: string, extra: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    maxRetriesPerRequest: null,
-    retryStrategy: (n) => Math.min(50 * 2 ** n, 1_000),
-    ...extra,
-  });
+/** TLS for the data nodes (and sentinels): ioredis `tls` options; ca/cert/key are file paths. */
+export interface RedisTlsConfig {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  servername?: string;
+  /** Default true. */
+  rejectUnauthorized?: boolean;
+}
+
+/**
+ * Where fenliu's Redis is: one node by URL (embedded or external), a Sentinel-watched master
+ * group, or a Cluster. Every connection fenliu opens is made from one of these by `openRedis`.
+ */
+export type RedisTarget =
+  | { kind: 'url'; url: string }
+  | { kind: 'sentinel'; sentinels: RedisNode[]; name: string; password?: string; sentinelPassword?: string; tls?: RedisTlsConfig }
+  | { kind: 'cluster'; nodes: RedisNode[]; password?: string; tls?: RedisTlsConfig };
+
+/**
+ * What the connection is for:
+ * - `api`: request handlers. Commands fail at once while Redis (or its master) is away, so the API
+ *   answers 503 instead of hanging; the client keeps reconnecting so the API recovers by itself.
+ * - `worker`: BullMQ workers and other background loops: commands wait and are retried for ever
+ *   (BullMQ's requirement for blocking commands: `maxRetriesPerRequest: null`).
+ */
+export type RedisPurpose = 'api' | 'worker';
+
+/**
+ * The target the config describes: `url` (or the override, or `REDIS_URL`), else Sentinel, else
+ * Cluster; `undefined` means none: fenliu starts its embedded redis-server.
+ */
+export function redisTarget(redis: Config['redis'], env: NodeJS.ProcessEnv = {}, overrideUrl?: string): RedisTarget | undefined {
+  if (overrideUrl) return { kind: 'url', url: overrideUrl };
+  if (redis.url) return { kind: 'url', url: redis.url };
+  if (redis.sentinels?.length) {
+    return { kind: 'sentinel', sentinels: redis.sentinels, name: redis.name ?? 'mymaster', password: redis.password, sentinelPassword: redis.sentinelPassword, tls: redis.tls };
+  }
+  if (redis.cluster?.length) return { kind: 'cluster', nodes: redis.cluster, password: redis.password, tls: redis.tls };
+  if (env.REDIS_URL) return { kind: 'url', url: env.REDIS_URL };
+  return undefined;
+}
+
+const retryStrategy = (n: number) => Math.min(50 * 2 ** n, 1_000);
+
+/**
+ * A connection that sees a READONLY reply is talking to a demoted master (a Sentinel failover
+ * while the old master stayed up, or a Cluster slot moved): reconnect, which asks the sentinels
+ * for the new master. Workers also resend the command (it was refused, so it did not run).
+ */
+const reconnectOnReadonly = (resend: boolean) => (err: Error) => (/^READONLY/.test(err.message) ? (resend ? 2 : 1) : false);
+
+function purposeOptions(purpose: RedisPurpose): RedisOptions {
+  return purpose === 'api'
+    ? {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        commandTimeout: 5_000,
+        connectTimeout: 2_000,
+        retryStrategy,
+        reconnectOnError: reconnectOnReadonly(false),
+        lazyConnect: true,
+      }
+    : { maxRetriesPerRequest: null, retryStrategy, reconnectOnError: reconnectOnReadonly(true) };
+}
+
+function tlsOptions(tls: RedisTlsConfig | undefined): RedisOptions['tls'] {
+  if (!tls) return undefined;
+  const file = (p?: string) => (p ? readFileSync(resolve(p)) : undefined);
+  return { ca: file(tls.ca), cert: file(tls.cert), key: file(tls.key), servername: tls.servername, rejectUnauthorized: tls.rejectUnauthorized ?? true };
+}
+
+/** ioredis options of a Sentinel target (without the purpose's options). */
+export function sentinelOptions(t: Extract<RedisTarget, { kind: 'sentinel' }>): RedisOptions {
+  const tls = tlsOptions(t.tls);
+  return {
+    sentinels: t.sentinels,
+    name: t.name,
+    role: 'master',
+    password: t.password,
+    sentinelPassword: t.sentinelPassword,
+    ...(tls ? { tls, enableTLSForSentinelMode: true, sentinelTLS: tls } : {}),
+    // Sentinels publish +switch-master: reconnect at once instead of when the old master fails.
+    failoverDetector: true,
+    // A sentinel that does not answer is skipped quickly; the next one is asked.
+    sentinelCommandTimeout: 1_000,
+    // Keep asking the sentinels for ever (ioredis' default gives up after its retries).
+    sentinelRetryStrategy: (n) => Math.min(100 * n, 1_000),
+    updateSentinels: true,
+  };
+}
+
+/** Cluster connections (filled in by the Cluster work; see docs/scaling.md). */
+function openCluster(t: Extract<RedisTarget, { kind: 'cluster' }>, _purpose: RedisPurpose, _extra: RedisOptions): Redis {
+  throw new Error(`redis.cluster (${t.nodes.length} nodes) is not supported by this build`);
+}
+
+/**
+ * The one factory of Redis connections: every connection fenliu opens (API, workers, queues,
+ * audit reader, rate limiter, console sessions) is made here, so a Sentinel or Cluster config
+ * reaches all of them. `extra` overrides the purpose's options.
+ */
+export function openRedis(target: RedisTarget, purpose: RedisPurpose, extra: RedisOptions = {}): Redis {
+  const opts = { ...purposeOptions(purpose), ...extra };
+  switch (target.kind) {
+    case 'url':
+      return new Redis(target.url, opts);
+    case 'sentinel':
+      return new Redis({ ...sentinelOptions(target), ...opts });
+    case 'cluster':
+      return openCluster(target, purpose, extra);
+  }
+}
+
+/** Connection for request handlers (see RedisPurpose `api`). */
+export function apiConnection(target: RedisTarget | string, extra: RedisOptions = {}): Redis {
+  return openRedis(typeof target === 'string' ? { kind: 'url', url: target } : target, 'api', extra);
+}
+
+/** Connection for BullMQ workers (see RedisPurpose `worker`). */
+export function workerConnection(target: RedisTarget | string, extra: RedisOptions = {}): Redis {
+  return openRedis(typeof target === 'string' ? { kind: 'url', url: target } : target, 'worker', extra);
 }
 
 /** Resolves when the client is ready, or rejects with a clear message after `timeoutMs`. */
-export async function waitReady(redis: Redis, url: string, timeoutMs = 5_000): Promise<void> {
+export async function waitReady(redis: Redis, target: RedisTarget | string, timeoutMs = 5_000): Promise<void> {
   if (redis.status === 'ready') return;
   if (redis.status === 'wait') redis.connect().catch(() => undefined);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`Redis at ${redactUrl(url)} is unreachable (waited ${timeoutMs} ms)`));
+      reject(new Error(`Redis at ${describeTarget(target)} is unreachable (waited ${timeoutMs} ms)`));
     }, timeoutMs);
     const onReady = () => {
       cleanup();
@@ -44,6 +152,19 @@ export async function waitReady(redis: Redis, url: string, timeoutMs = 5_000): P
     };
     redis.on('ready', onReady);
   });
+}
+
+/** For logs and messages: the target without passwords. */
+export function describeTarget(target: RedisTarget | string): string {
+  if (typeof target === 'string') return redactUrl(target);
+  switch (target.kind) {
+    case 'url':
+      return redactUrl(target.url);
+    case 'sentinel':
+      return `sentinel master "${target.name}" via ${target.sentinels.map((s) => `${s.host}:${s.port}`).join(',')}`;
+    case 'cluster':
+      return `cluster ${target.nodes.map((s) => `${s.host}:${s.port}`).join(',')}`;
+  }
 }
 
 export function redactUrl(url: string): string {

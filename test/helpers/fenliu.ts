@@ -80,6 +80,8 @@ export function testConfig(overrides: ConfigDoc = {}): ConfigDoc {
       { id: 'default', default: true, targets: ['p-12345'] },
     ],
     sandbox: { enabled: false },
+    // Tests read the audit stream; those about archiving turn it on (the default is on).
+    audit: { archive: false },
   };
   const merged: ConfigDoc = { ...base };
   for (const [k, v] of Object.entries(overrides)) {
@@ -112,7 +114,8 @@ export interface TestFenliu extends Fenliu {
 }
 
 export interface StartTestOptions {
-  redisUrl: string;
+  /** Absent: the config's redis section decides (e.g. `redis.sentinels`). */
+  redisUrl?: string;
   /** Config document (see testConfig); validated here. */
   cfg?: ConfigDoc;
   role?: Role;

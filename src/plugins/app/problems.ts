@@ -3,7 +3,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError, toProblem } from '../../errors.js';
 
 /** OOM: maxmemory reached under noeviction (also inside EXECABORT of a MULTI): nothing stored, retry later. */
-const UNAVAILABLE = /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|LOADING|READONLY|MISCONF|Reached the max retries|OOM command not allowed/i;
+const UNAVAILABLE = /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|LOADING|READONLY|MISCONF|Reached the max retries|OOM command not allowed|NOREPLICAS|sentinels are unreachable|failed to connect to sentinel|CLUSTERDOWN|TRYAGAIN/i;
 
 /** Redis or connection failures: the gateway cannot store, so it must not accept. */
 export function isUnavailable(err: unknown): boolean {
