@@ -173,7 +173,10 @@ export async function measureSystem(o: SystemOptions): Promise<SystemResult> {
   }
   lat.sort((a, b) => a - b);
   const secs = (s1.at - s0.at) / 1000;
+  // Per alert delivered in the window; the API's CPU per alert it accepted, which differs from the
+  // delivered count while the backlog is still filling (a short run, or one starting cold).
   const n = Math.max(1, s1.received - s0.received);
+  const nAccepted = Math.max(1, s1.accepted - s0.accepted);
   return {
     deliveredPerSec: (s1.received - s0.received) / secs,
     acceptedPerSec: (s1.accepted - s0.accepted) / secs,
@@ -188,7 +191,7 @@ export async function measureSystem(o: SystemOptions): Promise<SystemResult> {
     duplicates,
     // The two INFO calls of the second sample are not the system's.
     redisCallsPerAlert: (s1.redisCalls - s0.redisCalls - 2) / n,
-    apiCpuUsPerAlert: (s1.api - s0.api) / n,
+    apiCpuUsPerAlert: (s1.api - s0.api) / nAccepted,
     workerCpuUsPerAlert: (s1.worker - s0.worker) / n,
     redisCpuUsPerAlert: (s1.redisCpu - s0.redisCpu) / n,
   };
