@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
-import { loadConfig } from '../config/load.js';
+import { ConfigError, loadConfig } from '../config/load.js';
 import { prepare, redactHeaders } from '../delivery/http.js';
 import { minimise } from '../delivery/minimise.js';
 import { loadPlatforms } from '../delivery/platforms.js';
@@ -62,7 +62,18 @@ export async function sendCommand(argv: string[]): Promise<number> {
     const ms = Number(values['timeout-ms']);
     (pc as Record<string, unknown>).timeouts = { connectMs: ms, headersMs: ms, bodyMs: ms };
   }
-  const platform = (await loadPlatforms({ ...cfg, platforms: [pc] })).get(pc.id)!;
+  let platform;
+  try {
+    platform = (await loadPlatforms({ ...cfg, platforms: [pc] })).get(pc.id)!;
+  } catch (err) {
+    // Only this platform was loaded: point at its place in the config, not at /platforms/0.
+    if (err instanceof ConfigError) {
+      const at = `/platforms/${cfg.platforms.indexOf(pc)}`;
+      const problems = err.problems.map((p) => ({ ...p, path: p.path.replace(/^\/platforms\/0(?=\/|$)/, at) }));
+      throw new ConfigError(`config: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, problems);
+    }
+    throw err;
+  }
 
   // --- the alert
   let text: string;
