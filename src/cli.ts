@@ -1,18 +1,11 @@
 #!/usr/bin/env node
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError } from './config/load.js';
-import { DataDirInUseError, RedisServerMissingError } from './redis/embedded.js';
-import { PersistenceError } from './redis/persistence.js';
-import { serve, PortInUseError, type Role } from './server.js';
-import { ROLES } from './roles.js';
-import { auditCompactCommand, auditVerifyCommand } from './audit/cli.js';
-import { replayCommand } from './audit/replay-cli.js';
-import { adapterTestCommand, KitUsageError } from './kit/adapter-test.js';
-import { adapterGoldenCommand, adapterNewCommand } from './kit/adapter-new.js';
-import { configCheckCommand } from './kit/config-check.js';
-import { sendCommand } from './kit/send.js';
-import { readJson, ROOT } from './schemas.js';
+
+// Command modules are imported when their command runs: --help, --version and usage errors
+// answer at once, without loading fastify, BullMQ or the adapters.
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -23,6 +16,8 @@ interface Command {
   options: Options;
   /** Positional arguments required / allowed. */
   args: [min: number, max: number];
+  /** The first argument is a folder that must exist (an audit folder: a typo must not read as "0 records, intact"). */
+  dirArg?: boolean;
   run(argv: string[]): Promise<number | void>;
 }
 
@@ -40,8 +35,10 @@ const COMMANDS: Record<string, Command> = {
     args: [0, 0],
     async run(argv) {
       const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: 'config/demo.yaml' }, role: { type: 'string', default: 'all' } } });
-      const role = values.role as Role;
+      const { ROLES } = await import('./roles.js');
+      const role = values.role as (typeof ROLES)[number];
       if (!ROLES.includes(role)) throw new UsageError(`--role must be ${ROLES.join(', ')}, not ${role}`);
+      const { serve } = await import('./server.js');
       await serve(values.config!, role);
     },
   },
@@ -51,21 +48,23 @@ const COMMANDS: Record<string, Command> = {
   sections, each platform's adapter and its options. Prints "ok" or each problem with its JSON pointer.`,
     options: {},
     args: [1, 1],
-    run: (argv) => configCheckCommand(argv[0]),
+    run: async (argv) => (await import('./kit/config-check.js')).configCheckCommand(argv[0]),
   },
   'audit verify': {
     usage: `fenliu audit verify DIR [--json]
   Verifies the hash chain and manifest of an audit folder offline. Exit 0 intact, 1 broken.`,
     options: { json: bool },
     args: [1, 1],
-    run: (argv) => auditVerifyCommand(argv),
+    dirArg: true,
+    run: async (argv) => (await import('./audit/cli.js')).auditVerifyCommand(argv),
   },
   'audit compact': {
     usage: `fenliu audit compact DIR --older-than 30d|12h|ISO [--fields data.alert,data.body] [--json]
   Removes bodies older than the limit from closed segments, keeping the chain verifiable.`,
     options: { 'older-than': str, fields: str, json: bool },
     args: [1, 1],
-    run: (argv) => auditCompactCommand(argv),
+    dirArg: true,
+    run: async (argv) => (await import('./audit/cli.js')).auditCompactCommand(argv),
   },
   replay: {
     usage: `fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
@@ -74,7 +73,8 @@ const COMMANDS: Record<string, Command> = {
   (exit 1 when any). redeliver: asks a running fenliu (--url) to send them again (admin key).`,
     options: { from: str, to: str, source: str, platform: str, mode: str, config: str, json: bool, reason: str, 'dry-run': bool, url: str, key: str },
     args: [1, 1],
-    run: (argv) => replayCommand(argv),
+    dirArg: true,
+    run: async (argv) => (await import('./audit/replay-cli.js')).replayCommand(argv),
   },
   'adapter new': {
     usage: `fenliu adapter new ID [--dir DIR]
@@ -82,7 +82,7 @@ const COMMANDS: Record<string, Command> = {
   generated, and lists the TODOs to fill in. Nothing is written unless it all succeeded.`,
     options: { dir: str },
     args: [1, 1],
-    run: (argv) => adapterNewCommand(argv),
+    run: async (argv) => (await import('./kit/adapter-new.js')).adapterNewCommand(argv),
   },
   'adapter test': {
     usage: `fenliu adapter test PATH [--golden DIR] [--json]
@@ -90,14 +90,14 @@ const COMMANDS: Record<string, Command> = {
   Exit 0 when every check passes, 1 otherwise.`,
     options: { golden: str, json: bool },
     args: [1, 1],
-    run: (argv) => adapterTestCommand(argv),
+    run: async (argv) => (await import('./kit/adapter-test.js')).adapterTestCommand(argv),
   },
   'adapter golden': {
     usage: `fenliu adapter golden DIR
   Rewrites DIR/golden/ from the adapter's fixtures; review the diff before committing.`,
     options: {},
     args: [1, 1],
-    run: (argv) => adapterGoldenCommand(argv),
+    run: async (argv) => (await import('./kit/adapter-new.js')).adapterGoldenCommand(argv),
   },
   send: {
     usage: `fenliu send FILE --to PLATFORM [--config FILE] [--source ID] [--format fenliu|eido|cap|vendor]
@@ -106,7 +106,7 @@ const COMMANDS: Record<string, Command> = {
   prints the exact request and response. Exit 0 only when the platform accepted it.`,
     options: { to: str, config: str, source: str, format: str, 'show-secrets': bool, 'timeout-ms': str },
     args: [1, 1],
-    run: (argv) => sendCommand(argv),
+    run: async (argv) => (await import('./kit/send.js')).sendCommand(argv),
   },
 };
 
@@ -154,8 +154,14 @@ const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
 
 function version(): string {
-  return readJson<{ version: string }>(join(ROOT, 'package.json')).version;
+  // dist/src/cli.js or src/cli.ts: package.json is two or one folders up.
+  const here = dirname(fileURLToPath(import.meta.url));
+  const file = [join(here, '..', '..', 'package.json'), join(here, '..', 'package.json')].find((f) => existsSync(f))!;
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
 }
+
+/** Errors that are the user's situation, not a bug: said in one line (by class name, so their modules load lazily). */
+const PLAIN_ERRORS = new Set(['RedisServerMissingError', 'PersistenceError', 'PortInUseError', 'DataDirInUseError']);
 
 /** One line saying what is wrong, then the usage: exit 2. */
 function usageError(message: string, usage: string): number {
@@ -192,7 +198,7 @@ export async function main(argv: string[]): Promise<number> {
   const helpAsked = argv.some((a) => a === '--help' || a === '-h');
   if (!r.key) {
     if (r.group) {
-      if (helpAsked && r.unknown === undefined) return (out(groupUsage(r.group)), 0);
+      if (helpAsked && (r.unknown === undefined || r.unknown.startsWith('-'))) return (out(groupUsage(r.group)), 0);
       return usageError(r.unknown === undefined ? `${r.group} needs a subcommand` : `unknown subcommand "${r.group} ${r.unknown}"`, groupUsage(r.group));
     }
     return usageError(`unknown command "${name}"`, USAGE);
@@ -209,6 +215,7 @@ export async function main(argv: string[]): Promise<number> {
     const [min, max] = cmd.args;
     if (positionals.length < min) return usageError(`${r.key}: missing argument`, cmd.usage);
     if (positionals.length > max) return usageError(`${r.key}: unexpected argument "${positionals[max]}"`, cmd.usage);
+    if (cmd.dirArg && !(existsSync(positionals[0]) && statSync(positionals[0]).isDirectory())) return usageError(`${r.key}: ${positionals[0]}: no such folder`, cmd.usage);
   } catch (e) {
     return usageError(`${r.key}: ${(e as Error).message.split('\n')[0].replace(/\. To specify a positional.*/, '')}`, cmd.usage);
   }
@@ -217,15 +224,16 @@ export async function main(argv: string[]): Promise<number> {
     // -1 means "keep running" (serve).
     return typeof code === 'number' ? code : -1;
   } catch (e) {
-    if (e instanceof UsageError || e instanceof KitUsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    const kind = (e as Error | undefined)?.constructor?.name ?? '';
+    if (e instanceof UsageError || kind === 'KitUsageError' || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       return usageError(`${r.key}: ${(e as Error).message.replace(/^usage: .*$/m, 'missing argument')}`, cmd.usage);
     }
-    if (e instanceof ConfigError) {
-      err(`fenliu: ${e.message.replace(/^config: /, 'config error: ')}`);
+    if (kind === 'ConfigError') {
+      err(`fenliu: ${(e as Error).message.replace(/^config: /, 'config error: ')}`);
       return 1;
     }
-    if (e instanceof RedisServerMissingError || e instanceof PersistenceError || e instanceof PortInUseError || e instanceof DataDirInUseError) {
-      err(`fenliu: ${e.message}`);
+    if (PLAIN_ERRORS.has(kind)) {
+      err(`fenliu: ${(e as Error).message}`);
       return 1;
     }
     // A programming error deserves its stack; anything else is said in one line.
