@@ -9,10 +9,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
-import { ConfigError, loadConfig } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
 import { prepare, redactHeaders } from '../delivery/http.js';
 import { minimise } from '../delivery/minimise.js';
-import { loadPlatforms } from '../delivery/platforms.js';
 import { classifyResponse, classifyTransportError } from '../delivery/policy.js';
 import { ProblemError } from '../errors.js';
 import { mapErrors, type Normalised } from '../inbound/common.js';
@@ -21,6 +20,7 @@ import { InboundService } from '../inbound/service.js';
 import { validateAlert } from '../ingest/validate.js';
 import type { Runtime } from '../runtime.js';
 import { KitUsageError } from './adapter-test.js';
+import { checkPlatforms } from './config-check.js';
 
 const USAGE = 'usage: fenliu send FILE --to PLATFORM [--config FILE] [--source ID] [--format fenliu|eido|cap|vendor] [--show-secrets] [--timeout-ms N]';
 
@@ -62,18 +62,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     const ms = Number(values['timeout-ms']);
     (pc as Record<string, unknown>).timeouts = { connectMs: ms, headersMs: ms, bodyMs: ms };
   }
-  let platform;
-  try {
-    platform = (await loadPlatforms({ ...cfg, platforms: [pc] })).get(pc.id)!;
-  } catch (err) {
-    // Only this platform was loaded: point at its place in the config, not at /platforms/0.
-    if (err instanceof ConfigError) {
-      const at = `/platforms/${cfg.platforms.indexOf(pc)}`;
-      const problems = err.problems.map((p) => ({ ...p, path: p.path.replace(/^\/platforms\/0(?=\/|$)/, at) }));
-      throw new ConfigError(`config: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, problems);
-    }
-    throw err;
-  }
+  const platform = (await checkPlatforms(cfg, [pc])).get(pc.id)!;
 
   // --- the alert
   let text: string;

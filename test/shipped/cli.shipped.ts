@@ -108,9 +108,14 @@ t.test('config check runs serve\'s checks: adapter names, options, route targets
   const options = structuredClone(demo);
   options.platforms[3].options.defaultServiceCode = 1;
   writeFileSync(join(work, 'options.yaml'), stringify(options));
-  const opt = await fenliu(inst, ['config', 'check', join(work, 'options.yaml')]);
+  const feedback = structuredClone(demo);
+  feedback.sources[0].feedback.adapter = 'feedbak-110';
+  writeFileSync(join(work, 'feedback.yaml'), stringify(feedback));
+  const [opt, fb] = await Promise.all([fenliu(inst, ['config', 'check', join(work, 'options.yaml')]), fenliu(inst, ['config', 'check', join(work, 'feedback.yaml')])]);
   t.equal(opt.code, 1);
   t.match(opt.stderr, /\/platforms\/3\/options\/defaultServiceCode must be string \(adapter open311\)/);
+  t.equal(fb.code, 1);
+  t.match(fb.stderr, /^fenliu: config error: \/sources\/0\/feedback\/adapter unknown adapter "feedbak-110"/, 'a source\'s feedback platform points into its source');
 });
 
 t.test('the integrator flow from the install: adapter new → test → golden → config check → send', async (t) => {
