@@ -17,7 +17,7 @@
  * - Every command must exit 0, except a line ending with a comment `# exits N…`, which must exit
  *   N. `curl` runs with --fail-with-body, so an HTTP status >= 400 fails the block (exit 22)
  *   unless the line says `# exits 22`.
- * - `alt_…` stands for the alert id: it is replaced by the newest alert id an earlier block printed.
+ * - `alt_…` (or `alt_...`) stands for the alert id: it is replaced by the newest alert id an earlier block printed.
  *
  * The workspace looks like a clone: config/ (demo.yaml with free ports), schemas/, adapters/,
  * openapi/ and dist/ come from the installed package; `fenliu` on PATH is the installed command
@@ -27,79 +27,15 @@
  */
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/fenliu.js';
 import { freePort } from '../../src/redis/embedded.js';
 import { exec, installPackage, type Installed } from './install.js';
+import { DEMO_PORTS, docFiles, shellBlocks, toScript } from './doc-blocks.js';
 
-export interface DocBlock {
-  file: string;
-  line: number;
-  code: string;
-  skip?: string;
-  cwd?: string;
-}
-
-const FENCE = /^(\s*)(`{3,}|~{3,})\s*([^\s`]*)?.*$/;
-const RUNNABLE = new Set(['sh', 'bash', 'shell', 'console']);
-const MARKER = /^\s*<!--\s*docs-test:\s*(.*?)\s*-->\s*$/;
-
-/** The shell blocks of one markdown file, with the marker (if any) right before each. */
-export function shellBlocks(file: string, text: string): DocBlock[] {
-  const lines = text.split('\n');
-  const out: DocBlock[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const open = FENCE.exec(lines[i]);
-    if (!open) continue;
-    const [, indent, fence, lang = ''] = open;
-    let end = i + 1;
-    while (end < lines.length && !(lines[end].trim().startsWith(fence) && lines[end].trim().replace(/[`~]/g, '') === '')) end++;
-    if (RUNNABLE.has(lang.toLowerCase())) {
-      const code = lines
-        .slice(i + 1, end)
-        .map((l) => (l.startsWith(indent) ? l.slice(indent.length) : l.trimStart()))
-        .join('\n');
-      const block: DocBlock = { file, line: i + 1, code };
-      let j = i - 1;
-      while (j >= 0 && lines[j].trim() === '') j--;
-      const marker = j >= 0 ? MARKER.exec(lines[j]) : null;
-      if (marker) {
-        const m = marker[1];
-        const skip = /^skip\b\s*[—:-]?\s*(.*)$/.exec(m);
-        const cwd = /^cwd=(\S+)$/.exec(m);
-        if (skip) block.skip = skip[1] || '(no reason given)';
-        else if (cwd) block.cwd = cwd[1];
-        else throw new Error(`${file}:${j + 1}: unknown docs-test marker "${m}" (skip — reason | cwd=DIR)`);
-      }
-      out.push(block);
-    }
-    i = end;
-  }
-  return out;
-}
-
-const DEMO_PORTS = [8110, 9101, 9102, 9103, 9104, 9110];
-
-/** Turns a block into a bash script: curl fails on HTTP errors, `# exits N` lines must exit N. */
-export function toScript(code: string, ports: Map<number, number>, alertId: string | undefined): string {
-  let body = code.replace(/(127\.0\.0\.1|localhost):(\d{4})\b/g, (m, host: string, p: string) => (ports.has(Number(p)) ? `${host}:${ports.get(Number(p))}` : m));
-  if (alertId) body = body.replace(/alt_…/g, alertId);
-  // Join continued lines so a `# exits N` comment applies to the whole command.
-  const logical = body.replace(/\\\n/g, '\u0000').split('\n');
-  const lines = logical.map((l) => {
-    const m = /^(.*?)\s+#\s*exits\s+(\d+)\b.*$/.exec(l);
-    if (!m) return l;
-    const cmd = m[1];
-    const want = m[2];
-    return `{ ${cmd}\n} && __rc=0 || __rc=$?; [ "$__rc" = ${want} ] || { echo "docs-test: expected exit ${want}, got $__rc from: ${cmd.replace(/["$`\\\u0000]/g, ' ')}" >&2; exit 97; }`;
-  });
-  return ['set -e', 'curl() { command curl --fail-with-body --silent --show-error "$@"; }', ...lines].join('\n').replace(/\u0000/g, '\\\n');
-}
-
-const docFiles = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
-const blocks = docFiles.flatMap((f) => shellBlocks(f, readFileSync(join(ROOT, f), 'utf8')));
+const blocks = docFiles().flatMap((f) => shellBlocks(f, readFileSync(join(ROOT, f), 'utf8')));
 
 const work = mkdtempSync(join(tmpdir(), 'fenliu-docs-'));
 let demo: ChildProcess | undefined;
