@@ -34,10 +34,15 @@ t.test('markers, indented fences and other languages', async (t) => {
     '  ls',
     '  echo "two"',
     '  ```',
+    '```console',
+    '$ fenliu --version',
+    'fenliu 0.1.0',
+    '```',
   ].join('\n');
   t.same(shellBlocks('x.md', md), [
     { file: 'x.md', line: 2, code: 'docker build .', skip: 'needs Docker' },
     { file: 'x.md', line: 12, code: 'ls\necho "two"', cwd: 'var/audit' },
+    { file: 'x.md', line: 16, code: 'fenliu --version' },
   ]);
   t.throws(() => shellBlocks('x.md', '<!-- docs-test: maybe -->\n```sh\nls\n```'), /x\.md:1: unknown docs-test marker "maybe"/);
 });

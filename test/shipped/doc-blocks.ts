@@ -38,7 +38,9 @@ export function shellBlocks(file: string, text: string): DocBlock[] {
         .slice(i + 1, end)
         .map((l) => (l.startsWith(indent) ? l.slice(indent.length) : l.trimStart()))
         .join('\n');
-      const block: DocBlock = { file, line: i + 1, code };
+      // A console block is a transcript: only the `$ ` lines are typed, the rest is output.
+      const typed = lang.toLowerCase() === 'console' ? code.split('\n').filter((l) => l.startsWith('$ ')).map((l) => l.slice(2)).join('\n') : code;
+      const block: DocBlock = { file, line: i + 1, code: typed };
       let j = i - 1;
       while (j >= 0 && lines[j].trim() === '') j--;
       const marker = j >= 0 ? MARKER.exec(lines[j]) : null;

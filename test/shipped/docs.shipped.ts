@@ -7,7 +7,9 @@
  * - A fenced block whose info string starts with `sh`, `bash`, `shell` or `console` (e.g. ```sh,
  *   ```sh verify) is run with bash, in order of appearance: README.md first, then docs/*.md in
  *   alphabetical order, all in one workspace. Indented fences (inside list items) count too.
- *   Other fences (yaml, json, ts, text, none) are never run.
+ *   In a `console` block only the lines starting with `$ ` run (the rest is output). Other
+ *   fences (yaml, json, ts, text, none) and 4-space indented code are never run: write what a
+ *   reader types in a fenced sh block.
  * - To keep a block from running, put this HTML comment on the line right before its fence
  *   (blank lines between are allowed), with the reason; it is reported as skipped:
  *       <!-- docs-test: skip — needs Docker -->
