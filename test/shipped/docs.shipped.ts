@@ -96,3 +96,13 @@ for (const b of blocks) {
     if (ids.length) lastAlertId = ids[ids.length - 1][1];
   });
 }
+
+t.test('the pages the README sends readers to are served by the installed demo', async (t) => {
+  const base = `http://127.0.0.1:${ports.get(8110)}`;
+  for (const [path, type] of [['/console/', /text\/html/], ['/docs/', /text\/html/], ['/openapi.json', /application\/json/]] as const) {
+    const res = await fetch(`${base}${path}`);
+    t.equal(res.status, 200, `${path} answers 200`);
+    t.match(res.headers.get('content-type') ?? '', type, `${path} content-type`);
+    await res.arrayBuffer();
+  }
+});
