@@ -70,7 +70,21 @@ export function installPackage(): Promise<Installed> {
   return (cached ??= doInstall());
 }
 
+/** Installs from earlier runs (other tarballs) are removed a day after they were made. */
+function removeOldInstalls(): void {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith('fenliu-shipped-')) continue;
+    const done = join(tmpdir(), name, '.installed');
+    try {
+      if (Date.now() - statSync(done).mtimeMs > 86_400_000) rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    } catch {
+      // being installed right now, or not ours to judge
+    }
+  }
+}
+
 async function doInstall(): Promise<Installed> {
+  removeOldInstalls();
   const cli = join(ROOT, 'dist', 'src', 'cli.js');
   if (!existsSync(cli)) throw new Error('dist/ is missing: run `npm run build` (npm ci does it) before npm run test:shipped');
   const built = statSync(cli).mtimeMs;
