@@ -106,3 +106,19 @@ t.test('the pages the README sends readers to are served by the installed demo',
     await res.arrayBuffer();
   }
 });
+
+t.test('the README fault step does what it says: the new alert\'s 12345 delivery is a dead letter', async (t) => {
+  const url = `http://127.0.0.1:${ports.get(8110)}/v1/platforms/huangshi-12345/dead-letters`;
+  // Delivery is asynchronous; the engine settles within a few attempts' time.
+  const deadline = Date.now() + 30_000;
+  let items: { state?: string }[] = [];
+  while (Date.now() < deadline) {
+    const res = await fetch(url, { headers: { authorization: 'Bearer demo-admin-key' } });
+    t.equal(res.status, 200);
+    items = ((await res.json()) as { items: { state?: string }[] }).items;
+    if (items.length) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  t.equal(items.length, 1, 'one dead letter on the sandbox 12345');
+  t.equal(items[0]?.state, 'failed');
+});
