@@ -6,8 +6,8 @@
  * dependency-free file by design), so it builds and tests wherever it lives, inside or outside
  * fenliu's repository.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatResults, runConformance, writeGolden } from '../../adapters/conformance.js';
 import { sampleAlerts } from '../../adapters/common.js';
@@ -257,13 +257,8 @@ export async function adapterGoldenCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function adapterNewCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string' } } });
-  const [id] = positionals;
-  if (!id) throw new KitUsageError('usage: fenliu adapter new ID [--dir DIR]');
-  if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(id)) throw new KitUsageError(`adapter id "${id}" must be kebab-case (a-z, 0-9, dashes), e.g. wuhan-12345`);
-  const dir = resolve(values.dir ?? id);
-  if (existsSync(dir) && readdirSync(dir).length) throw new KitUsageError(`${dir} exists and is not empty; choose another --dir`);
+/** Writes every file of a new adapter folder into `dir` (which exists and is empty). */
+function writeScaffold(dir: string, id: string, shown: string): void {
   for (const sub of ['schemas', 'fixtures', 'golden']) mkdirSync(join(dir, sub), { recursive: true });
   const put = (name: string, content: string) => writeFileSync(join(dir, name), content);
   const jsonText = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
@@ -277,16 +272,37 @@ export async function adapterNewCommand(argv: string[]): Promise<number> {
   put('fixtures/with-caller.json', jsonText({ name: 'with-caller', alert: asSource(sampleAlerts.noodleShop) }));
   put('fixtures/confidential.json', jsonText({ name: 'confidential', alert: asSource(sampleAlerts.confidentialLeak) }));
   put('adapter.test.ts', TEST);
-  const rel = relative(process.cwd(), dir);
-  const shown = rel.startsWith('..') ? dir : `./${rel}`;
   put('README.md', readme(id, shown));
-  await refreshGolden(dir);
-  const { adapter } = await loadAdapterModule(dir);
-  const results = await runConformance(adapter, { goldenDir: join(dir, 'golden') });
-  const failed = results.filter((r) => !r.ok);
-  if (failed.length) {
-    process.stdout.write(`scaffold written to ${dir}, but it fails its own checks (a fenliu bug):\n${formatResults(failed)}\n`);
-    return 1;
+}
+
+export async function adapterNewCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string' } } });
+  const [id] = positionals;
+  if (!id) throw new KitUsageError('usage: fenliu adapter new ID [--dir DIR]');
+  if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(id)) throw new KitUsageError(`adapter id "${id}" must be kebab-case (a-z, 0-9, dashes), e.g. wuhan-12345`);
+  const dir = resolve(values.dir ?? id);
+  if (existsSync(dir) && readdirSync(dir).length) throw new KitUsageError(`${dir} exists and is not empty; choose another --dir`);
+  const rel = relative(process.cwd(), dir);
+  const shown = rel.startsWith('..') || isAbsolute(rel) ? dir : `./${rel}`;
+  // Everything is written and checked in a scratch folder beside the target, then renamed into
+  // place: a failure leaves nothing half-written, and a second run is not refused.
+  mkdirSync(dirname(dir), { recursive: true });
+  const work = mkdtempSync(join(dirname(dir), `.${basename(dir)}.new-`));
+  let results: Awaited<ReturnType<typeof runConformance>>;
+  try {
+    writeScaffold(work, id, shown);
+    await refreshGolden(work);
+    const { adapter } = await loadAdapterModule(work);
+    results = await runConformance(adapter, { goldenDir: join(work, 'golden') });
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length) {
+      process.stdout.write(`the scaffold fails its own checks (a fenliu bug); nothing was written:\n${formatResults(failed)}\n`);
+      return 1;
+    }
+    if (existsSync(dir)) rmdirSync(dir); // empty (checked above)
+    renameSync(work, dir);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
   process.stdout.write(
     [

@@ -5,12 +5,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
 import { adapterShapeProblems } from '../../adapters/index.js';
 import { formatResults, runConformance } from '../../adapters/conformance.js';
 import type { Adapter, DiscoveryReport } from '../../adapters/sdk.js';
 import { discover } from '../delivery/discovery.js';
 import { createAgent, DEFAULT_TIMEOUTS, PlatformClient } from '../delivery/http.js';
+import { importModule } from './import-module.js';
 
 export class KitUsageError extends Error {}
 
@@ -24,31 +24,6 @@ export function adapterEntry(path: string): string {
   const entry = ENTRY_NAMES.map((n) => join(abs, n)).find((f) => existsSync(f));
   if (!entry) throw new KitUsageError(`${path}: no ${ENTRY_NAMES.join(', ')} in this folder`);
   return entry;
-}
-
-let tsxRegistered = false;
-
-/**
- * Imports a module, TypeScript included: under tsx (`npx tsx`, the tests) it just works; from a
- * compiled fenliu, tsx's loader is registered on first need when it is installed.
- */
-export async function importModule(file: string): Promise<Record<string, unknown>> {
-  const url = pathToFileURL(file).href;
-  try {
-    return (await import(url)) as Record<string, unknown>;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (tsxRegistered || !/\.[mc]?ts$/.test(file) || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && !(err instanceof SyntaxError))) throw err;
-    let api: { register(): unknown };
-    try {
-      api = (await import('tsx/esm/api')) as { register(): unknown };
-    } catch {
-      throw new Error(`${file} is TypeScript and tsx is not installed: run the command with \`npx tsx\`, or point at compiled JavaScript`, { cause: err });
-    }
-    api.register();
-    tsxRegistered = true;
-    return (await import(`${url}?tsx`)) as Record<string, unknown>;
-  }
 }
 
 /** Loads and shape-checks an adapter module; throws with every shape problem listed. */
