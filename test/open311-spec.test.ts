@@ -9,6 +9,9 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
@@ -227,4 +230,73 @@ t.test('at start: a configured service code the platform does not offer is a log
   t.ok(warn, 'warned before the first delivery');
   t.match(warn, { level: 40, platformId: 'o', msg: /service_code "LOCK-99" is configured but the platform does not list it/ });
   t.notOk(logs.text.includes('"GENERAL" is configured but'), 'a listed code is not warned about');
+});
+
+t.test('service definitions: required attributes not mapped are warned of (discover, adapter test, fenliu send)', async (t) => {
+  // GeoReport v2 "GET Service Definition": a service listed with metadata=true defines attributes;
+  // those with variable and required true must be sent, or the server refuses the request.
+  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL', 'WATER-LEAK'], open311Required: { 'WATER-LEAK': { REGION: '行政区划代码', FLOOR: 'Floor' } } }] });
+  t.teardown(() => sandbox.close());
+  const url = sandbox.get('o').url;
+  const agent = createAgent(DEFAULT_TIMEOUTS);
+  t.teardown(() => agent.close());
+  const client = new PlatformClient('o', url, agent, { type: 'none' }, DEFAULT_TIMEOUTS);
+  const base = { apiKey: 'k', defaultServiceCode: 'GENERAL', serviceCodes: { 'utility.*': 'WATER-LEAK' } };
+  const partly = { ...base, attributes: { 'WATER-LEAK': { REGION: 'location.regionCode' } } };
+  const full = { ...base, attributes: { 'WATER-LEAK': { REGION: 'location.regionCode', FLOOR: { value: '1' } } } };
+
+  for (const format of ['xml', 'json'] as const) {
+    const r = (await discover({ id: 'o', url, options: { ...partly, format }, adapter: open311, client }))!;
+    t.same(r.warnings.length, 1, `${format}: one unmapped required attribute`);
+    t.match(r.warnings[0], /service_code "WATER-LEAK" requires attribute "FLOOR" \(Floor\), which options\.attributes\["WATER-LEAK"\] does not map/);
+    t.match(r.info, [/services/, new RegExp(`GET /services/WATER-LEAK\\.${format}: 2 required attribute\\(s\\) \\(REGION, FLOOR\\)`)]);
+  }
+  const none = (await discover({ id: 'o', url, options: base, adapter: open311, client }))!;
+  t.equal(none.warnings.length, 2, 'both unmapped');
+  t.same((await discover({ id: 'o', url, options: full, adapter: open311, client }))!.warnings, [], 'all mapped: no warning');
+  t.notOk(sandbox.get('o').received.some((r) => r.path.startsWith('/services/GENERAL')), 'a service without metadata is not asked for its definition');
+  const broken = (await discover({ id: 'o', url: 'http://127.0.0.1:9/', options: base, adapter: open311, client: new PlatformClient('o', 'http://127.0.0.1:9/', agent, { type: 'none' }, DEFAULT_TIMEOUTS) }))!;
+  t.equal(broken.warnings.length, 1, 'no service list: no definitions asked for, one warning');
+  t.same(open311.discovery!.read([{ request: { method: 'GET', path: '/services/WATER-LEAK.xml' }, response: { status: 200, headers: {}, body: '<nothing/>' } }], { platform: { id: 'o', url, config: base } }).warnings, [
+    'GET /services/WATER-LEAK.xml: the answer is not a GeoReport service definition; its required attributes were not checked',
+  ]);
+
+  const work = mkdtempSync(join(tmpdir(), 'fenliu-o311-'));
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const alertFile = join(work, 'leak.json');
+  writeFileSync(alertFile, JSON.stringify(sampleAlerts.confidentialLeak));
+  const config = (options: object) => {
+    const file = join(work, `${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(
+      file,
+      JSON.stringify({
+        log: { level: 'silent' },
+        sources: [{ id: 'hubei-huangshi-110', keys: [{ sha256: '0'.repeat(64) }] }],
+        // discovery.xml offers JSON: `fenliu send` takes the format from it, as start does.
+        platforms: [{ id: 'o', adapter: 'open311', url, options: { ...options, discoveryUrl: 'discovery.xml' } }],
+        routes: [{ id: 'default', default: true, targets: ['o'] }],
+      }),
+    );
+    return file;
+  };
+  const run = (args: string[]) =>
+    new Promise<{ code: number; stdout: string }>((resolve) => {
+      const c = cli(args);
+      execFile(c.command, c.args, { cwd: ROOT, env: childEnv(), timeout: 60_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }));
+    });
+  const [kit, refused, sent] = await Promise.all([
+    run(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(partly)]),
+    run(['send', alertFile, '--to', 'o', '--config', config(partly)]),
+    run(['send', alertFile, '--to', 'o', '--config', config(full)]),
+  ]);
+  t.equal(kit.code, 0, 'adapter test: findings are warnings');
+  t.match(kit.stdout, /WARN service_code "WATER-LEAK" requires attribute "FLOOR"/);
+  t.equal(refused.code, 1, 'send without the required attribute: exit 1');
+  t.match(refused.stdout, /WARN platform discovery: service_code "WATER-LEAK" requires attribute "FLOOR"/, 'send warns before sending');
+  t.match(refused.stdout, /> POST \S+\/requests\.json/, 'send uses the format discovery found');
+  t.match(refused.stdout, /attribute\[FLOOR\] was not provided/, 'and the server refuses what was warned of');
+  t.equal(sent.code, 0, 'send with every required attribute: exit 0');
+  t.notMatch(sent.stdout, /WARN/);
+  t.match(sent.stdout, /> POST \S+\/requests\.json/);
+  t.match(sent.stdout, /= delivered: ticket \S+/);
 });

@@ -58,6 +58,10 @@ t.test('plain secrets are refused at config check, with how to convert them', as
   t.doesNotThrow(() => checkConfig(ok, ROOT, {}), 'whsec secrets pass');
   t.match(webhookSecretProblem('whsec_not base64!'), /not base64/);
   t.match(webhookSecretProblem(`whsec_${Buffer.alloc(8).toString('base64')}`), /8 bytes/);
+  // A short plain secret converted keeps its 11 bytes, which the check then refuses: say generate instead.
+  const short = webhookSecretProblem('demo-secret')!;
+  t.match(short, /11 bytes, so it cannot be converted as it is: generate a new one/);
+  t.notMatch(short, /base64 -w0/, 'no conversion advice that would fail');
   t.throws(() => standardWebhookSignature('plain-secret-that-is-long-enough', 'msg_1', 1, '{}'), /Standard Webhooks secret/, 'never signs with a plain secret');
 });
 
