@@ -6,7 +6,7 @@
  * the real engine, the service-list check (start and `fenliu adapter test --url`), and the status
  * table whose default does not count `open` as signed for.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,7 +21,7 @@ import open311, { attributeValue, FORM_CONTENT_TYPE, readBody, type Open311Confi
 import type { Alert, TranslateContext } from '../adapters/sdk.js';
 import { discover } from '../src/delivery/discovery.js';
 import { createAgent, DEFAULT_TIMEOUTS, PlatformClient, prepare } from '../src/delivery/http.js';
-import { startSandbox } from '../src/sandbox/index.js';
+import { startSandbox, type SandboxPlatformOptions } from '../src/sandbox/index.js';
 import { childEnv, cli, LogCapture, ROOT, startTestFenliu, testConfig } from './helpers/fenliu.js';
 import { startEngineEnv } from './helpers/engine.js';
 import { startRedis } from './helpers/redis.js';
@@ -183,13 +183,26 @@ t.test('the sandbox speaks XML: a delivery with the real engine, and discovery',
   t.ok(e.sandbox.get('o-disc').tickets.has(d.remoteTicketId));
 });
 
-t.test('discovery: a configured service code the platform does not list is a warning', async (t) => {
-  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL', 'META'] }] });
+/** A sandbox Open311 platform and a client for discover(), closed when the test ends. */
+async function discoveryEnv(t: Test, opts: Omit<SandboxPlatformOptions, 'id' | 'kind'>) {
+  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', ...opts }] });
   t.teardown(() => sandbox.close());
   const url = sandbox.get('o').url;
   const agent = createAgent(DEFAULT_TIMEOUTS);
   t.teardown(() => agent.close());
-  const client = new PlatformClient('o', url, agent, { type: 'none' }, DEFAULT_TIMEOUTS);
+  return { sandbox, url, agent, client: new PlatformClient('o', url, agent, { type: 'none' }, DEFAULT_TIMEOUTS) };
+}
+
+/** The fenliu CLI as users run it: exit code and stdout. */
+function runCli(args: string[]): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    const c = cli(args);
+    execFile(c.command, c.args, { cwd: ROOT, env: childEnv(), timeout: 60_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }));
+  });
+}
+
+t.test('discovery: a configured service code the platform does not list is a warning', async (t) => {
+  const { url, agent, client } = await discoveryEnv(t, { open311Services: ['GENERAL', 'META'] });
   const options = { apiKey: 'k', defaultServiceCode: 'GENERAL', serviceCodes: { 'assist.*': 'LOCK-99' } };
   const report = (await discover({ id: 'o', url, options, adapter: open311, client }))!;
   t.equal(report.warnings.length, 1);
@@ -202,10 +215,7 @@ t.test('discovery: a configured service code the platform does not list is a war
   t.match(down.warnings[0], /no answer/, 'an unreachable platform is a warning, not a crash');
 
   // What users run: `fenliu adapter test adapters/open311 --url ...`.
-  const out = await new Promise<{ code: number; stdout: string }>((resolve) => {
-    const c = cli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(options)]);
-    execFile(c.command, c.args, { cwd: ROOT, env: childEnv(), timeout: 60_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }));
-  });
+  const out = await runCli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(options)]);
   t.equal(out.code, 0, 'conformance passes; discovery findings are warnings');
   t.match(out.stdout, /discovery against http:\/\/127\.0\.0\.1:\d+:/);
   t.match(out.stdout, /WARN service_code "LOCK-99" is configured but the platform does not list it/);
@@ -235,12 +245,7 @@ t.test('at start: a configured service code the platform does not offer is a log
 t.test('service definitions: required attributes not mapped are warned of (discover, adapter test, fenliu send)', async (t) => {
   // GeoReport v2 "GET Service Definition": a service listed with metadata=true defines attributes;
   // those with variable and required true must be sent, or the server refuses the request.
-  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL', 'WATER-LEAK'], open311Required: { 'WATER-LEAK': { REGION: '行政区划代码', FLOOR: 'Floor' } } }] });
-  t.teardown(() => sandbox.close());
-  const url = sandbox.get('o').url;
-  const agent = createAgent(DEFAULT_TIMEOUTS);
-  t.teardown(() => agent.close());
-  const client = new PlatformClient('o', url, agent, { type: 'none' }, DEFAULT_TIMEOUTS);
+  const { sandbox, url, agent, client } = await discoveryEnv(t, { open311Services: ['GENERAL', 'WATER-LEAK'], open311Required: { 'WATER-LEAK': { REGION: '行政区划代码', FLOOR: 'Floor' } } });
   const base = { apiKey: 'k', defaultServiceCode: 'GENERAL', serviceCodes: { 'utility.*': 'WATER-LEAK' } };
   const partly = { ...base, attributes: { 'WATER-LEAK': { REGION: 'location.regionCode' } } };
   const full = { ...base, attributes: { 'WATER-LEAK': { REGION: 'location.regionCode', FLOOR: { value: '1' } } } };
@@ -279,15 +284,10 @@ t.test('service definitions: required attributes not mapped are warned of (disco
     );
     return file;
   };
-  const run = (args: string[]) =>
-    new Promise<{ code: number; stdout: string }>((resolve) => {
-      const c = cli(args);
-      execFile(c.command, c.args, { cwd: ROOT, env: childEnv(), timeout: 60_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }));
-    });
   const [kit, refused, sent] = await Promise.all([
-    run(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(partly)]),
-    run(['send', alertFile, '--to', 'o', '--config', config(partly)]),
-    run(['send', alertFile, '--to', 'o', '--config', config(full)]),
+    runCli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(partly)]),
+    runCli(['send', alertFile, '--to', 'o', '--config', config(partly)]),
+    runCli(['send', alertFile, '--to', 'o', '--config', config(full)]),
   ]);
   t.equal(kit.code, 0, 'adapter test: findings are warnings');
   t.match(kit.stdout, /WARN service_code "WATER-LEAK" requires attribute "FLOOR"/);
