@@ -284,11 +284,13 @@ t.test('service definitions: required attributes not mapped are warned of (disco
     );
     return file;
   };
-  const [kit, refused, sent] = await Promise.all([
+  const [kit, refused, sent, notObject] = await Promise.all([
     runCli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(partly)]),
     runCli(['send', alertFile, '--to', 'o', '--config', config(partly)]),
     runCli(['send', alertFile, '--to', 'o', '--config', config(full)]),
+    runCli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', 'null']),
   ]);
+  t.equal(notObject.code, 2, '--options that is not an object is a usage error, not a crash');
   t.equal(kit.code, 0, 'adapter test: findings are warnings');
   t.match(kit.stdout, /WARN service_code "WATER-LEAK" requires attribute "FLOOR"/);
   t.equal(refused.code, 1, 'send without the required attribute: exit 1');

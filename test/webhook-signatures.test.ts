@@ -104,3 +104,20 @@ t.test('a request fenliu signed verifies with standardwebhooks and with the docs
   t.equal(verify(secret, r.headers, `${r.body} `), false, 'and refuses a changed body');
   t.equal(verify(generateWebhookSecret(), r.headers, r.body), false, 'and another key');
 });
+
+t.test('docs/lifecycle.md callback signing snippet: standardwebhooks and fenliu verify it', async (t) => {
+  const snippet = docSnippet('docs/lifecycle.md', 'Signing a callback', 'secret');
+  // Run it as written, with its fetch caught instead of sent (no fixed ports in tests).
+  const sent: { url: string; init: { headers: Record<string, string>; body: string } }[] = [];
+  (globalThis as Record<string, unknown>).__fenliuCapture = (url: string, init: { headers: Record<string, string>; body: string }) => sent.push({ url, init });
+  t.teardown(() => delete (globalThis as Record<string, unknown>).__fenliuCapture);
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-doc-'));
+  const file = join(dir, 'sign.mjs');
+  writeFileSync(file, snippet.replace('await fetch(', 'await globalThis.__fenliuCapture('));
+  const { secret } = (await import(pathToFileURL(file).href)) as { secret: string };
+  t.equal(sent.length, 1, 'one callback');
+  const { headers, body } = sent[0].init;
+  t.equal(webhookSecretProblem(secret), undefined, 'the snippet\'s secret is a Standard Webhooks secret');
+  t.same(new Webhook(secret).verify(body, headers), JSON.parse(body), 'standardwebhooks verifies the snippet\'s signature');
+  t.ok(verifySignature(secret, headers['webhook-id'], headers['webhook-timestamp'], body, headers['webhook-signature']), 'fenliu verifies it');
+});
