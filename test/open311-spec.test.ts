@@ -160,6 +160,15 @@ t.test('status table: open is received, not signed for; per-platform overrides',
   t.throws(() => open311.poll!.parse(body('acknowledged'), pctx()), /statusMap/, 'an unknown status says where to map it');
 });
 
+t.test('POST answers: a blackbox service (no id, no token) is delivered, not sent again', async (t) => {
+  const rctx = { ...conformanceContext, platform: { id: 'p', config: open311.exampleConfig as Open311Config } } as Parameters<typeof open311.interpretResponse>[1];
+  const answer = (body: string) => open311.interpretResponse({ status: 200, headers: {}, body }, rctx);
+  t.same(answer('<service_requests><request><service_notice>The City will inspect</service_notice><account_id/></request></service_requests>'), { outcome: 'delivered' });
+  t.same(answer('[{"service_notice":"Thanks","account_id":null}]'), { outcome: 'delivered' });
+  t.equal(answer('[{"something":"else"}]').outcome, 'retry', 'not the spec\'s answer shape: retried');
+  t.equal(answer('<html>proxy error</html>').outcome, 'retry');
+});
+
 t.test('the sandbox speaks XML: a delivery with the real engine, and discovery', async (t) => {
   const e = await startEngineEnv(t, {
     redis,

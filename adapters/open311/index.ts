@@ -478,6 +478,9 @@ export default defineAdapter<Open311Config>({
     const token = first ? idString(first.token) : undefined;
     if (token) return { outcome: 'delivered', pendingToken: token };
     if (reason) return { outcome: 'reject', reason };
+    // A blackbox service answers the spec's request shape without id or token: the request was
+    // taken, there is just nothing to follow. Sending it again would file it twice.
+    if (first && ('service_notice' in first || 'account_id' in first)) return { outcome: 'delivered' };
     return { outcome: 'retry', reason: `HTTP ${res.status} without service_request_id or token: ${res.body.slice(0, 80) || '(empty body)'}` };
   },
 
