@@ -231,7 +231,7 @@ t.test('discovery: a configured service code the platform does not list is a war
 });
 
 t.test('at start: a configured service code the platform does not offer is a logged warning', async (t) => {
-  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL'] }] });
+  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL'], open311Required: { GENERAL: { AREA: 'Area' } } }] });
   t.teardown(() => sandbox.close());
   const logs = new LogCapture();
   const f = await startTestFenliu({
@@ -249,6 +249,10 @@ t.test('at start: a configured service code the platform does not offer is a log
   t.ok(warn, 'warned before the first delivery');
   t.match(warn, { level: 40, platformId: 'o', msg: /service_code "LOCK-99" is configured but the platform does not list it/ });
   t.notOk(logs.text.includes('"GENERAL" is configured but'), 'a listed code is not warned about');
+  t.ok(
+    logs.lines.some((l) => /service_code "GENERAL" requires attribute "AREA"/.test((JSON.parse(l) as { msg: string }).msg)),
+    'an unmapped required attribute is warned about at start',
+  );
 });
 
 t.test('service definitions: required attributes not mapped are warned of (discover, adapter test, fenliu send)', async (t) => {
