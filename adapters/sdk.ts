@@ -242,6 +242,11 @@ export interface DiscoveryReport<C = Record<string, unknown>> {
  */
 export interface DiscoveryHook<C = Record<string, unknown>> {
   requests(ctx: DiscoveryContext<C>): OutboundRequest[];
+  /**
+   * Requests that depend on the first answers (Open311: GET services/{code} for each configured
+   * service whose listing says metadata=true), sent after them; all answers then go to `read`.
+   */
+  followUp?(answers: DiscoveryAnswer[], ctx: DiscoveryContext<C>): OutboundRequest[];
   read(answers: DiscoveryAnswer[], ctx: DiscoveryContext<C>): DiscoveryReport<C>;
 }
 

@@ -176,6 +176,14 @@ t.test('cases', async (t) => {
     const srcEnvelope = await env.source().post(`/v1/alerts/${created.body.id}/update`, { alert: { ...body, description: '来源补充' } });
     t.equal(srcEnvelope.status, 200, 'a source may use the envelope without a reason');
     t.equal((await env.admin().post(`/v1/alerts/${created.body.id}/cancel`, { reason: ' ' })).status, 400, 'cancel needs a real reason');
+    // An operator's cancel of a source's alert: the reason and the operator reach the audit record.
+    const cancelled = await env.admin().post(`/v1/alerts/${created.body.id}/cancel`, { reason: '110 核实为误报' });
+    t.equal(cancelled.status, 200, cancelled.text);
+    const cancelAudit = await until(async () => {
+      const ev = await env.auditor().get(`/v1/audit?alertId=${created.body.id}&type=delivery.state`);
+      return ev.status === 200 ? ev.body.items.map((i: any) => i.event).find((e: any) => e.data?.to === 'cancelled') : undefined;
+    }, 5_000, 'delivery.state cancelled');
+    t.match(cancelAudit, { actor: { kind: 'operator' }, reason: '110 核实为误报', data: { source: 'operator', note: '110 核实为误报' } });
   });
 
   await t.test('feedback to 110 is retried (receiver 5xx once, then ok)', async (t) => {

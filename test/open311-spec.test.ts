@@ -6,9 +6,12 @@
  * the real engine, the service-list check (start and `fenliu adapter test --url`), and the status
  * table whose default does not count `open` as signed for.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
@@ -18,7 +21,7 @@ import open311, { attributeValue, FORM_CONTENT_TYPE, readBody, type Open311Confi
 import type { Alert, TranslateContext } from '../adapters/sdk.js';
 import { discover } from '../src/delivery/discovery.js';
 import { createAgent, DEFAULT_TIMEOUTS, PlatformClient, prepare } from '../src/delivery/http.js';
-import { startSandbox } from '../src/sandbox/index.js';
+import { startSandbox, type SandboxPlatformOptions } from '../src/sandbox/index.js';
 import { childEnv, cli, LogCapture, ROOT, startTestFenliu, testConfig } from './helpers/fenliu.js';
 import { startEngineEnv } from './helpers/engine.js';
 import { startRedis } from './helpers/redis.js';
@@ -157,6 +160,15 @@ t.test('status table: open is received, not signed for; per-platform overrides',
   t.throws(() => open311.poll!.parse(body('acknowledged'), pctx()), /statusMap/, 'an unknown status says where to map it');
 });
 
+t.test('POST answers: a blackbox service (no id, no token) is delivered, not sent again', async (t) => {
+  const rctx = { ...conformanceContext, platform: { id: 'p', config: open311.exampleConfig as Open311Config } } as Parameters<typeof open311.interpretResponse>[1];
+  const answer = (body: string) => open311.interpretResponse({ status: 200, headers: {}, body }, rctx);
+  t.same(answer('<service_requests><request><service_notice>The City will inspect</service_notice><account_id/></request></service_requests>'), { outcome: 'delivered' });
+  t.same(answer('[{"service_notice":"Thanks","account_id":null}]'), { outcome: 'delivered' });
+  t.equal(answer('[{"something":"else"}]').outcome, 'retry', 'not the spec\'s answer shape: retried');
+  t.equal(answer('<html>proxy error</html>').outcome, 'retry');
+});
+
 t.test('the sandbox speaks XML: a delivery with the real engine, and discovery', async (t) => {
   const e = await startEngineEnv(t, {
     redis,
@@ -180,13 +192,26 @@ t.test('the sandbox speaks XML: a delivery with the real engine, and discovery',
   t.ok(e.sandbox.get('o-disc').tickets.has(d.remoteTicketId));
 });
 
-t.test('discovery: a configured service code the platform does not list is a warning', async (t) => {
-  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL', 'META'] }] });
+/** A sandbox Open311 platform and a client for discover(), closed when the test ends. */
+async function discoveryEnv(t: Test, opts: Omit<SandboxPlatformOptions, 'id' | 'kind'>) {
+  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', ...opts }] });
   t.teardown(() => sandbox.close());
   const url = sandbox.get('o').url;
   const agent = createAgent(DEFAULT_TIMEOUTS);
   t.teardown(() => agent.close());
-  const client = new PlatformClient('o', url, agent, { type: 'none' }, DEFAULT_TIMEOUTS);
+  return { sandbox, url, agent, client: new PlatformClient('o', url, agent, { type: 'none' }, DEFAULT_TIMEOUTS) };
+}
+
+/** The fenliu CLI as users run it: exit code and stdout. */
+function runCli(args: string[]): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    const c = cli(args);
+    execFile(c.command, c.args, { cwd: ROOT, env: childEnv(), timeout: 60_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }));
+  });
+}
+
+t.test('discovery: a configured service code the platform does not list is a warning', async (t) => {
+  const { url, agent, client } = await discoveryEnv(t, { open311Services: ['GENERAL', 'META'] });
   const options = { apiKey: 'k', defaultServiceCode: 'GENERAL', serviceCodes: { 'assist.*': 'LOCK-99' } };
   const report = (await discover({ id: 'o', url, options, adapter: open311, client }))!;
   t.equal(report.warnings.length, 1);
@@ -199,17 +224,14 @@ t.test('discovery: a configured service code the platform does not list is a war
   t.match(down.warnings[0], /no answer/, 'an unreachable platform is a warning, not a crash');
 
   // What users run: `fenliu adapter test adapters/open311 --url ...`.
-  const out = await new Promise<{ code: number; stdout: string }>((resolve) => {
-    const c = cli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(options)]);
-    execFile(c.command, c.args, { cwd: ROOT, env: childEnv(), timeout: 60_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }));
-  });
+  const out = await runCli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(options)]);
   t.equal(out.code, 0, 'conformance passes; discovery findings are warnings');
   t.match(out.stdout, /discovery against http:\/\/127\.0\.0\.1:\d+:/);
   t.match(out.stdout, /WARN service_code "LOCK-99" is configured but the platform does not list it/);
 });
 
 t.test('at start: a configured service code the platform does not offer is a logged warning', async (t) => {
-  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL'] }] });
+  const sandbox = await startSandbox({ platforms: [{ id: 'o', kind: 'open311', open311Services: ['GENERAL'], open311Required: { GENERAL: { AREA: 'Area' } } }] });
   t.teardown(() => sandbox.close());
   const logs = new LogCapture();
   const f = await startTestFenliu({
@@ -227,4 +249,69 @@ t.test('at start: a configured service code the platform does not offer is a log
   t.ok(warn, 'warned before the first delivery');
   t.match(warn, { level: 40, platformId: 'o', msg: /service_code "LOCK-99" is configured but the platform does not list it/ });
   t.notOk(logs.text.includes('"GENERAL" is configured but'), 'a listed code is not warned about');
+  t.ok(
+    logs.lines.some((l) => /service_code "GENERAL" requires attribute "AREA"/.test((JSON.parse(l) as { msg: string }).msg)),
+    'an unmapped required attribute is warned about at start',
+  );
+});
+
+t.test('service definitions: required attributes not mapped are warned of (discover, adapter test, fenliu send)', async (t) => {
+  // GeoReport v2 "GET Service Definition": a service listed with metadata=true defines attributes;
+  // those with variable and required true must be sent, or the server refuses the request.
+  const { sandbox, url, agent, client } = await discoveryEnv(t, { open311Services: ['GENERAL', 'WATER-LEAK'], open311Required: { 'WATER-LEAK': { REGION: '行政区划代码', FLOOR: 'Floor' } } });
+  const base = { apiKey: 'k', defaultServiceCode: 'GENERAL', serviceCodes: { 'utility.*': 'WATER-LEAK' } };
+  const partly = { ...base, attributes: { 'WATER-LEAK': { REGION: 'location.regionCode' } } };
+  const full = { ...base, attributes: { 'WATER-LEAK': { REGION: 'location.regionCode', FLOOR: { value: '1' } } } };
+
+  for (const format of ['xml', 'json'] as const) {
+    const r = (await discover({ id: 'o', url, options: { ...partly, format }, adapter: open311, client }))!;
+    t.same(r.warnings.length, 1, `${format}: one unmapped required attribute`);
+    t.match(r.warnings[0], /service_code "WATER-LEAK" requires attribute "FLOOR" \(Floor\), which options\.attributes\["WATER-LEAK"\] does not map/);
+    t.match(r.info, [/services/, new RegExp(`GET /services/WATER-LEAK\\.${format}: 2 required attribute\\(s\\) \\(REGION, FLOOR\\)`)]);
+  }
+  const none = (await discover({ id: 'o', url, options: base, adapter: open311, client }))!;
+  t.equal(none.warnings.length, 2, 'both unmapped');
+  t.same((await discover({ id: 'o', url, options: full, adapter: open311, client }))!.warnings, [], 'all mapped: no warning');
+  t.notOk(sandbox.get('o').received.some((r) => r.path.startsWith('/services/GENERAL')), 'a service without metadata is not asked for its definition');
+  const broken = (await discover({ id: 'o', url: 'http://127.0.0.1:9/', options: base, adapter: open311, client: new PlatformClient('o', 'http://127.0.0.1:9/', agent, { type: 'none' }, DEFAULT_TIMEOUTS) }))!;
+  t.equal(broken.warnings.length, 1, 'no service list: no definitions asked for, one warning');
+  t.same(open311.discovery!.read([{ request: { method: 'GET', path: '/services/WATER-LEAK.xml' }, response: { status: 200, headers: {}, body: '<nothing/>' } }], { platform: { id: 'o', url, config: base } }).warnings, [
+    'GET /services/WATER-LEAK.xml: the answer is not a GeoReport service definition; its required attributes were not checked',
+  ]);
+
+  const work = mkdtempSync(join(tmpdir(), 'fenliu-o311-'));
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const alertFile = join(work, 'leak.json');
+  writeFileSync(alertFile, JSON.stringify(sampleAlerts.confidentialLeak));
+  const config = (options: object) => {
+    const file = join(work, `${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(
+      file,
+      JSON.stringify({
+        log: { level: 'silent' },
+        sources: [{ id: 'hubei-huangshi-110', keys: [{ sha256: '0'.repeat(64) }] }],
+        // discovery.xml offers JSON: `fenliu send` takes the format from it, as start does.
+        platforms: [{ id: 'o', adapter: 'open311', url, options: { ...options, discoveryUrl: 'discovery.xml' } }],
+        routes: [{ id: 'default', default: true, targets: ['o'] }],
+      }),
+    );
+    return file;
+  };
+  const [kit, refused, sent, notObject] = await Promise.all([
+    runCli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', JSON.stringify(partly)]),
+    runCli(['send', alertFile, '--to', 'o', '--config', config(partly)]),
+    runCli(['send', alertFile, '--to', 'o', '--config', config(full)]),
+    runCli(['adapter', 'test', 'adapters/open311', '--url', url, '--options', 'null']),
+  ]);
+  t.equal(notObject.code, 2, '--options that is not an object is a usage error, not a crash');
+  t.equal(kit.code, 0, 'adapter test: findings are warnings');
+  t.match(kit.stdout, /WARN service_code "WATER-LEAK" requires attribute "FLOOR"/);
+  t.equal(refused.code, 1, 'send without the required attribute: exit 1');
+  t.match(refused.stdout, /WARN platform discovery: service_code "WATER-LEAK" requires attribute "FLOOR"/, 'send warns before sending');
+  t.match(refused.stdout, /> POST \S+\/requests\.json/, 'send uses the format discovery found');
+  t.match(refused.stdout, /attribute\[FLOOR\] was not provided/, 'and the server refuses what was warned of');
+  t.equal(sent.code, 0, 'send with every required attribute: exit 0');
+  t.notMatch(sent.stdout, /WARN/);
+  t.match(sent.stdout, /> POST \S+\/requests\.json/);
+  t.match(sent.stdout, /= delivered: ticket \S+/);
 });

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { api, KEYS, ROOT, SOURCE_A, SOURCE_B, startTestFenliu, testConfig, type ApiResponse, type TestFenliu } from './helpers/fenliu.js';
+import { until } from './helpers/engine.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 
 const DIR = join(ROOT, 'test', 'fixtures', 'realdocs');
@@ -166,6 +167,25 @@ t.test('every real document through POST /v1/alerts', async (t) => {
       checkWhitespace(t, alert);
     });
   }
+});
+
+t.test('every refused document is audited, and police-only ones count in the statistics', async (t) => {
+  // Some police-only documents are refused before validation (they have other problems too):
+  // they must still reach alert.refused and the refusedPoliceOnly figure like any other.
+  const police = EXPECT.filter(([, e]) => e.code === 'FENLIU_ERR_POLICE_ONLY').length;
+  const refused = EXPECT.filter(([, e]) => e.code).length;
+  const auditor = api(f.url, KEYS.auditor);
+  const events = await until(async () => {
+    const items = (await auditor.get('/v1/audit?type=alert.refused&limit=1000')).body.items as { event: { data: { code: string } } }[];
+    return items.length >= refused && items;
+  }, 10_000, 'alert.refused events');
+  t.equal(events.length, refused, 'one alert.refused per refused document');
+  t.equal(events.filter((i) => i.event.data.code === 'FENLIU_ERR_POLICE_ONLY').length, police);
+  const stats = await until(async () => {
+    const s = (await auditor.get('/v1/stats')).body as { refusedPoliceOnly: number };
+    return s.refusedPoliceOnly >= police && s;
+  }, 10_000, 'refusedPoliceOnly');
+  t.equal(stats.refusedPoliceOnly, police, 'every police-only document counted');
 });
 
 t.test('the EIDO call transfer with the incident it lacks (SOURCES.md "Derived")', async (t) => {

@@ -58,6 +58,10 @@ t.test('plain secrets are refused at config check, with how to convert them', as
   t.doesNotThrow(() => checkConfig(ok, ROOT, {}), 'whsec secrets pass');
   t.match(webhookSecretProblem('whsec_not base64!'), /not base64/);
   t.match(webhookSecretProblem(`whsec_${Buffer.alloc(8).toString('base64')}`), /8 bytes/);
+  // A short plain secret converted keeps its 11 bytes, which the check then refuses: say generate instead.
+  const short = webhookSecretProblem('demo-secret')!;
+  t.match(short, /11 bytes, so it cannot be converted as it is: generate a new one/);
+  t.notMatch(short, /base64 -w0/, 'no conversion advice that would fail');
   t.throws(() => standardWebhookSignature('plain-secret-that-is-long-enough', 'msg_1', 1, '{}'), /Standard Webhooks secret/, 'never signs with a plain secret');
 });
 
@@ -99,4 +103,21 @@ t.test('a request fenliu signed verifies with standardwebhooks and with the docs
   t.equal(verify(secret, r.headers, r.body), true, 'docs/delivery.md snippet verifies fenliu\'s request');
   t.equal(verify(secret, r.headers, `${r.body} `), false, 'and refuses a changed body');
   t.equal(verify(generateWebhookSecret(), r.headers, r.body), false, 'and another key');
+});
+
+t.test('docs/lifecycle.md callback signing snippet: standardwebhooks and fenliu verify it', async (t) => {
+  const snippet = docSnippet('docs/lifecycle.md', 'Signing a callback', 'secret');
+  // Run it as written, with its fetch caught instead of sent (no fixed ports in tests).
+  const sent: { url: string; init: { headers: Record<string, string>; body: string } }[] = [];
+  (globalThis as Record<string, unknown>).__fenliuCapture = (url: string, init: { headers: Record<string, string>; body: string }) => sent.push({ url, init });
+  t.teardown(() => delete (globalThis as Record<string, unknown>).__fenliuCapture);
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-doc-'));
+  const file = join(dir, 'sign.mjs');
+  writeFileSync(file, snippet.replace('await fetch(', 'await globalThis.__fenliuCapture('));
+  const { secret } = (await import(pathToFileURL(file).href)) as { secret: string };
+  t.equal(sent.length, 1, 'one callback');
+  const { headers, body } = sent[0].init;
+  t.equal(webhookSecretProblem(secret), undefined, 'the snippet\'s secret is a Standard Webhooks secret');
+  t.same(new Webhook(secret).verify(body, headers), JSON.parse(body), 'standardwebhooks verifies the snippet\'s signature');
+  t.ok(verifySignature(secret, headers['webhook-id'], headers['webhook-timestamp'], body, headers['webhook-signature']), 'fenliu verifies it');
 });

@@ -245,6 +245,8 @@ const XML_ARRAYS = new Set([
   'services.service',
   'discovery.endpoints.endpoint',
   'discovery.endpoints.endpoint.formats.format',
+  'service_definition.attributes.attribute',
+  'service_definition.attributes.attribute.values.value',
 ]);
 
 /**
@@ -352,6 +354,37 @@ function discoveryFormats(doc: unknown, url: string): string[] | undefined {
   return (isObject(f) ? list(f.format) : list(f)).map((x) => String(x).trim().toLowerCase());
 }
 
+/** `/services/{code}.<format>`: a GET Service Definition; the code, else undefined. */
+function definitionCode(path: string): string | undefined {
+  const m = /^\/services\/([^/]+)\.(?:xml|json)$/.exec(path);
+  return m ? decodeURIComponent(m[1]) : undefined;
+}
+
+/** The services of a GET services answer, by code. */
+function listedServices(answers: DiscoveryAnswer[]): Map<string, Record<string, unknown>> | undefined {
+  const a = answers.find((x) => x.request.path.startsWith('/services.') && x.response && x.response.status >= 200 && x.response.status < 300);
+  const body = a?.response ? readBody(a.response.body) : undefined;
+  if (!Array.isArray(body)) return undefined;
+  return new Map(body.filter(isObject).map((s) => [idString(s.service_code) ?? '', s]));
+}
+
+const isTrue = (v: unknown) => String(v ?? '').trim().toLowerCase() === 'true';
+
+/**
+ * What a GET Service Definition answer asks of the client: the attributes with `variable` and
+ * `required` true, which a POST without them gets refused for. XML (`<service_definition>`) or
+ * JSON (`{service_code, attributes: [...]}`); undefined when it is neither.
+ */
+export function requiredAttributes(body: unknown): { code: string; description?: string }[] | undefined {
+  const def = Array.isArray(body) ? body.find(isObject) : body;
+  if (!isObject(def)) return undefined;
+  const attrs = isObject(def.attributes) ? list(def.attributes.attribute) : list(def.attributes);
+  return attrs
+    .filter(isObject)
+    .filter((a) => isTrue(a.variable) && isTrue(a.required) && idString(a.code))
+    .map((a) => ({ code: idString(a.code)!, ...(idString(a.description) ? { description: idString(a.description) } : {}) }));
+}
+
 function readDiscovery(answers: DiscoveryAnswer[], ctx: { platform: { config: Open311Config; url: string } }) {
   const cfg = ctx.platform.config;
   const warnings: string[] = [];
@@ -368,6 +401,23 @@ function readDiscovery(answers: DiscoveryAnswer[], ctx: { platform: { config: Op
       continue;
     }
     const body = readBody(a.response.body);
+    const defined = definitionCode(a.request.path);
+    if (defined !== undefined) {
+      const required = requiredAttributes(body);
+      if (!required) {
+        warnings.push(`${what}: the answer is not a GeoReport service definition; its required attributes were not checked`);
+        continue;
+      }
+      const mapped = cfg.attributes?.[defined] ?? {};
+      const missing = required.filter((r) => !(r.code in mapped));
+      info.push(`${what}: ${required.length} required attribute(s)${required.length ? ` (${required.map((r) => r.code).join(', ')})` : ''}`);
+      for (const r of missing) {
+        warnings.push(
+          `service_code "${defined}" requires attribute "${r.code}"${r.description ? ` (${r.description})` : ''}, which options.attributes["${defined}"] does not map: requests with it will be refused`,
+        );
+      }
+      continue;
+    }
     if (a.request.path.startsWith('/services.')) {
       if (!Array.isArray(body)) {
         warnings.push(`${what}: the answer is not a GeoReport service list`);
@@ -382,10 +432,7 @@ function readDiscovery(answers: DiscoveryAnswer[], ctx: { platform: { config: Op
           warnings.push(`service_code "${code}" is configured but the platform does not list it (GET services): requests with it will be refused`);
           continue;
         }
-        const meta = String(s.metadata ?? '').toLowerCase() === 'true';
-        if (meta && !cfg.attributes?.[code]) {
-          warnings.push(`service_code "${code}" has a service definition (metadata=true): if it has required attributes, map them in options.attributes["${code}"]`);
-        }
+        // metadata=true: the service definition (GET services/{code}, a follow-up) says which attributes are required.
         if (String(s.type ?? '').toLowerCase() === 'blackbox') {
           warnings.push(`service_code "${code}" is a blackbox service: it returns no service_request_id, so fenliu cannot follow its status`);
         }
@@ -431,6 +478,9 @@ export default defineAdapter<Open311Config>({
     const token = first ? idString(first.token) : undefined;
     if (token) return { outcome: 'delivered', pendingToken: token };
     if (reason) return { outcome: 'reject', reason };
+    // A blackbox service answers the spec's request shape without id or token: the request was
+    // taken, there is just nothing to follow. Sending it again would file it twice.
+    if (first && ('service_notice' in first || 'account_id' in first)) return { outcome: 'delivered' };
     return { outcome: 'retry', reason: `HTTP ${res.status} without service_request_id or token: ${res.body.slice(0, 80) || '(empty body)'}` };
   },
 
@@ -480,6 +530,14 @@ export default defineAdapter<Open311Config>({
       // XML is the format every server has; JSON only when configured.
       out.push(get(cfg, 'services'));
       return out;
+    },
+    followUp(answers, ctx) {
+      const cfg = ctx.platform.config;
+      const listed = listedServices(answers);
+      if (!listed) return [];
+      return configuredCodes(cfg)
+        .filter((code) => isTrue(listed.get(code)?.metadata))
+        .map((code) => get(cfg, `services/${encodeURIComponent(code)}`));
     },
     read: readDiscovery,
   },

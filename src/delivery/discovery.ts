@@ -3,7 +3,7 @@
  * platform: at start, so a configured service code the platform does not offer is a warning in
  * the log before the first refused request, and from `fenliu adapter test --url`.
  */
-import type { Adapter, DiscoveryAnswer, DiscoveryReport } from '../../adapters/sdk.js';
+import type { Adapter, DiscoveryAnswer, DiscoveryReport, OutboundRequest } from '../../adapters/sdk.js';
 import type { Platform } from './platforms.js';
 import { prepare, type PlatformClient } from './http.js';
 
@@ -24,7 +24,14 @@ export async function discover(t: DiscoveryTarget, timeoutMs = DISCOVERY_TIMEOUT
   if (!hook) return undefined;
   const ctx = { platform: { id: t.id, config: t.options, url: t.url } };
   const answers: DiscoveryAnswer[] = [];
-  for (const request of hook.requests(ctx)) {
+  await ask(t, hook.requests(ctx), answers, timeoutMs);
+  if (hook.followUp) await ask(t, hook.followUp([...answers], ctx), answers, timeoutMs);
+  return hook.read(answers, ctx);
+}
+
+/** Sends requests one after another, appending each answer (or why there is none) to `answers`. */
+async function ask(t: DiscoveryTarget, requests: OutboundRequest[], answers: DiscoveryAnswer[], timeoutMs: number): Promise<void> {
+  for (const request of requests) {
     let timer: NodeJS.Timeout | undefined;
     try {
       const wire = await t.client.authorise(prepare(t.url, request), `discovery-${t.id}`);
@@ -43,7 +50,6 @@ export async function discover(t: DiscoveryTarget, timeoutMs = DISCOVERY_TIMEOUT
       clearTimeout(timer);
     }
   }
-  return hook.read(answers, ctx);
 }
 
 interface Log {

@@ -35,11 +35,13 @@ export function webhookKey(secret: string): Buffer {
  * the very same HMAC key, so a receiver that used the plain bytes keeps verifying.
  */
 export function webhookSecretProblem(secret: string): string | undefined {
-  const convert =
-    `convert a plain secret with: printf %s "$SECRET" | base64 -w0 (and put whsec_ in front), ` +
-    `or generate a new one with: node -e "console.log('whsec_'+require('crypto').randomBytes(32).toString('base64'))"`;
+  const generate = `generate a new one with: node -e "console.log('whsec_'+require('crypto').randomBytes(32).toString('base64'))"`;
+  const convert = `convert a plain secret with: printf %s "$SECRET" | base64 -w0 (and put whsec_ in front), or ${generate}`;
   if (!secret.startsWith(WEBHOOK_SECRET_PREFIX)) {
-    return `is not a Standard Webhooks secret (whsec_<base64 of ${WEBHOOK_KEY_MIN_BYTES}-${WEBHOOK_KEY_MAX_BYTES} bytes>): ${convert}`;
+    const n = Buffer.byteLength(secret);
+    // Converting keeps the key bytes, so a plain secret of the wrong size cannot be converted.
+    const how = n < WEBHOOK_KEY_MIN_BYTES || n > WEBHOOK_KEY_MAX_BYTES ? `it is ${n} bytes, so it cannot be converted as it is: ${generate}` : convert;
+    return `is not a Standard Webhooks secret (whsec_<base64 of ${WEBHOOK_KEY_MIN_BYTES}-${WEBHOOK_KEY_MAX_BYTES} bytes>): ${how}`;
   }
   const b64 = secret.slice(WEBHOOK_SECRET_PREFIX.length);
   if (!b64 || !BASE64.test(b64)) return `has the whsec_ prefix but what follows is not base64: ${convert}`;

@@ -79,6 +79,9 @@ export class InboundService {
     const police = typeof n.alert.category === 'string' ? this.rt.cfg.policeOnly.find((p) => isPoliceOnly(p, n.alert.category)) : undefined;
     if (n.issues.length && police && n.action.kind !== 'cancel') {
       // The police keep it whatever else is wrong with it: say that, not what the gateway would need to divert it.
+      // Audited and counted like any police-only refusal (statistics: refusedPoliceOnly).
+      const a = n.alert;
+      this.rt.ingest.refuse(principal, 'FENLIU_ERR_POLICE_ONLY', { category: a.category, sourceAlertId: a.source?.alertId, source: source.id, region: a.location?.regionCode });
       throw new ProblemError('FENLIU_ERR_POLICE_ONLY', `Category ${n.alert.category} matches the police-only rule ${police}: the police keep this alert (非必要不分流)`, {
         errors: [{ pointer: n.pointers['/category'] ?? n.root, message: `is police-only (${police})`, field: '/category' }],
         extra: { format },
@@ -90,6 +93,7 @@ export class InboundService {
       const covered = new Set(n.issues.map((i) => i.field).filter(Boolean));
       const schemaErrors = v.ok ? [] : mapErrors(v.errors.filter((e) => !covered.has(e.pointer)), n);
       const errors = [...n.issues, ...schemaErrors];
+      this.rt.ingest.refuse(principal, 'FENLIU_ERR_VALIDATION', { format, pointers: errors.map((e) => e.pointer) });
       throw new ProblemError('FENLIU_ERR_VALIDATION', `${errors.length} problem(s) in the ${label(format)} document`, { errors, extra: { format } });
     }
     const action = n.action;

@@ -126,7 +126,8 @@ export class IngestService {
     return { record, deliveries, idemKey, alertJson, audit };
   }
 
-  private refuse(principal: Principal, code: string, data: Record<string, unknown>): void {
+  /** Audits (and counts, for police-only and no-route) an alert refused before it was stored. */
+  refuse(principal: Principal, code: string, data: Record<string, unknown>): void {
     bus.emitEvent('alert.refused', { sourceId: principal.ownerId, code });
     this.onRefused({ type: 'alert.refused', at: new Date().toISOString(), sourceId: principal.ownerId, actor: { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId }, data: { code, ...data } });
   }

@@ -13,6 +13,7 @@ import { formatResults, runConformance, writeGolden } from '../../adapters/confo
 import { sampleAlerts } from '../../adapters/common.js';
 import { ROOT } from '../schemas.js';
 import { KitUsageError, loadAdapterModule } from './adapter-test.js';
+import { generateWebhookSecret } from '../delivery/webhook-secret.js';
 
 const INDEX = `/**
  * __ID__: fenliu adapter for <platform name>.
@@ -240,6 +241,9 @@ In fenliu's config:
         adapter: ${dir}/index.ts      # or the compiled .js in production
         url: https://platform.example.gov.cn
         options: { ticketPath: /api/tickets, categories: { 'dispute.*': D01 }, defaultType: Z99 }
+        # A fresh Standard Webhooks secret (whsec_<base64>) for the platform to sign its callbacks
+        # with; keep it out of version control (\${ENV_VAR} in the YAML).
+        callback: { secret: "${generateWebhookSecret()}" }
 `;
 }
 

@@ -93,6 +93,7 @@ async function discoveryCheck(adapter: Adapter<any>, url: string, optionsJson?: 
   } catch (err) {
     throw new KitUsageError(`--options is not JSON: ${(err as Error).message}`);
   }
+  if (!options || typeof options !== 'object' || Array.isArray(options)) throw new KitUsageError('--options must be a JSON object (the platform\'s options)');
   const agent = createAgent(DEFAULT_TIMEOUTS);
   try {
     const client = new PlatformClient(adapter.id, url, agent, { type: 'none' }, DEFAULT_TIMEOUTS);

@@ -55,6 +55,12 @@ export interface SandboxPlatformOptions {
   open311Mode?: 'realtime' | 'batch';
   /** Open311 only: the service codes GET services lists and POST accepts. */
   open311Services?: string[];
+  /**
+   * Open311 only: service code → its required attributes (code → description). Such services
+   * are listed with metadata=true, answer GET services/{code} with their definition, and refuse
+   * a POST that lacks one of the attributes.
+   */
+  open311Required?: Record<string, Record<string, string>>;
 }
 
 const BODY_LIMIT = 1024 * 1024;
@@ -108,6 +114,7 @@ export class SandboxPlatform extends EventEmitter {
       byToken: new Map(),
       open311Mode: opts.open311Mode ?? 'realtime',
       ...(opts.open311Services ? { open311Services: opts.open311Services } : {}),
+      ...(opts.open311Required ? { open311Required: opts.open311Required } : {}),
       clock: () => new Date(),
     };
     this.server = createServer((req, res) => void this.onRequest(req, res));

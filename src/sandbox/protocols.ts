@@ -50,6 +50,8 @@ export interface ProtocolState {
   open311Mode: 'realtime' | 'batch';
   /** Open311 only: the service codes GET services lists (and POST accepts). Default {@link OPEN311_SERVICES}. */
   open311Services?: readonly string[];
+  /** Open311 only: service code → required attribute code → description (a service definition). */
+  open311Required?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Injected for tests; wall clock otherwise (the sandbox is not an adapter and may read it). */
   clock: () => Date;
 }
@@ -244,9 +246,13 @@ function xmlEscape(v: string): string {
 
 /** GeoReport v2 XML: the root, one element per item, leaves as text, null as an empty element. */
 function open311Xml(root: string, item: string, items: Record<string, unknown>[]): string {
+  return `<?xml version="1.0" encoding="utf-8"?>\n<${root}>${open311Items(item, items)}</${root}>`;
+}
+
+/** One element per item, leaves as text, null as an empty element. */
+function open311Items(item: string, items: Record<string, unknown>[]): string {
   const leaf = (k: string, v: unknown) => (v === null || v === undefined ? `<${k}/>` : `<${k}>${xmlEscape(String(v))}</${k}>`);
-  const body = items.map((o) => `<${item}>${Object.entries(o).map(([k, v]) => leaf(k, v)).join('')}</${item}>`).join('');
-  return `<?xml version="1.0" encoding="utf-8"?>\n<${root}>${body}</${root}>`;
+  return items.map((o) => `<${item}>${Object.entries(o).map(([k, v]) => leaf(k, v)).join('')}</${item}>`).join('');
 }
 
 /** One answer in the format the path asked for (`.xml`, the spec's required one, or `.json`). */
@@ -264,6 +270,7 @@ function open311(req: ProtocolRequest, state: ProtocolState): ProtocolResponse {
   const resource = m0?.[1] ?? req.pathname;
   const fmt = m0?.[2] ?? 'xml';
   const services = state.open311Services ?? OPEN311_SERVICES;
+  const required = state.open311Required ?? {};
   if (req.method === 'POST' && resource === '/requests' && m0) {
     if (!(req.headers['content-type'] ?? '').includes('application/x-www-form-urlencoded')) {
       return open311Error(fmt, 400, 'Content-Type must be application/x-www-form-urlencoded');
@@ -272,6 +279,8 @@ function open311(req: ProtocolRequest, state: ProtocolState): ProtocolResponse {
     const miss = missing(body, ['api_key', 'service_code']);
     if (miss) return open311Error(fmt, 400, `${miss} was not provided`);
     if (!services.includes(String(body.service_code))) return open311Error(fmt, 404, `service_code ${String(body.service_code)} was not found`);
+    const absent = Object.keys(required[String(body.service_code)] ?? {}).find((c) => !(`attribute[${c}]` in body) && !(`attribute[${c}][]` in body));
+    if (absent) return open311Error(fmt, 400, `attribute[${absent}] was not provided`);
     if (!(body.lat && body.long) && !body.address_string && !body.address_id) {
       return open311Error(fmt, 400, 'location (lat & long, address_string or address_id) was not provided');
     }
@@ -309,8 +318,18 @@ function open311(req: ProtocolRequest, state: ProtocolState): ProtocolResponse {
       200,
       'services',
       'service',
-      services.map((code) => ({ service_code: code, service_name: `Service ${code}`, description: null, metadata: false, type: state.open311Mode, keywords: '', group: 'general' })),
+      services.map((code) => ({ service_code: code, service_name: `Service ${code}`, description: null, metadata: code in required, type: state.open311Mode, keywords: '', group: 'general' })),
     );
+  }
+  m = /^\/services\/([^/]+)$/.exec(resource);
+  if (m) {
+    const code = decodeURIComponent(m[1]);
+    if (!services.includes(code)) return open311Error(fmt, 404, `service_code ${code} was not found`);
+    // GeoReport v2 "GET Service Definition", in the spec's element order.
+    const attrs = Object.entries(required[code] ?? {}).map(([c, description], i) => ({ variable: true, code: c, datatype: 'string', required: true, datatype_description: null, order: i + 1, description }));
+    if (fmt === 'json') return json(200, { service_code: code, attributes: attrs });
+    const body = `<service_definition><service_code>${xmlEscape(code)}</service_code><attributes>${open311Items('attribute', attrs)}</attributes></service_definition>`;
+    return { status: 200, headers: { 'content-type': 'text/xml; charset=utf-8' }, body: `<?xml version="1.0" encoding="utf-8"?>\n${body}` };
   }
   if (resource === '/discovery') {
     // Service Discovery: this endpoint offers both formats.
