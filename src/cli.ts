@@ -6,6 +6,7 @@ import { PersistenceError } from './redis/persistence.js';
 import { serve, type Role } from './server.js';
 import { ROLES } from './roles.js';
 import { auditCompactCommand, auditVerifyCommand } from './audit/cli.js';
+import { TREE_USAGE, auditTreeCommand } from './audit/merkle-cli.js';
 import { replayCommand } from './audit/replay-cli.js';
 import { adapterTestCommand, KitUsageError } from './kit/adapter-test.js';
 import { adapterGoldenCommand, adapterNewCommand } from './kit/adapter-new.js';
@@ -18,6 +19,7 @@ Usage:
   fenliu config check FILE
   fenliu audit verify DIR [--json]
   fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
+${TREE_USAGE}
   fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
                 [--config FILE] [--json] [--reason TEXT --key KEY --url URL] [--dry-run]
   fenliu adapter test PATH [--golden DIR] [--json]
@@ -46,6 +48,8 @@ const commands: Record<string, Command> = {
     const [sub, ...rest] = argv;
     if (sub === 'verify') return auditVerifyCommand(rest);
     if (sub === 'compact') return auditCompactCommand(rest);
+    const tree = await auditTreeCommand(sub, rest);
+    if (tree !== undefined) return tree;
     throw new UsageError('usage: fenliu audit verify DIR | fenliu audit compact DIR --older-than 30d');
   },
 };

@@ -4,6 +4,7 @@
  */
 import { compactSegments } from './compact.js';
 import { verifyAuditDir } from './verify.js';
+import { verifySinceCommand } from './merkle-cli.js';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const std: Out = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
@@ -37,12 +38,24 @@ export async function auditVerifyCommand(argv: string[], io: Out = std): Promise
     io.err(`fenliu audit verify: cannot read ${dir}: ${(err as Error).message}`);
     return 2;
   }
+  if (flags.has('since')) {
+    // the chain first (it names the broken line), then the tree against the saved checkpoint
+    if (!res.ok) return printVerify(dir, res, flags, io);
+    const ok = await verifySinceCommand(dir, flags, res.pruned ?? 0, io);
+    if (!flags.has('json')) printVerify(dir, res, flags, io);
+    return ok ? 0 : 1;
+  }
+  return printVerify(dir, res, flags, io);
+}
+
+function printVerify(dir: string, res: Awaited<ReturnType<typeof verifyAuditDir>>, flags: Map<string, string | true>, io: Out): number {
   if (flags.has('json')) {
     io.out(JSON.stringify(res));
     return res.ok ? 0 : 1;
   }
   if (res.ok) {
     io.out(`OK  ${dir}: ${res.records} records in ${res.segments} segments, chain and manifest intact`);
+    if (res.pruned) io.out(`    ${res.pruned} records in pruned segments (chain taken from the manifest)`);
     if (res.head) io.out(`    head: seq ${res.head.seq}, hash ${res.head.hash} (${res.head.file}); compare with an external anchor to detect removal at the end`);
     return 0;
   }
