@@ -171,6 +171,19 @@ export class TileTree {
       if (t.length < w) throw new TileError(tilePath(L, index, w), `missing or short (${t.length} of ${w} hashes) for the tree of size ${size} in ${TREE_FILE}`);
       edge.push(t.slice(0, w));
     }
+    // the last full tile of each level must hash to its entry one level up (the right edge;
+    // `fenliu audit verify` checks every tile)
+    for (let L = 0, n = size; n >= TILE_WIDTH; L++, n = Math.floor(n / TILE_WIDTH)) {
+      const j = Math.floor(n / TILE_WIDTH) - 1;
+      const t = await loadTile(dir, L, j);
+      if (t.length !== TILE_WIDTH) throw new TileError(tilePath(L, j), `missing or not full (${t.length} hashes) in the tree of size ${size}`);
+      const pi = Math.floor(j / TILE_WIDTH);
+      const parent = edge[L + 1]?.length && Math.floor(Math.floor(n / TILE_WIDTH) / TILE_WIDTH) === pi ? edge[L + 1] : await loadTile(dir, L + 1, pi);
+      const e = parent[j - pi * TILE_WIDTH];
+      if (!e || !e.equals(perfectRoot(t))) {
+        throw new TileError(tilePath(L, j), `does not hash to entry ${j - pi * TILE_WIDTH} of ${tilePath(L + 1, pi, Math.min(TILE_WIDTH, Math.floor(n / TILE_WIDTH) - pi * TILE_WIDTH))}: a tile was altered; refusing to extend the tree`);
+      }
+    }
     const tree = new TileTree(dir, size, edge);
     if (head) {
       const root = await tree.root();
