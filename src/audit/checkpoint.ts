@@ -62,8 +62,10 @@ export function generateKey(name: string, type = SIG_ED25519): { privateKey: str
 }
 
 export function parseSigner(text: string): NoteSigner {
-  const parts = text.trim().split('+');
-  if (parts.length !== 5 || parts[0] !== 'PRIVATE' || parts[1] !== 'KEY') throw new NoteError('private key must look like PRIVATE+KEY+<name>+<key id>+<base64> (fenliu audit keygen)');
+  // base64 may hold "+": the key data is everything after the fourth "+"
+  const all = text.trim().split('+');
+  const parts = [...all.slice(0, 4), all.slice(4).join('+')];
+  if (all.length < 5 || parts[0] !== 'PRIVATE' || parts[1] !== 'KEY') throw new NoteError('private key must look like PRIVATE+KEY+<name>+<key id>+<base64> (fenliu audit keygen)');
   const [, , name, idHex, b64] = parts;
   checkName(name);
   const raw = Buffer.from(b64, 'base64');
@@ -75,8 +77,9 @@ export function parseSigner(text: string): NoteSigner {
 }
 
 export function parseVerifier(vkey: string): NoteVerifier {
-  const parts = vkey.trim().split('+');
-  if (parts.length !== 3) throw new NoteError('public key must be a vkey: <name>+<key id>+<base64> (fenliu audit keygen)');
+  const all = vkey.trim().split('+');
+  const parts = [all[0], all[1], all.slice(2).join('+')];
+  if (all.length < 3) throw new NoteError('public key must be a vkey: <name>+<key id>+<base64> (fenliu audit keygen)');
   const [name, idHex, b64] = parts;
   checkName(name);
   const raw = Buffer.from(b64, 'base64');

@@ -5,6 +5,8 @@
 import { compactSegments } from './compact.js';
 import { verifyAuditDir } from './verify.js';
 import { verifySinceCommand } from './merkle-cli.js';
+import { checkStoredTree } from './consistency.js';
+import { readTreeHead } from './tiles.js';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const std: Out = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
@@ -44,6 +46,20 @@ export async function auditVerifyCommand(argv: string[], io: Out = std): Promise
     const ok = await verifySinceCommand(dir, flags, res.pruned ?? 0, io);
     if (!flags.has('json')) printVerify(dir, res, flags, io);
     return ok ? 0 : 1;
+  }
+  // the Merkle tree, when there is one (tree.json): every tile against the records
+  if (res.ok && (await readTreeHead(dir).catch(() => true))) {
+    const tree = await checkStoredTree(dir, res.pruned ?? 0);
+    if ('error' in tree) {
+      if (flags.has('json')) io.out(JSON.stringify({ ...res, ok: false, tree }));
+      else {
+        io.out(`BROKEN  ${dir}`);
+        io.out(`  what: ${tree.error}`);
+        io.out(`  (the chain of ${res.records} records is intact; the Merkle tree does not match it)`);
+      }
+      return 1;
+    }
+    if (!flags.has('json')) io.out(`OK  Merkle tree: ${tree.current.size} leaves, root ${tree.current.root}; every tile matches the records`);
   }
   return printVerify(dir, res, flags, io);
 }

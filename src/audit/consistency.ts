@@ -33,6 +33,31 @@ export function readCheckpoint(note: string, key?: string, origin?: string): Che
 }
 
 /**
+ * The tiles against tree.json (root) and against every record kept on disk from `firstLeaf` on.
+ * The error names the tile, and the record where one is concerned.
+ */
+export async function checkStoredTree(
+  dir: string,
+  firstLeaf = 0,
+): Promise<{ tree: TileTree; root: Buffer; current: { size: number; root: string } } | { error: string; current?: { size: number; root: string } }> {
+  let tree: TileTree;
+  try {
+    tree = await TileTree.open(dir);
+  } catch (err) {
+    if (err instanceof TileError) return { error: err.message };
+    throw err;
+  }
+  const root = await tree.root();
+  const current = { size: tree.size, root: root.toString('base64') };
+  const fault = await verifyTiles(dir, tree.size, firstLeaf).catch((err: unknown) => {
+    if (err instanceof TileError) return { tile: err.tile, message: err.message };
+    throw err;
+  });
+  if (fault) return { current, error: fault.message.startsWith(fault.tile) ? fault.message : `${fault.tile}: ${fault.message}` };
+  return { tree, root, current };
+}
+
+/**
  * `firstLeaf`: the first leaf whose record is still on disk (after pruning); tiles below it are
  * taken as they are (the consistency proof still binds them to the old checkpoint).
  */
@@ -46,20 +71,9 @@ export async function verifyConsistencySince(dir: string, oldNote: string, opts:
     throw err;
   }
   const oldOut = { size: old.size, root: old.root.toString('base64') };
-  let tree: TileTree;
-  try {
-    tree = await TileTree.open(dir);
-  } catch (err) {
-    if (err instanceof TileError) return { ok: false, signatureChecked, old: oldOut, error: err.message };
-    throw err;
-  }
-  const root = await tree.root();
-  const current = { size: tree.size, root: root.toString('base64') };
-  const fault = await verifyTiles(dir, tree.size, opts.firstLeaf ?? 0).catch((err: unknown) => {
-    if (err instanceof TileError) return { tile: err.tile, message: err.message };
-    throw err;
-  });
-  if (fault) return { ok: false, signatureChecked, old: oldOut, current, error: fault.message.startsWith(fault.tile) ? fault.message : `${fault.tile}: ${fault.message}` };
+  const checked = await checkStoredTree(dir, opts.firstLeaf ?? 0);
+  if ('error' in checked) return { ok: false, signatureChecked, old: oldOut, ...(checked.current ? { current: checked.current } : {}), error: checked.error };
+  const { tree, root, current } = checked;
   if (tree.size < old.size) {
     return { ok: false, signatureChecked, old: oldOut, current, error: `the log has ${tree.size} records, the saved checkpoint ${old.size}: records ${tree.size + 1}..${old.size} were removed (truncated log)` };
   }
