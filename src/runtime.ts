@@ -27,6 +27,10 @@ export interface Runtime {
   shuttingDown: boolean;
   audit(ev: AuditEvent): Promise<void>;
   close(): Promise<void>;
+  /** {size, root} of the latest signed audit checkpoint (a cached value; undefined until one exists). Set by the audit extension. */
+  auditCheckpoint?: () => { size: number; root: string } | undefined;
+  /** Signs and publishes an audit checkpoint now (only in the archiving process, with audit.signing). */
+  auditCheckpointNow?: () => Promise<{ size: number; root: string; note: string }>;
 }
 
 export async function createRuntime(cfg: Config, log: Logger, redisUrl: string, notice?: (line: string) => void): Promise<Runtime> {

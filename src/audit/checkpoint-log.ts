@@ -93,6 +93,7 @@ export class CheckpointPublisher {
 
   start(): void {
     if (this.timer) return;
+    this.publishNow().catch((err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: not published'));
     this.timer = setInterval(() => {
       this.publishNow().catch((err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: not published'));
     }, this.o.intervalMs ?? 60_000);
