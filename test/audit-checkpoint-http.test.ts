@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import feedback110 from '../adapters/feedback-110/index.js';
 import { generateKey, openCheckpoint, parseVerifier } from '../src/audit/checkpoint.js';
 import { verifyAlertProof } from '../src/audit/proof.js';
-import { KEYS, SOURCE_A, alert, api, startTestFenliu, testConfig } from './helpers/fenliu.js';
+import { KEYS, SOURCE_A, alert, api, startTestFenliu, testConfig, validConfig } from './helpers/fenliu.js';
 import { until } from './helpers/engine.js';
 import { startRedis } from './helpers/redis.js';
 
@@ -59,7 +59,7 @@ t.test('checkpoint and proof over HTTP; receipts carry the checkpoint', async (t
   // the next receipt carries the latest checkpoint (a cached value)
   const latest = await until(async () => {
     const b = await src.post('/v1/alerts', alert(`CP-B-${Date.now()}`));
-    return b.body.auditCheckpoint ? b : undefined;
+    return b.body.auditCheckpoint?.size >= 1 ? b : undefined; // the cache refreshes every 5 s
   }, 30_000, 'a receipt with auditCheckpoint');
   t.equal(latest.status, 202);
   t.ok(latest.body.auditCheckpoint.size >= 1, 'the size of a published checkpoint');
@@ -75,4 +75,11 @@ t.test('feedback to 110 carries the checkpoint it was queued with', async (t) =>
     event: { type: 'state', deliveryId: 'dlv_1', platformId: 'p-12345', state: 'accepted', at: '2026-11-29T02:30:00.000Z', auditCheckpoint: { size: 42, root: 'x'.repeat(43) + '=' } },
   } as never);
   t.same((req as { body: { auditCheckpoint: unknown } }).body.auditCheckpoint, { size: 42, root: 'x'.repeat(43) + '=' });
+});
+
+t.test('config: audit.signing is checked at load', async (t) => {
+  t.throws(() => validConfig(testConfig({ audit: { signing: { name: 'other.example/x', privateKey: key.privateKey } } })), /\/audit\/signing\/privateKey.*is the key of "fenliu\.test\.example\/audit", not "other\.example\/x"/);
+  t.throws(() => validConfig(testConfig({ audit: { signing: { name: ORIGIN } } })), /\/audit\/signing.*exactly one of privateKey and privateKeyFile/);
+  t.throws(() => validConfig(testConfig({ audit: { signing: { name: ORIGIN, privateKey: 'PRIVATE+KEY+x' } } })), /\/audit\/signing\/privateKey/);
+  t.equal(validConfig(testConfig({ audit: { signing: { name: ORIGIN, privateKey: key.privateKey } } })).audit.signing?.checkpointIntervalMs, 60_000, 'default interval');
 });

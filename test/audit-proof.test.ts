@@ -302,7 +302,37 @@ t.test('pruning: old segments go, verify --since and proofs of kept alerts still
   const proof = await proveAlert(dir, 'LATE-1');
   t.equal(proof.events.length, kept, 'a proof for every kept event');
   t.ok(verifyAlertProof(proof, key.vkey).ok);
+  // the archiver goes on after pruning (a new one too: it checks the tiles against kept records)
+  await write(prefix, 600, 20, (i) => `LATE-${i % 4}`);
+  const next = new AuditArchiver({ redis, prefix, dir, segmentMaxBytes: 8_000 });
+  await archiver.stop();
+  t.equal(await next.flushOnce(), 20);
+  t.equal(fenliu('audit', 'verify', dir).code, 0, 'still verifies after more records');
   // a segment missing without a pruned.jsonl line is still an error
   await rm(join(dir, 'pruned.jsonl'));
   t.equal(fenliu('audit', 'verify', dir).code, 1);
+});
+
+t.test('keygen, checkpoint and tree from the compiled CLI', async (t) => {
+  const { prefix, dir } = fresh();
+  await write(prefix, 0, 30);
+  await new AuditArchiver({ redis, prefix, dir, merkle: false }).flushOnce();
+  const tree = fenliu('audit', 'tree', dir, '--json');
+  t.equal(tree.code, 0, tree.stderr);
+  t.match(JSON.parse(tree.stdout), { size: 30, added: 30 });
+  const kg = fenliu('audit', 'keygen', 'cli.example/log');
+  t.equal(kg.code, 0);
+  const [priv, vkey] = kg.stdout.trim().split('\n');
+  t.match(priv, /^PRIVATE\+KEY\+cli\.example\/log\+[0-9a-f]{8}\+/);
+  t.match(vkey, /^cli\.example\/log\+[0-9a-f]{8}\+/);
+  const kf = join(base, 'cli.key');
+  await writeFile(kf, priv);
+  const c = fenliu('audit', 'checkpoint', '--dir', dir, '--key-file', kf);
+  t.equal(c.code, 0, c.stderr);
+  t.match(c.stdout, /^cli\.example\/log\n30\n/);
+  const proof = await proveAlert(dir, 'HS-2');
+  t.ok(verifyAlertProof(proof, vkey).ok, 'a proof against the CLI-signed checkpoint verifies with the CLI-made vkey');
+  const usage = fenliu('audit', 'verify-proof');
+  t.equal(usage.code, 2);
+  t.match(usage.stderr, /usage: fenliu audit verify-proof FILE --key VKEY/);
 });

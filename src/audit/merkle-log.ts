@@ -7,6 +7,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BODIES_MARK, listSegments, readManifest } from './format.js';
+import { readPruned } from './prune.js';
 import { leafHash } from './merkle.js';
 import { TILE_WIDTH, TileError, TileTree, loadTile, perfectRoot, tilePath, type TreeHead } from './tiles.js';
 
@@ -66,7 +67,10 @@ export async function syncTree(dir: string, uptoSeq = Infinity, onProgress?: (si
   // the records of the last level-0 tile (partial, or the last full one) are checked against it
   let edge = tree.edgeHashes(0);
   if (edge.length === 0 && size > 0) edge = await loadTile(dir, 0, size / TILE_WIDTH - 1);
-  const checkFrom = size - edge.length + 1;
+  // records of pruned segments are gone (their leaves stay in the tiles)
+  let firstKept = 1;
+  for (const p of (await readPruned(dir)).values()) firstKept = Math.max(firstKept, p.lastSeq + 1);
+  const checkFrom = Math.max(size - edge.length + 1, Math.min(firstKept, size + 1));
   let added = 0;
   let expect = checkFrom;
   let batch: Buffer[] = [];
@@ -76,7 +80,7 @@ export async function syncTree(dir: string, uptoSeq = Infinity, onProgress?: (si
     expect++;
     const h = recordLeafHash(r.line);
     if (r.seq <= size) {
-      const stored = edge[r.seq - checkFrom];
+      const stored = edge[(r.seq - 1) % TILE_WIDTH];
       if (!stored.equals(h)) {
         throw new TileError(
           tilePath(0, Math.floor((r.seq - 1) / TILE_WIDTH), edge.length),

@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { compileSchema, schemaPath } from '../schemas.js';
 import type { Config } from './types.js';
+import { parseSigner } from '../audit/checkpoint.js';
 
 /** A configuration problem; `path` is the JSON pointer of the offending key. */
 export class ConfigError extends Error {
@@ -134,6 +135,16 @@ function crossCheck(cfg: Config): void {
     if (!enc.keys[enc.currentKey]) problems.push({ path: '/audit/encryption/currentKey', message: `no key "${enc.currentKey}" in /audit/encryption/keys` });
     for (const [kid, b64] of Object.entries(enc.keys)) {
       if (Buffer.from(b64, 'base64').length !== 32) problems.push({ path: `/audit/encryption/keys/${kid}`, message: 'must be 32 bytes, base64-encoded' });
+    }
+  }
+  const signing = cfg.audit?.signing;
+  if (signing && !signing.privateKey === !signing.privateKeyFile) problems.push({ path: '/audit/signing', message: 'give exactly one of privateKey and privateKeyFile' });
+  if (signing?.privateKey) {
+    try {
+      const s = parseSigner(signing.privateKey);
+      if (s.name !== signing.name) problems.push({ path: '/audit/signing/privateKey', message: `is the key of "${s.name}", not "${signing.name}"` });
+    } catch (err) {
+      problems.push({ path: '/audit/signing/privateKey', message: (err as Error).message });
     }
   }
   if (cfg.routes.filter((r) => r.default).length > 1) problems.push({ path: '/routes', message: 'at most one route may be the default' });

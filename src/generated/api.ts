@@ -446,14 +446,14 @@ export interface components {
             /** @constant */
             format: "fenliu.audit-proof/v1";
             alertId: string;
-            /** @description The signed checkpoint */
+            /** @description The signed checkpoint, verbatim (C2SP signed note) */
             checkpoint: string;
             events: {
                 /** @description 0-based leaf index (seq - 1) */
                 index: number;
                 /** @description The record's chain input (leaf data), ending in a newline */
                 leaf: string;
-                /** @description RFC 9162 inclusion path */
+                /** @description RFC 9162 inclusion path, base64, from the leaf's sibling up */
                 proof: string[];
             }[];
             /** @description seq of events archived after the checkpoint */
