@@ -29,8 +29,6 @@ export interface Runtime {
   close(): Promise<void>;
   /** {size, root} of the latest signed audit checkpoint (a cached value; undefined until one exists). Set by the audit extension. */
   auditCheckpoint?: () => { size: number; root: string } | undefined;
-  /** Signs and publishes an audit checkpoint now (only in the archiving process, with audit.signing). */
-  auditCheckpointNow?: () => Promise<{ size: number; root: string; note: string }>;
 }
 
 export async function createRuntime(cfg: Config, log: Logger, redisUrl: string, notice?: (line: string) => void): Promise<Runtime> {

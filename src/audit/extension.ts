@@ -36,7 +36,6 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     const keyText = signing.privateKeyFile ? await readFile(resolve(rt.cfg.baseDir, signing.privateKeyFile), 'utf8') : signing.privateKey!;
     publisher = new CheckpointPublisher({ redis: rt.redis, prefix, dir, signer: parseSigner(keyText), origin: signing.origin, intervalMs: signing.checkpointIntervalMs, logger: rt.log });
     publisher.start();
-    rt.auditCheckpointNow = () => publisher!.publishNow();
   }
   const cache = new CheckpointCache(rt.redis, prefix);
   if (signing) {
