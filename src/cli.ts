@@ -50,7 +50,7 @@ const commands: Record<string, Command> = {
     if (sub === 'compact') return auditCompactCommand(rest);
     const tree = await auditTreeCommand(sub, rest);
     if (tree !== undefined) return tree;
-    throw new UsageError('usage: fenliu audit verify DIR | fenliu audit compact DIR --older-than 30d');
+    throw new UsageError('usage: fenliu audit verify|compact|tree|keygen|checkpoint|prove|verify-proof|witness|prune … (see fenliu --help)');
   },
 };
 
