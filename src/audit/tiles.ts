@@ -57,15 +57,18 @@ export async function readTreeHead(dir: string): Promise<TreeHead | null> {
   }
 }
 
+/** Temp file, fsync, rename: readers (proofs, the publisher) never see a half-written tile. */
 async function writeDurably(path: string, data: Buffer | string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const fh = await open(path, 'w');
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w');
   try {
     await fh.writeFile(data);
     await fh.sync();
   } finally {
     await fh.close();
   }
+  await rename(tmp, path);
 }
 
 /** Hash of the perfect subtree over `hashes` (a power-of-two count). */
@@ -119,6 +122,16 @@ export function tileReader(dir: string, override?: (level: number, index: number
 
 /** The full tile, else the widest partial one; [] when there is none. */
 export async function loadTile(dir: string, level: number, index: number): Promise<Buffer[]> {
+  try {
+    return await loadTileOnce(dir, level, index);
+  } catch (err) {
+    // the tile became full and its partials were removed while we read: the full one is there now
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return loadTileOnce(dir, level, index);
+    throw err;
+  }
+}
+
+async function loadTileOnce(dir: string, level: number, index: number): Promise<Buffer[]> {
   const full = tilePath(level, index);
   try {
     return splitTile(await readFile(join(dir, full)), full);
@@ -127,7 +140,7 @@ export async function loadTile(dir: string, level: number, index: number): Promi
   }
   let widths: number[] = [];
   try {
-    widths = (await readdir(join(dir, full + '.p'))).map(Number).filter((w) => Number.isInteger(w) && w > 0 && w < TILE_WIDTH);
+    widths = (await readdir(join(dir, full + '.p'))).filter((n) => /^\d+$/.test(n)).map(Number).filter((w) => Number.isInteger(w) && w > 0 && w < TILE_WIDTH);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
@@ -251,9 +264,7 @@ export class TileTree {
       if (!old) await writeDurably(path, data);
     }
     const root = await this.root();
-    const tmp = join(this.dir, TREE_FILE + '.tmp');
-    await writeDurably(tmp, JSON.stringify({ size: this.count, root: root.toString('base64') } satisfies TreeHead) + '\n');
-    await rename(tmp, join(this.dir, TREE_FILE));
+    await writeDurably(join(this.dir, TREE_FILE), JSON.stringify({ size: this.count, root: root.toString('base64') } satisfies TreeHead) + '\n');
     // a full tile replaces its partial versions
     for (const p of fullDone) await rm(join(this.dir, p + '.p'), { recursive: true, force: true });
     return root;
