@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
 import { SIG_COSIGNATURE_V1, generateKey, parseSigner, signNote } from '../src/audit/checkpoint.js';
-import { refreshCheckpoint } from '../src/audit/checkpoint-log.js';
+import { CheckpointCache, CheckpointPublisher, readPublishedCheckpoint, refreshCheckpoint } from '../src/audit/checkpoint-log.js';
 import { addAudit, type AuditEvent } from '../src/audit/events.js';
 import { listSegments } from '../src/audit/format.js';
 import { syncTree } from '../src/audit/merkle-log.js';
@@ -335,4 +335,17 @@ t.test('keygen, checkpoint and tree from the compiled CLI', async (t) => {
   const usage = fenliu('audit', 'verify-proof');
   t.equal(usage.code, 2);
   t.match(usage.stderr, /usage: fenliu audit verify-proof FILE --key VKEY/);
+});
+
+t.test('the publisher never replaces a larger published checkpoint', async (t) => {
+  const { prefix, dir } = await log(12);
+  const a = new CheckpointPublisher({ redis, prefix, dir, signer });
+  t.equal((await a.publishNow()).size, 12);
+  const elsewhere = join(base, `empty-${prefix}`);
+  const b = new CheckpointPublisher({ redis, prefix, dir: elsewhere, signer });
+  t.equal((await b.publishNow()).size, 12, 'a process with an empty directory keeps the published one');
+  t.equal((await readPublishedCheckpoint(redis, prefix))!.size, 12);
+  const cache = new CheckpointCache(redis, prefix);
+  await cache.refresh();
+  t.same(cache.current, { size: 12, root: (await readPublishedCheckpoint(redis, prefix))!.root });
 });

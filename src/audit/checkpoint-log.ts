@@ -3,7 +3,7 @@
  * (temp file, fsync, rename) and to Redis (`<prefix>:audit:checkpoint`, {size, root, note}),
  * where the API serves it and receipts read {size, root} from a cached copy.
  */
-import { open, rename } from 'node:fs/promises';
+import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { formatCheckpoint, parseCheckpointBody, parseNote, signNote, type NoteSigner } from './checkpoint.js';
@@ -58,6 +58,7 @@ export async function refreshCheckpoint(dir: string, s: SigningOptions): Promise
     }
   }
   const note = signNote(body, s.signer);
+  await mkdir(dir, { recursive: true });
   await writeFileDurably(join(dir, CHECKPOINT_FILE), note);
   return { size: tree.size, root: root.toString('base64'), note, signed: true };
 }
@@ -110,6 +111,13 @@ export class CheckpointPublisher {
   publishNow(): Promise<PublishedCheckpoint> {
     const run = async () => {
       const cp = await refreshCheckpoint(this.o.dir, this.o);
+      // never step back: a process that sees fewer records (another host, a lost directory)
+      // must not replace a larger published checkpoint
+      const published = await readPublishedCheckpoint(this.o.redis, this.o.prefix).catch(() => null);
+      if (published && published.size > cp.size) {
+        this.o.logger?.warn({ published: published.size, local: cp.size, dir: this.o.dir }, 'audit checkpoint: the published checkpoint is larger than the tree in this directory; not replacing it');
+        return published;
+      }
       await publishCheckpoint(this.o.redis, this.o.prefix, cp);
       return cp;
     };
