@@ -1,5 +1,6 @@
 import t from 'tap';
-import { createHash } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
+import { parseNote, parseSigner, parseVerifier, signNote, verifierOf } from '../src/audit/checkpoint.js';
 import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,4 +183,52 @@ t.test('the archiver refuses to extend a tree whose tiles do not match its recor
     const b = new AuditArchiver({ redis, prefix, dir });
     await t.rejects(b.flushOnce(), /the tree has 10 leaves but the records end at seq 7: the log was truncated/);
   });
+});
+
+// Data from what we did not write: the Certificate Transparency reference tree (RFC 6962 test
+// vectors, as published with transparency-dev/merkle) and the Go reference implementation's
+// signed-note example (golang.org/x/mod/sumdb/note).
+t.test('RFC 6962 reference vectors', async (t) => {
+  const data = ['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f'].map((h) => Buffer.from(h, 'hex'));
+  const roots = [
+    'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
+    'fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125',
+    'aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77',
+    'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+    '4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4',
+    '76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef',
+    'ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c',
+    '5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328',
+  ];
+  const read = memoryReader(data.map((d) => leafHash(d)));
+  for (let n = 0; n <= 8; n++) t.equal((n ? await rootHash(read, n) : EMPTY_ROOT).toString('hex'), roots[n], `root of size ${n}`);
+  const hex = (p: Buffer[]) => p.map((h) => h.toString('hex'));
+  t.same(hex(await inclusionProof(read, 0, 8)), [
+    '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
+    '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+    '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
+  ]);
+  t.same(hex(await inclusionProof(read, 5, 8)), [
+    'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+    'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0',
+    'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+  ]);
+  const p25 = await consistencyProof(read, 2, 5);
+  t.same(hex(p25), ['5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', 'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b']);
+  t.ok(verifyConsistency(2, 5, Buffer.from(roots[2], 'hex'), Buffer.from(roots[5], 'hex'), p25));
+});
+
+t.test('signed notes match the Go reference implementation', async (t) => {
+  const vkey = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW';
+  const skey = 'PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz';
+  const text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+  const sig = '\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n';
+  const signer = parseSigner(skey);
+  t.equal(verifierOf(signer), vkey, 'same vkey from the private key');
+  t.equal(signNote(text, signer), `${text}\n${sig}`, 'byte-for-byte the same signed note');
+  const v = parseVerifier(vkey);
+  t.equal(v.keyId.toString('hex'), 'c74f20a3');
+  const n = parseNote(`${text}\n${sig}`);
+  t.ok(verify(null, Buffer.from(n.text), v.publicKey, n.sigs[0].sig));
 });
