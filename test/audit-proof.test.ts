@@ -152,6 +152,9 @@ t.test('verify --since: the log extends a saved checkpoint; truncation and rewri
   const good = fenliu('audit', 'verify', dir, '--since', saved, '--key', key.vkey);
   t.equal(good.code, 0, good.stdout + good.stderr);
   t.match(good.stdout, /OK {2}the log \(size 420, root .*\) extends .* \(size 300\)/);
+  const j = fenliu('audit', 'verify', dir, '--since', saved, '--key', key.vkey, '--json');
+  t.equal(j.code, 0);
+  t.match(JSON.parse(j.stdout), { ok: true, records: 420, consistency: { ok: true, signatureChecked: true, old: { size: 300 }, current: { size: 420 } } });
 
   // a truncated log (tiles left): named by tile and seq
   const trunc = join(base, `trunc-${prefix}`);

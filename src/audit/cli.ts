@@ -43,9 +43,10 @@ export async function auditVerifyCommand(argv: string[], io: Out = std): Promise
   if (flags.has('since')) {
     // the chain first (it names the broken line), then the tree against the saved checkpoint
     if (!res.ok) return printVerify(dir, res, flags, io);
-    const ok = await verifySinceCommand(dir, flags, res.pruned ?? 0, io);
-    if (!flags.has('json')) printVerify(dir, res, flags, io);
-    return ok ? 0 : 1;
+    const consistency = await verifySinceCommand(dir, flags, res.pruned ?? 0, io);
+    if (flags.has('json')) io.out(JSON.stringify({ ...res, ok: consistency.ok, consistency }));
+    else printVerify(dir, res, flags, io);
+    return consistency.ok ? 0 : 1;
   }
   // the Merkle tree, when there is one (tree.json): every tile against the records
   if (res.ok && (await readTreeHead(dir).catch(() => true))) {

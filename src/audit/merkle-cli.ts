@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { NoteError, SIG_COSIGNATURE_V1, SIG_ED25519, generateKey, parseSigner } from './checkpoint.js';
 import { refreshCheckpoint } from './checkpoint-log.js';
-import { verifyConsistencySince, witnessCheckpoint } from './consistency.js';
+import { verifyConsistencySince, witnessCheckpoint, type ConsistencyResult } from './consistency.js';
 import { syncTree } from './merkle-log.js';
 import { proveAlert, verifyAlertProof } from './proof.js';
 import { pruneSegments } from './prune.js';
@@ -195,16 +195,16 @@ function usage(io: Out, text: string): number {
 }
 
 /** `fenliu audit verify DIR --since FILE`: the consistency part (the chain is checked by verifyAuditDir). */
-export async function verifySinceCommand(dir: string, flags: Map<string, string | true>, firstLeaf: number, io: Out): Promise<boolean> {
+export async function verifySinceCommand(dir: string, flags: Map<string, string | true>, firstLeaf: number, io: Out): Promise<ConsistencyResult> {
   const since = flags.get('since') as string;
   const key = str(flags, 'key');
   const r = await verifyConsistencySince(dir, await readFile(since, 'utf8'), { ...(key ? { key: await keyArg(key) } : {}), origin: str(flags, 'origin'), firstLeaf });
-  if (flags.has('json')) io.out(JSON.stringify({ consistency: r }));
-  else if (r.ok) {
+  if (flags.has('json')) return r;
+  if (r.ok) {
     io.out(`OK  the log (size ${r.current!.size}, root ${r.current!.root}) extends ${since} (size ${r.old!.size})${r.signatureChecked ? '' : ' — signature not checked (no --key)'}`);
   } else {
     io.out(`BROKEN  ${dir} against ${since}`);
     io.out(`  what: ${r.error}`);
   }
-  return r.ok;
+  return r;
 }
