@@ -115,6 +115,8 @@ export interface CaseEvent {
   /** For overdue: which deadline (ack, intervene, resolve) and when it was due. */
   sla?: 'ack' | 'intervene' | 'resolve';
   dueAt?: string;
+  /** The latest signed audit checkpoint when the event was queued (an anchor for the 110 system; docs/audit.md). */
+  auditCheckpoint?: { size: number; root: string };
 }
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

@@ -51,9 +51,11 @@ const COMMANDS: Record<string, Command> = {
     run: async (argv) => (await import('./kit/config-check.js')).configCheckCommand(argv[0]),
   },
   'audit verify': {
-    usage: `fenliu audit verify DIR [--json]
-  Verifies the hash chain and manifest of an audit folder offline. Exit 0 intact, 1 broken.`,
-    options: { json: bool },
+    usage: `fenliu audit verify DIR [--json] [--since CHECKPOINT [--key VKEY] [--origin O]]
+  Verifies the hash chain, manifest and Merkle tiles of an audit folder offline. With --since,
+  also proves (RFC 9162 consistency) that the log extends a checkpoint saved earlier.
+  Exit 0 intact, 1 broken.`,
+    options: { json: bool, since: str, key: str, origin: str },
     args: [1, 1],
     dirArg: true,
     run: async (argv) => (await import('./audit/cli.js')).auditVerifyCommand(argv),
@@ -65,6 +67,58 @@ const COMMANDS: Record<string, Command> = {
     args: [1, 1],
     dirArg: true,
     run: async (argv) => (await import('./audit/cli.js')).auditCompactCommand(argv),
+  },
+  'audit tree': {
+    usage: `fenliu audit tree DIR [--json]
+  Builds (once, for logs written before the tree existed) or catches up the Merkle tree tiles.`,
+    options: { json: bool },
+    args: [1, 1],
+    dirArg: true,
+    run: async (argv) => (await import('./audit/merkle-cli.js')).auditTreeCommand('tree', argv) as Promise<number>,
+  },
+  'audit keygen': {
+    usage: `fenliu audit keygen NAME [--cosigner]
+  Prints a new Ed25519 signing key (PRIVATE+KEY+…, keep secret) and its public vkey.`,
+    options: { cosigner: bool },
+    args: [1, 1],
+    run: async (argv) => (await import('./audit/merkle-cli.js')).auditTreeCommand('keygen', argv) as Promise<number>,
+  },
+  'audit checkpoint': {
+    usage: `fenliu audit checkpoint (--config FILE | --dir DIR --key-file FILE [--origin O])
+  Signs a checkpoint of the audit tree now and writes it to DIR/checkpoint.`,
+    options: { config: str, dir: str, 'key-file': str, origin: str },
+    args: [0, 0],
+    run: async (argv) => (await import('./audit/merkle-cli.js')).auditTreeCommand('checkpoint', argv) as Promise<number>,
+  },
+  'audit prove': {
+    usage: `fenliu audit prove ALERT_ID (--config FILE | --dir DIR) [--out FILE]
+  Writes every audit event of the alert with its inclusion proof against one signed checkpoint.`,
+    options: { config: str, dir: str, out: str },
+    args: [1, 1],
+    run: async (argv) => (await import('./audit/merkle-cli.js')).auditTreeCommand('prove', argv) as Promise<number>,
+  },
+  'audit verify-proof': {
+    usage: `fenliu audit verify-proof FILE --key VKEY [--origin O] [--witness VKEY,…] [--json]
+  Checks a proof file offline, without the log. Exit 0 valid, 1 invalid.`,
+    options: { key: str, origin: str, witness: str, json: bool },
+    args: [1, 1],
+    run: async (argv) => (await import('./audit/merkle-cli.js')).auditTreeCommand('verify-proof', argv) as Promise<number>,
+  },
+  'audit witness': {
+    usage: `fenliu audit witness DIR --key LOG_VKEY --witness-key FILE [--since CHECKPOINT] [--out FILE] [--write]
+  Checks that the log extends the last checkpoint this witness saw, then cosigns it (C2SP tlog-cosignature).`,
+    options: { key: str, 'witness-key': str, since: str, out: str, write: bool, origin: str },
+    args: [1, 1],
+    dirArg: true,
+    run: async (argv) => (await import('./audit/merkle-cli.js')).auditTreeCommand('witness', argv) as Promise<number>,
+  },
+  'audit prune': {
+    usage: `fenliu audit prune DIR --before ISO|30d [--move-to DIR] [--json]
+  Deletes (or moves) closed segments older than the date; tiles and checkpoints stay verifiable.`,
+    options: { before: str, 'move-to': str, json: bool },
+    args: [1, 1],
+    dirArg: true,
+    run: async (argv) => (await import('./audit/merkle-cli.js')).auditTreeCommand('prune', argv) as Promise<number>,
   },
   replay: {
     usage: `fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
@@ -120,8 +174,9 @@ const USAGE = `fenliu — interagency integration gateway
 Usage:
   fenliu serve [--config FILE] [--role all|api|worker|archiver]
   fenliu config check FILE
-  fenliu audit verify DIR [--json]
+  fenliu audit verify DIR [--json] [--since CHECKPOINT --key VKEY]
   fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
+  fenliu audit tree|keygen|checkpoint|prove|verify-proof|witness|prune …   (fenliu help audit)
   fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
                 [--config FILE] [--json] [--reason TEXT --key KEY --url URL] [--dry-run]
   fenliu adapter test PATH [--golden DIR] [--json] [--url PLATFORM_URL [--options JSON]]

@@ -39,6 +39,7 @@ import {
   streamIdMs,
   utcDay,
 } from './format.js';
+import { MerkleAppender } from './merkle-log.js';
 
 export interface AuditLogger {
   info(obj: object, msg?: string): void;
@@ -73,6 +74,8 @@ export interface AuditArchiverOptions {
   /** Start even when the files are behind the head recorded in Redis (after a deliberate restore). */
   allowBehindHead?: boolean;
   logger?: AuditLogger;
+  /** Keep the Merkle tree over the records (tiles and tree.json next to the segments). Default true. */
+  merkle?: boolean;
   /** Test hooks: `afterFsync` runs after lines are durable and before the stream is trimmed. */
   hooks?: { afterFsync?(info: { lastSeq: number; lastStreamId: string; written: number }): void | Promise<void> };
 }
@@ -118,6 +121,8 @@ export class AuditArchiver {
   private stopping = false;
   private wake: (() => void) | null = null;
   private chain: Promise<unknown> = Promise.resolve();
+  /** The Merkle tree (src/audit/merkle-log.ts); null when `merkle: false`. */
+  readonly merkle: MerkleAppender | null;
 
   constructor(opts: AuditArchiverOptions) {
     this.opts = opts;
@@ -133,6 +138,7 @@ export class AuditArchiver {
     this.bodyPaths = opts.bodyPaths ?? DEFAULT_BODY_PATHS;
     this.keyring = opts.keyring;
     this.log = opts.logger;
+    this.merkle = opts.merkle === false ? null : new MerkleAppender(opts.dir);
   }
 
   /** Starts the background loop: wait for the lock, archive, block on the stream for more. */
@@ -330,6 +336,7 @@ export class AuditArchiver {
         );
       }
     }
+    await this.merkle?.prepare(tail.seq);
     this.tail = tail;
   }
 
@@ -394,6 +401,7 @@ export class AuditArchiver {
     let open = tail.open ? { ...tail.open } : null;
     let nextSegNo = tail.nextSegNo;
     let lastId = tail.streamId;
+    const lines: string[] = [];
     for (const [id, fields] of entries) {
       const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true) });
       const bytes = Buffer.byteLength(line) + 1;
@@ -408,6 +416,7 @@ export class AuditArchiver {
       let cur = plan.find((p) => p.name === open!.name);
       if (!cur) plan.push((cur = { name: open.name, data: [], close: false }));
       cur.data.push(line + '\n');
+      lines.push(line);
       open.size += bytes;
       seq += 1;
       hash = chainHash(line);
@@ -420,6 +429,7 @@ export class AuditArchiver {
       }
       if (p.close) await this.closeSegment(p.name);
     }
+    await this.onBatchArchived(lines);
     tail.seq = seq;
     tail.hash = hash;
     tail.streamId = lastId;
@@ -432,6 +442,11 @@ export class AuditArchiver {
       .set(auditHeadKey(this.prefix), JSON.stringify({ seq, hash, streamId: lastId }))
       .exec();
     return entries.length;
+  }
+
+  /** After a batch is durable in the segments: the tree grows by its records (a crash before this is caught up by prepare). */
+  private async onBatchArchived(lines: string[]): Promise<void> {
+    await this.merkle?.onBatchArchived(lines);
   }
 }
 

@@ -9,6 +9,10 @@ import { AuditArchiver } from './archiver.js';
 import { queryAudit, readAlertTimeline } from './query.js';
 import { auditKeyring, setAuditKeys } from './format.js';
 import { PERIOD_FILTER } from '../routes/query.js';
+import { readFile } from 'node:fs/promises';
+import { parseSigner } from './checkpoint.js';
+import { CheckpointCache, CheckpointPublisher, readPublishedCheckpoint } from './checkpoint-log.js';
+import { proveAlert, readCheckpointFile } from './proof.js';
 
 /**
  * The audit trail as a part of the process: the archiver runs in worker processes (several may
@@ -24,11 +28,40 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined });
     await archiver.start();
   }
+  // Signed checkpoints: signed by the archiving process; every process reads {size, root} for
+  // receipts and feedback from a cached copy.
+  const signing = rt.cfg.audit.signing;
+  let publisher: CheckpointPublisher | undefined;
+  if (signing && archiver) {
+    const keyText = signing.privateKeyFile ? await readFile(resolve(rt.cfg.baseDir, signing.privateKeyFile), 'utf8') : signing.privateKey!;
+    publisher = new CheckpointPublisher({ redis: rt.redis, prefix, dir, signer: parseSigner(keyText), origin: signing.origin, intervalMs: signing.checkpointIntervalMs, logger: rt.log });
+    publisher.start();
+  }
+  const cache = new CheckpointCache(rt.redis, prefix);
+  if (signing) {
+    await cache.refresh().catch(() => undefined);
+    cache.start();
+    rt.auditCheckpoint = () => cache.current;
+    rt.lifecycle.auditCheckpoint = rt.auditCheckpoint;
+  }
   const routes = async (app: FastifyInstance) => {
     app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
       if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
       return { items: await readAlertTimeline({ redis: rt.redis, prefix, dir, alertId: rec.id }) };
+    });
+    app.get('/v1/audit/checkpoint', { preHandler: app.requireScope('audit:read', 'alerts:read') }, async (_req, reply) => {
+      const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
+      if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
+      reply.type('text/plain; charset=utf-8');
+      return note;
+    });
+    app.get<{ Params: { id: string } }>('/v1/alerts/:id/proof', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+      const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
+      if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
+      const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
+      if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
+      return proveAlert(dir, rec.id, { checkpoint: note });
     });
     app.get<{ Querystring: { from?: string; to?: string; source?: string; platform?: string; type?: string; alertId?: string; cursor?: string; limit?: number } }>(
       '/v1/audit',
@@ -58,5 +91,9 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
       },
     );
   };
-  return { name: 'audit', routes: [routes], close: async () => archiver?.stop() };
+  return { name: 'audit', routes: [routes], close: async () => {
+      cache.stop();
+      await publisher?.stop();
+      await archiver?.stop();
+    } };
 };

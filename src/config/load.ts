@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { compileSchema, schemaPath } from '../schemas.js';
 import { webhookSecretProblem } from '../delivery/webhook-secret.js';
 import type { Config } from './types.js';
+import { parseSigner } from '../audit/checkpoint.js';
 
 /** A configuration problem; `path` is the JSON pointer of the offending key. */
 export class ConfigError extends Error {
@@ -138,6 +139,16 @@ function crossCheck(cfg: Config): void {
     }
   }
   problems.push(...webhookSecretProblems(cfg));
+  const signing = cfg.audit?.signing;
+  if (signing && !signing.privateKey === !signing.privateKeyFile) problems.push({ path: '/audit/signing', message: 'give exactly one of privateKey and privateKeyFile' });
+  if (signing?.privateKey) {
+    try {
+      const s = parseSigner(signing.privateKey);
+      if (s.name !== signing.name) problems.push({ path: '/audit/signing/privateKey', message: `is the key of "${s.name}", not "${signing.name}"` });
+    } catch (err) {
+      problems.push({ path: '/audit/signing/privateKey', message: (err as Error).message });
+    }
+  }
   if (cfg.routes.filter((r) => r.default).length > 1) problems.push({ path: '/routes', message: 'at most one route may be the default' });
   const hashes = new Map<string, string>();
   const keyLists: [string, { sha256: string }[]][] = [

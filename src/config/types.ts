@@ -74,6 +74,20 @@ export interface RouteConfig {
   sla?: SlaConfig;
 }
 
+/** `audit.signing`: the Ed25519 key that signs checkpoints of the audit tree. */
+export interface AuditSigningConfig {
+  /** key name; the checkpoint origin unless `origin` is set */
+  name: string;
+  /** checkpoint origin line (the installation's name). Default: `name`. */
+  origin?: string;
+  /** PRIVATE+KEY+… (normally from ${ENV}) */
+  privateKey?: string;
+  /** file holding the private key, relative to the config file */
+  privateKeyFile?: string;
+  /** time between checkpoints. Default 60000. */
+  checkpointIntervalMs: number;
+}
+
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number; publicUrl?: string; rateLimitPerKey: { max: number; perSeconds: number } };
   redis: {
@@ -108,7 +122,7 @@ export interface Config {
   sla: SlaConfig;
   retention: { alertsDays: number; sweepEveryMs: number };
   repeat: { enabled: boolean; window: string; secret?: string; crossSource?: boolean };
-  audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; streamLimit: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
+  audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; streamLimit: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> }; signing?: AuditSigningConfig };
   engine: { lockDurationMs: number; stalledIntervalMs: number; slaSweepMs: number };
   /** Inbound standards shared by all sources (category tables, nesting limit). */
   inbound?: { categories?: CategoryTables; maxDepth?: number; /** Largest CAP/EIDO body (default 2 MiB). */ bodyLimitBytes?: number };

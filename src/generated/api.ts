@@ -209,6 +209,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/alerts/{id}/proof": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every archived audit event of one alert with its Merkle inclusion proof against the latest signed checkpoint (its own source, or audit:read)
+         * @description One self-contained file modelled on C2SP tlog-proof; check it offline with
+         *     `fenliu audit verify-proof FILE --key VKEY` or the verifier in docs/audit.md.
+         */
+        get: operations["getAlertProof"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audit/checkpoint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The latest signed checkpoint of the audit log (C2SP tlog-checkpoint as a signed note, with any witness cosignatures) */
+        get: operations["getAuditCheckpoint"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -402,6 +440,7 @@ export interface components {
                 action?: string;
                 references?: string[];
             };
+            auditCheckpoint?: components["schemas"]["AuditCheckpointRef"];
         };
         /** @description A CAP Cancel naming nothing this source sent (docs/integrators.md); nothing is stored */
         CancelNothing: {
@@ -414,6 +453,29 @@ export interface components {
                 action?: "cancel";
                 references?: string[];
             };
+        };
+        /** @description The latest signed audit checkpoint (tree size and base64 root). Keep it; `fenliu audit verify --since` proves later logs extend it. */
+        AuditCheckpointRef: {
+            size: number;
+            /** @description base64 of the 32-byte RFC 9162 root hash */
+            root: string;
+        };
+        AuditProof: {
+            /** @constant */
+            format: "fenliu.audit-proof/v1";
+            alertId: string;
+            /** @description The signed checkpoint, verbatim (C2SP signed note) */
+            checkpoint: string;
+            events: {
+                /** @description 0-based leaf index (seq - 1) */
+                index: number;
+                /** @description The record's chain input (leaf data), ending in a newline */
+                leaf: string;
+                /** @description RFC 9162 inclusion path, base64, from the leaf's sibling up */
+                proof: string[];
+            }[];
+            /** @description seq of events archived after the checkpoint */
+            pending?: number[];
         };
         Delivery: {
             id: string;
@@ -1154,6 +1216,61 @@ export interface operations {
                     "application/json": {
                         items: components["schemas"]["AuditItem"][];
                     };
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+        };
+    };
+    getAlertProof: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The proof file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditProof"];
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+        };
+    };
+    getAuditCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The signed note */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example fenliu.huangshi.example/audit
+                     *     4711
+                     *     0d4S1Hh1S1oZ7c9I6CMi0aQ0wM3kY0i8nV6tN3Zk1yA=
+                     *
+                     *     — fenliu.huangshi.example/audit 7dbX2M7k…
+                     */
+                    "text/plain": string;
                 };
             };
             401: components["responses"]["Problem"];

@@ -112,6 +112,9 @@ export class Lifecycle {
     this.prefix = cfg.redis.prefix;
   }
 
+  /** {size, root} of the latest signed audit checkpoint, carried by feedback to 110 (set by the audit extension; a cached value). */
+  auditCheckpoint?: () => { size: number; root: string } | undefined;
+
   private platform(id: string): PlatformConfig | undefined {
     return this.cfg.platforms.find((p) => p.id === id);
   }
@@ -315,6 +318,8 @@ export class Lifecycle {
     if (!source?.feedback) return;
     const what = event.type === 'state' ? event.state! : event.type;
     if (!source.feedback.states.includes(what)) return;
+    const cp = this.auditCheckpoint?.();
+    if (cp) event = { ...event, auditCheckpoint: cp };
     await this.createDelivery(rec, feedbackPlatformId(source.id), 'feedback', event, `feedback: ${what} at ${event.platformId}`);
   }
 

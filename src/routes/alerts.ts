@@ -7,7 +7,7 @@ import type { IngestResult } from '../ingest/ingest.js';
 import { CAP_MEDIA_TYPES, EIDO_MEDIA_TYPE, InboundService, mediaType, VENDOR_MEDIA_TYPE } from '../inbound/service.js';
 
 /** The 202/200 answer to a submission: enough to follow the alert, without echoing personal data. */
-function receipt(rec: AlertRecord, deliveries: DeliveryRecord[]) {
+function receipt(rec: AlertRecord, deliveries: DeliveryRecord[], auditCheckpoint?: { size: number; root: string }) {
   return {
     id: rec.id,
     status: deriveAlertState(deliveries.map((d) => d.state)),
@@ -16,6 +16,8 @@ function receipt(rec: AlertRecord, deliveries: DeliveryRecord[]) {
     route: { ruleId: rec.route.ruleId, targets: rec.route.targets },
     deliveries: deliveries.map((d) => ({ id: d.id, platformId: d.platformId, state: d.state, remoteTicketId: d.remoteTicketId })),
     links: { self: `/v1/alerts/${rec.id}` },
+    // the latest signed audit checkpoint: every source holds anchors (docs/audit.md)
+    ...(auditCheckpoint ? { auditCheckpoint } : {}),
   };
 }
 
@@ -32,6 +34,7 @@ const RECEIPT_SCHEMA = {
     deliveries: { type: 'array', items: { type: 'object', properties: { id: STR, platformId: STR, state: STR, remoteTicketId: STR } } },
     links: { type: 'object', properties: { self: STR } },
     inbound: { type: 'object', properties: { format: STR, action: STR, references: { type: 'array', items: STR } } },
+    auditCheckpoint: { type: 'object', properties: { size: { type: 'integer' }, root: STR } },
   },
 } as const;
 
@@ -121,19 +124,19 @@ export default async function alertRoutes(app: FastifyInstance) {
         // Linked to an open case: no new ticket, so 200 and a pointer to the case.
         const caseId = result.record.repeatOf;
         reply.code(200).header('location', `/v1/alerts/${caseId}`);
-        return { ...receipt(result.record, []), status: 'linked', repeatOf: caseId, repeatMatch: result.record.repeatMatch, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${caseId}` } };
+        return { ...receipt(result.record, [], rt.auditCheckpoint?.()), status: 'linked', repeatOf: caseId, repeatMatch: result.record.repeatMatch, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${caseId}` } };
       }
       if (result.kind === 'created') {
         reply.code(202).header('location', `/v1/alerts/${result.record.id}`);
-        return receipt(result.record, result.deliveries);
+        return receipt(result.record, result.deliveries, rt.auditCheckpoint?.());
       }
       const deliveries = await getDeliveries(rt.redis, rt.keys, result.record.deliveryIds);
       if (result.record.repeatOf) {
         reply.code(200).header('idempotent-replayed', 'true');
-        return { ...receipt(result.record, []), status: 'linked', repeatOf: result.record.repeatOf, repeatMatch: result.record.repeatMatch, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${result.record.repeatOf}` } };
+        return { ...receipt(result.record, [], rt.auditCheckpoint?.()), status: 'linked', repeatOf: result.record.repeatOf, repeatMatch: result.record.repeatMatch, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${result.record.repeatOf}` } };
       }
       reply.code(200).header('location', `/v1/alerts/${result.record.id}`).header('idempotent-replayed', 'true');
-      return receipt(result.record, deliveries);
+      return receipt(result.record, deliveries, rt.auditCheckpoint?.());
     },
   );
 
