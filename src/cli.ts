@@ -5,7 +5,7 @@ import { RedisServerMissingError } from './redis/embedded.js';
 import { PersistenceError } from './redis/persistence.js';
 import { serve, type Role } from './server.js';
 import { ROLES } from './roles.js';
-import { auditCompactCommand, auditVerifyCommand } from './audit/cli.js';
+import { auditCompactCommand, auditIndexCommand, auditVerifyCommand } from './audit/cli.js';
 import { replayCommand } from './audit/replay-cli.js';
 import { adapterTestCommand, KitUsageError } from './kit/adapter-test.js';
 import { adapterGoldenCommand, adapterNewCommand } from './kit/adapter-new.js';
@@ -18,6 +18,7 @@ Usage:
   fenliu config check FILE
   fenliu audit verify DIR [--json]
   fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
+  fenliu audit index DIR [--json]
   fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
                 [--config FILE] [--json] [--reason TEXT --key KEY --url URL] [--dry-run]
   fenliu adapter test PATH [--golden DIR] [--json]
@@ -46,6 +47,7 @@ const commands: Record<string, Command> = {
     const [sub, ...rest] = argv;
     if (sub === 'verify') return auditVerifyCommand(rest);
     if (sub === 'compact') return auditCompactCommand(rest);
+    if (sub === 'index') return auditIndexCommand(rest);
     throw new UsageError('usage: fenliu audit verify DIR | fenliu audit compact DIR --older-than 30d');
   },
 };

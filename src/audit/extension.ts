@@ -7,6 +7,7 @@ import { getAlertRecord } from '../store/records.js';
 import { canRead } from '../routes/alerts.js';
 import { AuditArchiver } from './archiver.js';
 import { queryAudit, readAlertTimeline } from './query.js';
+import { openAuditIndex } from './event-index.js';
 import { auditKeyring, setAuditKeys } from './format.js';
 import { PERIOD_FILTER } from '../routes/query.js';
 
@@ -21,7 +22,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
   if (enc) setAuditKeys(enc.currentKey, enc.keys);
   let archiver: AuditArchiver | undefined;
   if (rt.cfg.audit.archive && archives(role, rt.cfg.audit.archiveIn)) {
-    archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined });
+    archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined, index: { add: (lines) => openAuditIndex(dir).add(lines) } });
     await archiver.start();
   }
   const routes = async (app: FastifyInstance) => {
