@@ -10,7 +10,7 @@ import { getAlertRecord } from '../store/records.js';
 import { canRead } from '../routes/alerts.js';
 import { AuditArchiver } from './archiver.js';
 import { queryAudit, readAlertTimeline } from './query.js';
-import { openAuditIndex } from './event-index.js';
+import { auditIndex, openAuditIndex } from './event-index.js';
 import { auditKeyring, setAuditKeys } from './format.js';
 import { PERIOD_FILTER } from '../routes/query.js';
 
@@ -28,6 +28,9 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined, index: { add: (lines) => openAuditIndex(dir).add(lines) } });
     await archiver.start();
   }
+  // Build or catch up the index now rather than on the first request (a new index over a large
+  // log takes a while; queries meanwhile wait for the same catch-up).
+  auditIndex(dir).catch((err) => rt.log.warn({ err }, 'audit index: catch-up failed; queries will retry'));
   const routes = async (app: FastifyInstance) => {
     app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
@@ -108,5 +111,6 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
       },
     );
   };
+  // The index stays open (cached per directory, shared by instances in one process).
   return { name: 'audit', routes: [routes], close: async () => archiver?.stop() };
 };
