@@ -80,11 +80,11 @@ function alertEvents(n: number): [number, () => AuditEvent][] {
 }
 
 /** Every event time in order, as [ms, alert, index]: the order the stream sees them in. */
-function schedule(alerts: number): Int32Array[] {
+function schedule(alerts: number): { order: Int32Array; kth: Int32Array; times: Float64Array } {
   const rows: { t: number; a: number; k: number }[] = [];
   for (let a = 0; a < alerts; a++) alertEvents(a).forEach(([t], k) => rows.push({ t, a, k }));
   rows.sort((x, y) => x.t - y.t || x.a - y.a || x.k - y.k);
-  return [Int32Array.from(rows, (r) => r.a), Int32Array.from(rows, (r) => r.k)];
+  return { order: Int32Array.from(rows, (r) => r.a), kth: Int32Array.from(rows, (r) => r.k), times: Float64Array.from(rows, (r) => r.t) };
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
@@ -109,7 +109,7 @@ async function main() {
 
   const alerts = Math.ceil(TOTAL / PER_ALERT);
   process.stderr.write(`scheduling ${alerts} alerts (${alerts * PER_ALERT} events, first ${TOTAL} written)…\n`);
-  const [order, kth] = schedule(alerts);
+  const { order, kth, times } = schedule(alerts);
   const cache = new Map<number, [number, () => AuditEvent][]>();
   const eventOf = (i: number) => {
     const a = order[i];
@@ -144,8 +144,11 @@ async function main() {
     closeAuditIndexes();
     const [built, indexMs] = await timed(() => rebuildIndex(dir));
     await eventsOfAlert(dir, 'warm-up');
-    // alerts whose events are all written by now (received at least two days before the last one)
-    const complete = Math.max(1, Math.floor((target / PER_ALERT) * 0.6));
+    // alerts whose 28 events are all written by now (received 45 h before the last event), else
+    // (a log shorter than 45 h) every alert received so far
+    const lastT = times[target - 1];
+    const done = Math.floor((lastT - 45 * H - T0) / ALERT_EVERY_MS);
+    const complete = done >= 1 ? done : Math.max(1, Math.floor((lastT - T0) / ALERT_EVERY_MS));
     const lat: number[] = [];
     let events = 0;
     for (let s = 0; s < SAMPLES; s++) {
