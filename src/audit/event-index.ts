@@ -347,10 +347,13 @@ export class AuditIndex {
 
   /** Alert ids of `alert.received` events in a time range (for replay selection), in log order. */
   receivedAlerts(f: { fromMs?: number; toMs?: number; source?: string }): string[] {
-    const rows = this.find({ type: 'alert.received', fromMs: f.fromMs, toMs: f.toMs, source: f.source }, Number.MAX_SAFE_INTEGER);
-    if (!rows.length) return [];
-    const stmt = this.db.prepare('SELECT alert_id FROM events WHERE seq = ?');
-    return rows.map((r) => (stmt.get(r.seq) as { alert_id: string | null }).alert_id).filter((a): a is string => !!a);
+    const where = [`type = 'alert.received'`, 'alert_id IS NOT NULL'];
+    const args: (string | number)[] = [];
+    if (f.fromMs !== undefined) (where.push('at_ms >= ?'), args.push(f.fromMs));
+    if (f.toMs !== undefined) (where.push('at_ms < ?'), args.push(f.toMs));
+    if (f.source !== undefined) (where.push('source_id = ?'), args.push(f.source));
+    const rows = this.db.prepare(`SELECT alert_id FROM events WHERE ${where.join(' AND ')} ORDER BY seq`).all(...args) as { alert_id: string }[];
+    return rows.map((r) => r.alert_id);
   }
 
   /**
