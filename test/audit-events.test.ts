@@ -70,6 +70,17 @@ t.test('operator actions and replay runs are on the log under the documented nam
   t.equal(retry?.event.reason, '平台已修复字段校验', 'and the reason');
   t.same(retry?.event.data?.target, { kind: 'delivery', id: cOps }, 'and the target');
 
+  // Dead-letter triage: a bulk retry of a platform's dead letters is one action per delivery.
+  sandbox.get('p-cityops').setFault({ fault: '4xx', times: 1 });
+  const d = await src.post('/v1/alerts', alert('EV-D', { category: 'utility.water-leak', location: { address: '八泉街道 D', regionCode: '420203' } }));
+  const dOps = d.body.deliveries[0].id;
+  await until(async () => (await state(dOps)).state === 'failed', 10_000, 'd failed');
+  t.equal((await admin.post('/v1/platforms/p-cityops/dead-letters/retry', { reason: '批量重试' })).status, 202);
+  const bulk = (await ofType('operator.action')).find((i) => i.event.data?.action === 'dead-letters.retry');
+  t.equal(bulk?.event.deliveryId, dOps, 'dead-letter retry is an operator.action on the delivery');
+  t.equal(bulk?.event.reason, '批量重试');
+  await until(async () => (await state(dOps)).state === 'delivered', 10_000, 'd delivered');
+
   // An operator cancel (an admin key withdrawing an alert).
   const b = await src.post('/v1/alerts', alert('EV-B', { category: 'dispute.debt', location: { address: '团城山 B', regionCode: '420204' } }));
   await until(async () => (await state(b.body.deliveries[0].id)).state === 'delivered', 10_000, 'b delivered');
@@ -85,17 +96,18 @@ t.test('operator actions and replay runs are on the log under the documented nam
   const re = await cli(['replay', dir, '--mode', 'redeliver', '--platform', 'p-cityops', '--reason', '平台数据丢失', '--key', KEYS.admin, '--url', f.url, '--config', cfgFile, '--json']);
   t.equal(re.code, 0, re.stderr);
   const out = JSON.parse(re.stdout) as { replayId: string; queued: number };
-  t.equal(out.queued, 1);
-  await until(() => sandbox.get('p-cityops').received.length > before, 10_000, 'redelivered');
+  t.equal(out.queued, 2, 'both p-cityops deliveries (C and D)');
+  await until(() => sandbox.get('p-cityops').received.length >= before + 2, 10_000, 'redelivered');
   const run = async () => (await ofType('replay.*')).filter((i) => i.event.data?.replayId === out.replayId);
-  await until(async () => (await run()).length === 3, 10_000, 'replay events');
+  await until(async () => (await run()).length === 4, 10_000, 'replay events');
   const evs = await run();
-  t.same(evs.map((i) => i.event.type), ['replay.started', 'replay.delivery', 'replay.finished'], 'started, one delivery, finished');
+  t.same(evs.map((i) => i.event.type), ['replay.started', 'replay.delivery', 'replay.delivery', 'replay.finished'], 'started, a delivery each, finished');
   t.same(evs[0].event.data?.selection, { platform: 'p-cityops' });
   t.equal(evs[0].event.data?.mode, 'redeliver');
-  t.equal(evs[1].event.data?.originalDeliveryId, cOps);
-  t.same(evs[2].event.data?.counts, { selected: 1, queued: 1, missing: 0, refused: 0 });
-  t.ok(evs.every((i) => i.event.actor?.keyId === 'test-admin' || i.event.type === 'replay.delivery' ? true : false));
+  t.same(evs.slice(1, 3).map((i) => i.event.data?.originalDeliveryId).sort(), [cOps, dOps].sort(), 'each delivery sent again');
+  t.equal(evs[0].event.data?.selected, 2);
+  t.same(evs[3].event.data?.counts, { selected: 2, queued: 2, missing: 0, refused: 0 });
+  t.ok(evs.every((i) => i.event.actor?.keyId === 'test-admin'), 'the admin key is the actor of the whole run');
   t.ok((await ofType('operator.action')).some((i) => i.event.data?.action === 'redeliver' && i.event.data?.replayId === out.replayId), 'the redelivery is an operator action too');
   t.notOk((await ofType('replay.redeliver')).length, 'the old name is gone');
 
@@ -104,9 +116,9 @@ t.test('operator actions and replay runs are on the log under the documented nam
   t.equal(viaRedis.code, 0, viaRedis.stderr);
   const id = /replay (\S+) recorded in the audit log/.exec(viaRedis.stderr)?.[1];
   t.ok(id, viaRedis.stderr);
-  await until(async () => (await ofType('replay.*')).filter((i) => i.event.data?.replayId === id).length === 4, 10_000, 'diff events');
+  await until(async () => (await ofType('replay.*')).filter((i) => i.event.data?.replayId === id).length === 5, 10_000, 'diff events');
   const diffEvs = (await ofType('replay.*')).filter((i) => i.event.data?.replayId === id);
-  t.same(diffEvs.map((i) => i.event.type), ['replay.started', 'replay.delivery', 'replay.delivery', 'replay.finished']);
+  t.same(diffEvs.map((i) => i.event.type), ['replay.started', 'replay.delivery', 'replay.delivery', 'replay.delivery', 'replay.finished']);
   t.ok(diffEvs.filter((i) => i.event.type === 'replay.delivery').every((i) => i.event.data?.result === 'same'));
 
   // Offline diff without Redis: a hashed report.
@@ -116,5 +128,5 @@ t.test('operator actions and replay runs are on the log under the documented nam
   t.equal(offline.code, 0, offline.stderr);
   const text = await readFile(report, 'utf8');
   t.match(offline.stderr, `(sha256 ${sha256Hex(text)})`, 'the report hash is printed');
-  t.same((JSON.parse(text).events as { type: string }[]).map((e) => e.type), ['replay.started', 'replay.delivery', 'replay.delivery', 'replay.finished']);
+  t.same((JSON.parse(text).events as { type: string }[]).map((e) => e.type), ['replay.started', 'replay.delivery', 'replay.delivery', 'replay.delivery', 'replay.finished']);
 });
