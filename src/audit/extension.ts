@@ -4,7 +4,7 @@ import { addAudit } from './events.js';
 import { replayEvent, type ReplayMode, type ReplaySelectionDoc } from './operator.js';
 import type { FastifyInstance } from 'fastify';
 import type { ExtensionFactory } from '../extensions.js';
-import { archives } from '../roles.js';
+import { archives, servesApi } from '../roles.js';
 import { ProblemError } from '../errors.js';
 import { getAlertRecord } from '../store/records.js';
 import { canRead } from '../routes/alerts.js';
@@ -30,7 +30,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
   }
   // Build or catch up the index now rather than on the first request (a new index over a large
   // log takes a while; queries meanwhile wait for the same catch-up).
-  auditIndex(dir).catch((err) => rt.log.warn({ err }, 'audit index: catch-up failed; queries will retry'));
+  if (servesApi(role)) auditIndex(dir).catch((err) => rt.log.warn({ err }, 'audit index: catch-up failed; queries will retry'));
   const routes = async (app: FastifyInstance) => {
     app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
