@@ -68,6 +68,15 @@ const COMMANDS: Record<string, Command> = {
     dirArg: true,
     run: async (argv) => (await import('./audit/cli.js')).auditCompactCommand(argv),
   },
+  'audit index': {
+    usage: `fenliu audit index DIR [--json]
+  Rebuilds the SQLite index (DIR/index.sqlite) of the audit records from the segments. Timelines,
+  audit queries and replay read through it; it also catches up by itself.`,
+    options: { json: bool },
+    args: [1, 1],
+    dirArg: true,
+    run: async (argv) => (await import('./audit/cli.js')).auditIndexCommand(argv),
+  },
   'audit tree': {
     usage: `fenliu audit tree DIR [--json]
   Builds (once, for logs written before the tree existed) or catches up the Merkle tree tiles.`,
@@ -176,6 +185,7 @@ Usage:
   fenliu config check FILE
   fenliu audit verify DIR [--json] [--since CHECKPOINT --key VKEY]
   fenliu audit compact DIR --older-than 30d [--fields a,b] [--json]
+  fenliu audit index DIR [--json]
   fenliu audit tree|keygen|checkpoint|prove|verify-proof|witness|prune …   (fenliu help audit)
   fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
                 [--config FILE] [--json] [--reason TEXT --key KEY --url URL] [--dry-run]

@@ -20,6 +20,7 @@ import {
   auditStreamKey,
   type AuditEvent,
 } from './events.js';
+import type { ArchivedLine } from './event-index.js';
 import { appendDurably, appendManifestEntry, describeSegment, fsyncDir } from './manifest.js';
 import {
   DEFAULT_BODY_PATHS,
@@ -76,6 +77,12 @@ export interface AuditArchiverOptions {
   logger?: AuditLogger;
   /** Keep the Merkle tree over the records (tiles and tree.json next to the segments). Default true. */
   merkle?: boolean;
+  /**
+   * Told about every line once it is durable (before the stream is trimmed): the SQLite index
+   * (event-index.ts). A failure here is logged, never stops archiving: the index catches up
+   * from the files.
+   */
+  index?: { add(lines: ArchivedLine[]): void };
   /** Test hooks: `afterFsync` runs after lines are durable and before the stream is trimmed. */
   hooks?: { afterFsync?(info: { lastSeq: number; lastStreamId: string; written: number }): void | Promise<void> };
 }
@@ -402,8 +409,10 @@ export class AuditArchiver {
     let nextSegNo = tail.nextSegNo;
     let lastId = tail.streamId;
     const lines: string[] = [];
+    const archived: ArchivedLine[] = [];
     for (const [id, fields] of entries) {
-      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true) });
+      const sealed = sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true);
+      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealed });
       const bytes = Buffer.byteLength(line) + 1;
       const day = utcDay(streamIdMs(id));
       if (open && open.size > 0 && ((this.rollDaily && day !== open.day) || open.size + bytes > this.segmentMaxBytes)) {
@@ -417,6 +426,7 @@ export class AuditArchiver {
       if (!cur) plan.push((cur = { name: open.name, data: [], close: false }));
       cur.data.push(line + '\n');
       lines.push(line);
+      archived.push({ seq: seq + 1, streamId: id, segment: open.name, offset: open.size, length: bytes - 1, event: sealed.event });
       open.size += bytes;
       seq += 1;
       hash = chainHash(line);
@@ -435,6 +445,11 @@ export class AuditArchiver {
     tail.streamId = lastId;
     tail.open = open;
     tail.nextSegNo = nextSegNo;
+    try {
+      this.opts.index?.add(archived);
+    } catch (err) {
+      this.log?.warn({ err }, 'audit archiver: index update failed; it catches up from the files');
+    }
     await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: entries.length });
     await this.redis
       .multi()

@@ -7,6 +7,7 @@ import { verifyAuditDir } from './verify.js';
 import { verifySinceCommand } from './merkle-cli.js';
 import { checkStoredTree } from './consistency.js';
 import { readTreeHead } from './tiles.js';
+import { closeAuditIndexes, rebuildIndex } from './event-index.js';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const std: Out = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
@@ -119,5 +120,25 @@ export async function auditCompactCommand(argv: string[], io: Out = std): Promis
   } catch (err) {
     io.err(`fenliu audit compact: ${(err as Error).message}`);
     return 1;
+  }
+}
+
+/** `fenliu audit index DIR [--json]`: rebuilds the SQLite index (index.sqlite) from the segments. */
+export async function auditIndexCommand(argv: string[], io: Out = std): Promise<number> {
+  const { positional, flags } = parseArgs(argv);
+  if (positional.length !== 1) {
+    io.err('usage: fenliu audit index DIR [--json]');
+    return 2;
+  }
+  try {
+    const res = await rebuildIndex(positional[0]);
+    if (flags.has('json')) io.out(JSON.stringify({ records: res.records, ms: Math.round(res.ms) }));
+    else io.out(`indexed ${res.records} records of ${positional[0]} in ${(res.ms / 1000).toFixed(1)} s`);
+    return 0;
+  } catch (err) {
+    io.err(`fenliu audit index: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    closeAuditIndexes();
   }
 }

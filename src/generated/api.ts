@@ -98,7 +98,7 @@ export interface paths {
         put?: never;
         /**
          * Send a delivery again as it is, whatever its state (scope admin; used by `fenliu replay --mode redeliver`)
-         * @description The original delivery id stays the idempotency key, so the platform can recognise the copy. The delivery's state does not change. Audited as replay.redeliver with the key id and reason.
+         * @description The original delivery id stays the idempotency key, so the platform can recognise the copy. The delivery's state does not change. Audited as operator.action (action redeliver) and replay.delivery, with the key id, the reason and the replayId when given.
          */
         post: operations["redeliverDelivery"];
         delete?: never;
@@ -258,6 +258,43 @@ export interface paths {
         get: operations["queryAudit"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/replays": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record the start of a replay run (scope admin; used by `fenliu replay --mode redeliver`)
+         * @description Writes replay.started (mode, selection, selected count, the key id and reason) and returns the run's replayId, to be sent with each POST /v1/deliveries/{id}/redeliver (replay.delivery) and to POST /v1/replays/{id}/finish (replay.finished).
+         */
+        post: operations["startReplay"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/replays/{id}/finish": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Record the end of a replay run with its counts (scope admin) */
+        post: operations["finishReplay"];
         delete?: never;
         options?: never;
         head?: never;
@@ -598,6 +635,11 @@ export interface components {
         OperatorAction: {
             reason: string;
         };
+        RedeliverAction: {
+            reason: string;
+            /** @description The replay run (POST /v1/replays) this redelivery belongs to */
+            replayId?: string;
+        };
         PlatformStatus: {
             id: string;
             name?: string;
@@ -666,6 +708,7 @@ export interface components {
             streamId: string;
             archived: boolean;
             event: {
+                /** @description see the type parameter of GET /v1/audit for the documented types; others may occur */
                 type: string;
                 /** Format: date-time */
                 at: string;
@@ -1030,7 +1073,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["OperatorAction"];
+                "application/json": components["schemas"]["RedeliverAction"];
             };
         };
         responses: {
@@ -1285,7 +1328,7 @@ export interface operations {
                 to?: string;
                 source?: string;
                 platform?: string;
-                /** @description e.g. delivery.state, delivery.transition-refused, sla.expired */
+                /** @description an event type, or a prefix ending in .* (delivery.*). Documented types (docs/audit.md): alert.received, alert.refused, alert.routed, alert.repeat, alert.updated, delivery.translated, delivery.attempt, delivery.state, delivery.transition-refused, sla.expired, sla.escalated, operator.action, replay.started, replay.delivery, replay.finished, audit.malformed */
                 type?: string;
                 alertId?: string;
                 cursor?: string;
@@ -1312,6 +1355,83 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+        };
+    };
+    startReplay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {unknown} */
+                    mode: "diff" | "redeliver";
+                    reason: string;
+                    selection?: {
+                        from?: string;
+                        to?: string;
+                        source?: string;
+                        platform?: string;
+                    };
+                    selected?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Started */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        replayId: string;
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    finishReplay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    counts: {
+                        [key: string]: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description replay.finished written */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        replayId: string;
+                        finished: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
         };
     };
     postPlatformEvents: {

@@ -7,6 +7,8 @@ import { getAlertRecord, getDeliveries, parseDelivery, type DeliveryRecord } fro
 import type { Runtime } from '../runtime.js';
 import type { Principal } from '../plugins/app/auth.js';
 import { canRead } from './alerts.js';
+import { addAudit } from '../audit/events.js';
+import { operatorActionEvent, replayEvent } from '../audit/operator.js';
 import type { DeliveryEngine } from '../delivery/engine.js';
 import { Circuit } from '../delivery/circuit.js';
 import { platformSettings } from '../delivery/platforms.js';
@@ -23,7 +25,7 @@ const reasonBody = {
  * (a fresh job id, because the old job may still be kept by BullMQ), and an audit event naming
  * the operator and the reason.
  */
-export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Principal, reason: string): Promise<boolean> {
+export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Principal, reason: string, action = 'retry'): Promise<boolean> {
   const k = rt.keys;
   const t = await transition(rt.redis, k, rt.cfg.redis.prefix, {
     deliveryId: d.id,
@@ -37,6 +39,7 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
     audit: { alertId: d.alertId, platformId: d.platformId, actor: { kind: 'operator', id: actor.keyId, keyId: actor.keyId }, reason, data: { action: 'retry' } },
   });
   if (!t.ok) return false;
+  await rt.audit(operatorActionEvent(actor, action, { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId }, reason));
   const n = await rt.redis.hincrby(k.delivery(d.id), 'retries', 1);
   const queue = rt.queues.get(d.platformId);
   const data: DeliveryJobData = { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
@@ -87,9 +90,9 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
       },
     );
 
-    app.post<{ Params: { id: string }; Body: { reason: string } }>(
+    app.post<{ Params: { id: string }; Body: { reason: string; replayId?: string } }>(
       '/v1/deliveries/:id/redeliver',
-      { preHandler: app.requireScope('admin'), schema: { body: reasonBody } },
+      { preHandler: app.requireScope('admin'), schema: { body: { ...reasonBody, properties: { ...reasonBody.properties, replayId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } } },
       async (req, reply) => {
         const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
         if (!d) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
@@ -97,7 +100,12 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
         // the platform can recognise the copy.
         const n = await rt.redis.hincrby(k.delivery(d.id), 'redeliveries', 1);
         const p = req.principal!;
-        await rt.audit({ type: 'replay.redeliver', at: new Date().toISOString(), alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, actor: { kind: 'operator', id: p.keyId, keyId: p.keyId }, reason: req.body.reason });
+        const target = { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId };
+        const m = rt.redis.multi();
+        addAudit(m, rt.cfg.redis.prefix, operatorActionEvent(p, 'redeliver', target, req.body.reason, req.body.replayId ? { replayId: req.body.replayId } : {}));
+        // One replay.delivery per delivery sent again; replayId ties it to its run's replay.started.
+        addAudit(m, rt.cfg.redis.prefix, replayEvent('replay.delivery', { replayId: req.body.replayId ?? `single-${d.id}-${n}`, mode: 'redeliver', actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, reason: req.body.reason, ...target }));
+        await m.exec();
         await rt.queues.get(d.platformId).add('redeliver', { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'redeliver', reason: req.body.reason }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.redeliver.${n}` });
         reply.code(202);
         return d;
@@ -177,7 +185,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
         const ids = await rt.redis.zrange(k.deadLetters(req.params.id), '0', '-1');
         let retried = 0;
         for (const d of await getDeliveries(rt.redis, k, ids)) {
-          if (d.state === 'failed' && (await retryDelivery(rt, d, req.principal!, req.body.reason))) retried++;
+          if (d.state === 'failed' && (await retryDelivery(rt, d, req.principal!, req.body.reason, 'dead-letters.retry'))) retried++;
         }
         reply.code(202);
         return { retried };

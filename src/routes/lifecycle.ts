@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { StatusEvent } from '../../adapters/sdk.js';
 import { addAudit } from '../audit/events.js';
+import { operatorActionEvent } from '../audit/operator.js';
 import type { Platform } from '../delivery/platforms.js';
 import { webhookKey } from '../delivery/webhook-secret.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority } from '../delivery/queues.js';
@@ -116,6 +117,8 @@ export async function cancelAlert(rt: Runtime, p: Principal, rec: AlertRecord, r
   const k = rt.keys;
   const actor = { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId } as const;
   const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
+  // A source withdrawing its own alert is on the log as delivery.state; an operator's is also an action.
+  if (p.kind === 'operator') await rt.audit(operatorActionEvent(p, 'cancel', { alertId: rec.id }, reason));
   for (const d of ds) {
     if (FINAL_STATES.has(d.state)) continue;
     const wasSent = d.state !== 'queued';
@@ -148,6 +151,9 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   m.set(k.alert(rec.id), JSON.stringify(updated));
   m.rpush(`${k.alert(rec.id)}:versions`, JSON.stringify({ at, version: updated.version, alert: rec.alert }));
   addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version, ...(reason ? { reason } : {}) } });
+  if (p.kind === 'operator') {
+    addAudit(m, rt.cfg.redis.prefix, operatorActionEvent(p, 'update', { alertId: rec.id }, reason, { version: updated.version }));
+  }
   await m.exec();
   const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
   for (const d of ds) {

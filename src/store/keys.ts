@@ -37,6 +37,8 @@ export function keys(prefix: string) {
     /** Repeat-call matching: keyed phone hash or address+category hash → open case id. */
     repeatPhone: (hash: string) => `${prefix}:repeat:phone:${hash}`,
     repeatPlace: (hash: string) => `${prefix}:repeat:place:${hash}`,
+    /** A replay run started through the API and not finished yet (its mode, for replay.finished). */
+    replayRun: (id: string) => `${prefix}:replay:${id}`,
     /** Queue prefix for BullMQ (not cluster-safe yet: see docs/scaling.md). */
     queuePrefix: `${prefix}:q`,
   };
