@@ -1,5 +1,5 @@
 import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { importModule } from '../src/kit/import-module.js';
 import type { Adapter } from './sdk.js';
 import cityOps from './city-ops/index.js';
 import gridGovernance from './grid-governance/index.js';
@@ -33,6 +33,10 @@ export function adapterShapeProblems(value: unknown): string[] {
   for (const k of ['parseCallback', 'translateCancel', 'translateUpdate', 'translateUrge', 'outputSchemaFor'] as const) {
     if (a[k] !== undefined && typeof a[k] !== 'function') problems.push(`${k} must be a function when present`);
   }
+  if (a.discovery !== undefined) {
+    const d = a.discovery as Record<string, unknown> | null;
+    if (!d || typeof d.requests !== 'function' || typeof d.read !== 'function') problems.push('discovery must have requests() and read()');
+  }
   if (a.poll !== undefined) {
     const p = a.poll as Record<string, unknown> | null;
     if (!p || typeof p.requests !== 'function' || typeof p.parse !== 'function') problems.push('poll must have requests() and parse()');
@@ -46,8 +50,8 @@ function looksLikePath(ref: string): boolean {
 
 /**
  * Resolves an `adapter:` reference from config: a built-in id, or a path (relative to the config
- * file's directory) to a module whose default export is an Adapter. TypeScript modules load only
- * when the process runs under tsx; deployments should point at compiled .js.
+ * file's directory) to a module whose default export is an Adapter. A TypeScript module loads
+ * through tsx, registered on first need (src/kit/import-module.ts).
  */
 export async function loadAdapter(ref: string, baseDir: string): Promise<Adapter<any>> {
   const builtin = Object.prototype.hasOwnProperty.call(builtinAdapters, ref) ? builtinAdapters[ref] : undefined;
@@ -58,7 +62,7 @@ export async function loadAdapter(ref: string, baseDir: string): Promise<Adapter
   const file = resolve(baseDir, ref);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    mod = await importModule(file);
   } catch (err) {
     throw new Error(`adapter "${ref}": cannot import ${file}: ${(err as Error).message}`, { cause: err });
   }

@@ -115,6 +115,8 @@ export interface CaseEvent {
   /** For overdue: which deadline (ack, intervene, resolve) and when it was due. */
   sla?: 'ack' | 'intervene' | 'resolve';
   dueAt?: string;
+  /** The latest signed audit checkpoint when the event was queued (an anchor for the 110 system; docs/audit.md). */
+  auditCheckpoint?: { size: number; root: string };
 }
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -214,6 +216,42 @@ export interface PollHook<C = Record<string, unknown>> {
   parse(res: InboundResponse, ctx: PollContext<C>): StatusEvent[];
 }
 
+/** What a discovery check knows of the platform: its options and its configured base URL. */
+export interface DiscoveryContext<C = Record<string, unknown>> {
+  platform: { id: string; config: C; url: string };
+}
+
+/** One answer to a discovery request: the response, or why there is none (connection refused, ...). */
+export type DiscoveryAnswer = { request: OutboundRequest; response?: InboundResponse; error?: string };
+
+/** What a discovery check found. */
+export interface DiscoveryReport<C = Record<string, unknown>> {
+  /** Things an operator should fix or know (a configured service code the platform does not list). */
+  warnings: string[];
+  /** Facts found (formats offered, services listed). */
+  info: string[];
+  /**
+   * Options the platform's own description decides where the config is silent (Open311: the
+   * format its Service Discovery document offers). Never overrides what the config sets.
+   */
+  defaults?: Partial<C>;
+}
+
+/**
+ * A look at the platform's self-description (Open311: Service Discovery and GET services), run by
+ * `fenliu adapter test --url` and when fenliu starts. Pure like the rest: the engine sends the
+ * requests and hands back the answers.
+ */
+export interface DiscoveryHook<C = Record<string, unknown>> {
+  requests(ctx: DiscoveryContext<C>): OutboundRequest[];
+  /**
+   * Requests that depend on the first answers (Open311: GET services/{code} for each configured
+   * service whose listing says metadata=true), sent after them; all answers then go to `read`.
+   */
+  followUp?(answers: DiscoveryAnswer[], ctx: DiscoveryContext<C>): OutboundRequest[];
+  read(answers: DiscoveryAnswer[], ctx: DiscoveryContext<C>): DiscoveryReport<C>;
+}
+
 export interface AdapterFixture {
   /** Short name; golden files are `golden/<name>.json`. */
   name: string;
@@ -261,6 +299,8 @@ export interface Adapter<C = Record<string, unknown>> {
   /** Turns a platform's push callback into canonical status events. */
   parseCallback?(input: CallbackInput, ctx: CallbackContext<C>): StatusEvent[];
   poll?: PollHook<C>;
+  /** Checks the configured options against the platform's own description of its services. */
+  discovery?: DiscoveryHook<C>;
   /** The 110 withdrew the alert (撤单). */
   translateCancel?(alert: Alert, ctx: TranslateContext<C>, reason: string): OutboundRequest;
   /** A new version of the same source alert (more details). */

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --only a,b,c,w,d,e --profile DIR --node-args=... --archiver worker|separate]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -7,6 +7,8 @@
  *            (w) = (c) with one replica attached, without and with `redis.waitReplicas: 1` (WAIT 1 before each 202)
  *   delivery (d) naive BullMQ worker + undici POST, (e) fenliu worker (adapter → receiver → delivered)
  *            throughput: drain of a pre-loaded backlog; latency: acceptance → receipt at a paced rate
+ *   system   (s) API + worker together, POST → request at the receiver, sustained `--system-seconds`:
+ *            the naive pair, then fenliu (api + worker, archiving on); fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
  *            fenliu API RSS before/after a sustained run
  * Prints a table and writes bench/results.json.
@@ -21,6 +23,7 @@ import { Redis } from 'ioredis';
 import { sweepRetention } from '../src/store/retention.js';
 import { keys } from '../src/store/keys.js';
 import { RepeatMatcher } from '../src/lifecycle/repeat.js';
+import { measureSystem, type SystemResult } from './system.js';
 import {
   ROOT,
   SOURCE_KEY,
@@ -54,6 +57,8 @@ const { values: opt } = parseArgs({
     profile: { type: 'string' },
     'node-args': { type: 'string' },
     archiver: { type: 'string', default: 'worker' },
+    'system-seconds': { type: 'string', default: '60' },
+    'system-backlog': { type: 'string', default: '500' },
     only: { type: 'string' },
   },
 });
@@ -63,6 +68,8 @@ const SUSTAIN = Number(opt.sustain);
 const N = Number(opt.deliveries);
 const RATE = Number(opt.rate);
 const CONCURRENCY = Number(opt.concurrency);
+const SYSTEM_SECONDS = Number(opt['system-seconds']);
+const SYSTEM_BACKLOG = Number(opt['system-backlog']);
 const only = opt.only ? new Set(opt.only.split(',')) : undefined;
 const want = (x: string) => !only || only.has(x);
 /** `--profile dir`: fenliu children run with --cpu-prof into that directory; `--node-args "..."`: more Node flags for them. */
@@ -179,10 +186,11 @@ async function main(): Promise<void> {
   const r = new Redis(redis.url);
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
-  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY } };
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG } };
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
+  const system: Record<string, SystemResult> = {};
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
   // (a) bare Fastify + Ajv
@@ -332,13 +340,13 @@ async function main(): Promise<void> {
     log(`e ${fmt(delivery.e.perSec)} deliveries/s`);
 
     // Memory: everything delivered; wait for the archiver to move the audit stream to files.
-    await waitFor(async () => (await r.xlen(`fenliu:audit`)) < 100, 60_000, 'audit archiver').catch(() => log('audit stream not drained'));
+    await waitFor(async () => (await r.xlen(`fenliu:{audit}`)) < 100, 60_000, 'audit archiver').catch(() => log('audit stream not drained'));
     const retained = await redisMemory(r);
     memory.redisBaseline = baseline;
     memory.redisRetained = retained;
     memory.redisAlerts = total;
     memory.redisBytesPerAlert = (retained - baseline) / total;
-    memory.auditStreamLen = await r.xlen('fenliu:audit');
+    memory.auditStreamLen = await r.xlen('fenliu:{audit}');
     await worker.stop();
     await archiver?.stop();
     await api.stop();
@@ -361,16 +369,51 @@ async function main(): Promise<void> {
     log(`redis ${fmt(memory.redisBytesPerAlert as number)} B/alert; after retention ${mb(after)} vs baseline ${mb(baseline)}`);
   }
 
+  // (s) the system: API and worker together, the naive pair then fenliu, same load, same receiver
+  if (want('s')) {
+    await r.flushall();
+    const pairs: [string, () => Promise<[Proc, Proc]>, boolean][] = [
+      [
+        'naive',
+        async () => [
+          await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } }),
+          await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
+        ],
+        false,
+      ],
+      [
+        'fenliu',
+        async () => {
+          const cfg = writeConfig(cfgDoc(await freePort()));
+          return [await startFenliuProcess(cfg, 'api', profArgs), await startFenliuProcess(cfg, 'worker', profArgs)];
+        },
+        true,
+      ],
+    ];
+    for (const [row, start, auth] of pairs) {
+      const [api, worker] = await start();
+      system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPid: worker.child.pid!, redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}` });
+      const x = system[row];
+      log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice`);
+      await worker.stop();
+      await api.stop();
+      await r.flushall();
+    }
+  }
+
   await receiver.stop();
   r.disconnect();
   await redis.stop();
 
-  Object.assign(results, { ingest, delivery, memory, ratios: { ingestCoverB: ingest.c && ingest.b ? ingest.c.reqPerSec / ingest.b.reqPerSec : undefined, waitCost: ingest.cw && ingest.cr ? ingest.cw.reqPerSec / ingest.cr.reqPerSec : undefined, waitCostSerial: ingest.cw1 && ingest.cr1 ? ingest.cw1.reqPerSec / ingest.cr1.reqPerSec : undefined, deliveryEoverD: delivery.e && delivery.d ? delivery.e.perSec / delivery.d.perSec : undefined }, ranAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000 });
+  Object.assign(results, { ingest, delivery, system, memory, ratios: { ingestCoverB: ingest.c && ingest.b ? ingest.c.reqPerSec / ingest.b.reqPerSec : undefined, waitCost: ingest.cw && ingest.cr ? ingest.cw.reqPerSec / ingest.cr.reqPerSec : undefined, waitCostSerial: ingest.cw1 && ingest.cr1 ? ingest.cw1.reqPerSec / ingest.cr1.reqPerSec : undefined, deliveryEoverD: delivery.e && delivery.d ? delivery.e.perSec / delivery.d.perSec : undefined, systemFenliuOverNaive: system.fenliu && system.naive ? system.fenliu.deliveredPerSec / system.naive.deliveredPerSec : undefined }, ranAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000 });
   writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`\n${table(results as any)}\n`);
+  // The system row's check: every alert answered 202 reached the receiver.
+  const lost = Object.entries(system).filter(([, x]) => x.lost > 0 || x.accepted === 0);
+  if (lost.length) throw new Error(`system row: ${lost.map(([k, x]) => `${k} lost ${x.lost} of ${x.accepted} accepted alerts (e.g. ${x.lostSample.join(', ')})`).join('; ')}`);
 }
 
-export function table(res: { machine: any; options: any; ingest: Record<string, IngestResult>; delivery: Record<string, DeliveryResult>; memory: any; ratios: any }): string {
+export function table(res: { machine: any; options: any; ingest: Record<string, IngestResult>; delivery: Record<string, DeliveryResult>; system: Record<string, SystemResult>; memory: any; ratios: any }): string {
   const rows: string[] = [];
   const { ingest: i, delivery: d, memory: m, ratios } = res;
   rows.push(`machine: ${res.machine.nproc} cores (${res.machine.cpu}), node ${res.machine.node}, redis ${res.machine.redis}; ${res.options.connections} connections, ${res.options.duration} s per ingest run, ${res.options.deliveries} deliveries, worker concurrency ${res.options.concurrency}`);
@@ -390,6 +433,15 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} | ${fmt((d[x] as any).redisCallsPerDelivery ?? NaN, 1)} | ${fmt((d[x] as any).workerCpuUsPerDelivery ?? NaN)} | ${fmt((d[x] as any).redisCpuUsPerDelivery ?? NaN)} |`);
   if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | | | | |`);
   rows.push('');
+  const s = res.system;
+  if (s.naive || s.fenliu) {
+    rows.push(`| system (api + worker, POST → receiver, ${res.options.systemSeconds} s, ≤ ${res.options.systemBacklog} alerts in flight) | alerts/s delivered | accepted/s | p50 ms | p99 ms (POST sent → receiver) | accepted / lost / sent twice | Redis calls/alert | API CPU µs/alert | worker CPU µs/alert | Redis CPU µs/alert |`);
+    rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: '(s) fenliu api + worker (archiving on)' };
+    for (const x of ['naive', 'fenliu']) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
+    if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);
+    rows.push('');
+  }
   rows.push('| memory | value |');
   rows.push('|---|---:|');
   if (m.redisBytesPerAlert !== undefined) {

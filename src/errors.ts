@@ -34,6 +34,7 @@ export const ERRORS = {
   FENLIU_ERR_MALFORMED_XML: { status: 400, title: 'The request body is not well-formed XML' },
   FENLIU_ERR_XML_DOCTYPE: { status: 400, title: 'XML with a DOCTYPE or entity declarations is refused' },
   FENLIU_ERR_TOO_DEEP: { status: 400, title: 'The request body is nested too deeply' },
+  FENLIU_ERR_NOT_A_SOURCE: { status: 403, title: 'Only a source key submits alerts' },
   FENLIU_ERR_NOT_REPLICATED: { status: 503, title: 'The alert did not reach enough Redis replicas in time' },
 } as const satisfies Record<string, ErrorSpec>;
 

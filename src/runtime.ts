@@ -29,6 +29,8 @@ export interface Runtime {
   shuttingDown: boolean;
   audit(ev: AuditEvent): Promise<void>;
   close(): Promise<void>;
+  /** {size, root} of the latest signed audit checkpoint (a cached value; undefined until one exists). Set by the audit extension. */
+  auditCheckpoint?: () => { size: number; root: string } | undefined;
 }
 
 export async function createRuntime(cfg: Config, log: Logger, target: RedisTarget | string, notice?: (line: string) => void): Promise<Runtime> {

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildServer } from './app.js';
-import { loadConfig } from './config/load.js';
+import { createServer } from 'node:net';
+import { loadCheckedConfig } from './kit/config-check.js';
 import type { Config } from './config/types.js';
 import { createLogger } from './log.js';
 import { describeTarget, redisTarget, type RedisTarget } from './redis/connect.js';
@@ -62,7 +63,7 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
     for (const e of exts.reverse()) await e.close?.().catch(() => undefined);
     await rt.close();
     await embedded?.stop();
-    throw err;
+    throw portError(err, cfg, role);
   }
   let app: FastifyInstance | undefined;
   let url: string | undefined;
@@ -70,7 +71,15 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
     app = await buildServer(rt, log, exts.flatMap((e) => e.routes ?? []));
     const readiness = exts.map((e) => e.readiness).filter((r): r is NonNullable<typeof r> => !!r);
     app.readinessExtras = async () => Object.assign({}, ...(await Promise.all(readiness.map((r) => r()))));
-    url = await app.listen({ host: cfg.server.host, port: cfg.server.port });
+    try {
+      url = await app.listen({ host: cfg.server.host, port: cfg.server.port });
+    } catch (err) {
+      for (const e of [...exts].reverse()) await e.close?.().catch(() => undefined);
+      await app.close().catch(() => undefined);
+      await rt.close();
+      await embedded?.stop();
+      throw portError(err, cfg, role);
+    }
   }
   log.info({ role, url, redis: describeTarget(target) }, 'fenliu started');
   let stopping: Promise<void> | undefined;
@@ -87,9 +96,61 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
   return { rt, app, url, embedded, stop };
 }
 
+/** EADDRINUSE from a listener, said as which port and which config key. */
+function portError(err: unknown, cfg: Config, role: Role): unknown {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.code !== 'EADDRINUSE') return err;
+  const p = listenPorts(cfg, role).find((x) => x.port === e.port);
+  return p ? new PortInUseError(p.host, p.port, p.what, p.pointer) : new PortInUseError(e.address ?? '?', e.port ?? 0, 'a listening port', 'the port in the config');
+}
+
+/** A port fenliu must listen on is taken: says which, by what key, and what to change. */
+export class PortInUseError extends Error {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly what: string,
+    readonly pointer: string,
+  ) {
+    super(`${host}:${port} (${what}) is already in use, probably by another fenliu: stop it, or change ${pointer} in the config`);
+    this.name = 'PortInUseError';
+  }
+}
+
+/** The ports `serve` will listen on, with the config key that sets each. */
+export function listenPorts(cfg: Config, role: Role): { host: string; port: number; what: string; pointer: string }[] {
+  if (!servesApi(role)) return [];
+  const out = [{ host: cfg.server.host, port: cfg.server.port, what: 'the API port', pointer: '/server/port' }];
+  const sb = cfg.sandbox as { enabled?: boolean; host?: string; platforms?: { id: string; port?: number }[] } | undefined;
+  if (sb?.enabled) {
+    sb.platforms?.forEach((p, i) => {
+      if (p.port) out.push({ host: sb.host ?? '127.0.0.1', port: p.port, what: `sandbox platform ${p.id}`, pointer: `/sandbox/platforms/${i}/port` });
+    });
+  }
+  return out.filter((p) => p.port !== 0);
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once('error', () => res(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => res(true)));
+  });
+}
+
+/** Fails before anything starts (Redis included) when a port is already taken. */
+export async function checkPorts(cfg: Config, role: Role): Promise<void> {
+  for (const p of listenPorts(cfg, role)) {
+    if (!(await portFree(p.host, p.port))) throw new PortInUseError(p.host, p.port, p.what, p.pointer);
+  }
+}
+
 /** `fenliu serve`: start, print where, and stop cleanly on SIGTERM/SIGINT within the configured bound. */
 export async function serve(configFile: string, role: Role): Promise<void> {
-  const cfg = await loadConfig(configFile);
+  // Every check that needs no Redis comes first: config, adapters, ports (the data folder lock
+  // is checked by startEmbeddedRedis before it spawns anything).
+  const cfg = await loadCheckedConfig(configFile);
+  await checkPorts(cfg, role);
   const f = await startFenliu(cfg, { role, notice: (l) => process.stderr.write(`${l}\n`) });
   if (f.url) process.stderr.write(`fenliu: listening on ${f.url} (role ${role}); API docs at ${f.url}/docs\n`);
   else process.stderr.write(`fenliu: running (role ${role})\n`);

@@ -98,15 +98,15 @@ t.test('open311', async (t) => {
     t.notMatch(body.description.slice(-1), /[\uD800-\uDBFF]$/, 'no lone high surrogate at the end');
   });
 
-  await t.test('form body: flat strings, lat/long for WGS84, address for GCJ-02', async (t) => {
+  await t.test('form body: flat strings, lat/long for WGS84 and the address too, address only for GCJ-02', async (t) => {
     const req = open311.translate(sampleAlerts.confidentialLeak, ctxFor(open311));
-    t.equal(req.contentType, 'application/x-www-form-urlencoded');
-    t.equal(req.path, '/requests.json');
+    t.equal(req.contentType, 'application/x-www-form-urlencoded; charset=utf-8', 'the spec\'s POST content type, charset included');
+    t.equal(req.path, '/requests.xml', 'XML, the format every GeoReport v2 server has, by default');
     const body = req.body as Record<string, unknown>;
     t.ok(Object.values(body).every((v) => typeof v === 'string'), 'all values are strings');
     t.equal(body.lat, '30.2');
     t.equal(body.long, '115.1');
-    t.notOk('address_string' in body);
+    t.equal(body.address_string, sampleAlerts.confidentialLeak.location.address, 'address sent with the coordinates, as the spec example does');
     t.equal(body.service_code, 'WATER-LEAK');
     t.equal(body.media_url, 'https://110.example.gov.cn/media/1.jpg');
     t.notOk('first_name' in body || 'last_name' in body || 'phone' in body, 'confidential caller stays out');
@@ -136,10 +136,11 @@ t.test('open311', async (t) => {
         { id: 'd4', pendingToken: 'tok' },
       ],
     });
+    const accept = { accept: 'text/xml' };
     t.same(reqs, [
-      { method: 'GET', path: '/requests.json', query: { service_request_id: 'a,b' } },
-      { method: 'GET', path: '/requests.json', query: { service_request_id: 'c' } },
-      { method: 'GET', path: '/tokens/tok.json' },
+      { method: 'GET', path: '/requests.xml', headers: accept, query: { service_request_id: 'a,b' } },
+      { method: 'GET', path: '/requests.xml', headers: accept, query: { service_request_id: 'c' } },
+      { method: 'GET', path: '/tokens/tok.xml', headers: accept },
     ]);
     const events = open311.poll!.parse(
       { status: 200, headers: {}, body: JSON.stringify([{ service_request_id: 'a', status: 'closed', status_notes: 'done', updated_datetime: '2026-11-29T10:00:00+08:00' }]) },

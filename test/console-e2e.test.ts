@@ -2,21 +2,58 @@
  * The operator console end to end, in headless Chromium (Debian's /usr/bin/chromium driven by
  * playwright-core; no browser is downloaded): sign in, see submitted alerts on the flow and
  * search pages, force a dead letter with a sandbox fault, retry it from the console and see it
- * delivered; a signed-out user and an auditor cannot retry. Screenshots of every page go to
+ * delivered; a failing platform (5xx) shows its last error and open circuit, and its delivery
+ * 重试中 with the next attempt time and attempt count 2; no page in zh-CN shows a raw enum value,
+ * id or code; a signed-out user and an auditor cannot retry. Screenshots of every page go to
  * test-artifacts/console/.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { parse } from 'yaml';
+import { AUDIT_EVENT_TYPES } from '../src/audit/events.js';
+import { DEFAULT_CATEGORY_NAMES } from '../src/console/categories.js';
+import { DELIVERY_STATES } from '../src/lifecycle/states.js';
 import { startSandbox } from '../src/sandbox/index.js';
 import { consoleDist } from '../src/console/routes.js';
 import { useRedis } from './helpers/redis.js';
-import { alert, api, KEYS, ROOT, SOURCE_A, startTestFenliu, testConfig } from './helpers/fenliu.js';
+import { alert, api, KEYS, ROOT, SOURCE_A, SOURCE_B, startTestFenliu, testConfig, type ConfigDoc } from './helpers/fenliu.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'console');
 const skip = existsSync(CHROMIUM) ? false : `Chromium not found at ${CHROMIUM}: install it with "apt-get install -y chromium" (.ci/run does this) to run the console e2e test`;
+
+/**
+ * Every raw value the console could show instead of a name: the enums of the OpenAPI document and
+ * the alert schema, delivery states, audit event types, error classes, state-change sources,
+ * scopes, the party roles the test sends, config ids (platforms, sources, routes), category codes,
+ * and the old English column headers.
+ */
+function rawEnumValues(cfg: ConfigDoc): Set<string> {
+  const out = new Set<string>();
+  const walk = (o: unknown): void => {
+    if (Array.isArray(o)) o.forEach(walk);
+    else if (o && typeof o === 'object') {
+      const e = (o as { enum?: unknown }).enum;
+      if (Array.isArray(e)) for (const v of e) if (typeof v === 'string') out.add(v);
+      Object.values(o).forEach(walk);
+    }
+  };
+  walk(parse(readFileSync(join(ROOT, 'openapi', 'openapi.yaml'), 'utf8')));
+  walk(JSON.parse(readFileSync(join(ROOT, 'schemas', 'alert.v1.schema.json'), 'utf8')));
+  const config = JSON.parse(readFileSync(join(ROOT, 'schemas', 'config.schema.json'), 'utf8'));
+  walk(config.$defs.scope);
+  for (const v of [...DELIVERY_STATES, ...AUDIT_EVENT_TYPES]) out.add(v);
+  const policy = readFileSync(join(ROOT, 'src', 'delivery', 'policy.ts'), 'utf8');
+  for (const m of policy.slice(policy.indexOf('export type ErrorClass'), policy.indexOf('export interface Decision')).matchAll(/'([a-z0-9-]+)'/g)) out.add(m[1]);
+  for (const v of ['engine', 'callback', 'poll', 'timer', 'operator', 'source', 'reroute', 'repeat', 'ingest']) out.add(v);
+  for (const v of ['alert.repeat', 'alert.updated', 'alert.rerouted', 'delivery.transition-refused', 'delivery.feedback', 'delivery.escalation', 'replay.redeliver', 'audit.malformed']) out.add(v);
+  for (const v of ['neighbor', 'merchant', 'cancel', 'update', 'urge', 'redeliver', 'type', 'actor']) out.add(v);
+  for (const list of [cfg.platforms, cfg.sources, cfg.routes] as { id: string }[][]) for (const x of list) out.add(x.id);
+  for (const code of [...Object.keys(DEFAULT_CATEGORY_NAMES), ...Object.keys(cfg.categories ?? {})]) out.add(code);
+  return out;
+}
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 15_000): Promise<T> {
   const end = Date.now() + ms;
@@ -46,7 +83,21 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   });
   t.teardown(() => sandbox.close());
   const base = testConfig();
-  const cfg = testConfig({ platforms: base.platforms.map((p: { id: string }) => ({ ...p, url: sandbox.get(p.id).url })) });
+  // Names for every id (the console must show them, never the ids); p-12345 retries once soon,
+  // then not for ten minutes, and its circuit opens at the second failure.
+  const NAMES: Record<string, string> = { 'p-12345': '黄石市12345热线', 'p-grid': '下陆区综治网格平台', 'p-cityops': '黄石城运平台', [SOURCE_A]: '黄石市110', [SOURCE_B]: '武汉市110' };
+  const cfg = testConfig({
+    platforms: base.platforms.map((p: { id: string }) => ({
+      ...p,
+      name: NAMES[p.id],
+      url: sandbox.get(p.id).url,
+      ...(p.id === 'p-12345' ? { retry: { delaysMs: [300, 600_000], jitter: 'none' }, circuitBreaker: { failureThreshold: 2, cooldownMs: 600_000 } } : {}),
+    })),
+    sources: base.sources.map((x: { id: string }) => ({ ...x, name: NAMES[x.id] })),
+    routes: base.routes.map((r: { id: string }, i: number) => ({ ...r, name: `规则${i + 1}` })),
+    // The installation's own name for a category, over the built-in one.
+    categories: { 'consumer.refund': '消费纠纷', 'assist.pet': { zh: '宠物求助', en: 'Pet' } },
+  });
   const f = await startTestFenliu({ redisUrl: redis.url, cfg, role: 'all' });
   t.teardown(() => f.stop());
   const src = api(f.url, KEYS.sourceA);
@@ -89,7 +140,16 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   // Alerts through the API: a consumer dispute (two platforms), a utility case, one with a caller.
   const a1 = await src.post('/v1/alerts', alert('E2E-1'));
   const a2 = await src.post('/v1/alerts', alert('E2E-2', { category: 'utility.water-leak' }));
-  const a3 = await src.post('/v1/alerts', alert('E2E-3', { category: 'dispute.neighbor', caller: { name: '张三丰', phone: '13800138000', confidential: false }, parties: [{ role: 'neighbor', name: '李四', phone: '13900139000' }] }));
+  const a3 = await src.post(
+    '/v1/alerts',
+    alert('E2E-3', {
+      category: 'dispute.neighbor',
+      priority: 'urgent',
+      caller: { name: '张三丰', phone: '13800138000', confidential: false },
+      parties: [{ role: 'neighbor', name: '李四', phone: '13900139000' }, { role: 'merchant', name: '王五' }],
+      police: { unit: '下陆派出所', sceneStatus: 'controlled', assessment: '邻里噪声纠纷，建议网格调解' },
+    }),
+  );
   for (const a of [a1, a2, a3]) t.equal(a.status, 202);
   await waitFor('first deliveries', async () => (await Promise.all([a1, a2, a3].map((a) => stateOf(a.body.id)))).flat().every((d) => d.state === 'delivered'));
 
@@ -131,7 +191,7 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   await page.getByTestId('count').filter({ hasText: /^1 / }).waitFor();
   t.equal(await page.getByTestId('alert-E2E-1').count(), 0, 'filtered out');
   await page.getByTestId('f-alertId').fill('');
-  await page.getByTestId('f-category').fill('dispute');
+  await page.getByTestId('f-category').selectOption('dispute');
   await page.getByTestId('search').click();
   await page.getByTestId('alert-E2E-3').click();
   await page.getByTestId('delivery-p-grid').waitFor();
@@ -160,13 +220,50 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   await waitFor('redelivery', async () => (await stateOf(dead.body.id))[0].state === 'delivered');
   const hist = (await admin.get(`/v1/deliveries/${deadId}`)).body.history as { to: string; source: string; note?: string }[];
   t.ok(hist.some((h) => h.source === 'operator' && h.to === 'queued' && h.note === '平台已恢复，重新推送'), 'retry recorded with the reason');
+  const afterRetry = (await admin.get(`/v1/deliveries/${deadId}`)).body;
+  t.same(afterRetry.attemptLog.map((x: { n: number }) => x.n), [1, 2], 'attempt rows numbered across the operator retry');
+  t.equal(afterRetry.attempts, 2, 'attempt count goes on after the operator retry');
   await page.reload();
   await page.getByTestId('dead-p-cityops').waitFor();
   t.equal(await page.getByTestId(`retry-${deadId}`).count(), 0, 'dead letter gone');
 
-  // ── Platforms, SLA, statistics (the last two show "not available" until lifecycle lands).
+  // ── A failing platform: 5xx on every request. Two attempts, then the next one is ten minutes away.
+  sandbox.get('p-12345').setFault({ fault: '5xx', status: 503 });
+  const failing = await src.post('/v1/alerts', alert('E2E-RETRY', { category: 'assist.unlock' }));
+  t.equal(failing.status, 202);
+  const retryId = failing.body.deliveries[0].id as string;
+  const retrying = await waitFor('two failed attempts', async () => {
+    const d = (await admin.get(`/v1/deliveries/${retryId}`)).body;
+    return d.attempts === 2 && d.retrying ? d : undefined;
+  });
+  t.equal(retrying.state, 'queued', 'the lifecycle state is still queued');
+  t.ok(Date.parse(retrying.nextAttemptAt) > Date.now() + 500_000, 'next attempt about ten minutes away');
+  t.same(retrying.attemptLog.map((x: { n: number; status: number }) => [x.n, x.status]), [[1, 503], [2, 503]], 'attempts #1 and #2');
+  const plat = ((await admin.get('/v1/platforms')).body.items as any[]).find((p) => p.id === 'p-12345');
+  t.match(plat, { circuit: 'open', circuitFailures: 2, circuitThreshold: 2, lastFailure: { errorClass: 'http-5xx', status: 503, deliveryId: retryId } }, 'GET /v1/platforms: circuit open, last error');
+  t.ok(plat.queueDepth >= 1 && plat.oldestWaitingAgeMs >= 0, `queue depth ${plat.queueDepth}, oldest waiting ${plat.oldestWaitingAgeMs} ms`);
+
+  await page.goto(`${f.url}/console#/alerts/${failing.body.id}`);
+  await page.getByTestId('state-p-12345').filter({ hasText: '重试中' }).waitFor();
+  t.equal(await page.getByTestId('attempts-p-12345').textContent(), '2', '尝试次数 2 after two attempts');
+  t.match(await page.getByTestId('next-attempt-p-12345').textContent(), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/, 'next attempt time shown');
+  t.match(await page.getByTestId('state-p-12345').textContent(), /已尝试 2 次/, 'attempt count beside 重试中');
+  const rows = await page.getByTestId('attempts-table-p-12345').locator('tbody tr td:first-child').allTextContents();
+  t.same(rows, ['1', '2'], 'attempt rows #1 and #2');
+  await shot(page, '06-retrying-delivery');
+
+  await page.getByTestId('nav-flow').click();
+  await page.getByTestId('state-retrying').filter({ hasText: /^1/ }).waitFor();
+
+  // ── Platforms: the failing platform's last error and its circuit, as the engine sees them.
   await page.getByTestId('nav-platforms').click();
   await page.getByTestId('circuit-p-cityops').waitFor();
+  await page.getByTestId('circuit-p-12345').filter({ hasText: '熔断' }).waitFor();
+  t.match(await page.getByTestId('last-error-p-12345').textContent(), /平台服务器错误（5xx）.*HTTP 503/, 'last error: class and HTTP status');
+  t.match(await page.getByTestId('last-error-p-12345').textContent(), /\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/, 'last error: time');
+  t.match(await page.getByTestId('platform-p-12345').textContent(), NAMES['p-12345'], 'platform by name');
+  t.match(await page.getByTestId('depth-p-12345').textContent(), /^[1-9]/, 'queue depth');
+  t.notMatch(await page.getByTestId('oldest-p-12345').textContent(), /^—$/, 'oldest waiting age');
   await shot(page, '06-platforms');
   await page.getByTestId('nav-sla').click();
   await page.locator('.content table, .content .error').first().waitFor();
@@ -174,6 +271,29 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   await page.getByTestId('nav-stats').click();
   await page.locator('[data-testid=stats-cards], .content .error').first().waitFor();
   await shot(page, '08-stats');
+
+  // ── No raw enum value, id or code on any page in zh-CN: every page's visible text, word by word.
+  const rawValues = rawEnumValues(cfg);
+  const pages = ['flow', 'alerts', `alerts/${a1.body.id}`, `alerts/${a3.body.id}`, `alerts/${failing.body.id}`, `alerts/${dead.body.id}`, 'dead', 'platforms', 'sla', 'stats'];
+  for (const hash of pages) {
+    await page.goto(`${f.url}/console#/${hash}`);
+    await page.waitForFunction(() => {
+      const c = document.querySelector('.content');
+      return !!c && !c.textContent!.includes('加载中') && !!c.querySelector('table, .error');
+    });
+    // Charts and late tables settle within a tick of the last fetch.
+    await page.waitForLoadState('networkidle').catch(() => undefined);
+    // What a platform or person wrote (error bodies, reasons; class .verbatim) is evidence, shown as it is.
+    const text = await page.evaluate(() => {
+      const words = [...document.querySelectorAll<HTMLElement>('.verbatim')];
+      for (const el of words) el.style.display = 'none';
+      const all = document.body.innerText;
+      for (const el of words) el.style.display = '';
+      return all;
+    });
+    const found = [...new Set(text.split(/[\s,，、:：;；()（）[\]【】·→/|"'“”]+/).filter((w) => rawValues.has(w)))];
+    t.same(found, [], `#/${hash}: no raw enum values in zh-CN`);
+  }
 
   // ── English.
   await page.getByTestId('nav-flow').click();

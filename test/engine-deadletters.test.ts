@@ -40,6 +40,16 @@ t.test('dead letters: list, operator retry (admin, reason, 403, 409), platform-w
     t.equal((await e.admin.get('/v1/platforms/nope/dead-letters')).status, 404);
   });
 
+  t.test('GET /v1/platforms: the last failed attempt and the circuit as the engine counts it', async (t) => {
+    const p1 = (await e.admin.get('/v1/platforms')).body.items[0];
+    t.match(p1, { id: 'p1', circuit: 'closed', circuitFailures: 8, circuitThreshold: 100, queueDepth: 0, deadLetters: 4 }, 'four deliveries × two 502s, none waiting');
+    t.match(p1.lastFailure, { errorClass: 'http-5xx', status: 502, message: /^HTTP 502/ });
+    t.ok(ids.includes(p1.lastFailure.deliveryId), 'names the delivery');
+    t.ok(Date.now() - Date.parse(p1.lastFailure.at) < 60_000, 'recent');
+    t.match(p1.lastError, /^http-5xx: HTTP 502/);
+    t.notOk('oldestWaitingAt' in p1, 'nothing waiting, no age');
+  });
+
   t.test('POST /v1/deliveries/:id/retry: admin only, reason required, failed only', async (t) => {
     const [first] = ids;
     t.equal((await source.post(`/v1/deliveries/${first}/retry`, { reason: 'x' })).status, 403, 'source key: 403');
@@ -56,7 +66,8 @@ t.test('dead letters: list, operator retry (admin, reason, 403, 409), platform-w
     const d = await e.waitForState(first, 'delivered');
     t.equal(sb.received.length, before + 1, 'one new request');
     t.equal(sb.received.at(-1)!.headers['idempotency-key'], first, 'same idempotency key as the failed attempts');
-    t.equal(d.attempts, 1, 'a fresh retry budget');
+    t.equal(d.attempts, 3, 'attempts count across the operator retry');
+    t.same((await e.admin.get(`/v1/deliveries/${first}`)).body.attemptLog.map((a: any) => a.n), [1, 2, 3], 'attempt rows numbered 1, 2, 3');
     t.equal(d.retries, '1');
     t.notOk(d.lastError);
     t.equal(await e.r.zscore(e.k.deadLetters(bucketOf(first), 'p1'), first), null, 'no longer a dead letter');
@@ -67,6 +78,16 @@ t.test('dead letters: list, operator retry (admin, reason, 403, 409), platform-w
     const again = await e.admin.post(`/v1/deliveries/${first}/retry`, { reason: 'again' });
     t.equal(again.status, 409, 'delivered: 409');
     t.match(again.body.detail ?? again.text, /delivered/);
+  });
+
+  t.test('an operator retry gets a fresh retry budget, numbered on from the earlier attempts', async (t) => {
+    const id = ids[1];
+    sb.setFault({ fault: '5xx', status: 502 });
+    t.equal((await e.admin.post(`/v1/deliveries/${id}/retry`, { reason: 'try once more' })).status, 202);
+    const d = await e.waitForState(id, 'failed');
+    t.equal(d.attempts, 4, 'two more attempts (the whole budget), not one');
+    t.same((await e.admin.get(`/v1/deliveries/${id}`)).body.attemptLog.map((a: any) => a.n), [1, 2, 3, 4]);
+    sb.setFault('none');
   });
 
   t.test('POST /v1/platforms/:id/dead-letters/retry retries every dead letter', async (t) => {

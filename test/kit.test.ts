@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { childEnv, cli, ROOT, sha256hex } from './helpers/fenliu.js';
 import { startSandbox, type Sandbox } from '../src/sandbox/index.js';
+import { webhookSecretProblem } from '../src/delivery/webhook-secret.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fenliu-kit-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
@@ -36,6 +37,9 @@ t.test('adapter new scaffolds a folder outside the repo that passes adapter test
     t.ok(readFileSync(join(scaffold, f), 'utf8').length > 0, `${f} written`);
   }
   t.equal(readFileSync(join(scaffold, 'sdk.ts'), 'utf8'), readFileSync(join(ROOT, 'adapters', 'sdk.ts'), 'utf8'), 'the SDK travels with the adapter');
+  const secret = /callback: \{ secret: "(whsec_[^"]+)" \}/.exec(readFileSync(join(scaffold, 'README.md'), 'utf8'))?.[1];
+  t.equal(secret && webhookSecretProblem(secret), undefined, 'the README\'s config carries a fresh Standard Webhooks secret');
+  t.ok(secret);
   // Independent runs in parallel: each child pays fenliu's start-up.
   const [tested, again, badId] = await Promise.all([
     fenliu(['adapter', 'test', scaffold]),

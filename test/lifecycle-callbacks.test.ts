@@ -6,7 +6,7 @@
 import t from 'tap';
 import { HOTLINE_WORD, hotlineEvent, platformKey, startLifecycleEnv, type LcEnv } from './helpers/lifecycle.js';
 
-const SECRET = 'test-callback-secret-0123456789';
+const SECRET = 'whsec_dGVzdC1jYWxsYmFjay1zZWNyZXQtMDEyMzQ1Njc4OQ==';
 const CITY = platformKey('p-city');
 const OTHER = platformKey('p-other');
 
@@ -41,7 +41,7 @@ t.test('callbacks', async (t) => {
     t.equal(unsigned.status, 401);
     t.equal(unsigned.body.code, 'FENLIU_ERR_BAD_SIGNATURE');
     t.match(unsigned.headers['content-type'], /application\/problem\+json/);
-    const bad = await env.callback('p-hot', body, { secret: 'another-secret-0123456789' });
+    const bad = await env.callback('p-hot', body, { secret: 'whsec_YW5vdGhlci1zZWNyZXQtMDEyMzQ1Njc4OQ==' });
     t.equal(bad.status, 401);
     t.equal(bad.body.code, 'FENLIU_ERR_BAD_SIGNATURE');
     const stale = await env.callback('p-hot', body, { timestamp: Math.floor(Date.now() / 1000) - 120 });

@@ -8,32 +8,43 @@ import { FEEDBACK_ID, startLifecycleEnv, until } from './helpers/lifecycle.js';
 import { bucketOf } from '../src/store/keys.js';
 
 t.test('polling Open311 (realtime and batch tokens)', async (t) => {
+  // This server reports signing for (签收) as the extended status `acknowledged`.
+  const options = { apiKey: 'sandbox-key', defaultServiceCode: 'GENERAL', statusMap: { acknowledged: 'accepted' } };
   const env = await startLifecycleEnv(t, {
     platforms: [
-      { id: 'o-rt', kind: 'open311', poll: { everyMs: 100 } },
-      { id: 'o-batch', kind: 'open311', open311Mode: 'batch', poll: { everyMs: 100 } },
+      { id: 'o-rt', kind: 'open311', poll: { everyMs: 100 }, options },
+      { id: 'o-batch', kind: 'open311', open311Mode: 'batch', poll: { everyMs: 100 }, options },
     ],
     sla: {},
   });
   const { deliveries } = await env.submit();
-  const rt = await env.waitFor(deliveries['o-rt'], ['delivered', 'accepted']);
+  const rt = await env.waitFor(deliveries['o-rt'], 'delivered');
   t.ok(rt.remoteTicketId, 'realtime: ticket id at once');
-  const batch = await env.waitFor(deliveries['o-batch'], ['delivered', 'accepted']);
+  const batch = await env.waitFor(deliveries['o-batch'], 'delivered');
   t.ok(batch.pendingToken, 'batch: a token first');
-  // Open311 "open" reads as accepted (受理); the batch token resolves to a service_request_id.
+  // The batch token resolves to a service_request_id through polling.
+  const b1 = await until(async () => {
+    const d = await env.delivery(deliveries['o-batch']);
+    return d.remoteTicketId ? d : undefined;
+  }, 8_000, 'token resolved');
+  t.equal(b1.remoteTicketId, [...env.sandbox.get('o-batch').tickets.keys()][0], 'token resolved into a ticket id');
+  // Open311 `open` is received (受理), not signed for: polls that read it leave the delivery delivered.
+  await until(() => env.sandbox.get('o-rt').received.filter((r) => r.method === 'GET' && r.path.startsWith('/requests.')).length >= 2, 8_000, 'two polls');
+  t.equal((await env.delivery(rt.id)).state, 'delivered', 'open is not 签收');
+  t.notOk((await env.delivery(rt.id)).acceptedAt, 'no sign-for time from an open request');
+  env.sandbox.get('o-rt').setTicketStatus(rt.remoteTicketId, 'acknowledged', 'Assigned');
+  env.sandbox.get('o-batch').setTicketStatus(b1.remoteTicketId, 'acknowledged', 'Assigned');
   const a1 = await env.waitFor(deliveries['o-rt'], 'accepted');
   const a2 = await env.waitFor(deliveries['o-batch'], 'accepted');
-  t.ok(a2.remoteTicketId, 'token resolved into a ticket id');
-  t.equal(a2.remoteTicketId, [...env.sandbox.get('o-batch').tickets.keys()][0]);
   t.match((await env.history(a1.id)).at(-1), { to: 'accepted', source: 'poll' });
   env.sandbox.get('o-rt').setTicketStatus(a1.remoteTicketId, 'closed', 'Lock opened');
   env.sandbox.get('o-batch').setTicketStatus(a2.remoteTicketId, 'closed', 'Done');
   const r1 = await env.waitFor(a1.id, 'resolved');
   t.equal(r1.result, 'Lock opened');
   await env.waitFor(a2.id, 'resolved');
-  const polls = env.sandbox.get('o-rt').received.filter((r) => r.method === 'GET');
+  const polls = env.sandbox.get('o-rt').received.filter((r) => r.method === 'GET' && r.path.startsWith('/requests.'));
   t.ok(polls.length >= 2);
-  t.match(polls[0].path, `/requests.json?service_request_id=${a1.remoteTicketId}`);
+  t.match(polls[0].path, `/requests.xml?service_request_id=${a1.remoteTicketId}`, 'XML, the spec\'s required format, by default');
   t.ok(env.sandbox.get('o-batch').received.some((r) => r.path.startsWith('/tokens/')), 'token endpoint asked');
   // Resolved deliveries are still polled (closed may follow); final ones are not.
   t.ok(await env.r.zscore(env.k.open(bucketOf(a1.id), 'o-rt'), a1.id));

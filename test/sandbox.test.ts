@@ -4,28 +4,18 @@ import { sampleAlerts } from '../adapters/common.js';
 import { conformanceContext } from '../adapters/conformance.js';
 import { builtinAdapters } from '../adapters/index.js';
 import type { Adapter, InboundResponse, OutboundRequest, TranslateContext } from '../adapters/sdk.js';
+import { prepare } from '../src/delivery/http.js';
 import { sendCallback, startSandbox, type Sandbox, type SandboxKind } from '../src/sandbox/index.js';
 
 const KINDS: SandboxKind[] = ['hotline-12345', 'grid-governance', 'city-ops', 'open311', 'webhook'];
 
-/** What the engine does with an OutboundRequest, reduced to the wire: URL, serialisation, idempotency header. */
+/** What the engine does with an OutboundRequest (its own serialiser, `prepare`), plus the idempotency header. */
 async function send(baseUrl: string, req: OutboundRequest, deliveryId: string, opts: { headersTimeout?: number } = {}): Promise<InboundResponse> {
-  const url = new URL(baseUrl + req.path);
-  for (const [k, v] of Object.entries(req.query ?? {})) url.searchParams.set(k, v);
-  const contentType = req.contentType ?? 'application/json';
-  let body: string | undefined;
-  if (req.body !== undefined && req.method !== 'GET') {
-    body =
-      typeof req.body === 'string'
-        ? req.body
-        : contentType === 'application/x-www-form-urlencoded'
-          ? new URLSearchParams(req.body as Record<string, string>).toString()
-          : JSON.stringify(req.body);
-  }
-  const res = await request(url, {
+  const wire = prepare(baseUrl, req);
+  const res = await request(wire.url, {
     method: req.method,
-    headers: { ...(body !== undefined ? { 'content-type': `${contentType}; charset=utf-8` } : {}), 'idempotency-key': deliveryId, ...req.headers },
-    body,
+    headers: { ...wire.headers, 'idempotency-key': deliveryId },
+    body: wire.body,
     headersTimeout: opts.headersTimeout,
   });
   const headers: Record<string, string> = {};
@@ -117,8 +107,9 @@ t.test('open311 batch service: token, then poll for the id and the status', asyn
   t.type(i.pendingToken, 'string');
   t.notOk(i.remoteTicketId);
   const sent = platform.received.at(-1)!;
-  t.match(sent.headers['content-type'], /^application\/x-www-form-urlencoded/);
-  t.match(sent.body, /^api_key=demo-open311-key&service_code=WATER-LEAK&lat=30\.2&long=115\.1&description=/);
+  t.equal(sent.headers['content-type'], 'application/x-www-form-urlencoded; charset=utf-8');
+  t.match(sent.body, /^api_key=demo-open311-key&service_code=WATER-LEAK&lat=30\.2&long=115\.1&address_string=%E8%A5%BF.*&description=/);
+  t.match(platform.received.at(-1)!.path, /^\/requests\.xml/, 'XML by default');
 
   const pctx = { platform: { id: 'p', config: adapter.exampleConfig }, now: conformanceContext.now, deliveries: [{ id: 'dlv_batch', pendingToken: i.pendingToken }] };
   const [tokenReq] = adapter.poll!.requests(pctx);
@@ -130,7 +121,7 @@ t.test('open311 batch service: token, then poll for the id and the status', asyn
   platform.setTicketStatus(id, 'closed', 'Leak repaired');
   const pctx2 = { ...pctx, deliveries: [{ id: 'dlv_batch', remoteTicketId: id }] };
   const reqs = adapter.poll!.requests(pctx2);
-  t.same(reqs, [{ method: 'GET', path: '/requests.json', query: { service_request_id: id } }]);
+  t.same(reqs, [{ method: 'GET', path: '/requests.xml', headers: { accept: 'text/xml' }, query: { service_request_id: id } }]);
   const events = adapter.poll!.parse(await send(platform.url, reqs[0], 'poll'), pctx2);
   t.match(events, [{ state: 'resolved', remoteTicketId: id, deliveryId: 'dlv_batch', note: 'Leak repaired' }]);
 });

@@ -38,7 +38,7 @@ const PRINCIPALS: Record<string, string | undefined> = {
 };
 const ALL = Object.keys(PRINCIPALS);
 
-const CALLBACK_SECRET = 'signed-platform-callback-secret-0123';
+const CALLBACK_SECRET = 'whsec_c2lnbmVkLXBsYXRmb3JtLWNhbGxiYWNrLXNlY3JldC0wMTIz';
 const BEARER_TOKEN = 'outbound-bearer-token-SECRET-9f8e7d';
 
 function securityConfig(over: ConfigDoc = {}): ConfigDoc {

@@ -39,6 +39,11 @@ const outputSchema = {
     sla: { enum: ['ack', 'intervene', 'resolve'] },
     dueAt: { type: 'string' },
     at: { type: 'string' },
+    auditCheckpoint: {
+      type: 'object',
+      description: 'latest signed audit checkpoint: tree size and base64 root (keep it; fenliu audit verify --since proves later logs extend it)',
+      properties: { size: { type: 'integer' }, root: { type: 'string' } },
+    },
   },
 };
 
@@ -53,7 +58,7 @@ function notice(alert: Alert, ctx: TranslateContext<Feedback110Config>) {
     platformId: ev.platformId,
     at: ev.at,
   };
-  for (const [k, v] of Object.entries({ platformName: ev.platformName, state: ev.state, remoteTicketId: ev.remoteTicketId, note: ev.note, sla: ev.sla, dueAt: ev.dueAt })) {
+  for (const [k, v] of Object.entries({ platformName: ev.platformName, state: ev.state, remoteTicketId: ev.remoteTicketId, note: ev.note, sla: ev.sla, dueAt: ev.dueAt, auditCheckpoint: ev.auditCheckpoint })) {
     if (v !== undefined) body[k] = v;
   }
   return body;

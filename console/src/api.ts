@@ -25,6 +25,9 @@ export interface Me {
   expiresAt: string;
   sources: { id: string; name: string }[];
   platforms: { id: string; name: string }[];
+  routes?: { id: string; name: string }[];
+  /** The installation's category table: code → names. */
+  categories?: Record<string, { zh: string; en: string }>;
 }
 
 let csrf = '';

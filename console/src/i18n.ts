@@ -33,10 +33,6 @@ const zh = {
   queueWaiting: '排队中',
   byState: '推送记录按状态',
   statesSampled: '（仅统计最近 5000 条警情）',
-  // states
-  st_queued: '排队', st_sending: '发送中', st_delivered: '已送达', st_accepted: '已签收', st_in_progress: '办理中',
-  st_resolved: '已办结', st_closed: '已回访归档', st_returned: '已退回', st_rejected: '不予受理', st_failed: '推送失败',
-  st_cancelled: '已撤单', st_reopened: '重新办理', st_delivering: '推送中',
   // alerts
   alertsTitle: '警情查询',
   source: '来源',
@@ -102,7 +98,6 @@ const zh = {
   platformsTitle: '平台状态',
   adapter: '适配器',
   circuit: '熔断器',
-  cb_closed: '正常', cb_open: '熔断', 'cb_half-open': '半开',
   queue: '队列',
   waiting: '等待', active: '处理中', delayed: '延迟', failed: '失败',
   deadLetters: '死信',
@@ -112,7 +107,6 @@ const zh = {
   // sla
   slaTitle: '时限监督（已超时或一小时内到期）',
   kind: '时限',
-  sla_ack: '签收', sla_intervene: '12小时介入', sla_resolve: '办结',
   dueAt: '到期时间',
   overdueYes: '已超时',
   dueSoon: '即将到期',
@@ -137,6 +131,29 @@ const zh = {
   byPlatform: '按平台',
   byRegion: '按行政区划',
   queuesLink: '队列面板',
+  // added with issue 13: failure made visible, names for enums
+  retrying: '重试中',
+  nextAttempt: '下次尝试',
+  attemptNo: '已尝试 {n} 次',
+  lastErrorAt: '最近错误时间',
+  errorClass: '错误类型',
+  circuitFailures: '连续失败 {n} / {of} 次',
+  circuitOpenUntil: '冷却至',
+  queueDepth: '队列深度',
+  oldestWaiting: '最久等待',
+  lastDelivered: '最近送达',
+  eventType: '事件类型',
+  actor: '操作者',
+  kindOf: '类型',
+  unitAlerts: '单位：警情（起）',
+  unitDeliveries: '单位：推送记录（条）',
+  alertFigures: '警情',
+  deliveryFigures: '推送',
+  repeatsShort: '重复报警',
+  scopes: '权限',
+  sceneStatus: '现场',
+  refusedNoRoute: '无匹配规则',
+  includedAbove: '已计入上面的排队或发送中',
 };
 
 export type Key = keyof typeof zh;
@@ -172,9 +189,6 @@ const en: Record<Key, string> = {
   queueWaiting: 'Queued',
   byState: 'Deliveries by state',
   statesSampled: '(latest 5,000 alerts only)',
-  st_queued: 'queued', st_sending: 'sending', st_delivered: 'delivered', st_accepted: 'accepted', st_in_progress: 'in progress',
-  st_resolved: 'resolved', st_closed: 'closed', st_returned: 'returned', st_rejected: 'rejected', st_failed: 'failed',
-  st_cancelled: 'cancelled', st_reopened: 'reopened', st_delivering: 'delivering',
   alertsTitle: 'Alert search',
   source: 'Source',
   sourceAlertId: 'Source alert id',
@@ -236,7 +250,6 @@ const en: Record<Key, string> = {
   platformsTitle: 'Platforms',
   adapter: 'Adapter',
   circuit: 'Circuit',
-  cb_closed: 'closed', cb_open: 'open', 'cb_half-open': 'half-open',
   queue: 'Queue',
   waiting: 'waiting', active: 'active', delayed: 'delayed', failed: 'failed',
   deadLetters: 'Dead letters',
@@ -245,7 +258,6 @@ const en: Record<Key, string> = {
   attemptLatency: 'Platform response p50 / p95',
   slaTitle: 'SLA board (overdue or due within the hour)',
   kind: 'Deadline',
-  sla_ack: 'acknowledge', sla_intervene: 'intervene (12 h)', sla_resolve: 'resolve',
   dueAt: 'Due',
   overdueYes: 'overdue',
   dueSoon: 'due soon',
@@ -269,6 +281,28 @@ const en: Record<Key, string> = {
   byPlatform: 'By platform',
   byRegion: 'By region',
   queuesLink: 'Queue dashboard',
+  retrying: 'retrying',
+  nextAttempt: 'Next attempt',
+  attemptNo: '{n} attempts so far',
+  lastErrorAt: 'Last error at',
+  errorClass: 'Error class',
+  circuitFailures: '{n} of {of} failures in a row',
+  circuitOpenUntil: 'cooling down until',
+  queueDepth: 'Queue depth',
+  oldestWaiting: 'Oldest waiting',
+  lastDelivered: 'Last delivered',
+  eventType: 'Event',
+  actor: 'Actor',
+  kindOf: 'Kind',
+  unitAlerts: 'Unit: alerts',
+  unitDeliveries: 'Unit: deliveries',
+  alertFigures: 'Alerts',
+  deliveryFigures: 'Deliveries',
+  repeatsShort: 'Repeat calls',
+  scopes: 'Scopes',
+  sceneStatus: 'Scene',
+  refusedNoRoute: 'No matching route',
+  includedAbove: 'included in queued or sending above',
 };
 
 const dicts: Record<Lang, Record<Key, string>> = { zh, en };
@@ -299,8 +333,7 @@ export function t(key: Key): string {
   return dicts[lang][key] ?? key;
 }
 
-/** A dynamic key such as `st_${state}`; falls back to the raw value. */
-export function tx(prefix: string, value: string): string {
-  const k = `${prefix}${value}` as Key;
-  return dicts[lang][k] ?? value;
+/** A text with {placeholders} filled in. */
+export function tf(key: Key, vars: Record<string, string | number>): string {
+  return t(key).replace(/\{(\w+)\}/g, (m, name: string) => (name in vars ? String(vars[name]) : m));
 }

@@ -1,7 +1,9 @@
 import './style.css';
 import { ApiError, api, get, setCsrf, whenSignedOut, type Me } from './api.js';
+import { can, type Page, type PageContext } from './context.js';
 import { h, replace } from './dom.js';
 import { getLang, setLang, t, type Key } from './i18n.js';
+import { label } from './labels.js';
 import { renderFlow } from './pages/flow.js';
 import { renderAlerts, renderAlertDetail } from './pages/alerts.js';
 import { renderDead } from './pages/dead.js';
@@ -9,25 +11,9 @@ import { renderPlatforms } from './pages/platforms.js';
 import { renderSla } from './pages/sla.js';
 import { renderStats } from './pages/stats.js';
 
-/** What a page gets: where to draw, who is signed in, and the route's parameters. */
-export interface PageContext {
-  root: HTMLElement;
-  me: Me;
-  params: URLSearchParams;
-  id?: string;
-  /** Registers a cleanup (timers, charts) run when the page is left. */
-  onLeave(fn: () => void): void;
-}
-
-export type Page = (ctx: PageContext) => void | Promise<void>;
-
 const app = document.getElementById('app')!;
 let me: Me | null = null;
 let leave: (() => void)[] = [];
-
-export function can(m: Me, ...scopes: string[]): boolean {
-  return m.scopes.includes('admin') || scopes.some((s) => m.scopes.includes(s));
-}
 
 const NAV: { hash: string; key: Key; page: Page }[] = [
   { hash: 'flow', key: 'navFlow', page: renderFlow },
@@ -113,7 +99,7 @@ function layout(m: Me, active: string): HTMLElement {
     NAV.map((n) => h('a', { href: `#/${n.hash}`, class: n.hash === active ? 'active' : '', 'data-testid': `nav-${n.hash}` }, t(n.key))),
     can(m, 'admin') ? h('a', { href: '/admin/queues', target: '_blank', rel: 'noopener' }, t('navQueues')) : null,
     h('span', { class: 'spacer' }),
-    h('span', { class: 'who', title: m.scopes.join(' '), 'data-testid': 'who' }, `${m.keyId} · ${m.scopes.join(', ')}`),
+    h('span', { class: 'who', title: m.scopes.join(' '), 'data-testid': 'who' }, `${m.keyId} · ${m.scopes.map((x) => label('scope', x)).join('、')}`),
     langButton(),
     h('button', { class: 'link', type: 'button', 'data-testid': 'signout', onclick: () => void signOut() }, t('signOut')),
   );

@@ -9,6 +9,8 @@ export type Delivery = components['schemas']['Delivery'] & { failedAt?: string }
 
 export interface Attempt {
   n: number;
+  /** Follow-ups only: cancel, update, urge, redeliver. */
+  kind?: string;
   at: string;
   durationMs: number;
   outcome: string;
@@ -89,5 +91,7 @@ export interface Stats {
   repeatRate: number | null;
   failures: number;
   byPlatform: { platformId: string; delivered: number; completed: number; failures: number; completionRate: number | null; interventionCompliance: number | null; medianTimeToAcceptMs: number | null }[];
-  byRegion: { regionCode: string; received: number; diverted: number; completed: number }[];
+  refusedNoRoute?: number;
+  /** received, diverted and repeats count alerts; completed and completionRate count deliveries. */
+  byRegion: { regionCode: string; received: number; diverted: number; repeats?: number; completed: number; completionRate?: number | null }[];
 }

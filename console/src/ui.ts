@@ -1,13 +1,13 @@
 import { BarController, BarElement, CategoryScale, Chart, Filler, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip, type ChartConfiguration } from 'chart.js';
 import { ApiError } from './api.js';
-import { h, type Child } from './dom.js';
-import { t, tx } from './i18n.js';
+import { fmtTime, h, type Child } from './dom.js';
+import { stateColour } from './colours.js';
+import { t, tf } from './i18n.js';
+import { label, splitError } from './labels.js';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, BarController, BarElement, Legend, Tooltip, Filler);
 Chart.defaults.animation = false;
 Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFamily || 'sans-serif';
-
-export const PALETTE = ['#1f6feb', '#d4380d', '#389e0d', '#722ed1', '#d48806', '#13a8a8', '#c41d7f', '#595959'];
 
 export function chart(canvas: HTMLCanvasElement, cfg: ChartConfiguration): Chart {
   return new Chart(canvas, { ...cfg, options: { responsive: true, maintainAspectRatio: false, ...cfg.options } });
@@ -27,7 +27,26 @@ export function table(headers: string[], rows: Child[][], testid?: string): HTML
 }
 
 export function stateBadge(state: string): HTMLElement {
-  return h('span', { class: `badge st-${state}`, title: state }, tx('st_', state));
+  const el = h('span', { class: `badge st-${state}`, 'data-state': state }, label('state', state));
+  // Through the CSSOM (allowed by the CSP, unlike a style attribute): the shared state colour.
+  el.style.setProperty('--c', stateColour(state));
+  return el;
+}
+
+/**
+ * A delivery's state as a duty officer needs it: a retrying delivery (queued or sending again
+ * after a failed attempt) shows 重试中, its attempt count and when the next attempt is due.
+ */
+export function deliveryBadge(d: { state: string; retrying?: boolean; attempts?: number; nextAttemptAt?: string }, testid?: string): HTMLElement {
+  if (!d.retrying) return h('span', { 'data-testid': testid }, stateBadge(d.state));
+  return h(
+    'span',
+    { class: 'retrying', 'data-testid': testid },
+    stateBadge('retrying'),
+    ' ',
+    // No attempt yet while the circuit is open: then only the time the cool-down ends.
+    h('span', { class: 'small' }, `${d.attempts ? `${tf('attemptNo', { n: d.attempts })} · ` : ''}${t('nextAttempt')} ${fmtTime(d.nextAttemptAt)}`),
+  );
 }
 
 export function card(label: string, value: Child, testid?: string): HTMLElement {
@@ -110,4 +129,16 @@ export function csvCell(v: unknown): string {
   // Guard against formula injection in spreadsheet programs.
   const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
   return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+/** Words a platform or a person wrote (error bodies, reasons, notes): shown as they are, never translated. */
+export function verbatim(text: string | undefined | null, title?: string): HTMLElement {
+  return h('span', { class: 'verbatim', title }, text || '—');
+}
+
+/** An error as `<class name>：<the platform's words>`. */
+export function errorView(text: string | undefined | null, errorClass?: string): Child {
+  const e = splitError(text, errorClass);
+  if (!e.errorClass) return verbatim(e.rest);
+  return h('span', null, label('errorClass', e.errorClass), e.rest ? ['：', verbatim(e.rest)] : null);
 }

@@ -6,7 +6,7 @@
  *   segment (seq, chain hash, stream id) and continues after it, so a crash at any point
  *   (mid-write, between fsync and trim, mid-roll) leaves neither a gap nor a duplicate.
  * - The stream is trimmed (XTRIM MINID) only after the lines are fsynced.
- * - After each batch the archiver stores {seq, hash, streamId} under `<prefix>:audit:head`;
+ * - After each batch the archiver stores {seq, hash, streamId} under `<prefix>:{audit}:head`;
  *   on start it refuses to continue if the files are behind that head (lost or truncated files).
  */
 import { randomBytes } from 'node:crypto';
@@ -20,6 +20,7 @@ import {
   auditStreamKey,
   type AuditEvent,
 } from './events.js';
+import type { ArchivedLine } from './event-index.js';
 import { appendDurably, appendManifestEntry, describeSegment, fsyncDir } from './manifest.js';
 import { relayAllAudit } from '../store/audit-relay.js';
 import {
@@ -40,6 +41,7 @@ import {
   streamIdMs,
   utcDay,
 } from './format.js';
+import { MerkleAppender } from './merkle-log.js';
 
 export interface AuditLogger {
   info(obj: object, msg?: string): void;
@@ -74,6 +76,14 @@ export interface AuditArchiverOptions {
   /** Start even when the files are behind the head recorded in Redis (after a deliberate restore). */
   allowBehindHead?: boolean;
   logger?: AuditLogger;
+  /** Keep the Merkle tree over the records (tiles and tree.json next to the segments). Default true. */
+  merkle?: boolean;
+  /**
+   * Told about every line once it is durable (before the stream is trimmed): the SQLite index
+   * (event-index.ts). A failure here is logged, never stops archiving: the index catches up
+   * from the files.
+   */
+  index?: { add(lines: ArchivedLine[]): void };
   /** Test hooks: `afterFsync` runs after lines are durable and before the stream is trimmed. */
   hooks?: { afterFsync?(info: { lastSeq: number; lastStreamId: string; written: number }): void | Promise<void> };
 }
@@ -119,6 +129,8 @@ export class AuditArchiver {
   private stopping = false;
   private wake: (() => void) | null = null;
   private chain: Promise<unknown> = Promise.resolve();
+  /** The Merkle tree (src/audit/merkle-log.ts); null when `merkle: false`. */
+  readonly merkle: MerkleAppender | null;
 
   constructor(opts: AuditArchiverOptions) {
     this.opts = opts;
@@ -134,6 +146,7 @@ export class AuditArchiver {
     this.bodyPaths = opts.bodyPaths ?? DEFAULT_BODY_PATHS;
     this.keyring = opts.keyring;
     this.log = opts.logger;
+    this.merkle = opts.merkle === false ? null : new MerkleAppender(opts.dir);
   }
 
   /** Starts the background loop: wait for the lock, archive, block on the stream for more. */
@@ -331,6 +344,7 @@ export class AuditArchiver {
         );
       }
     }
+    await this.merkle?.prepare(tail.seq);
     this.tail = tail;
   }
 
@@ -399,8 +413,11 @@ export class AuditArchiver {
     let open = tail.open ? { ...tail.open } : null;
     let nextSegNo = tail.nextSegNo;
     let lastId = tail.streamId;
+    const lines: string[] = [];
+    const archived: ArchivedLine[] = [];
     for (const [id, fields] of entries) {
-      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true) });
+      const sealed = sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true);
+      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealed });
       const bytes = Buffer.byteLength(line) + 1;
       const day = utcDay(streamIdMs(id));
       if (open && open.size > 0 && ((this.rollDaily && day !== open.day) || open.size + bytes > this.segmentMaxBytes)) {
@@ -413,6 +430,8 @@ export class AuditArchiver {
       let cur = plan.find((p) => p.name === open!.name);
       if (!cur) plan.push((cur = { name: open.name, data: [], close: false }));
       cur.data.push(line + '\n');
+      lines.push(line);
+      archived.push({ seq: seq + 1, streamId: id, segment: open.name, offset: open.size, length: bytes - 1, event: sealed.event });
       open.size += bytes;
       seq += 1;
       hash = chainHash(line);
@@ -425,11 +444,17 @@ export class AuditArchiver {
       }
       if (p.close) await this.closeSegment(p.name);
     }
+    await this.onBatchArchived(lines);
     tail.seq = seq;
     tail.hash = hash;
     tail.streamId = lastId;
     tail.open = open;
     tail.nextSegNo = nextSegNo;
+    try {
+      this.opts.index?.add(archived);
+    } catch (err) {
+      this.log?.warn({ err }, 'audit archiver: index update failed; it catches up from the files');
+    }
     await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: entries.length });
     await this.redis
       .multi()
@@ -437,6 +462,11 @@ export class AuditArchiver {
       .set(auditHeadKey(this.prefix), JSON.stringify({ seq, hash, streamId: lastId }))
       .exec();
     return entries.length;
+  }
+
+  /** After a batch is durable in the segments: the tree grows by its records (a crash before this is caught up by prepare). */
+  private async onBatchArchived(lines: string[]): Promise<void> {
+    await this.merkle?.onBatchArchived(lines);
   }
 }
 

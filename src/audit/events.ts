@@ -30,15 +30,19 @@ export const AUDIT_EVENT_TYPES = [
   'alert.received',
   'alert.refused',
   'alert.routed',
+  'alert.repeat',
+  'alert.updated',
   'delivery.translated',
   'delivery.attempt',
   'delivery.state',
+  'delivery.transition-refused',
   'sla.expired',
   'sla.escalated',
   'operator.action',
   'replay.started',
   'replay.delivery',
   'replay.finished',
+  'audit.malformed',
 ] as const;
 
 /** The stream entry field that holds the event JSON. */

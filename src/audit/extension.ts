@@ -1,14 +1,22 @@
+import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
+import { addAudit } from './events.js';
+import { replayEvent, type ReplayMode, type ReplaySelectionDoc } from './operator.js';
 import type { FastifyInstance } from 'fastify';
 import type { ExtensionFactory } from '../extensions.js';
-import { archives } from '../roles.js';
+import { archives, servesApi } from '../roles.js';
 import { ProblemError } from '../errors.js';
 import { getAlertRecord } from '../store/records.js';
 import { canRead } from '../routes/alerts.js';
 import { AuditArchiver } from './archiver.js';
 import { queryAudit, readAlertTimeline } from './query.js';
+import { auditIndex, openAuditIndex } from './event-index.js';
 import { auditKeyring, setAuditKeys } from './format.js';
 import { PERIOD_FILTER } from '../routes/query.js';
+import { readFile } from 'node:fs/promises';
+import { parseSigner } from './checkpoint.js';
+import { CheckpointCache, CheckpointPublisher, readPublishedCheckpoint } from './checkpoint-log.js';
+import { proveAlert, readCheckpointFile } from './proof.js';
 
 /**
  * The audit trail as a part of the process: the archiver runs in worker processes (several may
@@ -21,14 +29,46 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
   if (enc) setAuditKeys(enc.currentKey, enc.keys);
   let archiver: AuditArchiver | undefined;
   if (rt.cfg.audit.archive && archives(role, rt.cfg.audit.archiveIn)) {
-    archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined });
+    archiver = new AuditArchiver({ redis: rt.redis, prefix, dir, segmentMaxBytes: rt.cfg.audit.segmentMaxBytes, logger: rt.log, keyring: enc ? auditKeyring : undefined, index: { add: (lines) => openAuditIndex(dir).add(lines) } });
     await archiver.start();
   }
+  // Signed checkpoints: signed by the archiving process; every process reads {size, root} for
+  // receipts and feedback from a cached copy.
+  const signing = rt.cfg.audit.signing;
+  let publisher: CheckpointPublisher | undefined;
+  if (signing && archiver) {
+    const keyText = signing.privateKeyFile ? await readFile(resolve(rt.cfg.baseDir, signing.privateKeyFile), 'utf8') : signing.privateKey!;
+    publisher = new CheckpointPublisher({ redis: rt.redis, prefix, dir, signer: parseSigner(keyText), origin: signing.origin, intervalMs: signing.checkpointIntervalMs, logger: rt.log });
+    publisher.start();
+  }
+  const cache = new CheckpointCache(rt.redis, prefix);
+  if (signing) {
+    await cache.refresh().catch(() => undefined);
+    cache.start();
+    rt.auditCheckpoint = () => cache.current;
+    rt.lifecycle.auditCheckpoint = rt.auditCheckpoint;
+  }
+  // Build or catch up the index now rather than on the first request (a new index over a large
+  // log takes a while; queries meanwhile wait for the same catch-up).
+  if (servesApi(role)) auditIndex(dir).catch((err) => rt.log.warn({ err }, 'audit index: catch-up failed; queries will retry'));
   const routes = async (app: FastifyInstance) => {
     app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
       if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
       return { items: await readAlertTimeline({ redis: rt.redis, prefix, dir, alertId: rec.id }) };
+    });
+    app.get('/v1/audit/checkpoint', { preHandler: app.requireScope('audit:read', 'alerts:read') }, async (_req, reply) => {
+      const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
+      if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
+      reply.type('text/plain; charset=utf-8');
+      return note;
+    });
+    app.get<{ Params: { id: string } }>('/v1/alerts/:id/proof', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+      const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
+      if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
+      const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
+      if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
+      return proveAlert(dir, rec.id, { checkpoint: note });
     });
     app.get<{ Querystring: { from?: string; to?: string; source?: string; platform?: string; type?: string; alertId?: string; cursor?: string; limit?: number } }>(
       '/v1/audit',
@@ -57,6 +97,56 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
         }
       },
     );
+    // A replay run through the API (`fenliu replay --mode redeliver`): started, one replay.delivery
+    // per POST /v1/deliveries/:id/redeliver carrying the replayId, finished with the counts.
+    app.post<{ Body: { mode: ReplayMode; reason: string; selection?: ReplaySelectionDoc; selected?: number } }>(
+      '/v1/replays',
+      {
+        preHandler: app.requireScope('admin'),
+        schema: {
+          body: {
+            type: 'object',
+            required: ['mode', 'reason'],
+            additionalProperties: false,
+            properties: {
+              mode: { enum: ['diff', 'redeliver'] },
+              reason: { type: 'string', minLength: 1, maxLength: 1000 },
+              selection: { type: 'object', additionalProperties: false, properties: { from: { type: 'string' }, to: { type: 'string' }, source: { type: 'string' }, platform: { type: 'string' } } },
+              selected: { type: 'integer', minimum: 0 },
+            },
+          },
+        },
+      },
+      async (req, reply) => {
+        const p = req.principal!;
+        const replayId = randomUUID();
+        const m = rt.redis.multi();
+        m.set(rt.keys.replayRun(replayId), req.body.mode, 'EX', 7 * 86_400);
+        addAudit(m, prefix, replayEvent('replay.started', { replayId, mode: req.body.mode, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, reason: req.body.reason, data: { selection: req.body.selection ?? {}, selected: req.body.selected } }));
+        await m.exec();
+        reply.code(201);
+        return { replayId };
+      },
+    );
+    app.post<{ Params: { id: string }; Body: { counts: Record<string, number> } }>(
+      '/v1/replays/:id/finish',
+      {
+        preHandler: app.requireScope('admin'),
+        schema: { body: { type: 'object', required: ['counts'], additionalProperties: false, properties: { counts: { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } } } } },
+      },
+      async (req) => {
+        const key = rt.keys.replayRun(req.params.id);
+        const mode = (await rt.redis.getdel(key)) as ReplayMode | null;
+        if (!mode) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No running replay ${req.params.id}`);
+        const p = req.principal!;
+        await rt.audit(replayEvent('replay.finished', { replayId: req.params.id, mode, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { counts: req.body.counts } }));
+        return { replayId: req.params.id, finished: true };
+      },
+    );
   };
-  return { name: 'audit', routes: [routes], close: async () => archiver?.stop() };
+  return { name: 'audit', routes: [routes], close: async () => {
+      cache.stop();
+      await publisher?.stop();
+      await archiver?.stop();
+    } };
 };

@@ -5,16 +5,14 @@
  * Stream. The stream is read FIRST, then the files; records are merged by stream id, so an entry
  * archived (and trimmed) while we read is still seen exactly once.
  *
- * Cost: a plain scan of the segment files (closed segments before a cursor are skipped via the
- * manifest). Fine for thousands of alerts a day; an index (alertId -> seq ranges) is a later step.
+ * Archived records are found through the SQLite index (event-index.ts), which catches up with
+ * the files first; only the matching lines are read from the segments.
  */
-import { createReadStream } from 'node:fs';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Redis } from 'ioredis';
 import { AUDIT_FIELD, auditStreamKey, type AuditEvent } from './events.js';
 import { relayAllAudit } from '../store/audit-relay.js';
-import { compareStreamIds, listSegments, openRecord, parseRecord, readManifest, streamIdMs, type AuditRecord } from './format.js';
+import { findRecords } from './event-index.js';
+import { compareStreamIds, openRecord, streamIdMs } from './format.js';
 
 export interface AuditItem {
   /** archive sequence number; absent while the event is only in the stream */
@@ -90,48 +88,30 @@ async function readStream(redis: Redis, prefix: string, after: string | null): P
   }
 }
 
-/** Archived records after `after` (stream id), in order; `prefilter` may reject a raw line cheaply. */
-async function* readArchived(dir: string, after: string | null, prefilter?: (line: string) => boolean): AsyncGenerator<AuditRecord> {
-  const { entries } = await readManifest(dir);
-  const lastIdOf = new Map(entries.map((e) => [e.segment, e.lastStreamId]));
-  for (const name of await listSegments(dir)) {
-    const lastId = lastIdOf.get(name);
-    if (after && lastId && compareStreamIds(lastId, after) <= 0) continue;
-    const rl = createInterface({ input: createReadStream(join(dir, name), 'utf8'), crlfDelay: Infinity });
-    for await (const line of rl) {
-      if (!line || (prefilter && !prefilter(line))) continue;
-      let r: AuditRecord;
-      try {
-        r = parseRecord(line);
-      } catch {
-        continue; // a line being appended right now
-      }
-      if (after && compareStreamIds(r.streamId, after) <= 0) continue;
-      yield r;
-    }
-  }
-}
-
 async function collect(
   opts: { redis: Redis; prefix: string; dir: string },
   filter: AuditFilter,
   after: string | null,
   limit: number,
-  prefilter?: (line: string) => boolean,
 ): Promise<{ items: AuditItem[]; more: boolean }> {
   const match = matcher(filter);
   const stream = await readStream(opts.redis, opts.prefix, after); // first: see the note at the top
+  // The index catches up with the files after the stream was read, so every entry trimmed from
+  // the stream meanwhile is found in it, and `head` (the last archived id) splits the two.
+  const { records, head } = await findRecords(
+    opts.dir,
+    { alertId: filter.alertId, deliveryId: filter.deliveryId, platform: filter.platform, source: filter.source, type: filter.type, fromMs: toMs(filter.from), toMs: toMs(filter.to), afterStreamId: after },
+    limit + 1,
+  );
   const items: AuditItem[] = [];
-  let lastArchived: string | null = after;
-  for await (const r of readArchived(opts.dir, after, prefilter)) {
-    lastArchived = r.streamId;
-    const event = openRecord(r);
+  for (const r of records) {
+    const event = openRecord(r.record);
     if (!match(event)) continue;
     items.push({ seq: r.seq, streamId: r.streamId, archived: true, event });
     if (items.length > limit) return { items: items.slice(0, limit), more: true };
   }
   for (const it of stream) {
-    if (lastArchived && compareStreamIds(it.streamId, lastArchived) <= 0) continue;
+    if (head && compareStreamIds(it.streamId, head) <= 0) continue;
     if (!match(it.event)) continue;
     items.push(it);
     if (items.length > limit) return { items: items.slice(0, limit), more: true };
@@ -141,8 +121,7 @@ async function collect(
 
 /** All audit events of one alert, in order (archived ones with their seq, then the stream tail). */
 export async function readAlertTimeline(opts: { redis: Redis; prefix: string; dir: string; alertId: string }): Promise<AuditItem[]> {
-  const needle = JSON.stringify(opts.alertId);
-  const { items } = await collect(opts, { alertId: opts.alertId }, null, Number.MAX_SAFE_INTEGER, (l) => l.includes(needle));
+  const { items } = await collect(opts, { alertId: opts.alertId }, null, Number.MAX_SAFE_INTEGER);
   return items;
 }
 

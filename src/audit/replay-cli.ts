@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load.js';
 import { loadPlatforms } from '../delivery/platforms.js';
 import { collectAlerts, diffAlert, type Difference } from './replay.js';
 import { setAuditKeys } from './format.js';
+import { openReplayRecorder } from './replay-record.js';
 
 interface Out {
   out: (s: string) => void;
@@ -60,11 +61,13 @@ export async function replayCommand(argv: string[], io: Out = std): Promise<numb
       'dry-run': { type: 'boolean', default: false },
       url: { type: 'string', default: process.env.FENLIU_URL ?? 'http://127.0.0.1:8110' },
       key: { type: 'string' },
+      redis: { type: 'string' },
+      report: { type: 'string' },
     },
   });
   const dir = positionals[0];
   if (!dir || !['diff', 'redeliver'].includes(values.mode!)) {
-    io.err('usage: fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver [--config FILE] [--json]\n       redeliver also needs --reason TEXT and an admin key (--key or FENLIU_KEY); --dry-run lists what would be sent\n');
+    io.err('usage: fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver [--config FILE] [--json] [--redis URL | --report FILE]\n       redeliver also needs --reason TEXT and an admin key (--key or FENLIU_KEY); --dry-run lists what would be sent\n');
     return 2;
   }
   const sel = { from: time(values.from, 'from'), to: time(values.to, 'to'), source: values.source, platform: values.platform };
@@ -72,17 +75,28 @@ export async function replayCommand(argv: string[], io: Out = std): Promise<numb
   const cfg = await loadConfig(values.config!);
   if (cfg.audit.encryption) setAuditKeys(cfg.audit.encryption.currentKey, cfg.audit.encryption.keys);
   const alerts = await collectAlerts(dir, sel);
+  const selection = { from: values.from, to: values.to, source: values.source, platform: values.platform };
   if (values.mode === 'diff') {
     const platforms = await loadPlatforms(cfg);
+    const rec = await openReplayRecorder({ mode: 'diff', reason: values.reason, redisUrl: values.redis ?? cfg.redis.url, prefix: cfg.redis.prefix, report: values.report, warn: io.err });
+    await rec.started({ selection, selected: alerts.reduce((n, a) => n + a.sent.size, 0), alerts: alerts.length });
     const tick = progress(io, alerts.length, 'alerts');
     const diffs: Difference[] = [];
     let deliveries = 0;
-    alerts.forEach((a, i) => {
+    for (const [i, a] of alerts.entries()) {
       deliveries += a.sent.size;
-      diffs.push(...diffAlert(a, cfg, platforms));
+      const found = diffAlert(a, cfg, platforms);
+      diffs.push(...found);
+      for (const [deliveryId, sent] of a.sent) {
+        const kinds = found.filter((d) => d.deliveryId === deliveryId || !d.deliveryId).map((d) => d.kind);
+        await rec.delivery({ alertId: a.alertId, deliveryId, platformId: sent.platformId, data: { result: kinds.length ? 'differs' : 'same', differences: kinds } });
+      }
       tick(i + 1);
-    });
+    }
     tick(alerts.length, true);
+    await rec.finished({ alerts: alerts.length, deliveries, differences: diffs.length });
+    const { where } = await rec.close();
+    io.err(`replay ${rec.replayId} recorded in ${where}\n`);
     if (values.json) io.out(`${JSON.stringify({ alerts: alerts.length, deliveries, differences: diffs }, null, 2)}\n`);
     else {
       for (const d of diffs) io.out(`DIFF ${d.kind.padEnd(15)} ${d.alertId} ${d.deliveryId ?? ''} ${d.platformId ?? ''}\n     ${d.detail}\n`);
@@ -110,6 +124,18 @@ export async function replayCommand(argv: string[], io: Out = std): Promise<numb
     io.err('fenliu replay: an admin key is required (--key or FENLIU_KEY)\n');
     return 2;
   }
+  // The run is on the log: replay.started here, replay.delivery per redelivery, replay.finished.
+  const started = await request(`${values.url}/v1/replays`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ mode: 'redeliver', reason: values.reason, selection: Object.fromEntries(Object.entries(selection).filter(([, v]) => v !== undefined)), selected: targets.length }),
+  });
+  const startedText = await started.body.text();
+  if (started.statusCode !== 201) {
+    io.err(`fenliu replay: the server refused to start a replay run: HTTP ${started.statusCode} ${startedText.slice(0, 200)}\n`);
+    return 1;
+  }
+  const { replayId } = JSON.parse(startedText) as { replayId: string };
   const tick = progress(io, targets.length, 'deliveries');
   const results = { queued: 0, missing: 0, refused: 0 };
   const failures: string[] = [];
@@ -117,7 +143,7 @@ export async function replayCommand(argv: string[], io: Out = std): Promise<numb
     const res = await request(`${values.url}/v1/deliveries/${encodeURIComponent(t.deliveryId)}/redeliver`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ reason: values.reason }),
+      body: JSON.stringify({ reason: values.reason, replayId }),
     });
     const text = await res.body.text();
     if (res.statusCode === 202) results.queued++;
@@ -128,7 +154,14 @@ export async function replayCommand(argv: string[], io: Out = std): Promise<numb
     }
     tick(i + 1);
   }
-  if (values.json) io.out(`${JSON.stringify({ ...results, failures }, null, 2)}\n`);
+  const fin = await request(`${values.url}/v1/replays/${encodeURIComponent(replayId)}/finish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ counts: { selected: targets.length, ...results } }),
+  });
+  await fin.body.text();
+  if (fin.statusCode !== 200) io.err(`fenliu replay: replay.finished not recorded: HTTP ${fin.statusCode}\n`);
+  if (values.json) io.out(`${JSON.stringify({ replayId, ...results, failures }, null, 2)}\n`);
   else {
     for (const f of failures) io.out(`FAILED ${f}\n`);
     io.out(`\n| selected | queued | not in Redis | refused |\n|---|---|---|---|\n| ${targets.length} | ${results.queued} | ${results.missing} | ${results.refused} |\n`);

@@ -9,6 +9,7 @@ import type { Platform } from '../delivery/platforms.js';
 import { deadlines, slaFor } from '../lifecycle/service.js';
 import { routeAlert } from '../routing/route.js';
 import type { AuditEvent } from './events.js';
+import { auditIndex, eventsOfAlert } from './event-index.js';
 import { listSegments, openRecord, parseRecord, sha256Hex } from './format.js';
 
 export interface ReplaySelection {
@@ -50,10 +51,21 @@ export async function* readLog(dir: string): AsyncGenerator<AuditEvent> {
   }
 }
 
+/**
+ * The events of the alerts received in the selection's period (and from its source), in log
+ * order, found through the index (event-index.ts) rather than by reading the whole log.
+ */
+async function* selectedEvents(dir: string, sel: ReplaySelection): AsyncGenerator<AuditEvent> {
+  const idx = await auditIndex(dir);
+  for (const alertId of new Set(idx.receivedAlerts({ fromMs: sel.from, toMs: sel.to, source: sel.source }))) {
+    for (const r of await eventsOfAlert(dir, alertId)) yield openRecord(r.record);
+  }
+}
+
 /** Groups the log by alert, keeping the alerts the selection names. */
 export async function collectAlerts(dir: string, sel: ReplaySelection): Promise<LoggedAlert[]> {
   const byId = new Map<string, LoggedAlert>();
-  for await (const ev of readLog(dir)) {
+  for await (const ev of selectedEvents(dir, sel)) {
     if (!ev.alertId) continue;
     if (ev.type === 'alert.received') {
       const t = Date.parse(ev.at);

@@ -4,6 +4,7 @@
  * Needs nothing but the files (no Redis, no config).
  */
 import { readFile } from 'node:fs/promises';
+import { readPruned } from './prune.js';
 import { join } from 'node:path';
 import {
   GENESIS,
@@ -31,6 +32,8 @@ export interface VerifyResult {
   ok: boolean;
   records: number;
   segments: number;
+  /** Records in pruned segments (deleted or moved): their chain is taken from the manifest. */
+  pruned?: number;
   /** The last record verified: what an external anchor should be compared with. */
   head?: { seq: number; hash: string; streamId: string; file: string };
   error?: VerifyError;
@@ -97,8 +100,10 @@ export async function verifyAuditDir(dir: string): Promise<VerifyResult> {
   let records = 0;
   let segments = 0;
   let head: VerifyResult['head'];
+  let pruned = 0;
   try {
     const { latest } = await checkManifest(dir);
+    const prunedSet = await readPruned(dir);
     const onDisk = await listSegments(dir);
     const names = [...new Set([...onDisk, ...latest.keys()])].sort();
     const present = new Set(onDisk);
@@ -110,6 +115,15 @@ export async function verifyAuditDir(dir: string): Promise<VerifyResult> {
     for (let s = 0; s < names.length; s++) {
       const name = names[s];
       const m = latest.get(name);
+      if (!present.has(name) && m && prunedSet.has(name) && segments === 0) {
+        // pruned (fenliu audit prune): the chain resumes from the manifest's numbers
+        const e = m.entry;
+        expectedSeq = e.lastSeq + 1;
+        prevHash = e.lastHash;
+        lastStreamId = e.lastStreamId;
+        pruned += e.count;
+        continue;
+      }
       if (!present.has(name)) {
         const e = m!.entry;
         throw new Broken({
@@ -158,7 +172,7 @@ export async function verifyAuditDir(dir: string): Promise<VerifyResult> {
               message: `record seq ${prevLoc.seq} was altered: its hash ${prevHash} is not the prev ${r.prev} recorded by seq ${r.seq} (${name} line ${n})`,
             });
           }
-          at(`the first record must have prev ${GENESIS}`, r.seq);
+          at(pruned ? `prev ${r.prev} is not the last chain hash ${prevHash} of the pruned segments (manifest)` : `the first record must have prev ${GENESIS}`, r.seq);
         }
         if (lastStreamId !== null && compareStreamIds(r.streamId, lastStreamId) <= 0) at(`stream id ${r.streamId} is not after ${lastStreamId}`, r.seq);
         const placeholders = findPlaceholders(r.event);
@@ -196,9 +210,9 @@ export async function verifyAuditDir(dir: string): Promise<VerifyResult> {
       }
       if (lastRec && lastLine) head = { seq: lastRec.seq, hash: prevHash, streamId: lastRec.streamId, file: name };
     }
-    return { ok: true, records, segments, ...(head ? { head } : {}) };
+    return { ok: true, records, segments, ...(pruned ? { pruned } : {}), ...(head ? { head } : {}) };
   } catch (err) {
-    if (err instanceof Broken) return { ok: false, records, segments, error: err.where };
+    if (err instanceof Broken) return { ok: false, records, segments, ...(pruned ? { pruned } : {}), error: err.where };
     throw err;
   }
 }

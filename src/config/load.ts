@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { compileSchema, schemaPath } from '../schemas.js';
+import { webhookSecretProblem } from '../delivery/webhook-secret.js';
 import type { Config } from './types.js';
+import { parseSigner } from '../audit/checkpoint.js';
 
 /** A configuration problem; `path` is the JSON pointer of the offending key. */
 export class ConfigError extends Error {
@@ -136,6 +138,17 @@ function crossCheck(cfg: Config): void {
       if (Buffer.from(b64, 'base64').length !== 32) problems.push({ path: `/audit/encryption/keys/${kid}`, message: 'must be 32 bytes, base64-encoded' });
     }
   }
+  problems.push(...webhookSecretProblems(cfg));
+  const signing = cfg.audit?.signing;
+  if (signing && !signing.privateKey === !signing.privateKeyFile) problems.push({ path: '/audit/signing', message: 'give exactly one of privateKey and privateKeyFile' });
+  if (signing?.privateKey) {
+    try {
+      const s = parseSigner(signing.privateKey);
+      if (s.name !== signing.name) problems.push({ path: '/audit/signing/privateKey', message: `is the key of "${s.name}", not "${signing.name}"` });
+    } catch (err) {
+      problems.push({ path: '/audit/signing/privateKey', message: (err as Error).message });
+    }
+  }
   if (cfg.routes.filter((r) => r.default).length > 1) problems.push({ path: '/routes', message: 'at most one route may be the default' });
   const hashes = new Map<string, string>();
   const keyLists: [string, { sha256: string }[]][] = [
@@ -151,6 +164,28 @@ function crossCheck(cfg: Config): void {
     });
   }
   if (problems.length) throw new ConfigError(`config: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`, problems);
+}
+
+/**
+ * Standard Webhooks secrets (outbound `auth: {type: hmac}`, callback secrets): a plain string is
+ * refused, with how to convert it, because no Standard Webhooks verifier accepts what it signs.
+ */
+function webhookSecretProblems(cfg: Config): { path: string; message: string }[] {
+  const out: { path: string; message: string }[] = [];
+  const check = (path: string, holder: unknown) => {
+    const h = holder as { auth?: { type?: string; secret?: unknown }; callback?: { secret?: unknown } } | undefined;
+    if (h?.auth?.type === 'hmac' && typeof h.auth.secret === 'string') {
+      const why = webhookSecretProblem(h.auth.secret);
+      if (why) out.push({ path: `${path}/auth/secret`, message: why });
+    }
+    if (typeof h?.callback?.secret === 'string') {
+      const why = webhookSecretProblem(h.callback.secret);
+      if (why) out.push({ path: `${path}/callback/secret`, message: why });
+    }
+  };
+  cfg.platforms.forEach((p, i) => check(`/platforms/${i}`, p));
+  cfg.sources.forEach((s, i) => check(`/sources/${i}/feedback`, s.feedback));
+  return out;
 }
 
 /** Reads, expands and validates a YAML or JSON config file. */

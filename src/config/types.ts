@@ -65,11 +65,27 @@ export interface SlaConfig {
 
 export interface RouteConfig {
   id: string;
+  /** Display name (the console shows it instead of the id). */
+  name?: string;
   default: boolean;
   match: { category?: string[]; region?: string[]; priority?: 'normal' | 'urgent' };
   targets: string[];
   fallback: string[];
   sla?: SlaConfig;
+}
+
+/** `audit.signing`: the Ed25519 key that signs checkpoints of the audit tree. */
+export interface AuditSigningConfig {
+  /** key name; the checkpoint origin unless `origin` is set */
+  name: string;
+  /** checkpoint origin line (the installation's name). Default: `name`. */
+  origin?: string;
+  /** PRIVATE+KEY+… (normally from ${ENV}) */
+  privateKey?: string;
+  /** file holding the private key, relative to the config file */
+  privateKeyFile?: string;
+  /** time between checkpoints. Default 60000. */
+  checkpointIntervalMs: number;
 }
 
 export interface Config {
@@ -105,11 +121,13 @@ export interface Config {
   sandbox: { enabled: boolean; [k: string]: unknown };
   sla: SlaConfig;
   retention: { alertsDays: number; sweepEveryMs: number };
-  repeat: { enabled: boolean; window: string; secret?: string };
-  audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; streamLimit: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> } };
+  repeat: { enabled: boolean; window: string; secret?: string; crossSource?: boolean };
+  audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; streamLimit: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> }; signing?: AuditSigningConfig };
   engine: { lockDurationMs: number; stalledIntervalMs: number; slaSweepMs: number };
   /** Inbound standards shared by all sources (category tables, nesting limit). */
-  inbound?: { categories?: CategoryTables; maxDepth?: number };
+  inbound?: { categories?: CategoryTables; maxDepth?: number; /** Largest CAP/EIDO body (default 2 MiB). */ bodyLimitBytes?: number };
+  /** The installation's category table: code → display name (Chinese, or {zh, en}). */
+  categories?: Record<string, string | { zh: string; en?: string }>;
   /** Directory of the config file; relative paths in the config resolve against it. */
   baseDir: string;
 }

@@ -35,6 +35,8 @@ export interface Flow {
   platforms: FlowPlatform[];
   /** Deliveries of the window's alerts, by current state. */
   states: Record<string, number>;
+  /** Of the queued and sending deliveries in `states`, those waiting for a retry after a failed attempt. */
+  retrying: number;
   /** True when the window had more alerts than were inspected for `states`. */
   statesSampled: boolean;
 }
@@ -76,17 +78,19 @@ export async function computeFlow(rt: Runtime, minutes: number, now = Date.now()
 
   // Delivery ids are derived from alert × platform; a missing hash (platform not targeted) answers nil.
   const q = spread(rt.redis);
-  for (const a of alertIds) for (const pl of rt.cfg.platforms) q.hget(k.delivery(deliveryId(a, pl.id)), 'state');
+  for (const a of alertIds) for (const pl of rt.cfg.platforms) q.hmget(k.delivery(deliveryId(a, pl.id)), 'state', 'nextAttemptAt');
   for (const ids of latest) for (const d of ids) {
     q.hmget(k.delivery(d), 'createdAt', 'deliveredAt');
     q.lindex(k.attempts(d), -1);
   }
   const r2 = await q.exec();
   const states: Record<string, number> = Object.fromEntries(DELIVERY_STATES.map((s) => [s, 0]));
+  let retrying = 0;
   let j = 0;
   for (let n = 0; n < alertIds.length * rt.cfg.platforms.length; n++) {
-    const s = r2[j++]?.[1] as string | null;
+    const [s, next] = (r2[j++]?.[1] as (string | null)[] | null) ?? [];
     if (s) states[s] = (states[s] ?? 0) + 1;
+    if (next && (s === 'queued' || s === 'sending')) retrying++;
   }
   const platforms: FlowPlatform[] = rt.cfg.platforms.map((pl, pi) => {
     const lat: number[] = [];
@@ -127,6 +131,7 @@ export async function computeFlow(rt: Runtime, minutes: number, now = Date.now()
     received,
     platforms,
     states,
+    retrying,
     statesSampled: received > alertIds.length,
   };
 }

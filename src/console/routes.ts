@@ -6,6 +6,7 @@ import helmet from '@fastify/helmet';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '../errors.js';
 import { hasScope, type Principal } from '../plugins/app/auth.js';
+import { categoryNames } from './categories.js';
 import { checkCsrf, parseCookies, SESSION_COOKIE, sessionCookie, type ConsoleSession } from './session.js';
 
 /** The package root: the nearest folder up from this file that holds package.json (works from src/ and dist/src/). */
@@ -58,6 +59,9 @@ function whoami(rt: FastifyInstance['fenliu'], p: Principal, s: { csrf: string; 
     expiresAt: new Date(s.expiresAt).toISOString(),
     sources: rt.cfg.sources.map((x) => ({ id: x.id, name: x.name ?? x.id })),
     platforms: rt.cfg.platforms.map((x) => ({ id: x.id, name: x.name ?? x.id })),
+    // Names for ids and codes, so the console never shows a raw id where config has a name.
+    routes: rt.cfg.routes.map((x) => ({ id: x.id, name: x.name ?? x.id })),
+    categories: categoryNames(rt.cfg),
   };
 }
 

@@ -182,8 +182,10 @@ export class DeliveryEngine {
     } else if (!closeCircuit && probeToken) await circuit.releaseProbe(probeToken);
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: decision.outcome, errorClass: decision.errorClass, durationMs });
 
-    const giveUp = decision.outcome === 'reject' || (decision.outcome === 'retry' && n >= maxAttempts(p.settings.retry));
-    const delay = decision.outcome === 'retry' && !giveUp ? retryDelay(p.settings.retry, n, decision.retryAfterMs) : undefined;
+    // n counts every attempt of the delivery; the retry budget restarts when an operator retries a dead letter.
+    const tries = n - (d.retryFrom ?? 0);
+    const giveUp = decision.outcome === 'reject' || (decision.outcome === 'retry' && tries >= maxAttempts(p.settings.retry));
+    const delay = decision.outcome === 'retry' && !giveUp ? retryDelay(p.settings.retry, tries, decision.retryAfterMs) : undefined;
     const bodySha256 = payload !== undefined ? sha256(payload) : undefined;
     const attempt: AttemptRecord = {
       n,
@@ -205,6 +207,7 @@ export class DeliveryEngine {
       { cmd: 'RPUSH', key: k.attempts(d.id), args: [JSON.stringify(attempt)] },
       { cmd: 'HSET', key: k.delivery(d.id), args: ['attempts', String(n)] },
     ];
+    if (decision.outcome !== 'delivered') log.push(lastErrorOp(k, p.id, d.id, attempt));
     if (payload !== undefined && n === 1) {
       log.push(auditOp(stream, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: bodySha256, body: redactBody(payload, sent?.headers['content-type']) } }));
     }
@@ -355,6 +358,10 @@ export class DeliveryEngine {
     };
     const m = redis.multi();
     m.rpush(k.attempts(d.id), JSON.stringify(attempt));
+    if (x.decision.outcome !== 'delivered') {
+      const op = lastErrorOp(k, p.id, d.id, attempt);
+      m.hset(op.key, ...op.args);
+    }
     addAudit(m, prefix, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt, body: x.payload } }, bucketOf(d.id));
     if (x.decision.outcome === 'delivered' || giveUp) {
       const note = x.decision.outcome === 'delivered' ? `${kind} delivered` : `${kind} failed: ${x.decision.reason}`;
@@ -408,6 +415,15 @@ export class DeliveryEngine {
     const d = parseDelivery(await this.o.redis.hgetall(this.o.keys.delivery(job.data.deliveryId)).catch(() => ({})));
     if (d && (d.state === 'queued' || d.state === 'sending')) await this.fail(p, d, 'engine', err.message).catch(() => undefined);
   }
+}
+
+/** The platform's last failed attempt, overwritten in the attempt's own script (no extra round trip): what the platforms page shows. */
+function lastErrorOp(k: Keys, platformId: string, deliveryId: string, a: AttemptRecord): ScriptOp {
+  return {
+    cmd: 'HSET',
+    key: k.platformLastError(bucketOf(deliveryId), platformId),
+    args: ['at', a.at, 'errorClass', a.errorClass ?? (a.outcome === 'reject' ? 'rejected' : 'unknown'), 'status', a.status === undefined ? '' : String(a.status), 'message', a.reason ?? '', 'deliveryId', deliveryId, 'outcome', a.outcome],
+  };
 }
 
 /** addAudit's XADD as a write for a script: the same checks and entry layout as every other audit write. */

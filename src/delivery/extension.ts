@@ -4,6 +4,7 @@ import { deliveryRoutes } from '../routes/deliveries.js';
 import { Circuit } from './circuit.js';
 import { DeliveryEngine } from './engine.js';
 import { loadPlatforms } from './platforms.js';
+import { discoverPlatforms } from './discovery.js';
 import { LifecycleWorker } from '../lifecycle/worker.js';
 import { lifecycleRoutes } from '../routes/lifecycle.js';
 import { workerConnection } from '../redis/connect.js';
@@ -16,6 +17,8 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
   let lifecycleWorker: LifecycleWorker | undefined;
   let lwConnection: Redis | undefined;
   if (delivers(role)) {
+    // Before the first translate: the platform's own description may set options (Open311 format).
+    await discoverPlatforms(platforms, rt.log);
     engine = new DeliveryEngine({
       redisTarget: rt.redisTarget,
       redis: rt.redis,

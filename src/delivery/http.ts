@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { InboundResponse, OutboundRequest } from '../../adapters/sdk.js';
+import { webhookKey } from './webhook-secret.js';
 
 /** Outbound authentication of one platform (config `auth`). */
 export type OutboundAuth =
@@ -60,7 +61,10 @@ export function prepare(baseUrl: string, req: OutboundRequest): PreparedRequest 
     if (typeof req.body === 'string') body = req.body;
     else if (ct.startsWith('application/x-www-form-urlencoded')) {
       const form = new URLSearchParams();
-      for (const [k, v] of Object.entries(req.body as Record<string, unknown>)) if (v !== undefined && v !== null) form.append(k, String(v));
+      // An array value repeats its field (Open311 `attribute[CODE][]=a&attribute[CODE][]=b`).
+      for (const [k, v] of Object.entries(req.body as Record<string, unknown>)) {
+        for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined && x !== null) form.append(k, String(x));
+      }
       body = form.toString();
     } else body = JSON.stringify(req.body);
     headers['content-type'] ??= ct.includes('charset') || !ct.startsWith('application/json') ? ct : `${ct}; charset=utf-8`;
@@ -69,9 +73,13 @@ export function prepare(baseUrl: string, req: OutboundRequest): PreparedRequest 
   return { method: req.method, url: url.toString(), headers, body };
 }
 
-/** Standard Webhooks signature: v1,base64(HMAC-SHA256(secret, id.timestamp.body)). */
+/**
+ * Standard Webhooks signature: v1,base64(HMAC-SHA256(key, id.timestamp.body)), the key being the
+ * base64-decoded part of a `whsec_` secret. A plain secret throws: the config check refuses it,
+ * since no Standard Webhooks verifier would accept what it signs.
+ */
 export function standardWebhookSignature(secret: string, id: string, timestamp: number, body: string): string {
-  const key = secret.startsWith('whsec_') ? Buffer.from(secret.slice(6), 'base64') : Buffer.from(secret);
+  const key = webhookKey(secret);
   return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
 }
 

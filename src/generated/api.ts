@@ -98,7 +98,7 @@ export interface paths {
         put?: never;
         /**
          * Send a delivery again as it is, whatever its state (scope admin; used by `fenliu replay --mode redeliver`)
-         * @description The original delivery id stays the idempotency key, so the platform can recognise the copy. The delivery's state does not change. Audited as replay.redeliver with the key id and reason.
+         * @description The original delivery id stays the idempotency key, so the platform can recognise the copy. The delivery's state does not change. Audited as operator.action (action redeliver) and replay.delivery, with the key id, the reason and the replayId when given.
          */
         post: operations["redeliverDelivery"];
         delete?: never;
@@ -184,7 +184,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A new version of the same source alert (补充); platforms holding the case get the supplement (scope alerts:write, own source) */
+        /** A new version of the same source alert (补充); platforms holding the case get the supplement (scope alerts:write, own source; an admin key must give a reason) */
         post: operations["updateAlert"];
         delete?: never;
         options?: never;
@@ -209,6 +209,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/alerts/{id}/proof": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every archived audit event of one alert with its Merkle inclusion proof against the latest signed checkpoint (its own source, or audit:read)
+         * @description One self-contained file modelled on C2SP tlog-proof; check it offline with
+         *     `fenliu audit verify-proof FILE --key VKEY` or the verifier in docs/audit.md.
+         */
+        get: operations["getAlertProof"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audit/checkpoint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The latest signed checkpoint of the audit log (C2SP tlog-checkpoint as a signed note, with any witness cosignatures) */
+        get: operations["getAuditCheckpoint"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -220,6 +258,43 @@ export interface paths {
         get: operations["queryAudit"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/replays": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record the start of a replay run (scope admin; used by `fenliu replay --mode redeliver`)
+         * @description Writes replay.started (mode, selection, selected count, the key id and reason) and returns the run's replayId, to be sent with each POST /v1/deliveries/{id}/redeliver (replay.delivery) and to POST /v1/replays/{id}/finish (replay.finished).
+         */
+        post: operations["startReplay"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/replays/{id}/finish": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Record the end of a replay run with its counts (scope admin) */
+        post: operations["finishReplay"];
         delete?: never;
         options?: never;
         head?: never;
@@ -396,6 +471,48 @@ export interface components {
             links: {
                 [key: string]: string;
             };
+            /** @description A CAP Update whose original fenliu does not hold, taken as a new alert (action update-as-new, docs/integrators.md) */
+            inbound?: {
+                format?: string;
+                action?: string;
+                references?: string[];
+            };
+            auditCheckpoint?: components["schemas"]["AuditCheckpointRef"];
+        };
+        /** @description A CAP Cancel naming nothing this source sent (docs/integrators.md); nothing is stored */
+        CancelNothing: {
+            /** @constant */
+            status: "nothing-to-cancel";
+            detail?: string;
+            inbound: {
+                format?: string;
+                /** @constant */
+                action?: "cancel";
+                references?: string[];
+            };
+        };
+        /** @description The latest signed audit checkpoint (tree size and base64 root). Keep it; `fenliu audit verify --since` proves later logs extend it. */
+        AuditCheckpointRef: {
+            size: number;
+            /** @description base64 of the 32-byte RFC 9162 root hash */
+            root: string;
+        };
+        AuditProof: {
+            /** @constant */
+            format: "fenliu.audit-proof/v1";
+            alertId: string;
+            /** @description The signed checkpoint, verbatim (C2SP signed note) */
+            checkpoint: string;
+            events: {
+                /** @description 0-based leaf index (seq - 1) */
+                index: number;
+                /** @description The record's chain input (leaf data), ending in a newline */
+                leaf: string;
+                /** @description RFC 9162 inclusion path, base64, from the leaf's sibling up */
+                proof: string[];
+            }[];
+            /** @description seq of events archived after the checkpoint */
+            pending?: number[];
         };
         Delivery: {
             id: string;
@@ -414,6 +531,10 @@ export interface components {
             lastError?: string;
             /** Format: date-time */
             nextAttemptAt?: string;
+            /** @description Present and true while an earlier attempt failed and the engine will try again at nextAttemptAt (state queued or sending) */
+            retrying?: boolean;
+            /** @description attempts when an operator last retried the dead letter; attempts go on counting, the retry budget restarts */
+            retryFrom?: number;
             /** Format: date-time */
             deliveredAt?: string;
             /** @description Deadlines missed (the flag sits beside the state) */
@@ -444,6 +565,10 @@ export interface components {
             satisfaction?: string;
         };
         Attempt: {
+            /** @description Attempt number, counted across retries (operator retries included); follow-ups (kind) count per job */
+            n?: number;
+            /** @description Absent for the delivery itself; cancel, update, urge or redeliver for follow-ups */
+            kind?: string;
             /** Format: date-time */
             at: string;
             durationMs: number;
@@ -491,12 +616,29 @@ export interface components {
             notices?: components["schemas"]["Delivery"][];
             /** @description Set when this alert was a repeat call linked to an open case */
             repeatOf?: string;
+            /** @description Why a repeat call was linked (docs/lifecycle.md) */
+            repeatMatch?: {
+                /**
+                 * @description Which repeat key matched
+                 * @enum {string}
+                 */
+                key?: "place+category" | "phone+family";
+                /** @description The category (place key) or category family (phone key) both alerts share */
+                on?: string;
+                /** @description The case came from another source (repeat.crossSource on) */
+                crossSource?: boolean;
+            };
             links: {
                 [key: string]: string;
             };
         };
         OperatorAction: {
             reason: string;
+        };
+        RedeliverAction: {
+            reason: string;
+            /** @description The replay run (POST /v1/replays) this redelivery belongs to */
+            replayId?: string;
         };
         PlatformStatus: {
             id: string;
@@ -508,7 +650,42 @@ export interface components {
                 [key: string]: number;
             };
             deadLetters: number;
+            /** @description The last failed attempt as one line, errorClass: message (details in lastFailure) */
             lastError?: string;
+            /** @description Consecutive transport failures the circuit breaker has counted */
+            circuitFailures?: number;
+            /** @description Failures that open the circuit */
+            circuitThreshold?: number;
+            /**
+             * Format: date-time
+             * @description End of the cool-down while the circuit is open
+             */
+            circuitOpenUntil?: string;
+            /** @description Jobs in the queue: waiting + prioritized + delayed (retries) + active */
+            queueDepth?: number;
+            /**
+             * Format: date-time
+             * @description Creation time of the oldest job still waiting (retries included)
+             */
+            oldestWaitingAt?: string;
+            /** @description Age of that job now */
+            oldestWaitingAgeMs?: number;
+            /**
+             * Format: date-time
+             * @description Last delivery the platform accepted
+             */
+            lastDeliveredAt?: string;
+            /** @description The platform's last failed attempt, recorded by the engine with the attempt */
+            lastFailure?: {
+                /** Format: date-time */
+                at: string;
+                /** @description connection, dns, timeout, tls, http-5xx, http-retryable, http-4xx, unreadable, business-reject, output-schema, translate */
+                errorClass: string;
+                /** @description HTTP status, when the platform answered */
+                status?: number;
+                message: string;
+                deliveryId?: string;
+            };
         };
         Readiness: {
             /** @enum {string} */
@@ -531,6 +708,7 @@ export interface components {
             streamId: string;
             archived: boolean;
             event: {
+                /** @description see the type parameter of GET /v1/audit for the documented types; others may occur */
                 type: string;
                 /** Format: date-time */
                 at: string;
@@ -606,7 +784,7 @@ export interface components {
             source: {
                 /** @description Id of the 110 system, as configured in fenliu. */
                 system: string;
-                /** @description 警情编号 in the 110 system. */
+                /** @description 警情编号 in the 110 system. A CAP identifier or EIDO id that does not fit (longer than 64 characters, or not visible ASCII) arrives as sha256: plus the first 32 hex digits of its SHA-256, a stable key; the original is kept in full in extensions.cap.identifier / extensions.eido (docs/integrators.md). */
                 alertId: string;
                 /** @description The 110 desk that handled the call. */
                 desk?: string;
@@ -774,14 +952,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The same alert was already stored (idempotent replay); or, for a CAP Update or Cancel, the alert it followed up (AlertView with `inbound`) */
+            /** @description The same alert was already stored (idempotent replay); or, for a CAP Update or Cancel, the alert it followed up (AlertView with `inbound`); or a CAP Cancel of nothing known (`nothing-to-cancel`) */
             200: {
                 headers: {
                     "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["AlertView"];
+                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["AlertView"] | components["schemas"]["CancelNothing"];
                 };
             };
             /** @description Stored and queued for delivery */
@@ -895,7 +1073,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["OperatorAction"];
+                "application/json": components["schemas"]["RedeliverAction"];
             };
         };
         responses: {
@@ -1039,7 +1217,10 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["alert.v1.schema"];
+                "application/json": components["schemas"]["alert.v1.schema"] | {
+                    reason?: string;
+                    alert: components["schemas"]["alert.v1.schema"];
+                };
             };
         };
         responses: {
@@ -1085,6 +1266,61 @@ export interface operations {
             404: components["responses"]["Problem"];
         };
     };
+    getAlertProof: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The proof file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditProof"];
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+        };
+    };
+    getAuditCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The signed note */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example fenliu.huangshi.example/audit
+                     *     4711
+                     *     0d4S1Hh1S1oZ7c9I6CMi0aQ0wM3kY0i8nV6tN3Zk1yA=
+                     *
+                     *     — fenliu.huangshi.example/audit 7dbX2M7k…
+                     */
+                    "text/plain": string;
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+        };
+    };
     queryAudit: {
         parameters: {
             query?: {
@@ -1092,7 +1328,7 @@ export interface operations {
                 to?: string;
                 source?: string;
                 platform?: string;
-                /** @description e.g. delivery.state, delivery.transition-refused, sla.expired */
+                /** @description an event type, or a prefix ending in .* (delivery.*). Documented types (docs/audit.md): alert.received, alert.refused, alert.routed, alert.repeat, alert.updated, delivery.translated, delivery.attempt, delivery.state, delivery.transition-refused, sla.expired, sla.escalated, operator.action, replay.started, replay.delivery, replay.finished, audit.malformed */
                 type?: string;
                 alertId?: string;
                 cursor?: string;
@@ -1119,6 +1355,83 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+        };
+    };
+    startReplay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {unknown} */
+                    mode: "diff" | "redeliver";
+                    reason: string;
+                    selection?: {
+                        from?: string;
+                        to?: string;
+                        source?: string;
+                        platform?: string;
+                    };
+                    selected?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Started */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        replayId: string;
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    finishReplay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    counts: {
+                        [key: string]: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description replay.finished written */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        replayId: string;
+                        finished: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
         };
     };
     postPlatformEvents: {
@@ -1264,6 +1577,8 @@ export interface operations {
                         states: {
                             [key: string]: number;
                         };
+                        /** @description Of the queued and sending deliveries in states, those waiting for a retry after a failed attempt (重试中) */
+                        retrying?: number;
                         statesSampled: boolean;
                     };
                 };

@@ -6,8 +6,8 @@
  */
 import type { FieldError } from '../errors.js';
 import { capCategory } from './categories.js';
-import { compact, cut, isObj, phoneFrom, type Normalised } from './common.js';
-import { list, parseXml, xmlText } from './xml.js';
+import { compact, cut, isObj, phoneFrom, stableAlertId, type Normalised } from './common.js';
+import { list, parseXml, xmlBlock, xmlText } from './xml.js';
 
 export const CAP_NAMESPACES = ['urn:oasis:names:tc:emergency:cap:1.2', 'urn:oasis:names:tc:emergency:cap:1.1'];
 
@@ -64,6 +64,51 @@ export function referencedIdentifiers(refs: string | undefined): string[] {
     .filter(Boolean);
 }
 
+/** SAME event codes that are tests by definition (47 CFR §11.31: required weekly/monthly tests, demo). */
+const SAME_TESTS = new Set(['RWT', 'RMT', 'DMO', 'NPT']);
+
+/** Languages fenliu prefers when a CAP alert has one `<info>` per language (platforms read Chinese, then English). */
+const LANGUAGE_PREFERENCE = ['zh', 'en'];
+
+/** `lat,lon` pairs of a CAP polygon or circle centre (WGS84, CAP 1.2 §3.2.4), or undefined if any is not a coordinate. */
+function capPoints(text: string): [number, number][] | undefined {
+  const pts = text.trim().split(/\s+/).map((p) => p.split(',').map(Number));
+  if (!pts.length || pts.some((p) => p.length !== 2 || !p.every(Number.isFinite) || Math.abs(p[0]) > 90 || Math.abs(p[1]) > 180)) return undefined;
+  return pts as [number, number][];
+}
+
+/**
+ * A representative point of a CAP polygon: its area centroid (planar, in degrees: polygons in
+ * alerts are small enough), or the mean of its vertices when the ring has no area.
+ */
+export function polygonCentroid(text: string): { lat: number; lon: number } | undefined {
+  const pts = capPoints(text);
+  if (!pts || pts.length < 3) return undefined;
+  const ring = pts[0][0] === pts.at(-1)![0] && pts[0][1] === pts.at(-1)![1] ? pts.slice(0, -1) : pts;
+  let a = 0;
+  let cx = 0;
+  let cy = 0;
+  for (let i = 0; i < ring.length; i++) {
+    const [y0, x0] = ring[i];
+    const [y1, x1] = ring[(i + 1) % ring.length];
+    const cross = x0 * y1 - x1 * y0;
+    a += cross;
+    cx += (x0 + x1) * cross;
+    cy += (y0 + y1) * cross;
+  }
+  const round = (x: number) => Math.round(x * 1e6) / 1e6;
+  if (Math.abs(a) < 1e-12) return { lat: round(ring.reduce((t, p) => t + p[0], 0) / ring.length), lon: round(ring.reduce((t, p) => t + p[1], 0) / ring.length) };
+  return { lat: round(cy / (3 * a)), lon: round(cx / (3 * a)) };
+}
+
+/** The centre of a CAP circle (`lat,lon radius-km`). */
+export function circleCentre(text: string): { lat: number; lon: number } | undefined {
+  const [centre, radius, ...rest] = text.trim().split(/\s+/);
+  if (rest.length || (radius !== undefined && !Number.isFinite(Number(radius)))) return undefined;
+  const pts = capPoints(centre ?? '');
+  return pts?.length === 1 ? { lat: pts[0][0], lon: pts[0][1] } : undefined;
+}
+
 function setPath(target: Record<string, any>, dotted: string, value: unknown): void {
   const keys = dotted.split('.');
   let cur = target;
@@ -89,6 +134,7 @@ export function normaliseCap(doc: Record<string, unknown>, o: CapOptions): Norma
   const status = xmlText(a.status);
   const msgType = xmlText(a.msgType);
   if (!identifier) issues.push({ pointer: '/alert/identifier', message: 'is required' });
+  else if (/[\s,<&]/.test(identifier)) issues.push({ pointer: '/alert/identifier', message: 'must not contain spaces, commas, < or & (CAP 1.2 §3.2.1)' });
   n.messageId = identifier;
   if (status !== 'Actual') {
     issues.push({ pointer: '/alert/status', message: status ? `status ${status} is not diverted: only Actual alerts reach platforms` : 'is required (Actual)' });
@@ -102,27 +148,32 @@ export function normaliseCap(doc: Record<string, unknown>, o: CapOptions): Norma
   }
 
   const alert = n.alert;
-  alert.source = { system: o.sourceId, alertId: identifier };
+  alert.source = { system: o.sourceId, alertId: stableAlertId(identifier) };
   pointers['/source'] = '/alert';
   pointers['/source/alertId'] = '/alert/identifier';
   alert.reportedAt = sent;
   pointers['/reportedAt'] = '/alert/sent';
 
   const infos = list<unknown>(a.info);
-  const info = infos[0];
-  const at = '/alert/info[0]';
+  // One <info> per language: take the preferred language, else the first.
+  const lang = (x: unknown) => (isObj(x) ? (xmlText(x.language) ?? 'en-US').toLowerCase() : '');
+  const pick = LANGUAGE_PREFERENCE.map((l) => infos.findIndex((x) => lang(x) === l || lang(x).startsWith(`${l}-`))).find((i) => i >= 0) ?? 0;
+  const info = infos[pick];
+  const at = `/alert/info[${pick}]`;
   if (!isObj(info)) {
-    if (msgType === 'Cancel' && n.action.kind === 'cancel') n.action.reason = xmlText(a.note) ?? `CAP Cancel ${identifier ?? ''}`.trim();
+    if (msgType === 'Cancel' && n.action.kind === 'cancel') n.action.reason = xmlBlock(a.note) ?? `CAP Cancel ${identifier ?? ''}`.trim();
     else issues.push({ pointer: '/alert/info', message: 'is required: fenliu needs info/event, headline or description, and area' });
     n.alert = compact(alert);
     return n;
   }
-  if (n.action.kind === 'cancel') n.action.reason = xmlText(a.note) ?? xmlText(info.headline) ?? xmlText(info.description) ?? `CAP Cancel ${identifier ?? ''}`.trim();
+  if (n.action.kind === 'cancel') n.action.reason = xmlBlock(a.note) ?? xmlText(info.headline) ?? xmlBlock(info.description) ?? `CAP Cancel ${identifier ?? ''}`.trim();
 
   // category
   const event = xmlText(info.event);
   const eventCodes = pairs(info.eventCode);
   const category = capCategory(o.table, eventCodes, event);
+  const test = eventCodes.findIndex((c) => c.valueName?.toUpperCase() === 'SAME' && SAME_TESTS.has((c.value ?? '').toUpperCase()));
+  if (test >= 0) issues.push({ pointer: `${at}/eventCode[${test}]/value`, message: `SAME ${eventCodes[test].value} is a test message (47 CFR §11.31), not an alert: not diverted` });
   const fenliuCode = eventCodes.findIndex((c) => c.valueName?.toLowerCase() === 'fenliu');
   pointers['/category'] = fenliuCode >= 0 ? `${at}/eventCode[${fenliuCode}]/value` : `${at}/event`;
   if (category) alert.category = category;
@@ -138,7 +189,7 @@ export function normaliseCap(doc: Record<string, unknown>, o: CapOptions): Norma
 
   // text
   const headline = xmlText(info.headline);
-  const description = xmlText(info.description);
+  const description = xmlBlock(info.description);
   alert.summary = cut(headline ?? event ?? description, 4000);
   pointers['/summary'] = headline ? `${at}/headline` : event ? `${at}/event` : `${at}/description`;
   if (description) {
@@ -155,10 +206,11 @@ export function normaliseCap(doc: Record<string, unknown>, o: CapOptions): Norma
     pointers['/police'] = pointers['/police/unit'] = `${at}/senderName`;
   }
 
-  // area
+  // area: the first one names the place; the first circle or polygon of any area gives the point.
   const areas = list<unknown>(info.area);
   const area = areas[0];
   alert.location = {};
+  let point: { from: string; at: string } | undefined;
   pointers['/location'] = isObj(area) ? `${at}/area[0]` : at;
   const geocodes = isObj(area) ? pairs(area.geocode) : [];
   if (isObj(area)) {
@@ -173,13 +225,21 @@ export function normaliseCap(doc: Record<string, unknown>, o: CapOptions): Norma
       alert.location.regionCode = geocodes[gi].value;
       pointers['/location/regionCode'] = `${at}/area[0]/geocode[${gi}]/value`;
     }
-    const circle = xmlText(list(area.circle)[0]);
-    const m = circle ? /^\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)(\s+[\d.]+)?\s*$/.exec(circle) : null;
-    if (m) {
-      alert.location.lat = Number(m[1]);
-      alert.location.lon = Number(m[2]);
-      alert.location.crs = 'WGS84';
-      pointers['/location/lat'] = pointers['/location/lon'] = `${at}/area[0]/circle[0]`;
+  }
+  pointFromAreas: for (const [ai, ar] of areas.entries()) {
+    if (!isObj(ar)) continue;
+    for (const kind of ['circle', 'polygon'] as const) {
+      for (const [gi, g] of list<unknown>(ar[kind]).entries()) {
+        const text = xmlText(g);
+        const p = text ? (kind === 'circle' ? circleCentre(text) : polygonCentroid(text)) : undefined;
+        if (!p) continue;
+        alert.location.lat = p.lat;
+        alert.location.lon = p.lon;
+        alert.location.crs = 'WGS84';
+        pointers['/location/lat'] = pointers['/location/lon'] = `${at}/area[${ai}]/${kind}[${gi}]`;
+        point = { from: kind === 'circle' ? 'circle centre' : 'polygon centroid', at: `${at}/area[${ai}]/${kind}[${gi}]` };
+        break pointFromAreas;
+      }
     }
   }
   if (alert.location.regionCode === undefined && o.regionCode) alert.location.regionCode = o.regionCode;
@@ -210,7 +270,11 @@ export function normaliseCap(doc: Record<string, unknown>, o: CapOptions): Norma
       source: xmlText(a.source),
       codes: list<unknown>(a.code).length ? list<unknown>(a.code).map(xmlText).filter(Boolean) : undefined,
       references: xmlText(a.references),
+      referencedIdentifiers: references.length ? references : undefined,
+      note: xmlBlock(a.note),
       language: xmlText(info.language),
+      otherLanguages: infos.length > 1 ? infos.filter((_, i) => i !== pick).map(lang) : undefined,
+      point,
       categories: list<unknown>(info.category).length ? list<unknown>(info.category).map(xmlText).filter(Boolean) : undefined,
       event,
       eventCodes: eventCodes.length ? eventCodes : undefined,
@@ -219,7 +283,7 @@ export function normaliseCap(doc: Record<string, unknown>, o: CapOptions): Norma
       certainty: xmlText(info.certainty),
       effective: xmlText(info.effective),
       expires: xmlText(info.expires),
-      instruction: xmlText(info.instruction),
+      instruction: xmlBlock(info.instruction),
       contact: xmlText(info.contact),
       web: xmlText(info.web),
       geocodes: geocodes.length ? geocodes : undefined,

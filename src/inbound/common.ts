@@ -2,6 +2,7 @@
  * What every inbound format (EIDO, CAP, vendor JSON) shares: the shape a normaliser returns, the
  * map from alert.v1 fields back into the document as sent, and the nesting guard.
  */
+import { createHash } from 'node:crypto';
 import { ProblemError, type FieldError } from '../errors.js';
 
 export type InboundFormat = 'eido' | 'cap' | 'vendor';
@@ -119,4 +120,63 @@ export function compact<T>(v: T): T {
     out[k] = c;
   }
   return out as T;
+}
+
+/**
+ * One-line free text from a document: every run of whitespace (pretty-printing's newline plus
+ * indentation included) becomes one space, and the ends are trimmed.
+ */
+export function oneLine(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const t = v.replace(/\s+/gu, ' ').trim();
+  return t === '' ? undefined : t;
+}
+
+/**
+ * Multi-line free text (descriptions): line breaks are kept, each line's whitespace runs collapse
+ * to one space, and blank lines collapse to one (paragraphs survive, indentation does not).
+ */
+export function block(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const lines = v.replace(/\r\n?/g, '\n').split('\n').map((l) => l.replace(/[^\S\n]+/gu, ' ').trim());
+  const t = lines.join('\n').replace(/\n{3,}/g, '\n\n').trim();
+  return t === '' ? undefined : t;
+}
+
+/** alert.v1 fields that keep line breaks; every other string field taken from a document is one line. */
+const MULTILINE = new Set(['/description', '/police/assessment']);
+/** Fields that are identifiers, times or codes: left exactly as the document has them. */
+const VERBATIM = /^\/(source\/(system|alertId)|reportedAt|category|priority|location\/(regionCode|crs)|caller\/phone|police\/(attendedAt|sceneStatus|officerId)|parties\/\d+\/(phone|idNumber)|attachments\/|extensions(\/|$))/;
+
+/**
+ * Whitespace of every free-text field of a normalised alert (summary, address, names, units,
+ * description...), in place: what pretty-printed XML or JSON put there is layout, not content.
+ */
+export function normaliseWhitespace(alert: Record<string, any>): void {
+  const walk = (v: unknown, at: string): unknown => {
+    if (typeof v === 'string') {
+      if (VERBATIM.test(at)) return v;
+      return (MULTILINE.has(at) ? block(v) : oneLine(v)) ?? v.trim();
+    }
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, `${at}/${i}`));
+    if (isObj(v) && !VERBATIM.test(at)) for (const [k, x] of Object.entries(v)) v[k] = walk(x, `${at}/${k}`);
+    return v;
+  };
+  walk(alert, '');
+}
+
+/** alert.v1's limit for source.alertId (schemas/alert.v1.schema.json). */
+const ALERT_ID = /^[\x21-\x7e]{1,64}$/;
+
+/**
+ * The alertId fenliu keys an inbound message by. CAP identifiers and EIDO ids have no length limit
+ * (NWS identifiers exceed 100 characters) and may hold any character but space, comma, `<` and `&`;
+ * one that fits alert.v1's `source.alertId` (1–64 visible ASCII) is used as it is, any other is
+ * replaced by `sha256:` and the first 32 hex digits of its SHA-256 — stable, so a resend is still
+ * idempotent. The original is always kept in full in `extensions.cap.identifier` / `extensions.eido`.
+ */
+export function stableAlertId(original: string | undefined): string | undefined {
+  if (original === undefined) return undefined;
+  if (ALERT_ID.test(original)) return original;
+  return `sha256:${createHash('sha256').update(original, 'utf8').digest('hex').slice(0, 32)}`;
 }

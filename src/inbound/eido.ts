@@ -11,7 +11,7 @@
  */
 import type { FieldError } from '../errors.js';
 import { eidoCategory } from './categories.js';
-import { compact, cut, isObj, phoneFrom, ptr, str, type Normalised } from './common.js';
+import { block, compact, cut, isObj, phoneFrom, ptr, stableAlertId, str, type Normalised } from './common.js';
 import { list, parseXml, xmlText } from './xml.js';
 
 export interface EidoOptions {
@@ -31,7 +31,48 @@ interface Found {
 }
 
 export function isEido(body: unknown): boolean {
-  return isObj(body) && Object.prototype.hasOwnProperty.call(body, 'eidoVersion');
+  return isObj(body) && (Object.prototype.hasOwnProperty.call(body, 'eidoVersion') || Object.prototype.hasOwnProperty.call(body, 'EIDOVersion'));
+}
+
+/**
+ * Member names of NENA's 2020 draft (its first sample EIDO) that NENA-STA-021 renamed: read as
+ * the standard's names, so a document from a pre-standard producer is not refused for spelling.
+ */
+const DRAFT_NAMES: Record<string, string> = {
+  EIDOVersion: 'eidoVersion',
+  LastUpdateTimeStamp: 'lastUpdateTimeStamp',
+  lastUpdateTimestamp: 'lastUpdateTimeStamp',
+  locationInformationComponent: 'locationComponent',
+};
+
+/** The document with draft member names read as the standard's (only where the standard's name is absent). */
+function standardNames(doc: Record<string, any>): { doc: Record<string, any>; renamed: string[] } {
+  const out: Record<string, any> = { ...doc };
+  const renamed: string[] = [];
+  for (const [draft, std] of Object.entries(DRAFT_NAMES)) {
+    if (Object.prototype.hasOwnProperty.call(doc, draft) && !Object.prototype.hasOwnProperty.call(doc, std)) {
+      out[std] = doc[draft];
+      delete out[draft];
+      renamed.push(draft);
+    }
+  }
+  for (const [name, v] of Object.entries(out)) {
+    if (!name.endsWith('Component') || !Array.isArray(v)) continue;
+    out[name] = v.map((c) => {
+      if (!isObj(c)) return c;
+      const x: Record<string, any> = { ...c };
+      for (const [draft, std] of Object.entries(DRAFT_NAMES)) if (draft in c && !(std in c)) x[std] = c[draft];
+      return x;
+    });
+  }
+  return { doc: out, renamed };
+}
+
+/** Comment text of an IETF EmergencyCallData.Comment block (RFC 7852) carried as additional data. */
+function callDataComments(xml: string, maxDepth: number): string[] {
+  if (!/EmergencyCallData\.Comment/.test(xml)) return [];
+  const doc = parseXml(xml.trim(), { maxDepth }, 'EmergencyCallData.Comment');
+  return list<unknown>(findKey(doc, 'Comment')).map(xmlText).filter((x): x is string => !!x);
 }
 
 /** Components of one kind: the standard arrays, or a lone object some producers send. */
@@ -81,7 +122,7 @@ function findKey(v: unknown, key: string): unknown {
 
 /** Address text and coordinates from a PIDF-LO document (RFC 4119 / 5139 civic address, GML point). */
 export function readPidf(xml: string, maxDepth: number): { address?: string; lat?: number; lon?: number } {
-  const doc = parseXml(xml, { maxDepth }, 'PIDF-LO location');
+  const doc = parseXml(xml.trim(), { maxDepth }, 'PIDF-LO location');
   const civic = findKey(doc, 'civicAddress');
   let address: string | undefined;
   if (isObj(civic)) {
@@ -105,14 +146,15 @@ export function readPidf(xml: string, maxDepth: number): { address?: string; lat
   return { address, lat, lon };
 }
 
-export function normaliseEido(doc: unknown, o: EidoOptions): Normalised {
+export function normaliseEido(sent: unknown, o: EidoOptions): Normalised {
   const issues: FieldError[] = [];
   const pointers: Record<string, string> = {};
   const n: Normalised = { format: 'eido', alert: {}, pointers, root: '/', issues, action: { kind: 'create' } };
-  if (!isObj(doc)) {
+  if (!isObj(sent)) {
     issues.push({ pointer: '/', message: 'an EIDO document is a JSON object' });
     return n;
   }
+  const { doc, renamed } = standardNames(sent);
   if (typeof doc.eidoVersion !== 'string' || !doc.eidoVersion.trim()) issues.push({ pointer: '/eidoVersion', message: 'must be a non-empty string (e.g. "1.0")' });
 
   // --- index every component by $id, then check references
@@ -165,7 +207,7 @@ export function normaliseEido(doc: unknown, o: EidoOptions): Normalised {
   ];
   const idHit = idCandidates.find(([v]) => str(v) !== undefined && incident !== undefined) ?? idCandidates.slice(2).find(([v]) => str(v) !== undefined);
   if (idHit) {
-    alert.source.alertId = str(idHit[0]);
+    alert.source.alertId = stableAlertId(str(idHit[0]));
     pointers['/source/alertId'] = idHit[1];
   } else pointers['/source/alertId'] = incident?.pointer ?? '/';
 
@@ -207,12 +249,27 @@ export function normaliseEido(doc: unknown, o: EidoOptions): Normalised {
   const notes = (noteRefs.length ? noteRefs : components(doc, 'notesComponent'))
     .map((f) => ({ pointer: `${f.pointer}/notesActionComments`, text: str(f.value.notesActionComments) ? stripHtml(f.value.notesActionComments) : undefined }))
     .filter((x): x is { pointer: string; text: string } => !!x.text);
+  const notesFromNotesComponent = notes.length;
+  // Comments the call brought (RFC 7852 EmergencyCallData.Comment in additionalDataComponent).
+  for (const c of components(doc, 'additionalDataComponent')) {
+    if (typeof c.value.additionalDataByValue !== 'string') continue;
+    try {
+      for (const text of callDataComments(c.value.additionalDataByValue, o.maxDepth)) notes.push({ pointer: `${c.pointer}/additionalDataByValue`, text });
+    } catch {
+      // Unreadable additional data is not the incident's content: it stays in the document, not in the alert.
+    }
+  }
   const typeText = internalText ?? registryText ?? internalCode;
   if (notes.length) {
     alert.summary = cut(notes[0].text.split('\n')[0], 500);
     pointers['/summary'] = notes[0].pointer;
-    alert.description = cut(notes.map((x) => x.text).join('\n'), 20000);
+    alert.description = cut(block(notes.map((x) => x.text).join('\n')), 20000);
     pointers['/description'] = notes.length === 1 ? notes[0].pointer : '/notesComponent';
+    if (notesFromNotesComponent === 0) {
+      // Only call-data comments: the incident type says what it is; the comments say more.
+      alert.summary = cut(typeText ?? notes[0].text.split('\n')[0], 500);
+      pointers['/summary'] = typeText ? (internalText ? `${incident!.pointer}/incidentTypeInternalText` : pointers['/category']) : notes[0].pointer;
+    }
   } else if (typeText) {
     alert.summary = cut(typeText, 500);
     pointers['/summary'] = internalText ? `${incident!.pointer}/incidentTypeInternalText` : pointers['/category'];
@@ -276,7 +333,9 @@ export function normaliseEido(doc: unknown, o: EidoOptions): Normalised {
   alert.extensions = compact({
     eido: {
       eidoVersion: str(doc.eidoVersion),
+      draftNames: renamed.length ? renamed : undefined,
       id: str(doc.$id),
+      incidentNumber: idHit && str(idHit[0]) !== alert.source.alertId ? str(idHit[0]) : undefined,
       issuingElement: str(doc.issuingElementIdentification),
       incidentId: str(incident?.value.$id),
       incidentTrackingIdentifier: str(incident?.value.incidentTrackingIdentifier),

@@ -15,7 +15,8 @@ import type { Runtime } from '../runtime.js';
 import { getAlertRecord, type AlertRecord, type AlertView } from '../store/records.js';
 import { normaliseCap, parseCap } from './cap.js';
 import { categoryTables } from './categories.js';
-import { assertNotTooDeep, mapErrors, remapProblem, type InboundFormat, type Normalised } from './common.js';
+import { assertNotTooDeep, mapErrors, normaliseWhitespace, remapProblem, type InboundFormat, type Normalised } from './common.js';
+import { isPoliceOnly } from '../routing/route.js';
 import { isEido, normaliseEido } from './eido.js';
 import { mappingProblems, normaliseVendor } from './vendor.js';
 
@@ -27,7 +28,9 @@ export const CAP_MEDIA_TYPES = ['application/cap+xml'];
 export const VENDOR_MEDIA_TYPE = /^application\/vnd\.([a-z0-9][a-z0-9._-]{0,63})\+json$/;
 
 export type InboundOutcome =
-  | { kind: 'ingest'; format: InboundFormat; result: IngestResult }
+  | { kind: 'ingest'; format: InboundFormat; result: IngestResult; /** A CAP Update whose original fenliu does not hold: taken as a new alert. */ updateOf?: string[] }
+  /** A CAP Cancel naming nothing this source sent (or nothing still kept): there is nothing to withdraw. */
+  | { kind: 'unmatched-cancel'; format: InboundFormat; references: string[] }
   | { kind: 'followed'; format: InboundFormat; action: 'update' | 'cancel'; alertId: string; view: AlertView | undefined };
 
 /** The media type of a Content-Type header, lower-cased, without parameters. */
@@ -73,15 +76,32 @@ export class InboundService {
   async submit(principal: Principal, format: InboundFormat, media: string, body: unknown, idempotencyHeader: string | undefined): Promise<InboundOutcome> {
     const source = this.sourceFor(principal, format, media);
     const n = this.normalise(format, source, body);
+    const police = typeof n.alert.category === 'string' ? this.rt.cfg.policeOnly.find((p) => isPoliceOnly(p, n.alert.category)) : undefined;
+    if (n.issues.length && police && n.action.kind !== 'cancel') {
+      // The police keep it whatever else is wrong with it: say that, not what the gateway would need to divert it.
+      // Audited and counted like any police-only refusal (statistics: refusedPoliceOnly).
+      const a = n.alert;
+      this.rt.ingest.refuse(principal, 'FENLIU_ERR_POLICE_ONLY', { category: a.category, sourceAlertId: a.source?.alertId, source: source.id, region: a.location?.regionCode });
+      throw new ProblemError('FENLIU_ERR_POLICE_ONLY', `Category ${n.alert.category} matches the police-only rule ${police}: the police keep this alert (非必要不分流)`, {
+        errors: [{ pointer: n.pointers['/category'] ?? n.root, message: `is police-only (${police})`, field: '/category' }],
+        extra: { format },
+      });
+    }
     if (n.issues.length) {
       // Report everything at once: the normaliser's findings plus what the schema says about the rest.
       const v = validateAlert(structuredClone(n.alert));
       const covered = new Set(n.issues.map((i) => i.field).filter(Boolean));
       const schemaErrors = v.ok ? [] : mapErrors(v.errors.filter((e) => !covered.has(e.pointer)), n);
       const errors = [...n.issues, ...schemaErrors];
+      this.rt.ingest.refuse(principal, 'FENLIU_ERR_VALIDATION', { format, pointers: errors.map((e) => e.pointer) });
       throw new ProblemError('FENLIU_ERR_VALIDATION', `${errors.length} problem(s) in the ${label(format)} document`, { errors, extra: { format } });
     }
-    if (n.action.kind === 'create') {
+    const action = n.action;
+    const rec = action.kind === 'create' ? undefined : await this.referenced(source.id, action.references);
+    if (action.kind !== 'create' && !rec && action.kind === 'cancel') return { kind: 'unmatched-cancel', format, references: action.references };
+    if (action.kind === 'create' || !rec) {
+      // An Update is a complete message (CAP 1.2 §3.2.1 msgType): when fenliu does not hold what it
+      // updates (sent before fenliu, or past retention), it is a new alert that records its references.
       let result: IngestResult;
       try {
         result = await this.rt.ingest.submit(principal, n.alert, idempotencyHeader);
@@ -89,15 +109,7 @@ export class InboundService {
         throw remapProblem(err, n);
       }
       await this.remember(source.id, n, result.record.id);
-      return { kind: 'ingest', format, result };
-    }
-    const action = n.action;
-    const rec = await this.referenced(source.id, action.references);
-    if (!rec) {
-      throw new ProblemError('FENLIU_ERR_VALIDATION', `This ${label(format)} ${action.kind} references no alert that ${source.id} sent`, {
-        errors: [{ pointer: action.pointer, message: `names no known alert (${action.references.join(', ')})`, field: '/source/alertId' }],
-        extra: { format },
-      });
+      return { kind: 'ingest', format, result, ...(action.kind === 'update' ? { updateOf: action.references } : {}) };
     }
     let view: AlertView | undefined;
     if (action.kind === 'cancel') view = await cancelAlert(this.rt, principal, rec, action.reason ?? 'cancelled by the 110 system');
@@ -117,6 +129,12 @@ export class InboundService {
 
   /** Normalises without submitting: for tests, `fenliu send`, and integrators checking a mapping. */
   normalise(format: InboundFormat, source: SourceConfig, body: unknown): Normalised {
+    const n = this.normaliseRaw(format, source, body);
+    normaliseWhitespace(n.alert);
+    return n;
+  }
+
+  private normaliseRaw(format: InboundFormat, source: SourceConfig, body: unknown): Normalised {
     const tables = categoryTables(this.rt.cfg, source);
     const regionCode = source.inbound?.regionCode;
     switch (format) {
@@ -136,7 +154,7 @@ export class InboundService {
   private sourceFor(principal: Principal, format: InboundFormat, media: string): SourceConfig {
     const source = principal.kind === 'source' && principal.ownerId ? this.sources.get(principal.ownerId) : undefined;
     if (!source) {
-      throw new ProblemError('FENLIU_ERR_FORBIDDEN', `${label(format)} documents are accepted from source keys only (the source is the key's); operators submit fenliu alert JSON`);
+      throw new ProblemError('FENLIU_ERR_NOT_A_SOURCE', `${label(format)} documents are accepted from source keys only (the source is the key's)`);
     }
     if (format === 'vendor') {
       const named = VENDOR_MEDIA_TYPE.exec(media)?.[1];

@@ -9,6 +9,7 @@
  */
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { ProblemError } from '../errors.js';
+import { block, oneLine } from './common.js';
 
 const DECL = /<!\s*(DOCTYPE|ENTITY)\b/i;
 
@@ -115,12 +116,22 @@ export function parseXml(text: string, o: XmlOptions, what = 'XML'): Record<stri
   }
 }
 
-/** Text of an element that may carry attributes (`{'#text': ..., '@_x': ...}`). */
-export function xmlText(v: unknown): string | undefined {
-  if (typeof v === 'string') return v.trim() === '' ? undefined : v.trim();
+/** Raw text of an element that may carry attributes (`{'#text': ..., '@_x': ...}`). */
+function rawText(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
   if (typeof v === 'number') return String(v);
-  if (v && typeof v === 'object' && !Array.isArray(v)) return xmlText((v as Record<string, unknown>)['#text']);
+  if (v && typeof v === 'object' && !Array.isArray(v)) return rawText((v as Record<string, unknown>)['#text']);
   return undefined;
+}
+
+/** Text of an element as one line: pretty-printing's line breaks and indentation collapse to one space. */
+export function xmlText(v: unknown): string | undefined {
+  return oneLine(rawText(v));
+}
+
+/** Text of an element that may run over several lines (descriptions): line breaks kept, layout removed. */
+export function xmlBlock(v: unknown): string | undefined {
+  return block(rawText(v));
 }
 
 /** Always a list: a missing element is [], a single one [it]. */

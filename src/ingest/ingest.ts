@@ -11,7 +11,7 @@ import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { canonicalJson, validateAlert } from './validate.js';
 import { bus } from '../events.js';
 import { deadlines, slaFor } from '../lifecycle/service.js';
-import type { RepeatMatcher } from '../lifecycle/repeat.js';
+import type { RepeatMatch, RepeatMatcher } from '../lifecycle/repeat.js';
 import type { IngestWriter, PendingAlert, WriteOutcome } from './writer.js';
 
 export type IngestResult =
@@ -69,9 +69,10 @@ export class IngestService {
     const idemKey = this.keys.idem(alert.source.system, idempotencyHeader ?? alert.source.alertId);
     const rk = this.repeat?.keysFor(alert);
     const [claim, ...found] = await this.writer.lookup(rk ? [idemKey, ...(rk.phone ? [rk.phone, rk.place] : [rk.place])] : [idemKey]);
-    let repeatOf: string | undefined;
-    if (!claim && rk && found.some((x) => x !== null)) repeatOf = await this.repeat!.findOpenCase(rk, alert.source.alertId);
-    const item = this.build(alert, principal, routed.decision, idemKey, idempotencyHeader, repeatOf);
+    let match: RepeatMatch | undefined;
+    if (!claim && rk && found.some((x) => x !== null)) match = await this.repeat!.findOpenCase(rk, alert);
+    const repeatOf = match?.caseId;
+    const item = this.build(alert, principal, routed.decision, idemKey, idempotencyHeader, match);
     if (rk && !repeatOf) item.sets = [[rk.place, item.record.id, this.repeat!.windowMs], ...(rk.phone ? [[rk.phone, item.record.id, this.repeat!.windowMs] as [string, string, number]] : [])];
     const outcome = claim ? await this.writer.existing(claim, item) : await this.writer.submit(item);
     const result = settle(outcome);
@@ -80,7 +81,8 @@ export class IngestService {
     return result;
   }
 
-  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemKey: string, idemHeader: string | undefined, repeatOf?: string): PendingAlert {
+  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemKey: string, idemHeader: string | undefined, match?: RepeatMatch): PendingAlert {
+    const repeatOf = match?.caseId;
     const now = Date.now();
     const receivedAt = new Date(now).toISOString();
     const sourceId = alert.source.system;
@@ -113,19 +115,20 @@ export class IngestService {
       alert,
       route: decision,
       deliveryIds: deliveries.map((d) => d.id),
-      ...(repeatOf ? { repeatOf } : {}),
+      ...(match ? { repeatOf, repeatMatch: { key: match.key, on: match.on, crossSource: match.crossSource } } : {}),
     };
     const actor = { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId } as const;
     const audit: AuditEvent[] = [
       { type: 'alert.received', at: receivedAt, alertId: id, sourceId, actor, data: { alert, bodyHash, idempotencyKey } },
       repeatOf
-        ? { type: 'alert.repeat', at: receivedAt, alertId: id, sourceId, data: { repeatOf, ruleId: decision.ruleId } }
+        ? { type: 'alert.repeat', at: receivedAt, alertId: id, sourceId, data: { repeatOf, ruleId: decision.ruleId, matchedBy: match!.key, on: match!.on, crossSource: match!.crossSource } }
         : { type: 'alert.routed', at: receivedAt, alertId: id, sourceId, data: { ruleId: decision.ruleId, targets: decision.targets, deliveryIds: record.deliveryIds } },
     ];
     return { record, deliveries, idemKey, alertJson, audit };
   }
 
-  private refuse(principal: Principal, code: string, data: Record<string, unknown>): void {
+  /** Audits (and counts, for police-only and no-route) an alert refused before it was stored. */
+  refuse(principal: Principal, code: string, data: Record<string, unknown>): void {
     bus.emitEvent('alert.refused', { sourceId: principal.ownerId, code });
     this.onRefused({ type: 'alert.refused', at: new Date().toISOString(), sourceId: principal.ownerId, actor: { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId }, data: { code, ...data } });
   }

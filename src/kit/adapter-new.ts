@@ -6,13 +6,14 @@
  * dependency-free file by design), so it builds and tests wherever it lives, inside or outside
  * fenliu's repository.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatResults, runConformance, writeGolden } from '../../adapters/conformance.js';
 import { sampleAlerts } from '../../adapters/common.js';
 import { ROOT } from '../schemas.js';
 import { KitUsageError, loadAdapterModule } from './adapter-test.js';
+import { generateWebhookSecret } from '../delivery/webhook-secret.js';
 
 const INDEX = `/**
  * __ID__: fenliu adapter for <platform name>.
@@ -240,6 +241,9 @@ In fenliu's config:
         adapter: ${dir}/index.ts      # or the compiled .js in production
         url: https://platform.example.gov.cn
         options: { ticketPath: /api/tickets, categories: { 'dispute.*': D01 }, defaultType: Z99 }
+        # A fresh Standard Webhooks secret (whsec_<base64>) for the platform to sign its callbacks
+        # with; keep it out of version control (\${ENV_VAR} in the YAML).
+        callback: { secret: "${generateWebhookSecret()}" }
 `;
 }
 
@@ -257,13 +261,8 @@ export async function adapterGoldenCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function adapterNewCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string' } } });
-  const [id] = positionals;
-  if (!id) throw new KitUsageError('usage: fenliu adapter new ID [--dir DIR]');
-  if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(id)) throw new KitUsageError(`adapter id "${id}" must be kebab-case (a-z, 0-9, dashes), e.g. wuhan-12345`);
-  const dir = resolve(values.dir ?? id);
-  if (existsSync(dir) && readdirSync(dir).length) throw new KitUsageError(`${dir} exists and is not empty; choose another --dir`);
+/** Writes every file of a new adapter folder into `dir` (which exists and is empty). */
+function writeScaffold(dir: string, id: string, shown: string): void {
   for (const sub of ['schemas', 'fixtures', 'golden']) mkdirSync(join(dir, sub), { recursive: true });
   const put = (name: string, content: string) => writeFileSync(join(dir, name), content);
   const jsonText = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
@@ -277,16 +276,37 @@ export async function adapterNewCommand(argv: string[]): Promise<number> {
   put('fixtures/with-caller.json', jsonText({ name: 'with-caller', alert: asSource(sampleAlerts.noodleShop) }));
   put('fixtures/confidential.json', jsonText({ name: 'confidential', alert: asSource(sampleAlerts.confidentialLeak) }));
   put('adapter.test.ts', TEST);
-  const rel = relative(process.cwd(), dir);
-  const shown = rel.startsWith('..') ? dir : `./${rel}`;
   put('README.md', readme(id, shown));
-  await refreshGolden(dir);
-  const { adapter } = await loadAdapterModule(dir);
-  const results = await runConformance(adapter, { goldenDir: join(dir, 'golden') });
-  const failed = results.filter((r) => !r.ok);
-  if (failed.length) {
-    process.stdout.write(`scaffold written to ${dir}, but it fails its own checks (a fenliu bug):\n${formatResults(failed)}\n`);
-    return 1;
+}
+
+export async function adapterNewCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string' } } });
+  const [id] = positionals;
+  if (!id) throw new KitUsageError('usage: fenliu adapter new ID [--dir DIR]');
+  if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(id)) throw new KitUsageError(`adapter id "${id}" must be kebab-case (a-z, 0-9, dashes), e.g. wuhan-12345`);
+  const dir = resolve(values.dir ?? id);
+  if (existsSync(dir) && readdirSync(dir).length) throw new KitUsageError(`${dir} exists and is not empty; choose another --dir`);
+  const rel = relative(process.cwd(), dir);
+  const shown = rel.startsWith('..') || isAbsolute(rel) ? dir : `./${rel}`;
+  // Everything is written and checked in a scratch folder beside the target, then renamed into
+  // place: a failure leaves nothing half-written, and a second run is not refused.
+  mkdirSync(dirname(dir), { recursive: true });
+  const work = mkdtempSync(join(dirname(dir), `.${basename(dir)}.new-`));
+  let results: Awaited<ReturnType<typeof runConformance>>;
+  try {
+    writeScaffold(work, id, shown);
+    await refreshGolden(work);
+    const { adapter } = await loadAdapterModule(work);
+    results = await runConformance(adapter, { goldenDir: join(work, 'golden') });
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length) {
+      process.stdout.write(`the scaffold fails its own checks (a fenliu bug); nothing was written:\n${formatResults(failed)}\n`);
+      return 1;
+    }
+    if (existsSync(dir)) rmdirSync(dir); // empty (checked above)
+    renameSync(work, dir);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
   process.stdout.write(
     [

@@ -5,10 +5,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
 import { adapterShapeProblems } from '../../adapters/index.js';
 import { formatResults, runConformance } from '../../adapters/conformance.js';
-import type { Adapter } from '../../adapters/sdk.js';
+import type { Adapter, DiscoveryReport } from '../../adapters/sdk.js';
+import { discover } from '../delivery/discovery.js';
+import { createAgent, DEFAULT_TIMEOUTS, PlatformClient } from '../delivery/http.js';
+import { importModule } from './import-module.js';
 
 export class KitUsageError extends Error {}
 
@@ -22,31 +24,6 @@ export function adapterEntry(path: string): string {
   const entry = ENTRY_NAMES.map((n) => join(abs, n)).find((f) => existsSync(f));
   if (!entry) throw new KitUsageError(`${path}: no ${ENTRY_NAMES.join(', ')} in this folder`);
   return entry;
-}
-
-let tsxRegistered = false;
-
-/**
- * Imports a module, TypeScript included: under tsx (`npx tsx`, the tests) it just works; from a
- * compiled fenliu, tsx's loader is registered on first need when it is installed.
- */
-export async function importModule(file: string): Promise<Record<string, unknown>> {
-  const url = pathToFileURL(file).href;
-  try {
-    return (await import(url)) as Record<string, unknown>;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (tsxRegistered || !/\.[mc]?ts$/.test(file) || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && !(err instanceof SyntaxError))) throw err;
-    let api: { register(): unknown };
-    try {
-      api = (await import('tsx/esm/api')) as { register(): unknown };
-    } catch {
-      throw new Error(`${file} is TypeScript and tsx is not installed: run the command with \`npx tsx\`, or point at compiled JavaScript`, { cause: err });
-    }
-    api.register();
-    tsxRegistered = true;
-    return (await import(`${url}?tsx`)) as Record<string, unknown>;
-  }
 }
 
 /** Loads and shape-checks an adapter module; throws with every shape problem listed. */
@@ -64,9 +41,13 @@ export async function loadAdapterModule(path: string): Promise<{ adapter: Adapte
 }
 
 export async function adapterTestCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean', default: false }, golden: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { json: { type: 'boolean', default: false }, golden: { type: 'string' }, url: { type: 'string' }, options: { type: 'string' } },
+  });
   const [path] = positionals;
-  if (!path) throw new KitUsageError('usage: fenliu adapter test PATH [--golden DIR] [--json]');
+  if (!path) throw new KitUsageError('usage: fenliu adapter test PATH [--golden DIR] [--json] [--url PLATFORM_URL [--options JSON]]');
   adapterEntry(path); // a wrong path is a usage error, not a failing adapter
   let loaded: { adapter: Adapter<any>; file: string };
   try {
@@ -80,8 +61,9 @@ export async function adapterTestCommand(argv: string[]): Promise<number> {
   const goldenDir = values.golden ? resolve(values.golden) : existsSync(defaultGolden) ? defaultGolden : undefined;
   const results = await runConformance(adapter, { goldenDir });
   const failed = results.filter((r) => !r.ok);
+  const discovery = values.url ? await discoveryCheck(adapter, values.url, values.options) : undefined;
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ adapter: adapter.id, version: adapter.version, file, goldenDir: goldenDir ?? null, ok: failed.length === 0, results }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ adapter: adapter.id, version: adapter.version, file, goldenDir: goldenDir ?? null, ok: failed.length === 0, results, ...(discovery ? { discovery } : {}) }, null, 2)}\n`);
     return failed.length ? 1 : 0;
   }
   const lines = [
@@ -91,8 +73,43 @@ export async function adapterTestCommand(argv: string[]): Promise<number> {
     '',
     formatResults(results),
     '',
+    ...(discovery ? discoveryLines(values.url!, discovery) : []),
     failed.length ? `${failed.length} of ${results.length} checks FAILED` : `all ${results.length} checks passed`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return failed.length ? 1 : 0;
+}
+
+/**
+ * `--url`: the adapter's discovery check (Open311: Service Discovery, GET services) against a
+ * running platform, with `--options` (JSON) or the adapter's exampleConfig. Findings are
+ * warnings: they do not fail the conformance run.
+ */
+async function discoveryCheck(adapter: Adapter<any>, url: string, optionsJson?: string): Promise<DiscoveryReport | { warnings: string[]; info: string[] }> {
+  if (!adapter.discovery) return { warnings: [], info: [`${adapter.id} has no discovery check`] };
+  let options: Record<string, unknown>;
+  try {
+    options = optionsJson ? (JSON.parse(optionsJson) as Record<string, unknown>) : { ...(adapter.exampleConfig as Record<string, unknown>) };
+  } catch (err) {
+    throw new KitUsageError(`--options is not JSON: ${(err as Error).message}`);
+  }
+  if (!options || typeof options !== 'object' || Array.isArray(options)) throw new KitUsageError('--options must be a JSON object (the platform\'s options)');
+  const agent = createAgent(DEFAULT_TIMEOUTS);
+  try {
+    const client = new PlatformClient(adapter.id, url, agent, { type: 'none' }, DEFAULT_TIMEOUTS);
+    return (await discover({ id: adapter.id, url, options, adapter, client })) ?? { warnings: [], info: [] };
+  } finally {
+    await agent.close();
+  }
+}
+
+function discoveryLines(url: string, d: { warnings: string[]; info: string[]; defaults?: unknown }): string[] {
+  return [
+    `discovery against ${url}:`,
+    ...d.info.map((i) => `  info ${i}`),
+    ...d.warnings.map((w) => `  WARN ${w}`),
+    ...(d.defaults ? [`  defaults from the platform: ${JSON.stringify(d.defaults)}`] : []),
+    d.warnings.length ? `  ${d.warnings.length} warning(s)` : '  no warnings',
+    '',
+  ];
 }

@@ -12,7 +12,7 @@ import type { OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
 import { loadConfig } from '../config/load.js';
 import { prepare, redactHeaders } from '../delivery/http.js';
 import { minimise } from '../delivery/minimise.js';
-import { loadPlatforms } from '../delivery/platforms.js';
+import { discoverPlatforms } from '../delivery/discovery.js';
 import { classifyResponse, classifyTransportError } from '../delivery/policy.js';
 import { ProblemError } from '../errors.js';
 import { mapErrors, type Normalised } from '../inbound/common.js';
@@ -21,6 +21,7 @@ import { InboundService } from '../inbound/service.js';
 import { validateAlert } from '../ingest/validate.js';
 import type { Runtime } from '../runtime.js';
 import { KitUsageError } from './adapter-test.js';
+import { checkPlatforms } from './config-check.js';
 
 const USAGE = 'usage: fenliu send FILE --to PLATFORM [--config FILE] [--source ID] [--format fenliu|eido|cap|vendor] [--show-secrets] [--timeout-ms N]';
 
@@ -62,7 +63,14 @@ export async function sendCommand(argv: string[]): Promise<number> {
     const ms = Number(values['timeout-ms']);
     (pc as Record<string, unknown>).timeouts = { connectMs: ms, headersMs: ms, bodyMs: ms };
   }
-  const platform = (await loadPlatforms({ ...cfg, platforms: [pc] })).get(pc.id)!;
+  const platforms = await checkPlatforms(cfg, [pc]);
+  const platform = platforms.get(pc.id)!;
+  // As at start: the platform's own description may set options (Open311 format) and warns of
+  // what it will refuse (unknown service codes, unmapped required attributes).
+  await discoverPlatforms(platforms, {
+    warn: (o, msg) => out(`WARN ${msg}${(o as { err?: { message?: string } }).err?.message ? `: ${(o as { err: { message: string } }).err.message}` : ''}`),
+    info: (_o, msg) => out(msg),
+  });
 
   // --- the alert
   let text: string;

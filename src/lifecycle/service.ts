@@ -114,6 +114,9 @@ export class Lifecycle {
     this.prefix = cfg.redis.prefix;
   }
 
+  /** {size, root} of the latest signed audit checkpoint, carried by feedback to 110 (set by the audit extension; a cached value). */
+  auditCheckpoint?: () => { size: number; root: string } | undefined;
+
   private platform(id: string): PlatformConfig | undefined {
     return this.cfg.platforms.find((p) => p.id === id);
   }
@@ -203,15 +206,17 @@ export class Lifecycle {
       await this.note(d, `stale ${to} event ignored (already ${d.state})`, source, ev.eventId);
       return { applied: false, reason: 'stale', deliveryId, current: d.state };
     }
+    const tolerance = (this.platform(platformId) as { callback?: { toleranceSeconds?: number } } | undefined)?.callback?.toleranceSeconds ?? 300;
+    const time = platformTime(ev.at, d.createdAt, new Date(), tolerance);
     const t = await this.apply({
       deliveryId: d.id,
       to,
       source,
       note: ev.note,
       eventId: ev.eventId,
-      at: ev.at && !Number.isNaN(Date.parse(ev.at)) ? new Date(Date.parse(ev.at)).toISOString() : undefined,
+      at: time.at,
       set: { handler: ev.handler, satisfaction: ev.satisfaction, result: to === 'resolved' || to === 'closed' ? ev.note : undefined },
-      audit: { alertId: d.alertId, platformId, actor: { kind: 'platform', id: platformId } },
+      audit: { alertId: d.alertId, platformId, actor: { kind: 'platform', id: platformId }, ...(time.discrepancy ? { data: { timeDiscrepancy: time.discrepancy } } : {}) },
     });
     if (t.ok) return { applied: true, deliveryId, from: t.from, to };
     await this.refused(d, to, source, ev.eventId, t.current);
@@ -322,6 +327,8 @@ export class Lifecycle {
     if (!source?.feedback) return;
     const what = event.type === 'state' ? event.state! : event.type;
     if (!source.feedback.states.includes(what)) return;
+    const cp = this.auditCheckpoint?.();
+    if (cp) event = { ...event, auditCheckpoint: cp };
     await this.createDelivery(rec, feedbackPlatformId(source.id), 'feedback', event, `feedback: ${what} at ${event.platformId}`);
   }
 
@@ -482,6 +489,32 @@ async function addAuditNow(redis: Redis, prefix: string, ev: Parameters<typeof a
 }
 
 /** Phone numbers are compared as keyed hashes and never stored in clear for matching. */
+/** Why a platform-reported time was not used, recorded on the state change's audit event. */
+export interface TimeDiscrepancy {
+  /** What the platform said. */
+  reportedAt: string;
+  /** fenliu's own receipt time, used instead. */
+  usedAt: string;
+  reason: 'before-delivery' | 'in-future' | 'unreadable';
+}
+
+/**
+ * The instant a platform-reported event counts as. A time before the delivery existed (a 2010
+ * date on a 2026 case), more than the callback tolerance ahead of fenliu's clock, or unreadable is
+ * not used for deadlines or statistics: fenliu's receipt time is, and the discrepancy is returned
+ * for the audit trail. Absent: receipt time, no discrepancy (the platform said nothing).
+ */
+export function platformTime(reported: string | undefined, createdAt: string, now: Date, toleranceSeconds: number): { at: string; discrepancy?: TimeDiscrepancy } {
+  const usedAt = now.toISOString();
+  if (!reported) return { at: usedAt };
+  const ms = Date.parse(reported);
+  if (Number.isNaN(ms)) return { at: usedAt, discrepancy: { reportedAt: reported, usedAt, reason: 'unreadable' } };
+  const created = Date.parse(createdAt);
+  if (!Number.isNaN(created) && ms < created) return { at: usedAt, discrepancy: { reportedAt: reported, usedAt, reason: 'before-delivery' } };
+  if (ms > now.getTime() + toleranceSeconds * 1000) return { at: usedAt, discrepancy: { reportedAt: reported, usedAt, reason: 'in-future' } };
+  return { at: new Date(ms).toISOString() };
+}
+
 export function phoneKey(secret: string, phone: string): string {
   const digits = phone.replace(/\D/g, '').replace(/^86(?=1\d{10}$)/, '');
   return createHmac('sha256', secret).update(digits).digest('hex').slice(0, 32);

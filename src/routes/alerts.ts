@@ -8,7 +8,7 @@ import type { IngestResult } from '../ingest/ingest.js';
 import { CAP_MEDIA_TYPES, EIDO_MEDIA_TYPE, InboundService, mediaType, VENDOR_MEDIA_TYPE } from '../inbound/service.js';
 
 /** The 202/200 answer to a submission: enough to follow the alert, without echoing personal data. */
-function receipt(rec: AlertRecord, deliveries: DeliveryRecord[]) {
+function receipt(rec: AlertRecord, deliveries: DeliveryRecord[], auditCheckpoint?: { size: number; root: string }) {
   return {
     id: rec.id,
     status: deriveAlertState(deliveries.map((d) => d.state)),
@@ -17,6 +17,8 @@ function receipt(rec: AlertRecord, deliveries: DeliveryRecord[]) {
     route: { ruleId: rec.route.ruleId, targets: rec.route.targets },
     deliveries: deliveries.map((d) => ({ id: d.id, platformId: d.platformId, state: d.state, remoteTicketId: d.remoteTicketId })),
     links: { self: `/v1/alerts/${rec.id}` },
+    // the latest signed audit checkpoint: every source holds anchors (docs/audit.md)
+    ...(auditCheckpoint ? { auditCheckpoint } : {}),
   };
 }
 
@@ -32,6 +34,8 @@ const RECEIPT_SCHEMA = {
     route: { type: 'object', properties: { ruleId: STR, targets: { type: 'array', items: STR } } },
     deliveries: { type: 'array', items: { type: 'object', properties: { id: STR, platformId: STR, state: STR, remoteTicketId: STR } } },
     links: { type: 'object', properties: { self: STR } },
+    inbound: { type: 'object', properties: { format: STR, action: STR, references: { type: 'array', items: STR } } },
+    auditCheckpoint: { type: 'object', properties: { size: { type: 'integer' }, root: STR } },
   },
 } as const;
 
@@ -66,9 +70,11 @@ export default async function alertRoutes(app: FastifyInstance) {
   // text until the handler, after authentication, parses it with DTDs and entities off.
   const inbound = new InboundService(rt);
   const jsonParser = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser(EIDO_MEDIA_TYPE, { parseAs: 'string' }, jsonParser);
+  // Standards documents may be larger than a native alert: CAP embeds media (inbound.bodyLimitBytes).
+  const documentLimit = Math.max(rt.cfg.inbound?.bodyLimitBytes ?? 2_097_152, rt.cfg.server.bodyLimitBytes);
+  app.addContentTypeParser(EIDO_MEDIA_TYPE, { parseAs: 'string', bodyLimit: documentLimit }, jsonParser);
   app.addContentTypeParser(VENDOR_MEDIA_TYPE, { parseAs: 'string' }, jsonParser);
-  app.addContentTypeParser(CAP_MEDIA_TYPES, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(CAP_MEDIA_TYPES, { parseAs: 'string', bodyLimit: documentLimit }, (_req, body, done) => done(null, body));
 
   app.post(
     '/v1/alerts',
@@ -85,6 +91,10 @@ export default async function alertRoutes(app: FastifyInstance) {
       },
     },
     async (req, reply) => {
+      // Only a 110 system sends alerts: an operator or admin key may act on them, never create one.
+      if (req.principal!.kind !== 'source') {
+        throw new ProblemError('FENLIU_ERR_NOT_A_SOURCE', 'Alerts are submitted with a source key (a 110 system\'s key); this key belongs to no source');
+      }
       const idem = req.headers['idempotency-key'];
       const idemKey = Array.isArray(idem) ? idem[0] : idem;
       inbound.checkDepth(req.body);
@@ -94,30 +104,40 @@ export default async function alertRoutes(app: FastifyInstance) {
       if (format === 'fenliu') result = await rt.ingest.submit(req.principal!, req.body, idemKey);
       else {
         const out = await inbound.submit(req.principal!, format, media, req.body, idemKey);
+        if (out.kind === 'unmatched-cancel') {
+          // Nothing this source sent (and fenliu still keeps) is named: nothing to withdraw, nothing stored.
+          reply.code(200);
+          return { status: 'nothing-to-cancel', inbound: { format: out.format, action: 'cancel', references: out.references }, detail: 'No alert that this source sent is named by the references; nothing was cancelled' };
+        }
         if (out.kind === 'followed') {
           // CAP Update/Cancel: the alert it follows up, as GET /v1/alerts/:id shows it.
           reply.code(200).header('location', `/v1/alerts/${out.alertId}`);
           return { ...out.view, inbound: { format: out.format, action: out.action } };
         }
         result = out.result;
+        if (out.updateOf && result.kind === 'created' && !result.record.repeatOf) {
+          // A CAP Update whose original fenliu does not hold: a new alert, and the answer says so.
+          reply.code(202).header('location', `/v1/alerts/${result.record.id}`);
+          return { ...receipt(result.record, result.deliveries), inbound: { format: out.format, action: 'update-as-new', references: out.updateOf } };
+        }
       }
       if (result.kind === 'created' && result.record.repeatOf) {
         // Linked to an open case: no new ticket, so 200 and a pointer to the case.
         const caseId = result.record.repeatOf;
         reply.code(200).header('location', `/v1/alerts/${caseId}`);
-        return { ...receipt(result.record, []), status: 'linked', repeatOf: caseId, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${caseId}` } };
+        return { ...receipt(result.record, [], rt.auditCheckpoint?.()), status: 'linked', repeatOf: caseId, repeatMatch: result.record.repeatMatch, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${caseId}` } };
       }
       if (result.kind === 'created') {
         reply.code(202).header('location', `/v1/alerts/${result.record.id}`);
-        return receipt(result.record, result.deliveries);
+        return receipt(result.record, result.deliveries, rt.auditCheckpoint?.());
       }
       const deliveries = await getDeliveries(rt.redis, rt.keys, result.record.deliveryIds);
       if (result.record.repeatOf) {
         reply.code(200).header('idempotent-replayed', 'true');
-        return { ...receipt(result.record, []), status: 'linked', repeatOf: result.record.repeatOf, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${result.record.repeatOf}` } };
+        return { ...receipt(result.record, [], rt.auditCheckpoint?.()), status: 'linked', repeatOf: result.record.repeatOf, repeatMatch: result.record.repeatMatch, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${result.record.repeatOf}` } };
       }
       reply.code(200).header('location', `/v1/alerts/${result.record.id}`).header('idempotent-replayed', 'true');
-      return receipt(result.record, deliveries);
+      return receipt(result.record, deliveries, rt.auditCheckpoint?.());
     },
   );
 

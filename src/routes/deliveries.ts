@@ -4,12 +4,16 @@ import { ProblemError } from '../errors.js';
 import { transition } from '../lifecycle/transition.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData } from '../delivery/queues.js';
 import { getAlertRecord, getDeliveries, parseDelivery, type DeliveryRecord } from '../store/records.js';
-import { each, zByRank, zcardAll } from '../store/fanout.js';
+import { each, zByRank, zByScore, zcardAll } from '../store/fanout.js';
 import { bucketOf } from '../store/keys.js';
 import type { Runtime } from '../runtime.js';
 import type { Principal } from '../plugins/app/auth.js';
 import { canRead } from './alerts.js';
+import { addAudit } from '../audit/events.js';
+import { operatorActionEvent, replayEvent } from '../audit/operator.js';
 import type { DeliveryEngine } from '../delivery/engine.js';
+import { Circuit } from '../delivery/circuit.js';
+import { platformSettings } from '../delivery/platforms.js';
 
 const reasonBody = {
   type: 'object',
@@ -23,7 +27,7 @@ const reasonBody = {
  * (a fresh job id, because the old job may still be kept by BullMQ), and an audit event naming
  * the operator and the reason.
  */
-export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Principal, reason: string): Promise<boolean> {
+export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Principal, reason: string, action = 'retry'): Promise<boolean> {
   const k = rt.keys;
   const t = await transition(rt.redis, k, rt.cfg.redis.prefix, {
     deliveryId: d.id,
@@ -31,11 +35,13 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
     source: 'operator',
     from: ['failed'],
     note: reason,
-    set: { attempts: "0" },
+    // Attempt numbers go on counting (the log keeps #1, #2 … across retries); the budget restarts here.
+    set: { retryFrom: d.attempts },
     unset: ['lastError', 'failedAt'],
     audit: { alertId: d.alertId, platformId: d.platformId, actor: { kind: 'operator', id: actor.keyId, keyId: actor.keyId }, reason, data: { action: 'retry' } },
   });
   if (!t.ok) return false;
+  await rt.audit(operatorActionEvent(actor, action, { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId }, reason));
   const n = await rt.redis.hincrby(k.delivery(d.id), 'retries', 1);
   const queue = rt.queues.get(d.platformId);
   const data: DeliveryJobData = { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
@@ -86,9 +92,9 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
       },
     );
 
-    app.post<{ Params: { id: string }; Body: { reason: string } }>(
+    app.post<{ Params: { id: string }; Body: { reason: string; replayId?: string } }>(
       '/v1/deliveries/:id/redeliver',
-      { preHandler: app.requireScope('admin'), schema: { body: reasonBody } },
+      { preHandler: app.requireScope('admin'), schema: { body: { ...reasonBody, properties: { ...reasonBody.properties, replayId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } } },
       async (req, reply) => {
         const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
         if (!d) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
@@ -96,7 +102,12 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
         // the platform can recognise the copy.
         const n = await rt.redis.hincrby(k.delivery(d.id), 'redeliveries', 1);
         const p = req.principal!;
-        await rt.audit({ type: 'replay.redeliver', at: new Date().toISOString(), alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, actor: { kind: 'operator', id: p.keyId, keyId: p.keyId }, reason: req.body.reason });
+        const target = { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId };
+        const m = rt.redis.multi();
+        addAudit(m, rt.cfg.redis.prefix, operatorActionEvent(p, 'redeliver', target, req.body.reason, req.body.replayId ? { replayId: req.body.replayId } : {}));
+        // One replay.delivery per delivery sent again; replayId ties it to its run's replay.started.
+        addAudit(m, rt.cfg.redis.prefix, replayEvent('replay.delivery', { replayId: req.body.replayId ?? `single-${d.id}-${n}`, mode: 'redeliver', actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, reason: req.body.reason, ...target }));
+        await m.exec();
         await rt.queues.get(d.platformId).add('redeliver', { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'redeliver', reason: req.body.reason }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.redeliver.${n}` });
         reply.code(202);
         return d;
@@ -104,17 +115,49 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
     );
 
     app.get('/v1/platforms', { preHandler: app.requireScope('alerts:read', 'audit:read', 'admin') }, async () => {
+      const now = Date.now();
       const items = await Promise.all(
         rt.cfg.platforms.map(async (p) => {
           const queue = rt.queues.get(p.id);
-          const [counts, dead, circuit] = await Promise.all([
+          // The engine's own circuit object where this process runs one; the same Redis hash otherwise.
+          const circuit = engine?.circuits.get(p.id) ?? new Circuit(rt.redis, rt.cfg.redis.prefix, p.id, platformSettings(p).circuitBreaker);
+          const [counts, dead, cb, lastErr, lastDelivered, oldest] = await Promise.all([
             queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
             zcardAll(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, p.id))),
-            engine?.circuits.get(p.id)?.state() ?? circuitState(rt, p.id),
+            circuit.state(now),
+            newestLastError(rt, p.id),
+            zByScore(rt.redis, each(k.bucketList, (b) => k.flowDelivered(b, p.id)), '+inf', '-inf', 1, true),
+            oldestWaiting(rt, queue),
           ]);
-          const last = await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, p.id)), 0, 0, true);
-          const lastDead = last[0] ? parseDelivery(await rt.redis.hgetall(k.delivery(last[0]))) : undefined;
-          return { id: p.id, name: p.name, adapter: p.adapter, circuit: circuit.state, queue: counts, deadLetters: dead, lastError: lastDead?.lastError };
+          const lastFailure = lastErr.at
+            ? {
+                at: lastErr.at,
+                errorClass: lastErr.errorClass,
+                ...(lastErr.status ? { status: Number(lastErr.status) } : {}),
+                message: lastErr.message,
+                ...(lastErr.deliveryId ? { deliveryId: lastErr.deliveryId } : {}),
+              }
+            : undefined;
+          // Before the engine recorded last errors (an older deployment's data), the newest dead letter says most.
+          const lastDead = lastFailure ? undefined : (await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, p.id)), 0, 0, true))[0];
+          const deadError = lastDead ? parseDelivery(await rt.redis.hgetall(k.delivery(lastDead)))?.lastError : undefined;
+          const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
+          return {
+            id: p.id,
+            name: p.name,
+            adapter: p.adapter,
+            circuit: cb.state,
+            circuitFailures: cb.failures,
+            circuitThreshold: circuit.opts.failureThreshold,
+            ...(cb.openUntil ? { circuitOpenUntil: new Date(cb.openUntil).toISOString() } : {}),
+            queue: counts,
+            queueDepth: depth,
+            ...(oldest !== undefined ? { oldestWaitingAt: new Date(oldest).toISOString(), oldestWaitingAgeMs: Math.max(0, now - oldest) } : {}),
+            deadLetters: dead,
+            lastError: lastFailure ? `${lastFailure.errorClass}: ${lastFailure.message}` : deadError,
+            ...(lastFailure ? { lastFailure } : {}),
+            ...(lastDelivered[1] ? { lastDeliveredAt: new Date(Number(lastDelivered[1])).toISOString() } : {}),
+          };
         }),
       );
       return { items };
@@ -144,7 +187,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
         const ids = await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, req.params.id)), 0, Number.MAX_SAFE_INTEGER - 1);
         let retried = 0;
         for (const d of await getDeliveries(rt.redis, k, ids)) {
-          if (d.state === 'failed' && (await retryDelivery(rt, d, req.principal!, req.body.reason))) retried++;
+          if (d.state === 'failed' && (await retryDelivery(rt, d, req.principal!, req.body.reason, 'dead-letters.retry'))) retried++;
         }
         reply.code(202);
         return { retried };
@@ -153,13 +196,36 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
   };
 }
 
-/** Circuit state read straight from Redis, for API-only processes that run no engine. */
-async function circuitState(rt: Runtime, platformId: string): Promise<{ state: string }> {
-  const openedAt = await rt.redis.hget(`${rt.cfg.redis.prefix}:circuit:${platformId}`, 'openedAt');
-  if (!openedAt) return { state: 'closed' };
-  const p = rt.cfg.platforms.find((x) => x.id === platformId) as { circuitBreaker?: { cooldownMs?: number } } | undefined;
-  const cooldown = p?.circuitBreaker?.cooldownMs ?? 30_000;
-  return { state: Date.now() < Number(openedAt) + cooldown ? 'open' : 'half-open' };
+/** Jobs looked at per queue state to find the oldest waiting one; beyond this the age is a lower bound. */
+const OLDEST_SCAN = 500;
+
+/**
+ * Creation time (epoch ms) of the oldest job that waits in a platform's queue (waiting,
+ * prioritized or delayed, i.e. retries too), read as each job's `timestamp` in one pipeline.
+ */
+/** The platform's last failed attempt: one hash per key-layout bucket (written with the attempt), the newest of them. */
+async function newestLastError(rt: Runtime, platformId: string): Promise<Record<string, string>> {
+  const all = await Promise.all(rt.keys.bucketList.map((b) => rt.redis.hgetall(rt.keys.platformLastError(b, platformId))));
+  return all.reduce((a, h) => (h.at && (!a.at || h.at > a.at) ? h : a), {} as Record<string, string>);
+}
+
+async function oldestWaiting(rt: Runtime, queue: ReturnType<Runtime['queues']['get']>): Promise<number | undefined> {
+  const qk = queue.keys;
+  const [wait, prio, delayed] = await Promise.all([
+    rt.redis.lrange(qk.wait, -OLDEST_SCAN, -1),
+    rt.redis.zrange(qk.prioritized, '0', String(OLDEST_SCAN - 1)),
+    rt.redis.zrange(qk.delayed, '0', String(OLDEST_SCAN - 1)),
+  ]);
+  const ids = [...new Set([...wait, ...prio, ...delayed])];
+  if (!ids.length) return undefined;
+  const p = rt.redis.pipeline();
+  for (const id of ids) p.hget(queue.toKey(id), 'timestamp');
+  let oldest: number | undefined;
+  for (const [err, v] of (await p.exec()) ?? []) {
+    const ts = err || v === null ? NaN : Number(v);
+    if (Number.isFinite(ts) && (oldest === undefined || ts < oldest)) oldest = ts;
+  }
+  return oldest;
 }
 
 export type { Job };

@@ -4,7 +4,9 @@ import type { StatusEvent } from '../../adapters/sdk.js';
 import { addAudit } from '../audit/events.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { bucketOf } from '../store/keys.js';
+import { operatorActionEvent } from '../audit/operator.js';
 import type { Platform } from '../delivery/platforms.js';
+import { webhookKey } from '../delivery/webhook-secret.js';
 import { DEFAULT_JOB_OPTIONS, jobPriority } from '../delivery/queues.js';
 import { ProblemError } from '../errors.js';
 import { canonicalJson, validateAlert } from '../ingest/validate.js';
@@ -16,7 +18,7 @@ import { createHash } from 'node:crypto';
 
 /** Verifies a Standard Webhooks signature (v1, HMAC-SHA256 over id.timestamp.body) in constant time. */
 export function verifySignature(secret: string, id: string, timestamp: string, body: string, header: string): boolean {
-  const key = secret.startsWith('whsec_') ? Buffer.from(secret.slice(6), 'base64') : Buffer.from(secret);
+  const key = webhookKey(secret);
   const expected = createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest();
   for (const part of header.split(' ')) {
     const [version, sig] = part.split(',');
@@ -87,7 +89,7 @@ export function lifecycleRoutes(platforms: Map<string, Platform>) {
       '/v1/alerts/:id/cancel',
       {
         preHandler: app.requireScope('alerts:write'),
-        schema: { body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: 'string', minLength: 1, maxLength: 1000 } } } },
+        schema: { body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, pattern: '\\S' } } } },
       },
       async (req) => {
         const rec = await ownAlert(rt, req, req.params.id);
@@ -97,7 +99,14 @@ export function lifecycleRoutes(platforms: Map<string, Platform>) {
 
     app.post<{ Params: { id: string }; Body: unknown }>('/v1/alerts/:id/update', { preHandler: app.requireScope('alerts:write') }, async (req) => {
       const rec = await ownAlert(rt, req, req.params.id);
-      return updateAlert(rt, req.principal!, rec, req.body);
+      const { alert, reason } = updateBody(req.body);
+      // A source updates its own alert; anyone else (an admin key) acts on a source's alert and must say why.
+      if (req.principal!.kind !== 'source' && !reason) {
+        throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'An operator updating a source\'s alert must give a reason: send {"reason": "…", "alert": {…}}', {
+          errors: [{ pointer: '/reason', message: 'is required when an operator updates a source\'s alert' }],
+        });
+      }
+      return updateAlert(rt, req.principal!, rec, alert, reason);
     });
   };
 }
@@ -110,6 +119,8 @@ export async function cancelAlert(rt: Runtime, p: Principal, rec: AlertRecord, r
   const k = rt.keys;
   const actor = { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId } as const;
   const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
+  // A source withdrawing its own alert is on the log as delivery.state; an operator's is also an action.
+  if (p.kind === 'operator') await rt.audit(operatorActionEvent(p, 'cancel', { alertId: rec.id }, reason));
   for (const d of ds) {
     if (FINAL_STATES.has(d.state)) continue;
     const wasSent = d.state !== 'queued';
@@ -126,7 +137,7 @@ export async function cancelAlert(rt: Runtime, p: Principal, rec: AlertRecord, r
  * and sent as an update to platforms that already hold the case. Shared by
  * POST /v1/alerts/:id/update and CAP Update.
  */
-export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, body: unknown) {
+export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, body: unknown, reason?: string) {
   const k = rt.keys;
   const v = validateAlert(body);
   if (!v.ok) throw new ProblemError('FENLIU_ERR_VALIDATION', `${v.errors.length} field(s) do not match the alert schema`, { errors: v.errors });
@@ -141,7 +152,10 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   const m = rt.redis.multi();
   m.set(k.alert(rec.id), JSON.stringify(updated));
   m.rpush(`${k.alert(rec.id)}:versions`, JSON.stringify({ at, version: updated.version, alert: rec.alert }));
-  addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version } }, bucketOf(rec.id));
+  addAudit(m, rt.cfg.redis.prefix, { type: 'alert.updated', at, alertId: rec.id, sourceId: rec.sourceId, actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, data: { alert: v.alert, version: updated.version, ...(reason ? { reason } : {}) } }, bucketOf(rec.id));
+  if (p.kind === 'operator') {
+    addAudit(m, rt.cfg.redis.prefix, operatorActionEvent(p, 'update', { alertId: rec.id }, reason, { version: updated.version }), bucketOf(rec.id));
+  }
   await m.exec();
   void relayAudit(rt.redis, rt.cfg.redis.prefix, bucketOf(rec.id)).catch(() => 0);
   const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
@@ -151,6 +165,24 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
     await rt.queues.get(d.platformId).add('update', { alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'update' }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(v.alert.priority), jobId: `${d.id}.update.${updated.version}` });
   }
   return getAlertView(rt.redis, k, rec.id);
+}
+
+/**
+ * The update body: the new alert itself, or `{reason, alert}` (required form for operators). An
+ * alert has no `alert` member, so the two cannot be confused.
+ */
+function updateBody(body: unknown): { alert: unknown; reason?: string } {
+  if (body && typeof body === 'object' && !Array.isArray(body) && 'alert' in body && !('source' in body)) {
+    const { alert, reason, ...rest } = body as Record<string, unknown>;
+    if (Object.keys(rest).length) {
+      throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'An update envelope has only reason and alert', { errors: Object.keys(rest).map((k) => ({ pointer: `/${k}`, message: 'is not allowed' })) });
+    }
+    if (reason !== undefined && (typeof reason !== 'string' || !reason.trim() || reason.length > 1000)) {
+      throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'reason must be text of 1 to 1000 characters', { errors: [{ pointer: '/reason', message: 'must be 1 to 1000 characters' }] });
+    }
+    return { alert, reason: reason as string | undefined };
+  }
+  return { alert: body };
 }
 
 /** The alert, if the caller's source owns it (or the caller is admin); otherwise 404. */

@@ -64,7 +64,9 @@ export function startAutopilot(sandbox: Sandbox, kinds: Record<string, SandboxKi
         steps.forEach(([step, ms], i) =>
           later(ms, async () => {
             if (kind === 'open311') {
-              platform.setTicketStatus(t.id, step === 'accepted' ? 'open' : 'closed', step === 'resolved' ? 'Handled on site' : 'Assigned');
+              // GeoReport v2 itself only has open|closed, and open is merely received; servers
+              // with a sign-for step report an extended status (config/demo.yaml maps it).
+              platform.setTicketStatus(t.id, step === 'accepted' ? 'acknowledged' : 'closed', step === 'resolved' ? 'Handled on site' : 'Assigned');
               return;
             }
             const body = callbackBody(kind, t, step, `${run}-${i + 1}`, new Date().toISOString());

@@ -51,8 +51,16 @@ export interface SandboxPlatformOptions {
   kind: SandboxKind;
   /** 0 or absent: a random free port. */
   port?: number;
-  /** Open311 only: `batch` answers POST /requests.json with a token. */
+  /** Open311 only: `batch` answers POST /requests.<format> with a token. */
   open311Mode?: 'realtime' | 'batch';
+  /** Open311 only: the service codes GET services lists and POST accepts. */
+  open311Services?: string[];
+  /**
+   * Open311 only: service code → its required attributes (code → description). Such services
+   * are listed with metadata=true, answer GET services/{code} with their definition, and refuse
+   * a POST that lacks one of the attributes.
+   */
+  open311Required?: Record<string, Record<string, string>>;
 }
 
 const BODY_LIMIT = 1024 * 1024;
@@ -105,6 +113,8 @@ export class SandboxPlatform extends EventEmitter {
       byExternalId: new Map(),
       byToken: new Map(),
       open311Mode: opts.open311Mode ?? 'realtime',
+      ...(opts.open311Services ? { open311Services: opts.open311Services } : {}),
+      ...(opts.open311Required ? { open311Required: opts.open311Required } : {}),
       clock: () => new Date(),
     };
     this.server = createServer((req, res) => void this.onRequest(req, res));
@@ -145,6 +155,14 @@ export class SandboxPlatform extends EventEmitter {
     t.status = status;
     t.statusNotes = notes;
     t.updatedAt = this.state.clock().toISOString();
+  }
+
+  /**
+   * The platform's own clock (ticket and status times it reports); wall clock by default. Tests
+   * set a wrong one to see what fenliu makes of a platform answering with 2010 dates.
+   */
+  setClock(clock: () => Date = () => new Date()): void {
+    this.state.clock = clock;
   }
 
   /** Forgets received requests and clears the fault; tickets stay (they are the platform's data). */

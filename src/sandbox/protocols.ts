@@ -48,6 +48,10 @@ export interface ProtocolState {
   byToken: Map<string, string>;
   /** Open311 only: answer POST /requests with a token (batch service) instead of an id. */
   open311Mode: 'realtime' | 'batch';
+  /** Open311 only: the service codes GET services lists (and POST accepts). Default {@link OPEN311_SERVICES}. */
+  open311Services?: readonly string[];
+  /** Open311 only: service code → required attribute code → description (a service definition). */
+  open311Required?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Injected for tests; wall clock otherwise (the sandbox is not an adapter and may read it). */
   clock: () => Date;
 }
@@ -215,11 +219,16 @@ function cityOps(req: ProtocolRequest, state: ProtocolState): ProtocolResponse {
   return notFound(state.kind, `route ${req.method} ${req.pathname}`);
 }
 
+/** Service codes the simulated Open311 server offers unless told otherwise: the demo's and the adapter's examples. */
+export const OPEN311_SERVICES: readonly string[] = ['GENERAL', '001', 'LOCK-01', 'WATER-LEAK', 'NOISE', 'MEDIATION', 'CONSUMER'];
+
 function open311View(t: SandboxTicket): Record<string, unknown> {
   const r = obj(t.request);
   return {
     service_request_id: t.id,
-    status: t.status === 'closed' ? 'closed' : 'open',
+    // open|closed as the spec has them; an extended status set by a test or the autopilot
+    // (acknowledged, in_progress) is reported as is, as servers with richer workflows do.
+    status: t.status === 'cancelled' ? 'closed' : t.status,
     status_notes: t.statusNotes ?? null,
     service_code: r.service_code ?? null,
     description: r.description ?? null,
@@ -231,46 +240,107 @@ function open311View(t: SandboxTicket): Record<string, unknown> {
   };
 }
 
+function xmlEscape(v: string): string {
+  return v.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** GeoReport v2 XML: the root, one element per item, leaves as text, null as an empty element. */
+function open311Xml(root: string, item: string, items: Record<string, unknown>[]): string {
+  return `<?xml version="1.0" encoding="utf-8"?>\n<${root}>${open311Items(item, items)}</${root}>`;
+}
+
+/** One element per item, leaves as text, null as an empty element. */
+function open311Items(item: string, items: Record<string, unknown>[]): string {
+  const leaf = (k: string, v: unknown) => (v === null || v === undefined ? `<${k}/>` : `<${k}>${xmlEscape(String(v))}</${k}>`);
+  return items.map((o) => `<${item}>${Object.entries(o).map(([k, v]) => leaf(k, v)).join('')}</${item}>`).join('');
+}
+
+/** One answer in the format the path asked for (`.xml`, the spec's required one, or `.json`). */
+function open311Answer(fmt: string, status: number, root: string, item: string, items: Record<string, unknown>[]): ProtocolResponse {
+  if (fmt === 'json') return json(status, items);
+  return { status, headers: { 'content-type': 'text/xml; charset=utf-8' }, body: open311Xml(root, item, items) };
+}
+
+function open311Error(fmt: string, status: number, description: string): ProtocolResponse {
+  return open311Answer(fmt, status, 'errors', 'error', [{ code: status, description }]);
+}
+
 function open311(req: ProtocolRequest, state: ProtocolState): ProtocolResponse {
-  if (req.method === 'POST' && req.pathname === '/requests.json') {
+  const m0 = /^(.*)\.(xml|json)$/.exec(req.pathname);
+  const resource = m0?.[1] ?? req.pathname;
+  const fmt = m0?.[2] ?? 'xml';
+  const services = state.open311Services ?? OPEN311_SERVICES;
+  const required = state.open311Required ?? {};
+  if (req.method === 'POST' && resource === '/requests' && m0) {
     if (!(req.headers['content-type'] ?? '').includes('application/x-www-form-urlencoded')) {
-      return validationError(state.kind, 'Content-Type', 'must be application/x-www-form-urlencoded');
+      return open311Error(fmt, 400, 'Content-Type must be application/x-www-form-urlencoded');
     }
     const body = obj(req.parsed);
     const miss = missing(body, ['api_key', 'service_code']);
-    if (miss) return validationError(state.kind, miss, 'was not provided');
+    if (miss) return open311Error(fmt, 400, `${miss} was not provided`);
+    if (!services.includes(String(body.service_code))) return open311Error(fmt, 404, `service_code ${String(body.service_code)} was not found`);
+    const absent = Object.keys(required[String(body.service_code)] ?? {}).find((c) => !(`attribute[${c}]` in body) && !(`attribute[${c}][]` in body));
+    if (absent) return open311Error(fmt, 400, `attribute[${absent}] was not provided`);
     if (!(body.lat && body.long) && !body.address_string && !body.address_id) {
-      return validationError(state.kind, 'location', '(lat & long, address_string or address_id) was not provided');
+      return open311Error(fmt, 400, 'location (lat & long, address_string or address_id) was not provided');
     }
-    if (String(body.description ?? '').length > 4000) return validationError(state.kind, 'description', 'is longer than 4000 characters');
+    if (Array.from(String(body.description ?? '')).length > 4000) return open311Error(fmt, 400, 'description is longer than 4000 characters');
     const { ticket, created } = create(state, req.headers['idempotency-key'], body);
     if (state.open311Mode === 'batch') {
       if (created) {
         ticket.token = `TK${ticket.id}`;
         state.byToken.set(ticket.token, ticket.id);
       }
-      return json(200, [{ token: ticket.token }]);
+      return open311Answer(fmt, 200, 'service_requests', 'request', [{ token: ticket.token }]);
     }
-    return json(200, [{ service_request_id: ticket.id, service_notice: 'The request has been forwarded to the responsible department', account_id: null }]);
+    return open311Answer(fmt, 200, 'service_requests', 'request', [{ service_request_id: ticket.id, service_notice: 'The request has been forwarded to the responsible department', account_id: null }]);
   }
-  if (req.method === 'GET' && req.pathname === '/requests.json') {
+  if (req.method !== 'GET' || !m0) return notFound(state.kind, `route ${req.method} ${req.pathname}`);
+  if (resource === '/requests') {
     const ids = (req.query.get('service_request_id') ?? '').split(',').filter(Boolean);
     const list = ids.length ? ids.map((id) => state.tickets.get(id)).filter((t): t is SandboxTicket => !!t) : [...state.tickets.values()];
-    return json(200, list.map(open311View));
+    return open311Answer(fmt, 200, 'service_requests', 'request', list.map(open311View));
   }
-  let m = /^\/requests\/([^/]+)\.json$/.exec(req.pathname);
-  if (req.method === 'GET' && m) {
+  let m = /^\/requests\/([^/]+)$/.exec(resource);
+  if (m) {
     const t = state.tickets.get(decodeURIComponent(m[1]));
-    return t ? json(200, [open311View(t)]) : notFound(state.kind, 'service_request_id');
+    return t ? open311Answer(fmt, 200, 'service_requests', 'request', [open311View(t)]) : open311Error(fmt, 404, 'service_request_id not found');
   }
-  m = /^\/tokens\/([^/]+)\.json$/.exec(req.pathname);
-  if (req.method === 'GET' && m) {
+  m = /^\/tokens\/([^/]+)$/.exec(resource);
+  if (m) {
     const token = decodeURIComponent(m[1]);
     const id = state.byToken.get(token);
-    return id ? json(200, [{ service_request_id: id, token }]) : notFound(state.kind, 'token');
+    return id ? open311Answer(fmt, 200, 'service_requests', 'request', [{ service_request_id: id, token }]) : open311Error(fmt, 404, 'token not found');
   }
-  if (req.method === 'GET' && req.pathname === '/services.json') {
-    return json(200, [{ service_code: 'GENERAL', service_name: 'General request', metadata: false, type: state.open311Mode, keywords: '', group: 'general' }]);
+  if (resource === '/services') {
+    return open311Answer(
+      fmt,
+      200,
+      'services',
+      'service',
+      services.map((code) => ({ service_code: code, service_name: `Service ${code}`, description: null, metadata: code in required, type: state.open311Mode, keywords: '', group: 'general' })),
+    );
+  }
+  m = /^\/services\/([^/]+)$/.exec(resource);
+  if (m) {
+    const code = decodeURIComponent(m[1]);
+    if (!services.includes(code)) return open311Error(fmt, 404, `service_code ${code} was not found`);
+    // GeoReport v2 "GET Service Definition", in the spec's element order.
+    const attrs = Object.entries(required[code] ?? {}).map(([c, description], i) => ({ variable: true, code: c, datatype: 'string', required: true, datatype_description: null, order: i + 1, description }));
+    if (fmt === 'json') return json(200, { service_code: code, attributes: attrs });
+    const body = `<service_definition><service_code>${xmlEscape(code)}</service_code><attributes>${open311Items('attribute', attrs)}</attributes></service_definition>`;
+    return { status: 200, headers: { 'content-type': 'text/xml; charset=utf-8' }, body: `<?xml version="1.0" encoding="utf-8"?>\n${body}` };
+  }
+  if (resource === '/discovery') {
+    // Service Discovery: this endpoint offers both formats.
+    const endpoint = { specification: 'http://wiki.open311.org/GeoReport_v2', url: `http://${req.headers.host ?? 'sandbox'}`, changeset: '2026-11-29T00:00:00Z', type: 'test', formats: ['text/xml', 'application/json'] };
+    if (fmt === 'json') return json(200, { changeset: endpoint.changeset, contact: 'sandbox', key_service: 'sandbox', endpoints: [endpoint] });
+    const fmts = endpoint.formats.map((f) => `<format>${f}</format>`).join('');
+    return {
+      status: 200,
+      headers: { 'content-type': 'text/xml; charset=utf-8' },
+      body: `<?xml version="1.0" encoding="utf-8"?>\n<discovery><changeset>${endpoint.changeset}</changeset><contact>sandbox</contact><key_service>sandbox</key_service><endpoints><endpoint><specification>${endpoint.specification}</specification><url>${xmlEscape(endpoint.url)}</url><changeset>${endpoint.changeset}</changeset><type>test</type><formats>${fmts}</formats></endpoint></endpoints></discovery>`,
+    };
   }
   return notFound(state.kind, `route ${req.method} ${req.pathname}`);
 }

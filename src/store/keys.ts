@@ -65,6 +65,8 @@ export function keys(prefix: string) {
     /** Remote ticket id → delivery id, per platform and bucket (a lookup asks every bucket). */
     ticket: (b: number, platformId: string) => `${inB(b)}:ticket:${platformId}`,
     deadLetters: (b: number, platformId: string) => `${inB(b)}:dead:${platformId}`,
+    /** The platform's last failed attempt (at, errorClass, status, message, deliveryId) in a bucket: one small hash, overwritten by the attempt script (same slot as the delivery); a read takes the newest of the buckets. */
+    platformLastError: (b: number, platformId: string) => `${inB(b)}:platform:${platformId}:lasterror`,
     /** Deliveries that reached `delivered`, by time (score: epoch ms): the console's flow out. */
     flowDelivered: (b: number, platformId: string) => `${inB(b)}:flow:delivered:${platformId}`,
     /** Deliveries created after ingest (re-routes, feedback, escalations), in order. */
@@ -96,6 +98,8 @@ export function keys(prefix: string) {
     queuePrefix: `{${prefix}:q}`,
     /** Queue prefix of a platform's delivery queue: one hash tag per platform, so platforms spread over shards. */
     queuePrefixOf: (platformId: string) => platformQueuePrefix(`{${prefix}:q}`, platformId),
+    /** A replay run started through the API and not finished yet (its mode, for replay.finished): a key on its own. */
+    replayRun: (id: string) => `${prefix}:replay:${id}`,
   };
 }
 

@@ -19,6 +19,8 @@ export interface AlertRecord {
   deliveryIds: string[];
   /** Set when this alert was a repeat call linked to an open case instead of opening a ticket. */
   repeatOf?: string;
+  /** Why it was linked: which key matched (src/lifecycle/repeat.ts) and on what. */
+  repeatMatch?: { key: 'place+category' | 'phone+family'; on: string; crossSource: boolean };
   /** Versions sent after the first (POST /v1/alerts/:id/update), newest last. */
   version?: number;
 }
@@ -36,6 +38,13 @@ export interface DeliveryRecord {
   pendingToken?: string;
   lastError?: string;
   nextAttemptAt?: string;
+  /**
+   * Derived on read, never stored: queued or sending with a next attempt planned, i.e. an
+   * earlier attempt failed and the engine will try again (重试中).
+   */
+  retrying?: boolean;
+  /** `attempts` when an operator last retried the dead letter: the retry budget counts from here. */
+  retryFrom?: number;
   deliveredAt?: string;
   /** SLA flags (ack, intervene, resolve) set when a deadline passed before the state was reached. */
   overdue?: string[];
@@ -56,13 +65,13 @@ export interface DeliveryRecord {
 export function deliveryHash(d: DeliveryRecord): Record<string, string> {
   const h: Record<string, string> = {};
   for (const [k, v] of Object.entries(d)) {
-    if (v === undefined) continue;
+    if (v === undefined || k === 'retrying') continue;
     h[k] = typeof v === 'string' ? v : JSON.stringify(v);
   }
   return h;
 }
 
-const NUMERIC = new Set(['attempts']);
+const NUMERIC = new Set(['attempts', 'retryFrom']);
 const JSONISH = new Set(['overdue']);
 
 export function parseDelivery(h: Record<string, string>): DeliveryRecord | undefined {
@@ -71,6 +80,7 @@ export function parseDelivery(h: Record<string, string>): DeliveryRecord | undef
   for (const [k, v] of Object.entries(h)) {
     d[k] = NUMERIC.has(k) ? Number(v) : JSONISH.has(k) ? JSON.parse(v) : v;
   }
+  if ((d.state === 'queued' || d.state === 'sending') && d.nextAttemptAt) d.retrying = true;
   return d as unknown as DeliveryRecord;
 }
 
@@ -85,6 +95,7 @@ export interface AlertView {
   /** Feedback to 110 and escalations about this alert. */
   notices?: DeliveryRecord[];
   repeatOf?: string;
+  repeatMatch?: AlertRecord['repeatMatch'];
   links: Record<string, string>;
 }
 
@@ -115,6 +126,7 @@ export function alertView(rec: AlertRecord, all: DeliveryRecord[]): AlertView {
     id: rec.id,
     status: deriveAlertState(deliveries.map((d) => d.state)),
     ...(rec.repeatOf ? { repeatOf: rec.repeatOf } : {}),
+    ...(rec.repeatMatch ? { repeatMatch: rec.repeatMatch } : {}),
     ...(notices.length ? { notices } : {}),
     receivedAt: rec.receivedAt,
     sourceId: rec.sourceId,

@@ -11,7 +11,7 @@ import { startTestFenliu } from '../helpers/fenliu.js';
 import { KEYS, Receiver, WEBHOOK_OPTIONS, alert, api, faultConfig, inspector, settle } from './harness.js';
 import { request } from 'undici';
 
-const SECRET = 'callback-secret-for-skew-tests-0123456789';
+const SECRET = 'whsec_Y2FsbGJhY2stc2VjcmV0LWZvci1za2V3LXRlc3RzLTAxMjM0NTY3ODk=';
 const TOLERANCE_S = 60;
 
 t.test('callback timestamps within ± tolerance pass; beyond it and replays are refused', async (t) => {

@@ -1,9 +1,10 @@
 import { ApiError, get, post, qs } from '../api.js';
 import { fmtMs, fmtTime, h, replace, type Child } from '../dom.js';
-import { t, tx } from '../i18n.js';
-import { can, type PageContext } from '../main.js';
+import { t } from '../i18n.js';
+import { can, categoryName, platformName, routeName, sourceName, type PageContext } from '../context.js';
+import { bareMessage, label } from '../labels.js';
 import type { AlertView, DeliveryDetail, Person } from '../types.js';
-import { askReason, errorBox, stateBadge, table } from '../ui.js';
+import { askReason, deliveryBadge, errorBox, errorView, stateBadge, table, verbatim } from '../ui.js';
 
 const STATES = ['queued', 'delivering', 'delivered', 'in_progress', 'resolved', 'closed', 'failed', 'cancelled', 'returned', 'accepted', 'rejected', 'reopened'];
 /** Pages scanned when filtering on fields the API does not filter on (source alert id, region). */
@@ -21,9 +22,12 @@ export async function renderAlerts(ctx: PageContext): Promise<void> {
   const source = h('select', { name: 'source', 'data-testid': 'f-source' }, h('option', { value: '' }, t('all')), ctx.me.sources.map((s) => h('option', { value: s.id }, s.name)));
   source.value = p.get('source') ?? '';
   const alertId = h('input', { name: 'alertId', value: p.get('alertId') ?? '', 'data-testid': 'f-alertId', size: '14' });
-  const category = h('input', { name: 'category', value: p.get('category') ?? '', placeholder: 'dispute / consumer.refund', 'data-testid': 'f-category', size: '16' });
+  // The installation's category table, by name; a parent code (dispute) filters its children too.
+  const cats = Object.entries(ctx.me.categories ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const category = h('select', { name: 'category', 'data-testid': 'f-category' }, h('option', { value: '' }, t('all')), cats.map(([code]) => h('option', { value: code }, categoryName(ctx.me, code))));
+  category.value = p.get('category') ?? '';
   const region = h('input', { name: 'region', value: p.get('region') ?? '', placeholder: '4202', 'data-testid': 'f-region', size: '8' });
-  const state = h('select', { name: 'state', 'data-testid': 'f-state' }, h('option', { value: '' }, t('all')), STATES.map((s) => h('option', { value: s }, tx('st_', s))));
+  const state = h('select', { name: 'state', 'data-testid': 'f-state' }, h('option', { value: '' }, t('all')), STATES.map((s) => h('option', { value: s }, label('state', s))));
   state.value = p.get('state') ?? '';
   const since = h('input', { type: 'datetime-local', name: 'since', value: p.get('since') ?? '' });
   const until = h('input', { type: 'datetime-local', name: 'until', value: p.get('until') ?? '' });
@@ -65,11 +69,11 @@ export async function renderAlerts(ctx: PageContext): Promise<void> {
         items.map((a) => [
           fmtTime(a.receivedAt),
           h('a', { href: `#/alerts/${encodeURIComponent(a.id)}`, 'data-testid': `alert-${a.alert.source.alertId}` }, a.alert.source.alertId),
-          a.alert.category,
+          categoryName(ctx.me, a.alert.category),
           a.alert.location.regionCode,
           h('span', { class: 'clip', title: a.alert.summary }, a.alert.summary),
-          stateBadge(a.status),
-          a.deliveries.map((d) => h('span', { class: 'chip', title: d.id }, `${d.platformId}: `, stateBadge(d.state))),
+          alertBadge(a),
+          a.deliveries.map((d) => h('span', { class: 'chip', title: d.id }, `${platformName(ctx.me, d.platformId)}: `, d.retrying ? stateBadge('retrying') : stateBadge(d.state))),
         ]),
         'alerts',
       ),
@@ -106,13 +110,25 @@ export async function renderAlerts(ctx: PageContext): Promise<void> {
   }
 }
 
-function person(x: Person | undefined): string {
-  if (!x) return '—';
-  return [x.role, x.name, x.phone, x.idNumber, x.confidential ? `(${t('confidential')})` : ''].filter(Boolean).join(' · ');
+/** An alert still in the gateway whose deliveries wait for a retry reads 重试中, not 排队. */
+function alertBadge(a: AlertView): HTMLElement {
+  return (a.status === 'queued' || a.status === 'delivering') && a.deliveries.some((d) => d.retrying) ? stateBadge('retrying') : stateBadge(a.status);
 }
 
-function dl(rows: [string, Child][]): HTMLElement {
-  return h('dl', { class: 'kv' }, rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v ?? '—')]));
+function person(x: Person | undefined): string {
+  if (!x) return '—';
+  return [x.role ? label('role', x.role) : '', x.name, x.phone, x.idNumber, x.confidential ? `(${t('confidential')})` : ''].filter(Boolean).join(' · ');
+}
+
+function dl(rows: ([string, Child] | null)[]): HTMLElement {
+  return h('dl', { class: 'kv' }, rows.map((r) => (r ? [h('dt', null, r[0]), h('dd', null, r[1] ?? '—')] : null)));
+}
+
+/** Who acted, by name where config has one: a 110 system, a platform, an operator's key. */
+function actorText(ctx: PageContext, a: { kind?: string; id?: string } | undefined): string {
+  if (!a?.id) return '';
+  const who = a.kind === 'source' ? sourceName(ctx.me, a.id) : a.kind === 'platform' ? platformName(ctx.me, a.id) : a.id;
+  return a.kind ? `${label('actorKind', a.kind)} ${who}` : who;
 }
 
 export async function renderAlertDetail(ctx: PageContext): Promise<void> {
@@ -131,26 +147,26 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
   const timeline = h('div', { 'data-testid': 'timeline' }, h('p', { class: 'muted' }, t('loading')));
   replace(
     ctx.root,
-    h('header', { class: 'page-head' }, h('a', { href: '#/alerts', class: 'button' }, `← ${t('back')}`), h('h1', null, `${t('alertDetail')} ${al.source.alertId}`), stateBadge(a.status)),
+    h('header', { class: 'page-head' }, h('a', { href: '#/alerts', class: 'button' }, `← ${t('back')}`), h('h1', null, `${t('alertDetail')} ${al.source.alertId}`), alertBadge(a)),
     h(
       'section',
       { class: 'panel' },
       personal ? null : h('p', { class: 'notice', 'data-testid': 'masked' }, t('masked')),
       dl([
         ['ID', a.id],
-        [t('source'), `${al.source.system}${al.source.desk ? ` / ${al.source.desk}` : ''}`],
+        [t('source'), `${sourceName(ctx.me, al.source.system)}${al.source.desk ? ` / ${al.source.desk}` : ''}`],
         [t('sourceAlertId'), al.source.alertId],
         [t('receivedAt'), fmtTime(a.receivedAt)],
         [t('reportedAt'), fmtTime(al.reportedAt)],
-        [t('category'), al.category],
-        [t('priority'), al.priority ?? 'normal'],
+        [t('category'), h('span', { 'data-testid': 'category' }, categoryName(ctx.me, al.category))],
+        [t('priority'), label('priority', al.priority ?? 'normal')],
         [t('summary'), al.summary],
         [t('description'), al.description ?? '—'],
         [t('address'), `${al.location.address ?? ''} (${al.location.regionCode}${al.location.gridCode ? ` / ${al.location.gridCode}` : ''})`],
         [t('caller'), h('span', { 'data-testid': 'caller' }, person(al.caller))],
         [t('parties'), (al.parties ?? []).map((x) => h('div', null, person(x)))],
-        [t('police'), al.police ? [al.police.unit, al.police.officerId, al.police.sceneStatus, al.police.assessment].filter(Boolean).join(' · ') : '—'],
-        [t('route'), `${a.route.ruleId ?? ''} → ${a.route.targets.join(', ')}`],
+        [t('police'), al.police ? [al.police.unit, al.police.officerId, al.police.sceneStatus ? `${t('sceneStatus')}：${label('sceneStatus', al.police.sceneStatus)}` : '', al.police.assessment].filter(Boolean).join(' · ') : '—'],
+        [t('route'), `${a.route.ruleId ? routeName(ctx.me, a.route.ruleId) : ''} → ${a.route.targets.map((x) => platformName(ctx.me, x)).join('、')}`],
       ]),
     ),
     h('section', { class: 'panel' }, h('h2', null, t('deliveries')), deliveries),
@@ -168,10 +184,10 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
           h(
             'header',
             null,
-            h('strong', null, d.platformId),
+            h('strong', null, platformName(ctx.me, d.platformId)),
             ' ',
-            stateBadge(d.state),
-            (d.overdue ?? []).map((o) => h('span', { class: 'badge overdue' }, `${t('overdue')}: ${tx('sla_', o)}`)),
+            deliveryBadge(d, `state-${d.platformId}`),
+            (d.overdue ?? []).map((o) => h('span', { class: 'badge overdue' }, `${t('overdue')}: ${label('sla', o)}`)),
             d.state === 'failed' && can(ctx.me, 'admin')
               ? h(
                   'button',
@@ -196,18 +212,30 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
           dl([
             [t('delivery'), d.id],
             [t('ticketId'), h('span', { 'data-testid': `ticket-${d.platformId}` }, d.remoteTicketId ?? '—')],
-            [t('attempts'), String(d.attempts)],
-            [t('lastError'), d.lastError ?? '—'],
+            [t('attempts'), h('span', { 'data-testid': `attempts-${d.platformId}` }, String(d.attempts))],
+            d.retrying ? [t('nextAttempt'), h('span', { 'data-testid': `next-attempt-${d.platformId}` }, fmtTime(d.nextAttemptAt))] : null,
+            [t('lastError'), errorView(d.lastError)],
           ]),
           h('h3', null, t('attemptLog')),
           table(
-            ['#', t('at'), t('duration'), t('outcome'), t('status'), t('reason')],
-            d.attemptLog.map((x) => [String(x.n), fmtTime(x.at), fmtMs(x.durationMs), x.outcome, x.status === undefined ? '—' : String(x.status), [x.errorClass, x.reason].filter(Boolean).join(': ') || '—']),
+            ['#', t('kindOf'), t('at'), t('duration'), t('outcome'), t('status'), t('errorClass'), t('reason'), t('nextAttempt')],
+            d.attemptLog.map((x) => [
+              String(x.n),
+              x.kind ? label('attemptKind', x.kind) : t('deliveries'),
+              fmtTime(x.at),
+              fmtMs(x.durationMs),
+              label('outcome', x.outcome),
+              x.status === undefined ? '—' : String(x.status),
+              x.errorClass ? label('errorClass', x.errorClass) : '—',
+              verbatim(bareMessage(x.reason, x.errorClass)),
+              x.nextAttemptAt ? fmtTime(x.nextAttemptAt) : '—',
+            ]),
+            `attempts-table-${d.platformId}`,
           ),
           h('h3', null, t('history')),
           table(
             [t('at'), t('from'), t('to'), t('by'), t('note')],
-            d.history.map((x) => [fmtTime(x.at), x.from ? stateBadge(x.from) : '—', stateBadge(x.to), x.source, x.note ?? '']),
+            d.history.map((x) => [fmtTime(x.at), x.from ? stateBadge(x.from) : '—', stateBadge(x.to), label('changeSource', x.source), x.note ? verbatim(x.note) : '']),
           ),
         ),
       ),
@@ -219,11 +247,11 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
     replace(
       timeline,
       table(
-        [t('at'), 'type', t('platform'), 'actor', t('note')],
+        [t('at'), t('eventType'), t('platform'), t('actor'), t('note')],
         tl.items.map((x) => {
-          const ev = x.event as { type: string; at: string; platformId?: string; actor?: { id?: string }; reason?: string; data?: Record<string, unknown> };
-          const note = ev.reason ?? (ev.data && typeof ev.data.to === 'string' ? `→ ${ev.data.to}` : '');
-          return [fmtTime(ev.at), ev.type, ev.platformId ?? '', ev.actor?.id ?? '', note];
+          const ev = x.event as { type: string; at: string; platformId?: string; sourceId?: string; actor?: { kind?: string; id?: string }; reason?: string; data?: Record<string, unknown> };
+          const note = ev.reason ? verbatim(ev.reason) : ev.data && typeof ev.data.to === 'string' ? `→ ${label('state', ev.data.to)}` : '';
+          return [fmtTime(ev.at), label('auditType', ev.type), ev.platformId ? platformName(ctx.me, ev.platformId) : '', actorText(ctx, ev.actor), note];
         }),
         'timeline-table',
       ),

@@ -1,9 +1,9 @@
 import { get, post } from '../api.js';
 import { fmtTime, h, replace } from '../dom.js';
 import { t } from '../i18n.js';
-import { can, type PageContext } from '../main.js';
+import { can, type PageContext } from '../context.js';
 import type { Delivery, PlatformStatus } from '../types.js';
-import { askReason, errorBox, table, updatedAt } from '../ui.js';
+import { askReason, errorBox, errorView, table, updatedAt } from '../ui.js';
 
 export async function renderDead(ctx: PageContext): Promise<void> {
   const admin = can(ctx.me, 'admin');
@@ -48,7 +48,7 @@ export async function renderDead(ctx: PageContext): Promise<void> {
                 h('a', { href: `#/alerts/${encodeURIComponent(d.alertId)}` }, d.alertId),
                 fmtTime(d.failedAt ?? d.updatedAt),
                 String(d.attempts),
-                h('span', { class: 'clip wide', title: d.lastError ?? '' }, d.lastError ?? '—'),
+                h('span', { class: 'clip wide', title: d.lastError ?? '' }, errorView(d.lastError)),
                 admin ? h('button', { type: 'button', class: 'danger small', 'data-testid': `retry-${d.id}`, onclick: () => void retry(`/v1/deliveries/${encodeURIComponent(d.id)}/retry`, t('confirmRetry'), d.id) }, t('retry')) : '',
               ]),
             ),

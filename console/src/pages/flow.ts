@@ -1,12 +1,14 @@
 import { get } from '../api.js';
 import { fmtMs, h, replace } from '../dom.js';
 import { t } from '../i18n.js';
-import type { PageContext } from '../main.js';
+import type { PageContext } from '../context.js';
 import type { Flow, PlatformStatus } from '../types.js';
-import { card, chart, errorBox, PALETTE, stateBadge, table, updatedAt } from '../ui.js';
+import { FIGURE_COLOUR, STATE_COLOUR } from '../colours.js';
+import { card, chart, errorBox, stateBadge, table, updatedAt } from '../ui.js';
 import type { Chart } from 'chart.js';
 
 const REFRESH_MS = 5_000;
+const DASHES: number[][] = [[], [6, 3], [2, 2], [10, 3, 2, 3], [4, 6], [1, 4]];
 
 function hhmm(ms: number): string {
   const d = new Date(ms);
@@ -53,8 +55,9 @@ export async function renderFlow(ctx: PageContext): Promise<void> {
       );
       const labels = flow.buckets.map(hhmm);
       const datasets = [
-        { label: t('alertsIn'), data: flow.in, borderColor: PALETTE[0], backgroundColor: 'rgba(31,111,235,0.12)', fill: true, tension: 0, pointRadius: 0, borderWidth: 2 },
-        ...flow.platforms.map((p, i) => ({ label: `${t('deliveredOut')} · ${p.name}`, data: p.out, borderColor: PALETTE[(i + 1) % PALETTE.length], backgroundColor: 'transparent', fill: false, tension: 0, pointRadius: 0, borderWidth: 1.5 })),
+        { label: t('alertsIn'), data: flow.in, borderColor: FIGURE_COLOUR.received, backgroundColor: `${FIGURE_COLOUR.received}1f`, fill: true, tension: 0, pointRadius: 0, borderWidth: 2 },
+        // Every platform's line is "delivered", so all share the delivered colour; dashes tell them apart.
+        ...flow.platforms.map((p, i) => ({ label: `${t('deliveredOut')} · ${p.name}`, data: p.out, borderColor: STATE_COLOUR.delivered, borderDash: DASHES[i % DASHES.length], backgroundColor: 'transparent', fill: false, tension: 0, pointRadius: 0, borderWidth: 1.5 })),
       ];
       if (!c) {
         c = chart(canvas, {
@@ -70,6 +73,8 @@ export async function renderFlow(ctx: PageContext): Promise<void> {
       const stateRows = Object.entries(flow.states)
         .filter(([, n]) => n > 0)
         .map(([s, n]) => [stateBadge(s), h('span', { 'data-testid': `state-${s}` }, String(n))]);
+      // Retrying deliveries are counted in queued/sending too; shown apart so a failing platform stands out.
+      if (flow.retrying) stateRows.push([stateBadge('retrying'), h('span', { 'data-testid': 'state-retrying' }, `${flow.retrying}（${t('includedAbove')}）`)]);
       replace(states, table([t('state'), '#'], stateRows, 'states'), flow.statesSampled ? h('p', { class: 'muted small' }, t('statesSampled')) : null);
       replace(
         perPlatform,

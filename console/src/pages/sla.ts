@@ -1,7 +1,8 @@
 import { get } from '../api.js';
 import { fmtMs, fmtTime, h, replace } from '../dom.js';
-import { t, tx } from '../i18n.js';
-import type { PageContext } from '../main.js';
+import { t } from '../i18n.js';
+import { label } from '../labels.js';
+import { platformName, type PageContext } from '../context.js';
 import type { SlaItem } from '../types.js';
 import { errorBox, stateBadge, table, updatedAt } from '../ui.js';
 
@@ -10,7 +11,7 @@ const REFRESH_MS = 30_000;
 export async function renderSla(ctx: PageContext): Promise<void> {
   const body = h('div');
   const stamp = h('span');
-  const kind = h('select', { 'data-testid': 'sla-kind' }, h('option', { value: '' }, t('all')), ['ack', 'intervene', 'resolve'].map((k) => h('option', { value: k }, tx('sla_', k))));
+  const kind = h('select', { 'data-testid': 'sla-kind' }, h('option', { value: '' }, t('all')), ['ack', 'intervene', 'resolve'].map((k) => h('option', { value: k }, label('sla', k))));
   replace(ctx.root, h('header', { class: 'page-head' }, h('h1', null, t('slaTitle')), h('label', { class: 'field inline' }, h('span', null, t('kind')), kind), stamp), body);
   let items: SlaItem[] = [];
   let stopped = false;
@@ -26,8 +27,8 @@ export async function renderSla(ctx: PageContext): Promise<void> {
           return [
             fmtTime(x.dueAt),
             x.overdue ? h('span', { class: 'badge overdue' }, `${t('overdueYes')} ${fmtMs(-left)}`) : h('span', { class: 'badge soon' }, `${t('dueSoon')} ${fmtMs(left)}`),
-            tx('sla_', x.kind),
-            x.platformId,
+            label('sla', x.kind),
+            platformName(ctx.me, x.platformId),
             stateBadge(x.state),
             h('a', { href: `#/alerts/${encodeURIComponent(x.alertId)}` }, x.alertId),
             h('code', null, x.deliveryId),

@@ -2,9 +2,12 @@ import type { Chart } from 'chart.js';
 import { get, qs } from '../api.js';
 import { fmtMs, fmtPct, h, replace } from '../dom.js';
 import { t, type Key } from '../i18n.js';
-import type { PageContext } from '../main.js';
+import { platformName, type PageContext } from '../context.js';
+import { FIGURE_COLOUR, METRIC_COLOUR } from '../colours.js';
 import type { Stats } from '../types.js';
-import { card, chart, csvCell, download, errorBox, PALETTE, table } from '../ui.js';
+import { card, chart, csvCell, download, errorBox, table } from '../ui.js';
+
+const unit = (k: Key) => h('span', { class: 'unit' }, t(k));
 
 function day(d: Date): string {
   const p = (n: number) => String(n).padStart(2, '0');
@@ -93,13 +96,36 @@ export async function renderStats(ctx: PageContext): Promise<void> {
       card(t('medianTimeToAccept'), fmtMs(s.medianTimeToAcceptMs)),
       card(t('medianTimeToResolve'), fmtMs(s.medianTimeToResolveMs)),
     ),
+    // One unit per table: alerts (起) or deliveries (条, one per alert × platform), never mixed.
+    h(
+      'div',
+      { class: 'two-col' },
+      h(
+        'section',
+        { class: 'panel' },
+        h('h2', null, t('alertFigures'), unit('unitAlerts')),
+        table(
+          [t('received'), t('diverted'), t('refusedPoliceOnly'), t('refusedNoRoute'), t('repeats')],
+          [[String(s.received), String(s.diverted), String(s.refusedPoliceOnly), String(s.refusedNoRoute ?? 0), String(s.repeats)]],
+          'stats-alerts',
+        ),
+      ),
+      h(
+        'section',
+        { class: 'panel' },
+        h('h2', null, t('deliveryFigures'), unit('unitDeliveries')),
+        table([t('delivered'), t('completed'), t('failures')], [[String(s.delivered), String(s.completed), String(s.failures)]], 'stats-deliveries'),
+      ),
+    ),
     h(
       'section',
       { class: 'panel' },
+      h('h2', null, t('byPlatform'), unit('unitDeliveries')),
+      h('div', { class: 'chart-box small' }, c1),
       table(
-        [t('received'), t('diverted'), t('refusedPoliceOnly'), t('delivered'), t('completed'), t('repeats'), t('failures')],
-        [[String(s.received), String(s.diverted), String(s.refusedPoliceOnly), String(s.delivered), String(s.completed), String(s.repeats), String(s.failures)]],
-        'stats-summary',
+        [t('platform'), t('delivered'), t('completed'), t('failures'), t('completionRate'), t('interventionCompliance'), t('medianTimeToAccept')],
+        s.byPlatform.map((x) => [platformName(ctx.me, x.platformId), String(x.delivered), String(x.completed), String(x.failures), fmtPct(x.completionRate), fmtPct(x.interventionCompliance), fmtMs(x.medianTimeToAcceptMs)]),
+        'stats-platforms',
       ),
     ),
     h(
@@ -108,30 +134,45 @@ export async function renderStats(ctx: PageContext): Promise<void> {
       h(
         'section',
         { class: 'panel' },
-        h('h2', null, t('byPlatform')),
-        h('div', { class: 'chart-box small' }, c1),
-        table(
-          [t('platform'), t('delivered'), t('completed'), t('failures'), t('completionRate'), t('interventionCompliance'), t('medianTimeToAccept')],
-          s.byPlatform.map((x) => [x.platformId, String(x.delivered), String(x.completed), String(x.failures), fmtPct(x.completionRate), fmtPct(x.interventionCompliance), fmtMs(x.medianTimeToAcceptMs)]),
-          'stats-platforms',
-        ),
+        h('h2', null, t('byRegion'), unit('unitAlerts')),
+        h('div', { class: 'chart-box small' }, c2),
+        table([t('region'), t('received'), t('diverted'), t('repeats')], s.byRegion.map((x) => [x.regionCode, String(x.received), String(x.diverted), String(x.repeats ?? 0)]), 'stats-regions'),
       ),
       h(
         'section',
         { class: 'panel' },
-        h('h2', null, t('byRegion')),
-        h('div', { class: 'chart-box small' }, c2),
-        table([t('region'), t('received'), t('diverted'), t('completed')], s.byRegion.map((x) => [x.regionCode, String(x.received), String(x.diverted), String(x.completed)]), 'stats-regions'),
+        h('h2', null, t('byRegion'), unit('unitDeliveries')),
+        table([t('region'), t('completed'), t('completionRate')], s.byRegion.map((x) => [x.regionCode, String(x.completed), fmtPct(x.completionRate ?? null)]), 'stats-regions-deliveries'),
       ),
     ),
   );
-  const bar = (labels: string[], sets: [string, number[]][]) => ({
+  const bar = (labels: string[], sets: [string, number[], string][]) => ({
     type: 'bar' as const,
-    data: { labels, datasets: sets.map(([label, data], i) => ({ label, data, backgroundColor: PALETTE[i % PALETTE.length] })) },
+    data: { labels, datasets: sets.map(([label, data, colour]) => ({ label, data, backgroundColor: colour })) },
     options: { scales: { y: { beginAtZero: true, ticks: { precision: 0 } } }, plugins: { legend: { position: 'bottom' as const } } },
   });
   charts.push(
-    chart(c1, bar(s.byPlatform.map((x) => x.platformId), [[t('delivered'), s.byPlatform.map((x) => x.delivered)], [t('completed'), s.byPlatform.map((x) => x.completed)], [t('failures'), s.byPlatform.map((x) => x.failures)]])),
-    chart(c2, bar(s.byRegion.map((x) => x.regionCode), [[t('received'), s.byRegion.map((x) => x.received)], [t('diverted'), s.byRegion.map((x) => x.diverted)], [t('completed'), s.byRegion.map((x) => x.completed)]])),
+    chart(
+      c1,
+      bar(
+        s.byPlatform.map((x) => platformName(ctx.me, x.platformId)),
+        [
+          [t('delivered'), s.byPlatform.map((x) => x.delivered), METRIC_COLOUR.delivered],
+          [t('completed'), s.byPlatform.map((x) => x.completed), METRIC_COLOUR.completed],
+          [t('failures'), s.byPlatform.map((x) => x.failures), METRIC_COLOUR.failures],
+        ],
+      ),
+    ),
+    chart(
+      c2,
+      bar(
+        s.byRegion.map((x) => x.regionCode),
+        [
+          [t('received'), s.byRegion.map((x) => x.received), FIGURE_COLOUR.received],
+          [t('diverted'), s.byRegion.map((x) => x.diverted), FIGURE_COLOUR.diverted],
+          [t('repeats'), s.byRegion.map((x) => x.repeats ?? 0), FIGURE_COLOUR.repeats],
+        ],
+      ),
+    ),
   );
 }
