@@ -78,7 +78,8 @@ export class RepeatMatcher {
   /** The open case this alert repeats, if any, and which key says so (the place key first: it is the stronger one). */
   async findOpenCase(k: RepeatKeys, alert: Alert): Promise<RepeatMatch | undefined> {
     const named: [RepeatKeyName, string][] = [['place+category', k.place], ...(k.phone ? [['phone+family', k.phone] as [RepeatKeyName, string]] : [])];
-    const hits = await this.redis.mget(...named.map(([, key]) => key));
+    // One GET each: the two keys hash to different buckets (two slots on Redis Cluster).
+    const hits = await Promise.all(named.map(([, key]) => this.redis.get(key)));
     for (let i = 0; i < named.length; i++) {
       const id = hits[i];
       if (!id) continue;

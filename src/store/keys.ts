@@ -98,8 +98,8 @@ export function keys(prefix: string) {
     queuePrefix: `{${prefix}:q}`,
     /** Queue prefix of a platform's delivery queue: one hash tag per platform, so platforms spread over shards. */
     queuePrefixOf: (platformId: string) => platformQueuePrefix(`{${prefix}:q}`, platformId),
-    /** A replay run started through the API and not finished yet (its mode, for replay.finished): a key on its own. */
-    replayRun: (id: string) => `${prefix}:replay:${id}`,
+    /** A replay run started through the API and not finished yet (its mode, for replay.finished): in the audit stream's slot, written in one MULTI with replay.started. */
+    replayRun: (id: string) => `${prefix}:{audit}:replay:${id}`,
   };
 }
 
