@@ -132,9 +132,11 @@ const COMMANDS: Record<string, Command> = {
   replay: {
     usage: `fenliu replay DIR [--from ISO] [--to ISO] [--source ID] [--platform ID] --mode diff|redeliver
               [--config FILE] [--json] [--reason TEXT --key KEY --url URL] [--dry-run]
+              [--redis URL | --report FILE]
   diff: re-translates the logged alerts with today's code and config and prints every difference
-  (exit 1 when any). redeliver: asks a running fenliu (--url) to send them again (admin key).`,
-    options: { from: str, to: str, source: str, platform: str, mode: str, config: str, json: bool, reason: str, 'dry-run': bool, url: str, key: str },
+  (exit 1 when any); the run is audited through Redis (--redis or redis.url), else written to a
+  hashed report file. redeliver: asks a running fenliu (--url) to send them again (admin key).`,
+    options: { from: str, to: str, source: str, platform: str, mode: str, config: str, json: bool, reason: str, 'dry-run': bool, url: str, key: str, redis: str, report: str },
     args: [1, 1],
     dirArg: true,
     run: async (argv) => (await import('./audit/replay-cli.js')).replayCommand(argv),
