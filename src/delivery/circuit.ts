@@ -73,16 +73,17 @@ export class Circuit {
 
   /** Counts a transport failure; opens (or reopens) the circuit at the threshold. */
   async failure(now = Date.now()): Promise<CircuitState> {
+    // The probe lock is another slot (Redis Cluster): released beside the script, not in it.
     const res = (await this.redis.eval(
       `local f = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-       if f >= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'openedAt', ARGV[2]) redis.call('DEL', KEYS[2]) return 1 end
+       if f >= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'openedAt', ARGV[2]) return 1 end
        return 0`,
-      2,
+      1,
       this.key,
-      `${this.key}:probe`,
       String(this.opts.failureThreshold),
       String(now),
     )) as number;
+    if (res === 1) await this.redis.del(`${this.key}:probe`);
     return res === 1 ? 'open' : 'closed';
   }
 }
