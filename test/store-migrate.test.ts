@@ -12,6 +12,7 @@ import { useRedis } from './helpers/redis.js';
 import { auditHeadKey, auditStreamKey } from '../src/audit/events.js';
 import { bucketOf, deliveryQueueName, keys } from '../src/store/keys.js';
 import { layoutKey, migrateLayout } from '../src/store/migrate.js';
+import { auditCheckpointKey } from '../src/audit/checkpoint-log.js';
 import { getAlertView } from '../src/store/records.js';
 
 t.test('old single-node data is converted to the bucket layout at start, once', async (t) => {
@@ -40,6 +41,8 @@ t.test('old single-node data is converted to the bucket layout at start, once', 
   await r.set(o('repeat:place:abc'), id);
   await r.xadd(o('audit'), '*', 'e', JSON.stringify({ type: 'alert.received', at: rec.receivedAt, alertId: id }));
   await r.set(o('audit:head'), JSON.stringify({ seq: 0 }));
+  await r.hset(o('platform:p1:lasterror'), 'at', rec.receivedAt, 'deliveryId', d);
+  await r.set(o('audit:checkpoint'), JSON.stringify({ size: 1 }));
   const oldQ = new Queue(deliveryQueueName('p1'), { connection: r, prefix: o('q') });
   await oldQ.add('urge', { alertId: id, deliveryId: d, platformId: 'p1', kind: 'urge' }, { jobId: `${d}.urge.x` });
   await oldQ.close();
@@ -62,6 +65,8 @@ t.test('old single-node data is converted to the bucket layout at start, once', 
   t.equal(await r.get(k.repeatPlace('abc')), id, 'repeat-call key');
   t.equal(await r.xlen(auditStreamKey(P)), 1, 'audit stream');
   t.ok(await r.exists(auditHeadKey(P)), 'archiver anchor');
+  t.equal(await r.hget(k.platformLastError(0, 'p1'), 'deliveryId'), d, 'last failed attempt');
+  t.ok(await r.exists(auditCheckpointKey(P)), 'published checkpoint');
   const newQ = new Queue(deliveryQueueName('p1'), { connection: r, prefix: k.queuePrefixOf('p1') });
   t.teardown(() => newQ.close());
   t.match(await newQ.getJob(`${d}.urge.x`), { name: 'urge', data: { kind: 'urge', deliveryId: d } }, 'the waiting job is in the new queue');

@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { auditHeadKey, auditStreamKey } from '../audit/events.js';
+import { auditCheckpointKey } from '../audit/checkpoint-log.js';
 import { bucketOf, deliveryQueueName, keys, type Keys } from './keys.js';
 import type { AlertRecord } from './records.js';
 
@@ -90,6 +91,8 @@ async function moveGlobals(redis: Redis, k: Keys, prefix: string, platformIds: s
     const all = await redis.hgetall(o(`ticket:${p}`));
     for (const [ticket, d] of Object.entries(all)) await redis.hset(k.ticket(bucketOf(d), p), ticket, d);
     await redis.del(o(`ticket:${p}`));
+    // The last failed attempt: one hash per bucket now; the platforms view reads the newest.
+    await mv(redis, o(`platform:${p}:lasterror`), k.platformLastError(0, p));
   }
   // Counters: summed over buckets when read, so they may all start in bucket 0.
   const stats = await redis.hgetall(o('stats'));
@@ -110,6 +113,7 @@ async function moveGlobals(redis: Redis, k: Keys, prefix: string, platformIds: s
   // The audit stream keeps its entries and the archiver its anchor (stream ids do not change).
   if (!(await redis.exists(auditStreamKey(prefix)))) await mv(redis, o('audit'), auditStreamKey(prefix));
   await mv(redis, o('audit:head'), auditHeadKey(prefix));
+  await mv(redis, o('audit:checkpoint'), auditCheckpointKey(prefix));
   await redis.del(o('audit:lock'));
 }
 
