@@ -52,28 +52,29 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
   // log takes a while; queries meanwhile wait for the same catch-up).
   if (servesApi(role)) auditIndex(dir).catch((err) => rt.log.warn({ err }, 'audit index: catch-up failed; queries will retry'));
   const routes = async (app: FastifyInstance) => {
-    app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+    app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
       if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
       return { items: await readAlertTimeline({ redis: rt.redis, prefix, dir, alertId: rec.id }) };
     });
-    app.get('/v1/audit/checkpoint', { preHandler: app.requireScope('audit:read', 'alerts:read') }, async (_req, reply) => {
+    app.get('/v1/audit/checkpoint', { preValidation: app.requireScope('audit:read', 'alerts:read') }, async (_req, reply) => {
       const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
       if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
       reply.type('text/plain; charset=utf-8');
       return note;
     });
-    app.get<{ Params: { id: string } }>('/v1/alerts/:id/proof', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+    app.get<{ Params: { id: string } }>('/v1/alerts/:id/proof', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
       if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
       const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
-      if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
+      // The alert exists: no proof yet is a state of the log, not a missing resource.
+      if (!note) throw new ProblemError('FENLIU_ERR_CONFLICT', 'No signed checkpoint yet to prove against (audit.signing is not configured, or the archiver has not signed one)');
       return proveAlert(dir, rec.id, { checkpoint: note });
     });
     app.get<{ Querystring: { from?: string; to?: string; source?: string; platform?: string; type?: string; alertId?: string; cursor?: string; limit?: number } }>(
       '/v1/audit',
       {
-        preHandler: app.requireScope('audit:read'),
+        preValidation: app.requireScope('audit:read'),
         schema: {
           querystring: {
             type: 'object',
@@ -102,7 +103,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     app.post<{ Body: { mode: ReplayMode; reason: string; selection?: ReplaySelectionDoc; selected?: number } }>(
       '/v1/replays',
       {
-        preHandler: app.requireScope('admin'),
+        preValidation: app.requireScope('admin'),
         schema: {
           body: {
             type: 'object',
@@ -131,7 +132,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     app.post<{ Params: { id: string }; Body: { counts: Record<string, number> } }>(
       '/v1/replays/:id/finish',
       {
-        preHandler: app.requireScope('admin'),
+        preValidation: app.requireScope('admin'),
         schema: { body: { type: 'object', required: ['counts'], additionalProperties: false, properties: { counts: { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } } } } },
       },
       async (req) => {
