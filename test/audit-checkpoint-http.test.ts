@@ -73,7 +73,9 @@ t.test('POST /v1/audit/checkpoint: an API process asks the archiving process to 
   // an hour between checkpoints: only the one at start and the ones asked for
   const signing = { name: ORIGIN, privateKey: key.privateKey, checkpointIntervalMs: 3_600_000 };
   const apiOnly = await startTestFenliu({ redisUrl: redis.url, role: 'api', cfg: testConfig({ audit: { dir, archive: true, signing } }) });
+  let worker: Awaited<ReturnType<typeof startTestFenliu>> | undefined;
   t.teardown(async () => {
+    await worker?.stop();
     await apiOnly.stop();
     await redis.stop();
     await rm(dir, { recursive: true, force: true });
@@ -84,8 +86,7 @@ t.test('POST /v1/audit/checkpoint: an API process asks the archiving process to 
   t.equal(none.body.code, 'FENLIU_ERR_NO_CHECKPOINT_SIGNER');
   t.equal((await api(apiOnly.url, KEYS.auditor).post('/v1/audit/checkpoint', {})).status, 403, 'admin scope only');
 
-  const worker = await startTestFenliu({ redisUrl: redis.url, role: 'worker', cfg: testConfig({ audit: { dir, archive: true, signing } }) });
-  t.teardown(() => worker.stop());
+  worker = await startTestFenliu({ redisUrl: redis.url, role: 'worker', cfg: testConfig({ audit: { dir, archive: true, signing } }) });
   const a = await api(apiOnly.url, KEYS.sourceA).post('/v1/alerts', alert('CP-NOW'));
   t.equal(a.status, 202);
   // once the alert's events are archived, an on-demand checkpoint covers them at once

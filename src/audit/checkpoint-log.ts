@@ -130,7 +130,7 @@ export class CheckpointPublisher {
    */
   private listen(): void {
     const { redis, prefix } = this.o;
-    const sub = redis.duplicate();
+    const sub = redis.duplicate({ enableOfflineQueue: true }); // the app's connection may refuse commands while connecting
     this.sub = sub;
     sub.on('error', (err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: request channel'));
     sub.on('message', (_channel: string, requestId: string) => {
@@ -181,9 +181,10 @@ export class CheckpointRequestError extends Error {}
 export async function requestCheckpoint(redis: Redis, prefix: string, timeoutMs = 10_000): Promise<PublishedCheckpoint> {
   const requestId = randomUUID();
   // BLPOP blocks its connection: a dedicated one per request (on-demand checkpoints are rare)
-  const waiter = redis.duplicate();
+  const waiter = redis.duplicate({ enableOfflineQueue: true });
   try {
     const wait = waiter.blpop(auditCheckpointReplyKey(prefix, requestId), timeoutMs / 1000);
+    wait.catch(() => undefined); // rejected by the disconnect below when nobody listens
     const listeners = await redis.publish(auditCheckpointRequestChannel(prefix), requestId);
     if (listeners === 0) throw new CheckpointRequestError('no archiving process with audit.signing is running to sign a checkpoint');
     const got = await wait;
