@@ -125,6 +125,7 @@ function expected(method: string, url: string): Expect | undefined {
     'GET /v1/sla': ['auditor', 'admin'],
     'GET /v1/audit': ['auditor', 'admin'],
     'GET /v1/audit/checkpoint': ['srcA', 'srcB', 'opRead', 'auditor', 'admin'],
+    'POST /v1/audit/checkpoint': ['admin'],
     'GET /v1/alerts/:id/proof': ['srcA', 'opRead', 'auditor', 'admin'],
     'POST /v1/replays': ['admin'],
     'POST /v1/replays/:id/finish': ['admin'],

@@ -15,7 +15,7 @@ import { auditKeyring, setAuditKeys } from './format.js';
 import { PERIOD_FILTER } from '../routes/query.js';
 import { readFile } from 'node:fs/promises';
 import { parseSigner } from './checkpoint.js';
-import { CheckpointCache, CheckpointPublisher, readPublishedCheckpoint } from './checkpoint-log.js';
+import { CheckpointCache, CheckpointPublisher, CheckpointRequestError, readPublishedCheckpoint, requestCheckpoint } from './checkpoint-log.js';
 import { proveAlert, readCheckpointFile } from './proof.js';
 
 /**
@@ -62,6 +62,18 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
       if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
       reply.type('text/plain; charset=utf-8');
       return note;
+    });
+    // On demand: the archiving process (perhaps another one) signs and publishes now.
+    app.post('/v1/audit/checkpoint', { preValidation: app.requireScope('admin') }, async (_req, reply) => {
+      try {
+        const cp = await requestCheckpoint(rt.redis, prefix);
+        await cache.refresh().catch(() => undefined);
+        reply.type('text/plain; charset=utf-8');
+        return cp.note;
+      } catch (err) {
+        if (err instanceof CheckpointRequestError) throw new ProblemError('FENLIU_ERR_NO_CHECKPOINT_SIGNER', err.message);
+        throw err;
+      }
     });
     app.get<{ Params: { id: string } }>('/v1/alerts/:id/proof', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
