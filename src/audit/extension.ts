@@ -65,6 +65,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     });
     // On demand: the archiving process (perhaps another one) signs and publishes now.
     app.post('/v1/audit/checkpoint', { preValidation: app.requireScope('admin') }, async (_req, reply) => {
+      if (!rt.cfg.audit.signing) throw new ProblemError('FENLIU_ERR_CONFLICT', 'audit.signing is not configured: this installation signs no checkpoints');
       try {
         const cp = await requestCheckpoint(rt.redis, prefix);
         await cache.refresh().catch(() => undefined);
