@@ -9,8 +9,8 @@
  *
  * Reported at each size in --at and at --events: archive throughput (events/s, archiver time
  * only), full verify throughput (MB/s), index rebuild time, p50/p99 of one alert's timeline
- * (readAlertTimeline: index lookup + reading the lines), p99 of proof generation when a prover is
- * present (src/audit/proof.ts), and proof size.
+ * (readAlertTimeline: index lookup + reading the lines), p99 of proof generation
+ * against a signed checkpoint (src/audit/proof.ts, through the index), and proof size (mean JSON bytes).
  */
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +21,9 @@ import { addAudit, type AuditEvent } from '../src/audit/events.js';
 import { closeAuditIndexes, eventsOfAlert, openAuditIndex, rebuildIndex } from '../src/audit/event-index.js';
 import { listSegments } from '../src/audit/format.js';
 import { readAlertTimeline } from '../src/audit/query.js';
+import { generateKey, parseSigner } from '../src/audit/checkpoint.js';
+import { refreshCheckpoint } from '../src/audit/checkpoint-log.js';
+import { proveAlert } from '../src/audit/proof.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
 import { benchAlert, percentile, startRedis, tempDir } from './lib.js';
 
@@ -116,6 +119,23 @@ async function timelines(r: Redis, prefix: string, dir: string, complete: number
   return [percentile(lat, 50), percentile(lat, 99), events / SAMPLES];
 }
 
+/** Proof generation of `samples` random complete alerts against the checkpoint in `dir`: [p99 ms, mean bytes, max bytes]. */
+async function proofs(dir: string, complete: number): Promise<[number, number, number]> {
+  const lat: number[] = [];
+  let bytes = 0;
+  let max = 0;
+  for (let s = 0; s < SAMPLES; s++) {
+    const a = Math.floor(Math.random() * complete);
+    const [p, ms] = await timed(() => proveAlert(dir, `HS-2026-${String(a).padStart(7, '0')}`));
+    const n = Buffer.byteLength(JSON.stringify(p));
+    bytes += n;
+    max = Math.max(max, n);
+    lat.push(ms);
+  }
+  lat.sort((a, b) => a - b);
+  return [percentile(lat, 99), bytes / SAMPLES, max];
+}
+
 async function main() {
   const redis = await startRedis();
   if (values.reuse) {
@@ -135,7 +155,9 @@ async function main() {
   const prefix = 'bench';
   const dir = values.dir ?? tempDir('audit');
   await rm(dir, { recursive: true, force: true });
+  // the Merkle tree is on (the default), as in production
   const archiver = new AuditArchiver({ redis: r, prefix, dir, index: { add: (l) => openAuditIndex(dir).add(l) } });
+  const signer = parseSigner(generateKey('bench.example/audit').privateKey);
 
   const alerts = Math.ceil(TOTAL / PER_ALERT);
   process.stderr.write(`scheduling ${alerts} alerts (${alerts * PER_ALERT} events, first ${TOTAL} written)…\n`);
@@ -179,6 +201,8 @@ async function main() {
     const done = Math.floor((lastT - 45 * H - T0) / ALERT_EVERY_MS);
     const complete = done >= 1 ? done : Math.max(1, Math.floor((lastT - T0) / ALERT_EVERY_MS));
     const [p50, p99, events] = await timelines(r, prefix, dir, complete);
+    await refreshCheckpoint(dir, { signer });
+    const [proofP99, proofMean, proofMax] = await proofs(dir, complete);
     const row = {
       events: target,
       segments: (await listSegments(dir)).length,
@@ -192,8 +216,9 @@ async function main() {
       timelineEvents: +events.toFixed(1),
       timelineP50ms: +p50.toFixed(2),
       timelineP99ms: +p99.toFixed(2),
-      proofP99ms: 'not measured (no prover on this branch)',
-      proofBytes: 'not measured',
+      proofP99ms: +proofP99.toFixed(2),
+      proofBytes: Math.round(proofMean),
+      proofBytesMax: proofMax,
     };
     results.push(row);
     process.stderr.write(`${JSON.stringify(row)}\n`);

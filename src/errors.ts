@@ -36,6 +36,7 @@ export const ERRORS = {
   FENLIU_ERR_TOO_DEEP: { status: 400, title: 'The request body is nested too deeply' },
   FENLIU_ERR_NOT_A_SOURCE: { status: 403, title: 'Only a source key submits alerts' },
   FENLIU_ERR_NOT_REPLICATED: { status: 503, title: 'The alert did not reach enough Redis replicas in time' },
+  FENLIU_ERR_NO_CHECKPOINT_SIGNER: { status: 503, title: 'No archiving process signed an audit checkpoint' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -67,6 +67,41 @@ t.test('checkpoint and proof over HTTP; receipts carry the checkpoint', async (t
   t.equal(latest.body.source.system, SOURCE_A);
 });
 
+t.test('POST /v1/audit/checkpoint: an API process asks the archiving process to sign now', async (t) => {
+  const redis = await startRedis();
+  const dir = await mkdtemp(join(tmpdir(), 'fenliu-cp-now-'));
+  // an hour between checkpoints: only the one at start and the ones asked for
+  const signing = { name: ORIGIN, privateKey: key.privateKey, checkpointIntervalMs: 3_600_000 };
+  const apiOnly = await startTestFenliu({ redisUrl: redis.url, role: 'api', cfg: testConfig({ audit: { dir, archive: true, signing } }) });
+  let worker: Awaited<ReturnType<typeof startTestFenliu>> | undefined;
+  t.teardown(async () => {
+    await worker?.stop();
+    await apiOnly.stop();
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const admin = api(apiOnly.url, KEYS.admin);
+  const none = await admin.post('/v1/audit/checkpoint', {});
+  t.equal(none.status, 503, 'no archiving process is running');
+  t.equal(none.body.code, 'FENLIU_ERR_NO_CHECKPOINT_SIGNER');
+  t.equal((await api(apiOnly.url, KEYS.auditor).post('/v1/audit/checkpoint', {})).status, 403, 'admin scope only');
+
+  worker = await startTestFenliu({ redisUrl: redis.url, role: 'worker', cfg: testConfig({ audit: { dir, archive: true, signing } }) });
+  const a = await api(apiOnly.url, KEYS.sourceA).post('/v1/alerts', alert('CP-NOW'));
+  t.equal(a.status, 202);
+  // once the alert's events are archived, an on-demand checkpoint covers them at once
+  const note = await until(async () => {
+    const r = await admin.post('/v1/audit/checkpoint', {});
+    if (r.status !== 200) return undefined;
+    const cp = openCheckpoint(r.text, [parseVerifier(key.vkey)]);
+    return cp.size > 0 ? r.text : undefined;
+  }, 30_000, 'an on-demand checkpoint over the archived events');
+  t.match((await api(apiOnly.url, KEYS.auditor).get('/v1/audit/checkpoint')).text, note, 'published: GET serves the same note');
+  const proof = await api(apiOnly.url, KEYS.auditor).get(`/v1/alerts/${a.body.id}/proof`);
+  t.equal(proof.status, 200);
+  t.ok(verifyAlertProof(proof.body, key.vkey).ok, 'a proof against the on-demand checkpoint verifies');
+});
+
 t.test('feedback to 110 carries the checkpoint it was queued with', async (t) => {
   const req = feedback110.translate(alert('FB-1') as never, {
     alertId: 'alt_1',

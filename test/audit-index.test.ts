@@ -11,6 +11,10 @@ import { AuditIndex, INDEX_FILE, closeAuditIndexes, eventsOfAlert, openAuditInde
 import { listSegments } from '../src/audit/format.js';
 import { queryAudit, readAlertTimeline } from '../src/audit/query.js';
 import { collectAlerts } from '../src/audit/replay.js';
+import { generateKey, parseSigner } from '../src/audit/checkpoint.js';
+import { refreshCheckpoint } from '../src/audit/checkpoint-log.js';
+import { findAlertRecords, proveAlert, verifyAlertProof } from '../src/audit/proof.js';
+import { pruneSegments } from '../src/audit/prune.js';
 import { startRedis } from './helpers/redis.js';
 
 const server = await startRedis();
@@ -151,6 +155,33 @@ t.test('replay selection reads the selected alerts through the index', async (t)
   const wh = await collectAlerts(dir, { source: 'wh-110', platform: 'grid' });
   t.same(wh.map((a) => a.alertId), ['A-0', 'A-3', 'A-6', 'A-9', 'A-12']);
   t.same(wh.map((a) => a.sent.size), [1, 0, 1, 0, 1], 'platform filter keeps grid deliveries only');
+});
+
+t.test('after pruning the index points at no deleted segment; proofs use it', async (t) => {
+  const { prefix, dir } = fresh();
+  const a = new AuditArchiver({ redis, prefix, dir, segmentMaxBytes: 2_000, batchSize: 50, index: { add: (l) => openAuditIndex(dir).add(l) } });
+  await produce(prefix, 0, 10);
+  await a.flushOnce();
+  // stream ids carry the time: everything archived so far is older than `cut`
+  await new Promise((r) => setTimeout(r, 5));
+  const cut = new Date();
+  await new Promise((r) => setTimeout(r, 5));
+  await produce(prefix, 10, 20);
+  await a.flushOnce();
+  const key = generateKey('index.example/audit');
+  await refreshCheckpoint(dir, { signer: parseSigner(key.privateKey) });
+  t.equal((await findAlertRecords(dir, 'A-0')).length, 4, 'proofs find records through the index');
+  const pruned = await pruneSegments(dir, { before: cut });
+  t.ok(pruned.length >= 2, `${pruned.length} segments pruned`);
+  t.same(await eventsOfAlert(dir, 'A-0'), [], 'a pruned alert has no records (no stale row, no error)');
+  t.same(await readAlertTimeline({ redis, prefix, dir, alertId: 'A-0' }), [], 'its timeline is empty');
+  const q = await queryAudit({ redis, prefix, dir, limit: 1000 });
+  t.ok(q.items.length > 0 && q.items.length < 80, 'queries answer from the kept segments');
+  t.equal(openAuditIndex(dir).count(), q.items.length, 'the rows of the pruned segments are gone');
+  const proof = await proveAlert(dir, 'A-19');
+  t.equal(proof.events.length, 4);
+  t.ok(verifyAlertProof(proof, key.vkey).ok, 'a retained alert\'s proof verifies');
+  t.same((await proveAlert(dir, 'A-0')).events, [], 'a pruned alert\'s proof has no events');
 });
 
 t.test('fenliu audit index DIR (compiled CLI) rebuilds from the segments', async (t) => {

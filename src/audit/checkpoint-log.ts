@@ -3,6 +3,7 @@
  * (temp file, fsync, rename) and to Redis (`<prefix>:{audit}:checkpoint`, {size, root, note}),
  * where the API serves it and receipts read {size, root} from a cached copy.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -13,6 +14,16 @@ import { TileTree } from './tiles.js';
 
 export function auditCheckpointKey(prefix: string): string {
   return `${prefix}:{audit}:checkpoint`;
+}
+
+/** Pub/sub channel on which API processes ask the archiving process for a checkpoint now. */
+export function auditCheckpointRequestChannel(prefix: string): string {
+  return `${prefix}:audit:checkpoint:request`;
+}
+
+/** List the archiving process pushes its answer to one request on (short-lived). */
+export function auditCheckpointReplyKey(prefix: string, requestId: string): string {
+  return `${prefix}:audit:checkpoint:reply:${requestId}`;
 }
 
 export interface PublishedCheckpoint {
@@ -94,6 +105,7 @@ export class CheckpointPublisher {
 
   start(): void {
     if (this.timer) return;
+    this.listen();
     this.publishNow().catch((err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: not published'));
     this.timer = setInterval(() => {
       this.publishNow().catch((err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: not published'));
@@ -104,7 +116,38 @@ export class CheckpointPublisher {
   stop(): Promise<unknown> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.sub?.disconnect();
+    this.sub = null;
     return this.busy.catch(() => undefined);
+  }
+
+  private sub: Redis | null = null;
+
+  /**
+   * On demand across processes: an API process (which may not archive) publishes a request id on
+   * the request channel; this process signs and publishes, then pushes the result (or the error)
+   * to the request's reply list, which the asker waits on with BLPOP.
+   */
+  private listen(): void {
+    const { redis, prefix } = this.o;
+    const sub = redis.duplicate({ enableOfflineQueue: true }); // the app's connection may refuse commands while connecting
+    this.sub = sub;
+    sub.on('error', (err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: request channel'));
+    sub.on('message', (_channel: string, requestId: string) => {
+      this.publishNow()
+        .then((cp) => ({ ok: true, size: cp.size, root: cp.root, note: cp.note }), (err: unknown) => ({ ok: false, error: (err as Error).message }))
+        .then(async (answer) => {
+          const key = auditCheckpointReplyKey(prefix, requestId);
+          await redis.multi().rpush(key, JSON.stringify(answer)).pexpire(key, 60_000).exec();
+        })
+        .catch((err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: request not answered'));
+    });
+    sub.subscribe(auditCheckpointRequestChannel(prefix)).catch((err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: cannot listen for requests'));
+  }
+
+  /** Resolves once this process listens for on-demand requests (tests). */
+  listening(): Promise<unknown> {
+    return this.sub ? this.sub.subscribe(auditCheckpointRequestChannel(this.o.prefix)) : Promise.resolve();
   }
 
   /** Signs (if the tree grew) and publishes now; one at a time. */
@@ -124,6 +167,33 @@ export class CheckpointPublisher {
     const p = this.busy.then(run, run);
     this.busy = p.catch(() => undefined);
     return p;
+  }
+}
+
+/** Why an on-demand checkpoint could not be had: nobody signs, or the signer failed or was slow. */
+export class CheckpointRequestError extends Error {}
+
+/**
+ * Asks the archiving process (any process, through Redis) to sign and publish a checkpoint now,
+ * and returns it. Throws `CheckpointRequestError` when no process with `audit.signing` listens,
+ * when it fails, or after `timeoutMs` (default 10 s).
+ */
+export async function requestCheckpoint(redis: Redis, prefix: string, timeoutMs = 10_000): Promise<PublishedCheckpoint> {
+  const requestId = randomUUID();
+  // BLPOP blocks its connection: a dedicated one per request (on-demand checkpoints are rare)
+  const waiter = redis.duplicate({ enableOfflineQueue: true });
+  try {
+    const wait = waiter.blpop(auditCheckpointReplyKey(prefix, requestId), timeoutMs / 1000);
+    wait.catch(() => undefined); // rejected by the disconnect below when nobody listens
+    const listeners = await redis.publish(auditCheckpointRequestChannel(prefix), requestId);
+    if (listeners === 0) throw new CheckpointRequestError('no archiving process with audit.signing is running to sign a checkpoint');
+    const got = await wait;
+    if (!got) throw new CheckpointRequestError(`the archiving process did not answer within ${timeoutMs} ms`);
+    const answer = JSON.parse(got[1]) as { ok: boolean; error?: string } & PublishedCheckpoint;
+    if (!answer.ok) throw new CheckpointRequestError(`the archiving process could not sign a checkpoint: ${answer.error}`);
+    return { size: answer.size, root: answer.root, note: answer.note };
+  } finally {
+    waiter.disconnect();
   }
 }
 

@@ -15,7 +15,7 @@ import { auditKeyring, setAuditKeys } from './format.js';
 import { PERIOD_FILTER } from '../routes/query.js';
 import { readFile } from 'node:fs/promises';
 import { parseSigner } from './checkpoint.js';
-import { CheckpointCache, CheckpointPublisher, readPublishedCheckpoint } from './checkpoint-log.js';
+import { CheckpointCache, CheckpointPublisher, CheckpointRequestError, readPublishedCheckpoint, requestCheckpoint } from './checkpoint-log.js';
 import { proveAlert, readCheckpointFile } from './proof.js';
 
 /**
@@ -52,28 +52,42 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
   // log takes a while; queries meanwhile wait for the same catch-up).
   if (servesApi(role)) auditIndex(dir).catch((err) => rt.log.warn({ err }, 'audit index: catch-up failed; queries will retry'));
   const routes = async (app: FastifyInstance) => {
-    app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+    app.get<{ Params: { id: string } }>('/v1/alerts/:id/timeline', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
       if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
       return { items: await readAlertTimeline({ redis: rt.redis, prefix, dir, alertId: rec.id }) };
     });
-    app.get('/v1/audit/checkpoint', { preHandler: app.requireScope('audit:read', 'alerts:read') }, async (_req, reply) => {
+    app.get('/v1/audit/checkpoint', { preValidation: app.requireScope('audit:read', 'alerts:read') }, async (_req, reply) => {
       const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
       if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
       reply.type('text/plain; charset=utf-8');
       return note;
     });
-    app.get<{ Params: { id: string } }>('/v1/alerts/:id/proof', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+    // On demand: the archiving process (perhaps another one) signs and publishes now.
+    app.post('/v1/audit/checkpoint', { preValidation: app.requireScope('admin') }, async (_req, reply) => {
+      if (!rt.cfg.audit.signing) throw new ProblemError('FENLIU_ERR_CONFLICT', 'audit.signing is not configured: this installation signs no checkpoints');
+      try {
+        const cp = await requestCheckpoint(rt.redis, prefix);
+        await cache.refresh().catch(() => undefined);
+        reply.type('text/plain; charset=utf-8');
+        return cp.note;
+      } catch (err) {
+        if (err instanceof CheckpointRequestError) throw new ProblemError('FENLIU_ERR_NO_CHECKPOINT_SIGNER', err.message);
+        throw err;
+      }
+    });
+    app.get<{ Params: { id: string } }>('/v1/alerts/:id/proof', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const rec = await getAlertRecord(rt.redis, rt.keys, req.params.id);
       if (!rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
       const note = (await readPublishedCheckpoint(rt.redis, prefix))?.note ?? (await readCheckpointFile(dir).catch(() => null));
-      if (!note) throw new ProblemError('FENLIU_ERR_NOT_FOUND', 'No signed checkpoint yet (audit.signing is not configured, or the archiver has not signed one)');
+      // The alert exists: no proof yet is a state of the log, not a missing resource.
+      if (!note) throw new ProblemError('FENLIU_ERR_CONFLICT', 'No signed checkpoint yet to prove against (audit.signing is not configured, or the archiver has not signed one)');
       return proveAlert(dir, rec.id, { checkpoint: note });
     });
     app.get<{ Querystring: { from?: string; to?: string; source?: string; platform?: string; type?: string; alertId?: string; cursor?: string; limit?: number } }>(
       '/v1/audit',
       {
-        preHandler: app.requireScope('audit:read'),
+        preValidation: app.requireScope('audit:read'),
         schema: {
           querystring: {
             type: 'object',
@@ -102,7 +116,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     app.post<{ Body: { mode: ReplayMode; reason: string; selection?: ReplaySelectionDoc; selected?: number } }>(
       '/v1/replays',
       {
-        preHandler: app.requireScope('admin'),
+        preValidation: app.requireScope('admin'),
         schema: {
           body: {
             type: 'object',
@@ -131,7 +145,7 @@ export const auditExtension: ExtensionFactory = async (rt, role) => {
     app.post<{ Params: { id: string }; Body: { counts: Record<string, number> } }>(
       '/v1/replays/:id/finish',
       {
-        preHandler: app.requireScope('admin'),
+        preValidation: app.requireScope('admin'),
         schema: { body: { type: 'object', required: ['counts'], additionalProperties: false, properties: { counts: { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } } } } },
       },
       async (req) => {

@@ -7,7 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NoteError, openCheckpoint, parseVerifier, type NoteVerifier } from './checkpoint.js';
-import { leafData, readRecordLines } from './merkle-log.js';
+import { eventsOfAlert } from './event-index.js';
+import { leafData } from './merkle-log.js';
 import { inclusionProof, leafHash, rootFromInclusionProof } from './merkle.js';
 import { tileReader } from './tiles.js';
 
@@ -39,18 +40,12 @@ export interface AlertRecordLine {
 }
 
 /**
- * The archived record lines of one alert. A scan of the segments today; the one place an
- * index (alertId → seq) replaces it.
+ * The archived record lines of one alert, through the index (`eventsOfAlert`: one B-tree lookup
+ * and a short read per event, whatever the size of the log). Records in pruned segments are not
+ * in the index any more and so not in the proof.
  */
 export async function findAlertRecords(dir: string, alertId: string): Promise<AlertRecordLine[]> {
-  const needle = `"alertId":${JSON.stringify(alertId)}`;
-  const out: AlertRecordLine[] = [];
-  for await (const r of readRecordLines(dir)) {
-    if (!r.line.includes(needle)) continue;
-    const ev = (JSON.parse(leafData(r.line)) as { event: { alertId?: string } }).event;
-    if (ev.alertId === alertId) out.push({ seq: r.seq, line: r.line });
-  }
-  return out;
+  return (await eventsOfAlert(dir, alertId)).map((r) => ({ seq: r.seq, line: r.line }));
 }
 
 export async function readCheckpointFile(dir: string): Promise<string | null> {

@@ -8,6 +8,7 @@
  * tiles (temp file, fsync, rename), so a crash leaves tiles ahead of it, never behind.
  */
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { EMPTY_ROOT, HASH_SIZE, nodeHash, rootHash, type NodeReader } from './merkle.js';
 
@@ -91,6 +92,10 @@ function splitTile(buf: Buffer, path: string): Buffer[] {
   return out;
 }
 
+/** Inner nodes of full tiles above level 0 (≤ 8 KB each; 1,024 cover 67M leaves), keyed by the tile's content: a rebuilt tree never meets stale nodes. */
+const sharedInner = new Map<string, Map<string, Buffer>>();
+const SHARED_INNER_TILES = 1024;
+
 /**
  * Reads tile hashes from `dir`: the full tile, else the widest partial one. `override` serves
  * tiles still in memory (the archiver's right edge).
@@ -109,6 +114,28 @@ export function tileReader(dir: string, override?: (level: number, index: number
     if (t.length < need) throw new TileError(full, `holds ${t.length} hashes, ${need} needed: the tiles are behind the log (run fenliu audit tree)`);
     return t;
   };
+  // Nodes inside a tile, memoised: a proof's paths through one tile share them, so each of its
+  // 255 inner nodes is hashed at most once (not up to 2^r per read). Tiles only grow at the right,
+  // so a node over hashes that exist never changes. Full tiles above level 0 (one per 65,536
+  // leaves) keep theirs across readers: every proof crosses them, and they are few.
+  const local = new Map<string, Map<string, Buffer>>();
+  const prints = new WeakMap<Buffer[], string>();
+  const fingerprint = (t: Buffer[]): string => {
+    let f = prints.get(t);
+    if (!f) prints.set(t, (f = createHash('sha256').update(Buffer.concat(t)).digest('base64')));
+    return f;
+  };
+  const node = (memo: Map<string, Buffer>, t: Buffer[], r: number, off: number): Buffer => {
+    if (r === 0) return t[off];
+    const k = `${r}/${off}`;
+    let v = memo.get(k);
+    if (!v) {
+      const half = 2 ** (r - 1);
+      v = nodeHash(node(memo, t, r - 1, off), node(memo, t, r - 1, off + half));
+      memo.set(k, v);
+    }
+    return v;
+  };
   return async (h, i) => {
     const L = Math.floor(h / TILE_HEIGHT);
     const r = h - L * TILE_HEIGHT;
@@ -116,7 +143,16 @@ export function tileReader(dir: string, override?: (level: number, index: number
     const index = Math.floor(first / TILE_WIDTH);
     const off = first - index * TILE_WIDTH;
     const t = await tile(L, index, off + 2 ** r);
-    return r === 0 ? t[off] : perfectRoot(t.slice(off, off + 2 ** r));
+    if (r === 0) return t[off];
+    const shared = L > 0 && t.length === TILE_WIDTH && !override;
+    const memos = shared ? sharedInner : local;
+    const key = shared ? fingerprint(t) : `${L}/${index}`;
+    let memo = memos.get(key);
+    if (!memo) {
+      if (shared && memos.size >= SHARED_INNER_TILES) memos.clear();
+      memos.set(key, (memo = new Map()));
+    }
+    return node(memo, t, r, off);
   };
 }
 

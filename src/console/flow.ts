@@ -142,7 +142,7 @@ export async function flowRoutes(app: FastifyInstance): Promise<void> {
   app.get<{ Querystring: { minutes?: number } }>(
     '/v1/flow',
     {
-      preHandler: app.requireScope('alerts:read', 'audit:read', 'admin'),
+      preValidation: app.requireScope('alerts:read', 'audit:read', 'admin'),
       schema: {
         querystring: { type: 'object', additionalProperties: false, properties: { minutes: { type: 'integer', minimum: 1, maximum: 1440, default: 60 } } },
       },

@@ -240,7 +240,8 @@ export interface paths {
         /** The latest signed checkpoint of the audit log (C2SP tlog-checkpoint as a signed note, with any witness cosignatures) */
         get: operations["getAuditCheckpoint"];
         put?: never;
-        post?: never;
+        /** Sign and publish a checkpoint now (scope admin); the archiving process signs it, whichever process serves the request */
+        post: operations["signAuditCheckpoint"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1289,6 +1290,15 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            /** @description No signed checkpoint yet (audit.signing not configured, or none signed yet); FENLIU_ERR_CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getAuditCheckpoint: {
@@ -1319,6 +1329,38 @@ export interface operations {
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+        };
+    };
+    signAuditCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new signed note (the previous one when the tree has not grown) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            /** @description audit.signing is not configured (FENLIU_ERR_CONFLICT) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            503: components["responses"]["Problem"];
         };
     };
     queryAudit: {

@@ -79,7 +79,7 @@ export default async function alertRoutes(app: FastifyInstance) {
   app.post(
     '/v1/alerts',
     {
-      preHandler: app.requireScope('alerts:write'),
+      preValidation: app.requireScope('alerts:write'),
       // The 202 receipt is serialised by a compiled fast-json-stringify function (performance).
       schema: { response: { 202: RECEIPT_SCHEMA } } as FastifySchema,
       config: {
@@ -141,7 +141,7 @@ export default async function alertRoutes(app: FastifyInstance) {
     },
   );
 
-  app.get<{ Params: { id: string } }>('/v1/alerts/:id', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+  app.get<{ Params: { id: string } }>('/v1/alerts/:id', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
     const view = await getAlertView(rt.redis, rt.keys, req.params.id);
     // Another source's alert is as invisible as a missing one.
     if (!view || !canRead(req.principal, { sourceId: view.sourceId } as AlertRecord)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No alert ${req.params.id}`);
@@ -151,7 +151,7 @@ export default async function alertRoutes(app: FastifyInstance) {
   app.get<{ Querystring: ListQuery }>(
     '/v1/alerts',
     {
-      preHandler: app.requireScope('alerts:read', 'audit:read'),
+      preValidation: app.requireScope('alerts:read', 'audit:read'),
       schema: {
         querystring: {
           type: 'object',

@@ -71,7 +71,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
     const rt = app.fenliu;
     const k = rt.keys;
 
-    app.get<{ Params: { id: string } }>('/v1/deliveries/:id', { preHandler: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
+    app.get<{ Params: { id: string } }>('/v1/deliveries/:id', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
       const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
       const rec = d && (await getAlertRecord(rt.redis, k, d.alertId));
       if (!d || !rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
@@ -81,7 +81,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
 
     app.post<{ Params: { id: string }; Body: { reason: string } }>(
       '/v1/deliveries/:id/retry',
-      { preHandler: app.requireScope('admin'), schema: { body: reasonBody } },
+      { preValidation: app.requireScope('admin'), schema: { body: reasonBody } },
       async (req, reply) => {
         const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
         if (!d) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
@@ -94,7 +94,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
 
     app.post<{ Params: { id: string }; Body: { reason: string; replayId?: string } }>(
       '/v1/deliveries/:id/redeliver',
-      { preHandler: app.requireScope('admin'), schema: { body: { ...reasonBody, properties: { ...reasonBody.properties, replayId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } } },
+      { preValidation: app.requireScope('admin'), schema: { body: { ...reasonBody, properties: { ...reasonBody.properties, replayId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } } },
       async (req, reply) => {
         const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
         if (!d) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
@@ -114,7 +114,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
       },
     );
 
-    app.get('/v1/platforms', { preHandler: app.requireScope('alerts:read', 'audit:read', 'admin') }, async () => {
+    app.get('/v1/platforms', { preValidation: app.requireScope('alerts:read', 'audit:read', 'admin') }, async () => {
       const now = Date.now();
       const items = await Promise.all(
         rt.cfg.platforms.map(async (p) => {
@@ -166,7 +166,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
     app.get<{ Params: { id: string }; Querystring: { cursor?: string; limit?: number } }>(
       '/v1/platforms/:id/dead-letters',
       {
-        preHandler: app.requireScope('admin', 'audit:read'),
+        preValidation: app.requireScope('admin', 'audit:read'),
         schema: { querystring: { type: 'object', properties: { cursor: { type: 'string', pattern: '^[0-9]+$' }, limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 } } } },
       },
       async (req) => {
@@ -181,7 +181,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
 
     app.post<{ Params: { id: string }; Body: { reason: string } }>(
       '/v1/platforms/:id/dead-letters/retry',
-      { preHandler: app.requireScope('admin'), schema: { body: reasonBody } },
+      { preValidation: app.requireScope('admin'), schema: { body: reasonBody } },
       async (req, reply) => {
         if (!rt.cfg.platforms.some((p) => p.id === req.params.id)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No platform ${req.params.id}`);
         const ids = await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, req.params.id)), 0, Number.MAX_SAFE_INTEGER - 1);

@@ -88,7 +88,7 @@ export function lifecycleRoutes(platforms: Map<string, Platform>) {
     app.post<{ Params: { id: string }; Body: { reason: string } }>(
       '/v1/alerts/:id/cancel',
       {
-        preHandler: app.requireScope('alerts:write'),
+        preValidation: app.requireScope('alerts:write'),
         schema: { body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, pattern: '\\S' } } } },
       },
       async (req) => {
@@ -97,7 +97,7 @@ export function lifecycleRoutes(platforms: Map<string, Platform>) {
       },
     );
 
-    app.post<{ Params: { id: string }; Body: unknown }>('/v1/alerts/:id/update', { preHandler: app.requireScope('alerts:write') }, async (req) => {
+    app.post<{ Params: { id: string }; Body: unknown }>('/v1/alerts/:id/update', { preValidation: app.requireScope('alerts:write') }, async (req) => {
       const rec = await ownAlert(rt, req, req.params.id);
       const { alert, reason } = updateBody(req.body);
       // A source updates its own alert; anyone else (an admin key) acts on a source's alert and must say why.

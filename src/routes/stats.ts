@@ -16,7 +16,7 @@ export default async function statsRoutes(app: FastifyInstance) {
   app.get<{ Querystring: { from?: string; to?: string; source?: string; platform?: string; region?: string } }>(
     '/v1/stats',
     {
-      preHandler: app.requireScope('audit:read', 'alerts:read'),
+      preValidation: app.requireScope('audit:read', 'alerts:read'),
       schema: {
         querystring: {
           type: 'object',
@@ -46,7 +46,7 @@ export default async function statsRoutes(app: FastifyInstance) {
   app.get<{ Querystring: { within?: number } }>(
     '/v1/sla',
     {
-      preHandler: app.requireScope('audit:read', 'admin'),
+      preValidation: app.requireScope('audit:read', 'admin'),
       schema: { querystring: { type: 'object', additionalProperties: false, properties: { within: { type: 'integer', minimum: 0, default: 3_600_000 } } } },
     },
     async (req) => {

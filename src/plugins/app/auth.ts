@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
-import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, preValidationHookHandler } from 'fastify';
 import type { Config, KeyConfig, Scope } from '../../config/types.js';
 import { ProblemError } from '../../errors.js';
 
@@ -23,8 +23,8 @@ declare module 'fastify' {
     principal: Principal | null;
   }
   interface FastifyInstance {
-    /** preHandler that requires a key with any of the given scopes (admin passes every check). */
-    requireScope(...scopes: Scope[]): preHandlerHookHandler;
+    /** preValidation hook (auth before the body is validated: a caller without the right key learns nothing from a 400) that requires a key with any of the given scopes (admin passes every check). */
+    requireScope(...scopes: Scope[]): preValidationHookHandler;
     keyIndex: KeyIndex;
   }
 }
