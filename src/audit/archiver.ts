@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { duplicateConnection } from '../redis/connect.js';
 import {
   AUDIT_FIELD,
   auditHeadKey,
@@ -154,7 +155,7 @@ export class AuditArchiver {
     if (this.running) return;
     this.stopping = false;
     await mkdir(this.dir, { recursive: true });
-    this.blockConn = this.redis.duplicate({
+    this.blockConn = duplicateConnection(this.redis, {
       lazyConnect: false,
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { duplicateConnection } from '../redis/connect.js';
 import { formatCheckpoint, parseCheckpointBody, parseNote, signNote, type NoteSigner } from './checkpoint.js';
 import { EMPTY_ROOT } from './merkle.js';
 import { CHECKPOINT_FILE, readCheckpointFile } from './proof.js';
@@ -23,7 +24,7 @@ export function auditCheckpointRequestChannel(prefix: string): string {
 
 /** List the archiving process pushes its answer to one request on (short-lived). */
 export function auditCheckpointReplyKey(prefix: string, requestId: string): string {
-  return `${prefix}:audit:checkpoint:reply:${requestId}`;
+  return `${prefix}:{audit}:checkpoint:reply:${requestId}`;
 }
 
 export interface PublishedCheckpoint {
@@ -130,7 +131,7 @@ export class CheckpointPublisher {
    */
   private listen(): void {
     const { redis, prefix } = this.o;
-    const sub = redis.duplicate({ enableOfflineQueue: true }); // the app's connection may refuse commands while connecting
+    const sub = duplicateConnection(redis, { enableOfflineQueue: true }); // the app's connection may refuse commands while connecting
     this.sub = sub;
     sub.on('error', (err: unknown) => this.o.logger?.warn({ err }, 'audit checkpoint: request channel'));
     sub.on('message', (_channel: string, requestId: string) => {
@@ -181,7 +182,7 @@ export class CheckpointRequestError extends Error {}
 export async function requestCheckpoint(redis: Redis, prefix: string, timeoutMs = 10_000): Promise<PublishedCheckpoint> {
   const requestId = randomUUID();
   // BLPOP blocks its connection: a dedicated one per request (on-demand checkpoints are rare)
-  const waiter = redis.duplicate({ enableOfflineQueue: true });
+  const waiter = duplicateConnection(redis, { enableOfflineQueue: true });
   try {
     const wait = waiter.blpop(auditCheckpointReplyKey(prefix, requestId), timeoutMs / 1000);
     wait.catch(() => undefined); // rejected by the disconnect below when nobody listens

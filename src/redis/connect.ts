@@ -193,3 +193,19 @@ export function describeTarget(target: RedisTarget | string): string {
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }
+
+/**
+ * `redis.duplicate(extra)` that also works on a Cluster client, whose `duplicate` takes start-up
+ * nodes first and cluster options second (node options such as `commandTimeout` go in
+ * `redisOptions`): a blocking reader's options would otherwise be dropped there.
+ */
+export function duplicateConnection(redis: Redis, extra: RedisOptions = {}): Redis {
+  const c = redis as unknown;
+  if (!(c instanceof Cluster)) return redis.duplicate(extra);
+  const { lazyConnect, enableOfflineQueue, ...node } = extra;
+  return c.duplicate([], {
+    ...(lazyConnect !== undefined ? { lazyConnect } : {}),
+    ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
+    redisOptions: { ...c.options.redisOptions, ...node },
+  }) as unknown as Redis;
+}
