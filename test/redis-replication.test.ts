@@ -38,7 +38,8 @@ t.test('the config names the target: url, then Sentinel, then Cluster, then REDI
 
 t.test('waitReplicas: 503 NOT_REPLICATED until a replica has the alert; the retry is then answered for the stored alert', async (t) => {
   const redis = await useRedis(t);
-  const f = await startTestFenliu({ redisUrl: redis.url, cfg: testConfig({ redis: { prefix: 'wr', waitReplicas: 1, waitTimeoutMs: 200 } }) });
+  const f = await startTestFenliu({ redisUrl: redis.url, cfg: testConfig({ redis: { prefix: 'wr', waitReplicas: 1, waitTimeoutMs: 1000 } }) });
+  // 1 s (the default), not less: under a loaded CI a replica's WAIT ack can take a few hundred ms.
   t.teardown(() => f.stop());
   const src = api(f.url, KEYS.sourceA);
   const first = await src.post('/v1/alerts', alert('WAIT-1'));
@@ -54,6 +55,11 @@ t.test('waitReplicas: 503 NOT_REPLICATED until a replica has the alert; the retr
 
   const replica = await startReplica(redis.port);
   t.teardown(() => replica.stop());
+  // The master counts the replica once it is online after the full sync.
+  for (const end = Date.now() + 10_000; !/slave0:.*state=online/.test(await r.info('replication')); ) {
+    if (Date.now() > end) throw new Error('the replica never came online');
+    await new Promise((res) => setTimeout(res, 50));
+  }
   const retry = await src.post('/v1/alerts', alert('WAIT-1'));
   t.same([retry.status, retry.body.id, retry.headers['idempotent-replayed']], [200, stored[0], 'true'], 'with a replica, the retry is answered for the stored alert');
   const onReplica = new Redis({ port: replica.port, host: '127.0.0.1' });
