@@ -10,10 +10,11 @@
  * flag, GET /v1/sla), GET /v1/stats, the timeline and GET /v1/audit of the alert, an offline
  * `fenliu replay --mode diff` (compiled CLI) recording into the cluster, and the retention sweep.
  */
-import { spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
 import { Cluster, type Redis } from 'ioredis';
 import { collectAlerts } from '../../src/audit/replay.js';
@@ -25,7 +26,7 @@ import { each, zcardAll } from '../../src/store/fanout.js';
 import { sweepRetention } from '../../src/store/retention.js';
 import { startCluster } from '../helpers/cluster.js';
 import { ADAPTER_OPTIONS, FAST } from '../helpers/engine.js';
-import { KEYS, ROOT, alert, api, startTestFenliu, testConfig } from '../helpers/fenliu.js';
+import { KEYS, ROOT, alert, api, childEnv, startTestFenliu, testConfig } from '../helpers/fenliu.js';
 import { FEEDBACK_ID, HOTLINE_WORD, hotlineEvent } from '../helpers/lifecycle.js';
 import { Receiver, faultConfig, until, writeConfig } from '../faults/harness.js';
 
@@ -94,17 +95,13 @@ t.test('Cluster: platforms, flow, repeat calls, operator actions and replays', a
   t.ok(timeline!.includes('alert.updated'), 'alert.updated recorded');
 });
 
-/** Runs the compiled CLI (what users run). */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli.js'), ...args], { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const execFileP = promisify(execFile);
+/** Runs the compiled CLI (what users run); a non-zero exit is a result, not an exception. */
+const runDist = (args: string[]) =>
+  execFileP(process.execPath, [join(ROOT, 'dist', 'src', 'cli.js'), ...args], { cwd: ROOT, env: childEnv() }).then(
+    (r) => ({ code: 0 as number | null, ...r }),
+    (e: { code: number | null; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
 
 const SECRET = 'whsec_dGVzdC1jYWxsYmFjay1zZWNyZXQtMDEyMzQ1Njc4OQ==';
 type Item = { event: { type: string; alertId?: string; deliveryId?: string; data?: Record<string, any> } };
@@ -225,7 +222,7 @@ t.test('Cluster: callback, feedback, SLA, stats, audit, replay diff and retentio
 
   // An offline replay diff over the archive, recorded into the cluster's audit log.
   await until('both alerts archived', async () => ((await collectAlerts(dir, {})).length >= 2 ? true : undefined), 30_000);
-  const diff = await cli(['replay', dir, '--mode', 'diff', '--config', writeConfig(doc), '--json']);
+  const diff = await runDist(['replay', dir, '--mode', 'diff', '--config', writeConfig(doc), '--json']);
   t.equal(diff.code, 0, `replay diff exit code: ${diff.stderr.slice(-500)}`);
   const replayId = /replay (\S+) recorded in the audit log \(cluster /.exec(diff.stderr)?.[1];
   t.ok(replayId, `recorded in the cluster's audit log: ${diff.stderr.slice(-300)}`);
