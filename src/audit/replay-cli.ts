@@ -5,6 +5,7 @@ import { loadPlatforms } from '../delivery/platforms.js';
 import { collectAlerts, diffAlert, type Difference } from './replay.js';
 import { setAuditKeys } from './format.js';
 import { openReplayRecorder } from './replay-record.js';
+import { redisTarget } from '../redis/connect.js';
 
 interface Out {
   out: (s: string) => void;
@@ -78,7 +79,7 @@ export async function replayCommand(argv: string[], io: Out = std): Promise<numb
   const selection = { from: values.from, to: values.to, source: values.source, platform: values.platform };
   if (values.mode === 'diff') {
     const platforms = await loadPlatforms(cfg);
-    const rec = await openReplayRecorder({ mode: 'diff', reason: values.reason, redisUrl: values.redis ?? cfg.redis.url, prefix: cfg.redis.prefix, report: values.report, warn: io.err });
+    const rec = await openReplayRecorder({ mode: 'diff', reason: values.reason, redis: redisTarget(cfg.redis, {}, values.redis), prefix: cfg.redis.prefix, report: values.report, warn: io.err });
     await rec.started({ selection, selected: alerts.reduce((n, a) => n + a.sent.size, 0), alerts: alerts.length });
     const tick = progress(io, alerts.length, 'alerts');
     const diffs: Difference[] = [];

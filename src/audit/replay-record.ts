@@ -1,7 +1,8 @@
 /**
  * Where an offline replay run (`fenliu replay --mode diff`) puts its replay.started /
  * replay.delivery / replay.finished events:
- * - on the audit log, through Redis (the config's `redis.url`, or `--redis URL`), like any event;
+ * - on the audit log, through Redis (the config's redis section: a URL, Sentinel or Cluster, opened
+ *   by the one connection factory; or `--redis URL`), like any event;
  * - otherwise (no Redis named, `--report FILE`, or Redis unreachable) into a replay report: a JSON
  *   file with the same events, written once at the end, whose SHA-256 is printed so it can be
  *   quoted (ticket, e-mail) and checked later with `sha256sum`.
@@ -9,7 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { describeTarget, openRedis, waitReady, type RedisTarget } from '../redis/connect.js';
 import { appendAudit, type AuditEvent } from './events.js';
 import { sha256Hex } from './format.js';
 import { replayEvent, type ReplayMode } from './operator.js';
@@ -35,21 +37,32 @@ function who(): AuditEvent['actor'] {
 }
 
 /** Opens the recorder: Redis if given and reachable, else a report file. */
-export async function openReplayRecorder(o: { mode: ReplayMode; reason?: string; redisUrl?: string; prefix: string; report?: string; warn: (s: string) => void }): Promise<ReplayRecorder> {
+export async function openReplayRecorder(o: {
+  mode: ReplayMode;
+  reason?: string;
+  /** Where the audit log is (from `redisTarget(cfg.redis)`); none: a report file. */
+  redis?: RedisTarget;
+  prefix: string;
+  report?: string;
+  warn: (s: string) => void;
+}): Promise<ReplayRecorder> {
   const replayId = randomUUID();
   const actor = who();
   const mk = (type: 'replay.started' | 'replay.delivery' | 'replay.finished', f: { alertId?: string; deliveryId?: string; platformId?: string; data?: Record<string, unknown> } = {}) =>
     replayEvent(type, { replayId, mode: o.mode, actor, reason: o.reason, ...f });
   let redis: Redis | undefined;
-  if (o.redisUrl && !o.report) {
-    const r = new Redis(o.redisUrl, { lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  const target = o.redis && !o.report ? o.redis : undefined;
+  const label = target ? describeTarget(target) : '';
+  if (target) {
+    // One try, no endless reconnects: an unreachable Redis means a report file instead.
+    const r = openRedis(target, 'api', { lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 1, enableOfflineQueue: true });
     r.on('error', () => undefined);
     try {
-      await r.connect();
+      await waitReady(r, target, 5_000);
       redis = r;
     } catch (err) {
       r.disconnect();
-      o.warn(`fenliu replay: Redis ${o.redisUrl} unreachable (${(err as Error).message}); writing a replay report instead\n`);
+      o.warn(`fenliu replay: Redis ${label} unreachable (${(err as Error).message}); writing a replay report instead\n`);
     }
   }
   const events: AuditEvent[] = [];
@@ -60,7 +73,7 @@ export async function openReplayRecorder(o: { mode: ReplayMode; reason?: string;
   const file = o.report ?? `replay-${replayId}.json`;
   const rec: ReplayRecorder = {
     replayId,
-    where: redis ? `the audit log (${o.redisUrl})` : `report ${file}`,
+    where: redis ? `the audit log (${label})` : `report ${file}`,
     started: (data) => put(mk('replay.started', { data })),
     delivery: (f) => put(mk('replay.delivery', f)),
     finished: (counts) => put(mk('replay.finished', { data: { counts } })),
