@@ -4,14 +4,14 @@
  * where the API serves it and receipts read {size, root} from a cached copy.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { duplicateConnection } from '../redis/connect.js';
 import { formatCheckpoint, parseCheckpointBody, parseNote, signNote, type NoteSigner } from './checkpoint.js';
 import { EMPTY_ROOT } from './merkle.js';
 import { CHECKPOINT_FILE, readCheckpointFile } from './proof.js';
-import { TileTree } from './tiles.js';
+import { TileTree, writeDurably } from './tiles.js';
 
 export function auditCheckpointKey(prefix: string): string {
   return `${prefix}:{audit}:checkpoint`;
@@ -41,18 +41,6 @@ export interface SigningOptions {
   origin?: string;
 }
 
-export async function writeFileDurably(path: string, data: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-}
-
 /**
  * Signs a checkpoint of the tree now on disk unless `<dir>/checkpoint` already states it (then
  * that file, cosignatures included, is kept). The tiles are checked against tree.json first.
@@ -71,7 +59,7 @@ export async function refreshCheckpoint(dir: string, s: SigningOptions): Promise
   }
   const note = signNote(body, s.signer);
   await mkdir(dir, { recursive: true });
-  await writeFileDurably(join(dir, CHECKPOINT_FILE), note);
+  await writeDurably(join(dir, CHECKPOINT_FILE), note);
   return { size: tree.size, root: root.toString('base64'), note, signed: true };
 }
 

@@ -169,8 +169,8 @@ const handlers: Record<string, Handler> = {
     const out = str(flags, 'out');
     if (out) await writeFile(out, r.note);
     if (flags.has('write')) {
-      const { writeFileDurably } = await import('./checkpoint-log.js');
-      await writeFileDurably(join(dir, 'checkpoint'), r.note);
+      const { writeDurably } = await import('./tiles.js');
+      await writeDurably(join(dir, 'checkpoint'), r.note);
     }
     if (!out && !flags.has('write')) io.out(r.note.trimEnd());
     else io.err(`cosigned the checkpoint of size ${r.size}`);

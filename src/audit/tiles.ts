@@ -58,8 +58,8 @@ export async function readTreeHead(dir: string): Promise<TreeHead | null> {
   }
 }
 
-/** Temp file, fsync, rename: readers (proofs, the publisher) never see a half-written tile. */
-async function writeDurably(path: string, data: Buffer | string): Promise<void> {
+/** Temp file, fsync, rename: readers (proofs, the publisher) never see a half-written tile or checkpoint. */
+export async function writeDurably(path: string, data: Buffer | string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp`;
   const fh = await open(tmp, 'w');
