@@ -7,7 +7,7 @@ import { IngestService } from './ingest/ingest.js';
 import { IngestWriter } from './ingest/writer.js';
 import { apiConnection, describeTarget, waitReady, type RedisTarget } from './redis/connect.js';
 import { checkPersistence } from './redis/persistence.js';
-import { keys, type Keys } from './store/keys.js';
+import { keys, setStandalone, type Keys } from './store/keys.js';
 import { migrateLayout } from './store/migrate.js';
 import { Lifecycle } from './lifecycle/service.js';
 import { RepeatMatcher } from './lifecycle/repeat.js';
@@ -59,6 +59,8 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
   }
   const prefix = cfg.redis.prefix;
   const k = keys(prefix);
+  // One Redis: scripts may span buckets and audit events need no relay (src/store/keys.ts).
+  setStandalone(prefix, redisTarget.kind !== 'cluster');
   // Data of a version before the bucket key layout (src/store/keys.ts) is converted once, here.
   const converted = await migrateLayout(redis, prefix, cfg.platforms.map((p) => p.id));
   if (converted) log.warn({ alerts: converted }, 'converted Redis data to the bucket key layout (docs/scaling.md)');

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { AUDIT_FIELD, auditRelayCursorKey, auditStreamKey } from '../audit/events.js';
-import { BUCKETS, keys } from './keys.js';
+import { BUCKETS, isStandalone, keys } from './keys.js';
 
 /**
  * The audit relay. Scripts write an audit event into their bucket's stream (the same slot as the
@@ -39,7 +39,7 @@ type WithAppend = Redis & { fenliuAuditRelay?: (...a: string[]) => Promise<strin
 async function relayNow(redis: Redis, prefix: string, b: number): Promise<number> {
   const r = redis as WithAppend;
   if (!r.fenliuAuditRelay) r.defineCommand('fenliuAuditRelay', { numberOfKeys: 2, lua: APPEND });
-  const source = keys(prefix).audit(b);
+  const source = keys(prefix).bucketAudit(b);
   let moved = 0;
   for (;;) {
     const entries = (await redis.xrange(source, '-', '+', 'COUNT', CHUNK)) as [string, string[]][];
@@ -69,6 +69,13 @@ const slots = new WeakMap<Redis, Map<string, Slot>>();
  * which starts after it and so sees every event written before the call.
  */
 export function relayAudit(redis: Redis, prefix: string, b: number): Promise<number> {
+  // Standalone: scripts wrote to the one stream already; what an older version left in a bucket
+  // stream is moved by relayAllAudit (the archiver and the lifecycle worker's timer call it).
+  if (isStandalone(prefix)) return Promise.resolve(0);
+  return relayQueued(redis, prefix, b);
+}
+
+function relayQueued(redis: Redis, prefix: string, b: number): Promise<number> {
   let per = slots.get(redis);
   if (!per) slots.set(redis, (per = new Map()));
   const name = `${prefix}\n${b}`;
@@ -94,6 +101,6 @@ export function relayAudit(redis: Redis, prefix: string, b: number): Promise<num
 
 /** Relays every bucket (readers of the audit stream call this first; a timer calls it as a catch-all). */
 export async function relayAllAudit(redis: Redis, prefix: string): Promise<number> {
-  const n = await Promise.all(Array.from({ length: BUCKETS }, (_, b) => relayAudit(redis, prefix, b)));
+  const n = await Promise.all(Array.from({ length: BUCKETS }, (_, b) => relayQueued(redis, prefix, b)));
   return n.reduce((a, x) => a + x, 0);
 }

@@ -45,12 +45,37 @@ export function bucketOfKey(key: string): number | undefined {
   return i < 0 ? undefined : i;
 }
 
+const standalone = new Set<string>();
+
+/**
+ * Declares that the data under `prefix` lives on one Redis (a URL or Sentinel), not a Cluster.
+ * Slots then mean nothing: one script call may write the keys of every bucket (`groups`), and
+ * audit events go straight to the one stream the archiver reads (`audit(b)`), with no relay copy.
+ * Not declared (the default, and always on Cluster): one bucket per script, per-bucket audit
+ * streams relayed by src/store/audit-relay.ts. Both are correct on a single Redis; a process that
+ * did not declare it (a CLI tool) just takes the Cluster path.
+ */
+export function setStandalone(prefix: string, on: boolean): void {
+  if (on) standalone.add(prefix);
+  else standalone.delete(prefix);
+}
+
+export function isStandalone(prefix: string): boolean {
+  return standalone.has(prefix);
+}
+
 /** Every Redis key fenliu writes, in one place. */
 export function keys(prefix: string) {
   const at = (id: string) => `${prefix}:${bucketTag(bucketOf(id))}`;
   const inB = (b: number) => `${prefix}:${bucketTag(b)}`;
+  const auditStream = `${prefix}:{audit}`;
   return {
     bucketList: Array.from({ length: BUCKETS }, (_, b) => b),
+    /**
+     * Buckets that one script call (or MULTI) may write together: all of them on a standalone
+     * Redis (setStandalone), each alone otherwise (one slot per call on Cluster).
+     */
+    groups: (buckets: Iterable<number>): number[][] => (standalone.has(prefix) ? [[...buckets]] : [...buckets].map((b) => [b])),
     alert: (id: string) => `${at(id)}:alert:${id}`,
     /** All alerts of a bucket by receipt time (score: epoch ms). */
     alerts: (b: number) => `${inB(b)}:alerts`,
@@ -78,8 +103,10 @@ export function keys(prefix: string) {
     open: (b: number, platformId: string) => `${inB(b)}:open:${platformId}`,
     /** Delivery ids written with their alert whose BullMQ job may not be added yet (score: epoch ms). */
     outbox: (b: number) => `${inB(b)}:outbox`,
-    /** A bucket's audit events before the relay moves them to the one stream the archiver reads. */
-    audit: (b: number) => `${inB(b)}:audit`,
+    /** Where a script writing bucket b's keys appends audit events: the bucket's stream, relayed to the one stream the archiver reads; that stream itself on a standalone Redis (setStandalone). */
+    audit: (b: number) => (standalone.has(prefix) ? auditStream : `${inB(b)}:audit`),
+    /** A bucket's own audit stream (what the relay reads), whatever the mode. */
+    bucketAudit: (b: number) => `${inB(b)}:audit`,
     seenEvent: (platformId: string, eventId: string) => `${prefix}:evt:${platformId}:${eventId}`,
     /** Callback message ids (webhook-id) seen: a replayed callback is refused. */
     seenMessage: (platformId: string, messageId: string) => `${prefix}:msg:${platformId}:${messageId}`,

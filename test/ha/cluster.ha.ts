@@ -119,7 +119,7 @@ t.test('Cluster: the delivery path on 3 shards; SIGKILL a master under load', as
   t.comment(`acknowledged and then missing (no waitReplicas): ${missing.length}; sent twice: ${tally.duplicated}`);
 
   // Audit: every bucket's events reach the one stream the archiver reads (relay, exactly once).
-  await until('audit relayed', async () => (await Promise.all(k.bucketList.map((b) => rr.xlen(k.audit(b))))).every((n) => n === 0), 30_000);
+  await until('audit relayed', async () => (await Promise.all(k.bucketList.map((b) => rr.xlen(k.bucketAudit(b))))).every((n) => n === 0), 30_000);
   const events = (await rr.xrange(auditStreamKey(prefix), '-', '+')).length;
   t.ok(events > 0 || (await rr.exists(`${prefix}:{audit}:head`)) === 1, `audit events in the archiver's stream or archived (${events} in the stream)`);
 
