@@ -160,6 +160,11 @@ t.test('cases', async (t) => {
     t.equal(env.sandbox.get('h-c').received.filter((r) => r.path.endsWith('/supplement')).length, 1);
     const wrong = await env.source().post(`/v1/alerts/${created.body.id}/update`, { ...body, source: { system: 'test-110-a', alertId: 'OTHER' } });
     t.equal(wrong.status, 422);
+    // A new version in a police-only category is refused: nothing of it reaches the platforms.
+    const police = await env.source().post(`/v1/alerts/${created.body.id}/update`, { ...body, category: 'violence.assault', description: '升级为殴打' });
+    t.equal(police.status, 422, police.text);
+    t.match(police.body, { code: 'FENLIU_ERR_POLICE_ONLY', errors: [{ pointer: '/category' }] });
+    t.equal((await env.source().get(`/v1/alerts/${created.body.id}`)).body.alert.category, 'consumer.refund', 'the stored version is unchanged');
     // An operator (admin key) acting on a source's alert must say why.
     const bare = await env.admin().post(`/v1/alerts/${created.body.id}/update`, { ...body, description: '管理员补充' });
     t.equal(bare.status, 400, 'an admin update without a reason is refused');

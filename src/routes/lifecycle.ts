@@ -11,6 +11,7 @@ import { DEFAULT_JOB_OPTIONS, jobPriority } from '../delivery/queues.js';
 import { ProblemError } from '../errors.js';
 import { canonicalJson, validateAlert } from '../ingest/validate.js';
 import { FINAL_STATES } from '../lifecycle/states.js';
+import { isPoliceOnly } from '../routing/route.js';
 import { hasScope, type Principal } from '../plugins/app/auth.js';
 import { allDeliveryIds, getAlertRecord, getAlertView, getDeliveries, type AlertRecord } from '../store/records.js';
 import type { Runtime } from '../runtime.js';
@@ -143,6 +144,14 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   if (!v.ok) throw new ProblemError('FENLIU_ERR_VALIDATION', `${v.errors.length} field(s) do not match the alert schema`, { errors: v.errors });
   if (v.alert.source.system !== rec.alert.source.system || v.alert.source.alertId !== rec.alert.source.alertId) {
     throw new ProblemError('FENLIU_ERR_VALIDATION', 'An update must keep source.system and source.alertId', { errors: [{ pointer: '/source', message: 'differs from the original alert' }] });
+  }
+  // A new version in a police-only category must not reach the platforms (非必要不分流): the
+  // police take the case back by cancelling it, which an update cannot do on their behalf.
+  const police = rt.cfg.policeOnly.find((pattern) => isPoliceOnly(pattern, v.alert.category));
+  if (police) {
+    throw new ProblemError('FENLIU_ERR_POLICE_ONLY', `Category ${v.alert.category} matches the police-only rule ${police}: the update is not sent; cancel the alert (POST /v1/alerts/${rec.id}/cancel) to take the case back`, {
+      errors: [{ pointer: '/category', message: `is police-only (${police})` }],
+    });
   }
   const hash = createHash('sha256').update(canonicalJson(v.alert)).digest('hex');
   const current = createHash('sha256').update(canonicalJson(rec.alert)).digest('hex');
