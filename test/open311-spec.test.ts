@@ -202,6 +202,24 @@ async function discoveryEnv(t: Test, opts: Omit<SandboxPlatformOptions, 'id' | '
   return { sandbox, url, agent, client: new PlatformClient('o', url, agent, { type: 'none' }, DEFAULT_TIMEOUTS) };
 }
 
+t.test('discovery: a discovery document on another host is fetched without the platform\'s credentials', async (t) => {
+  const { sandbox, url, agent } = await discoveryEnv(t, { open311Services: ['GENERAL'] });
+  const seen: { path?: string; authorization?: string }[] = [];
+  const other = createServer((req, res) => {
+    seen.push({ path: req.url, authorization: req.headers.authorization });
+    res.writeHead(200, { 'content-type': 'text/xml' }).end('<?xml version="1.0" encoding="utf-8"?><discovery><endpoints/></discovery>');
+  });
+  await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+  t.teardown(() => other.close());
+  const elsewhere = `http://127.0.0.1:${(other.address() as AddressInfo).port}/discovery.xml`;
+  const client = new PlatformClient('o', url, agent, { type: 'bearer', token: 'platform-secret' }, DEFAULT_TIMEOUTS);
+  await discover({ id: 'o', url, options: { apiKey: 'k', defaultServiceCode: 'GENERAL', discoveryUrl: elsewhere }, adapter: open311, client });
+  t.equal(seen.length, 1, 'the discovery document was read');
+  t.equal(seen[0].authorization, undefined, 'no bearer token sent to another origin');
+  const own = sandbox.get('o').received.find((r) => r.path.startsWith('/services'));
+  t.equal(own?.headers.authorization, 'Bearer platform-secret', 'the platform itself still gets its credentials');
+});
+
 /** The fenliu CLI as users run it: exit code and stdout. */
 function runCli(args: string[]): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve) => {

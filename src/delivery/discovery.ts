@@ -34,7 +34,10 @@ async function ask(t: DiscoveryTarget, requests: OutboundRequest[], answers: Dis
   for (const request of requests) {
     let timer: NodeJS.Timeout | undefined;
     try {
-      const wire = await t.client.authorise(prepare(t.url, request), `discovery-${t.id}`);
+      const prepared = prepare(t.url, request);
+      // The platform's credentials are for the platform's origin: a discovery document elsewhere
+      // (an absolute Open311 discoveryUrl on another host) is fetched without them.
+      const wire = new URL(prepared.url).origin === new URL(t.url).origin ? await t.client.authorise(prepared, `discovery-${t.id}`) : prepared;
       // Auth yes; the delivery headers describe no delivery here.
       delete wire.headers['idempotency-key'];
       delete wire.headers['x-fenliu-delivery-id'];
