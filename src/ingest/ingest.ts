@@ -80,10 +80,11 @@ export class IngestService {
       outcome = claim ? await this.writer.existing(claim, item) : await this.writer.submit(item);
     } catch (err) {
       // Stored or not (a 503 for replicas comes after the write): the matcher asks Redis.
-      rep?.done(undefined);
+      await rep?.done(undefined);
       throw err;
     }
-    rep?.done(outcome.kind === 'created');
+    // Settled before the answer: a copy's claims are gone when its 200 is sent.
+    await rep?.done(outcome.kind === 'created');
     const repeatOf = match?.caseId;
     const result = settle(outcome);
     if (result.kind === 'created' && repeatOf) await this.onRepeat(result.record, repeatOf);

@@ -116,7 +116,7 @@ export class RepeatMatcher {
     return {
       match: () => decided.then((d) => d.match),
       done: (stored) =>
-        void decided.then(
+        decided.then(
           async (d) => {
             if (d.match) return;
             // A failed write may have stored it all the same (a 503 for replicas comes after it).
@@ -318,7 +318,7 @@ export interface RepeatClaim {
   /** The open case this alert repeats, if any (claims made meanwhile). */
   match(): Promise<RepeatMatch | undefined>;
   /** Whether the alert was stored (undefined: not known, after an error): its claims stay (a new case), or are released (a copy, a conflict, a failed write). */
-  done(stored: boolean | undefined): void;
+  done(stored: boolean | undefined): Promise<void>;
 }
 
 const srcOf = (a: Alert) => `${a.source.system}\n${a.source.alertId}`;
