@@ -136,13 +136,18 @@ export class RepeatMatcher {
     try {
       // The place key first: it is the stronger one. Only an alert holding its place key goes on
       // to its phone key, so a phone key's holder never waits on anyone: waits cannot go round.
-      const place = await this.take(k.place, id, alert);
+      // Where one script may write both keys (a single Redis), the phone key is claimed in the
+      // same call when the place key was free.
+      const both = k.phone !== undefined && this.keys.groups(new Set([bucketOfKey(k.place) ?? 0, bucketOfKey(k.phone) ?? 0])).length === 1;
+      const first = await this.claim(id, k.place, both ? k.phone : undefined);
+      if (first.then === null) held.push(k.phone!);
+      const place = await this.take(k.place, id, alert, first.holder);
       if (place.kind === 'live') return { match: { caseId: place.caseId, key: 'place+category', on: alert.category, crossSource: place.crossSource }, held };
       if (place.kind !== 'held') return { held };
       held.push(k.place);
       if (!k.phone) return { held };
-      const phone = await this.take(k.phone, id, alert);
-      if (phone.kind === 'held') held.push(k.phone);
+      const phone = await this.take(k.phone, id, alert, first.then !== undefined ? first.then : (await this.claim(id, k.phone)).holder);
+      if (phone.kind === 'held' && first.then !== null) held.push(k.phone);
       if (phone.kind !== 'live') return { held };
       // Linked by phone: the place key it holds now points at the case (as if the case had taken it).
       await this.swap(k.place, id, phone.caseId);
@@ -153,15 +158,14 @@ export class RepeatMatcher {
     }
   }
 
-  /** Claims one key for `id`, or says which live case holds it. */
-  private async take(key: string, id: string, alert: Alert): Promise<Holder | { kind: 'held' }> {
-    let holder = await this.claim(key, id);
+  /** Takes one key for `id` given its holder when claimed (null: taken), or says which live case holds it. */
+  private async take(key: string, id: string, alert: Alert, holder: string | null): Promise<Holder | { kind: 'held' }> {
     // Each round is another request changing the key under us: a handful cannot happen in practice.
     for (let round = 0; round < 8; round++) {
       if (holder === null || holder === id) return { kind: 'held' };
       const h = await this.judge(key, holder, alert);
       if (h.kind === 'live' || h.kind === 'self') return h;
-      if (h.kind === 'moved') holder = await this.claim(key, id);
+      if (h.kind === 'moved') holder = (await this.claim(id, key)).holder;
       else holder = await this.swap(key, holder, id);
     }
     // Left alone, as a copy would be: a new case without keys.
@@ -218,10 +222,14 @@ export class RepeatMatcher {
     return 'dead';
   }
 
-  /** `SET key id NX PX window GET`: null when claimed, else the holder. The claims of one event-loop turn go in one pipeline (one per bucket on Cluster). */
-  private claim(key: string, id: string): Promise<string | null> {
+  /**
+   * `SET key id NX PX window GET` (null when taken, else the holder), and when taken and `then`
+   * is given, the same for `then` (undefined: not tried). The claims of one event-loop turn go in
+   * one script call (one per bucket on Cluster).
+   */
+  private claim(id: string, key: string, then?: string): Promise<{ holder: string | null; then?: string | null }> {
     return new Promise((resolve, reject) => {
-      if (this.claims.push({ key, id, resolve, reject }) === 1) setImmediate(() => this.flushClaims());
+      if (this.claims.push({ id, key, then, resolve, reject }) === 1) setImmediate(() => this.flushClaims());
     });
   }
 
@@ -235,17 +243,16 @@ export class RepeatMatcher {
       if (list) list.push(c);
       else byBucket.set(b, [c]);
     }
-    // ioredis refuses a Cluster pipeline whose keys span slots: one pipeline per group (k.groups).
     for (const group of this.keys.groups(byBucket.keys())) {
       const cs = group.flatMap((b) => byBucket.get(b)!);
-      const p = this.redis.pipeline();
-      for (const c of cs) p.set(c.key, c.id, 'PX', this.windowMs, 'NX', 'GET');
-      p.exec().then(
+      const args: (string | number)[] = [this.windowMs];
+      for (const c of cs) args.push(c.id, c.key, c.then ?? '');
+      // KEYS[1] routes the call on Cluster; every key of one call is in its slot there.
+      (this.cmd().fenliuRepeatClaim(cs[0].key, ...args) as Promise<string[]>).then(
         (res) =>
           cs.forEach((c, i) => {
-            const [err, v] = res?.[i] ?? [new Error('pipeline aborted'), null];
-            if (err) c.reject(err);
-            else c.resolve(v as string | null);
+            const [a, b] = [res[2 * i], res[2 * i + 1]];
+            c.resolve({ holder: a || null, then: b === '-' ? undefined : b || null });
           }),
         (err) => cs.forEach((c) => c.reject(err)),
       );
@@ -265,6 +272,7 @@ export class RepeatMatcher {
   private cmd(): Redis & Record<string, (...a: unknown[]) => Promise<unknown>> {
     const client = this.redis as Redis & Record<string, (...a: unknown[]) => Promise<unknown>>;
     if (!client.fenliuRepeatSwap) {
+      client.defineCommand('fenliuRepeatClaim', { numberOfKeys: 1, lua: CLAIM });
       client.defineCommand('fenliuRepeatSwap', { numberOfKeys: 1, lua: SWAP });
       client.defineCommand('fenliuRepeatRelease', { numberOfKeys: 1, lua: RELEASE });
     }
@@ -272,6 +280,23 @@ export class RepeatMatcher {
   }
 }
 
+/**
+ * ARGV: window ms, then per claim: id, key, then-key or ''. Returns per claim two strings: the
+ * key's holder or '' (taken), and the then-key's holder, '' (taken) or '-' (not tried: the key
+ * was held, or no then-key). Ids are never '' or '-'.
+ */
+const CLAIM = `
+local px, out = ARGV[1], {}
+for i = 2, #ARGV, 3 do
+  local id, key, nextKey = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local held = redis.call('SET', key, id, 'NX', 'PX', px, 'GET')
+  local after = '-'
+  if not held and nextKey ~= '' then after = redis.call('SET', nextKey, id, 'NX', 'PX', px, 'GET') or '' end
+  out[#out + 1] = held or ''
+  out[#out + 1] = after
+end
+return out
+`;
 /** One key each (a slot each on Cluster). */
 const SWAP = `
 local cur = redis.call('GET', KEYS[1])
@@ -307,9 +332,10 @@ type Holder =
   | { kind: 'moved' };
 
 interface Claim {
-  key: string;
   id: string;
-  resolve: (holder: string | null) => void;
+  key: string;
+  then?: string;
+  resolve: (r: { holder: string | null; then?: string | null }) => void;
   reject: (err: unknown) => void;
 }
 
