@@ -88,7 +88,7 @@ export class RepeatMatcher {
   /**
    * Decides, atomically against every other ingest of this installation, whether the alert `id`
    * repeats an open case or opens one (docs/lifecycle.md, "Repeat calls"): claims its place key,
-   * then (holding it) its phone key, with `SET NX GET`. Starts at once; the caller asks for the
+   * then (holding it) its phone key, each as `SET NX GET` would. Starts at once; the caller asks for the
    * match once its idempotency lookup says the alert is new, and says with `done` whether the
    * alert was stored (its claims stay) or not (they are released).
    */
@@ -223,7 +223,7 @@ export class RepeatMatcher {
   }
 
   /**
-   * `SET key id NX PX window GET` (null when taken, else the holder), and when taken and `then`
+   * Claims `key` like `SET key id NX PX window GET` (null when taken, else the holder), and when taken and `then`
    * is given, the same for `then` (undefined: not tried). The claims of one event-loop turn go in
    * one script call (one per bucket on Cluster).
    */
@@ -283,17 +283,22 @@ export class RepeatMatcher {
 /**
  * ARGV: window ms, then per claim: id, key, then-key or ''. Returns per claim two strings: the
  * key's holder or '' (taken), and the then-key's holder, '' (taken) or '-' (not tried: the key
- * was held, or no then-key). Ids are never '' or '-'.
+ * was held, or no then-key). Ids are never '' or '-'. Each claim is `SET key id NX PX window GET`;
+ * spelled GET then SET (one script is as atomic), it needs no Redis 7.
  */
 const CLAIM = `
 local px, out = ARGV[1], {}
+local function claim(key, id)
+  local held = redis.call('GET', key)
+  if held then return held end
+  redis.call('SET', key, id, 'PX', px)
+  return ''
+end
 for i = 2, #ARGV, 3 do
   local id, key, nextKey = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local held = redis.call('SET', key, id, 'NX', 'PX', px, 'GET')
-  local after = '-'
-  if not held and nextKey ~= '' then after = redis.call('SET', nextKey, id, 'NX', 'PX', px, 'GET') or '' end
-  out[#out + 1] = held or ''
-  out[#out + 1] = after
+  local held = claim(key, id)
+  out[#out + 1] = held
+  if held == '' and nextKey ~= '' then out[#out + 1] = claim(nextKey, id) else out[#out + 1] = '-' end
 end
 return out
 `;
