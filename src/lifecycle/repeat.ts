@@ -149,8 +149,9 @@ export class RepeatMatcher {
       const phone = await this.take(k.phone, id, alert, first.then !== undefined ? first.then : (await this.claim(id, k.phone)).holder);
       if (phone.kind === 'held' && first.then !== null) held.push(k.phone);
       if (phone.kind !== 'live') return { held };
-      // Linked by phone: the place key it holds now points at the case (as if the case had taken it).
-      await this.swap(k.place, id, phone.caseId);
+      // Linked by phone: a repeat holds no key, so the place key goes back (before those waiting
+      // on it are told: they claim again and find it free, as if this call had never claimed it).
+      await this.release(k.place, id);
       return { match: { caseId: phone.caseId, key: 'phone+family', on: categoryFamily(alert.category), crossSource: phone.crossSource }, held: [] };
     } catch (err) {
       await Promise.all(held.map((key) => this.release(key, id))).catch(() => undefined);
@@ -181,13 +182,12 @@ export class RepeatMatcher {
     }
     const got = await this.recordOf(key, holder);
     if (got === 'moved' || got === 'dead') return { kind: got };
-    let rec: AlertRecord | undefined = got;
+    const rec = got;
     // The same 110 alert sent again is idempotency's business, not a repeat.
     if (rec.sourceId === alert.source.system && rec.alert.source.alertId === alert.source.alertId) return { kind: 'self' };
-    // A repeat holds a key only between its claim and handing it to its case: follow it.
-    if (rec.repeatOf) rec = await getAlertRecord(this.redis, this.keys, rec.repeatOf);
+    // A repeat gives its claims back before it is written: still holding one, its release failed.
     // The keys already carry the source; this guards keys written before they did.
-    if (!rec || (!this.crossSource && rec.sourceId !== alert.source.system)) return { kind: 'dead' };
+    if (rec.repeatOf || (!this.crossSource && rec.sourceId !== alert.source.system)) return { kind: 'dead' };
     const ds = await getDeliveries(this.redis, this.keys, await allDeliveryIds(this.redis, this.keys, rec));
     if (!ds.some((d) => (d.kind ?? 'primary') === 'primary' && OPEN.has(d.state))) return { kind: 'dead' };
     return { kind: 'live', caseId: rec.id, crossSource: rec.sourceId !== alert.source.system };
