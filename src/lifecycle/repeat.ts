@@ -264,6 +264,12 @@ export class RepeatMatcher {
     return this.cmd().fenliuRepeatSwap(key, from, to, this.windowMs) as Promise<string | null>;
   }
 
+  /** Deletes the repeat keys of an alert that still hold its id (retention). */
+  async forget(alert: Alert, id: string): Promise<void> {
+    const k = this.keysFor(alert);
+    await Promise.all([k.place, k.phone].flatMap((key) => (key ? [this.release(key, id)] : [])));
+  }
+
   /** Deletes the key if it still holds `id`. */
   private release(key: string, id: string): Promise<unknown> {
     return this.cmd().fenliuRepeatRelease(key, id);
