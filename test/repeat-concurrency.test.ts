@@ -9,6 +9,8 @@ import { Redis } from 'ioredis';
 import { KEYS, alert, api, startTestFenliu, type TestFenliu } from './helpers/fenliu.js';
 import { useRedis } from './helpers/redis.js';
 import { newId } from '../src/store/ids.js';
+import { keys } from '../src/store/keys.js';
+import { sweepRetention } from '../src/store/retention.js';
 
 t.test('repeat calls under concurrency', async (t) => {
   const redis = await useRedis(t);
@@ -131,5 +133,16 @@ t.test('repeat calls under concurrency', async (t) => {
     const b = await post(one, body2);
     t.equal(b.status, 202);
     t.equal(await r.get(k2.place), b.body.id);
+  });
+
+  await t.test('retention forgets the repeat keys of the alerts it removes, and only those', async (t) => {
+    const k = matcher(one).keysFor(alert('x', place('杭州西路1号')) as any);
+    t.ok(await r.get(k.place), 'held before');
+    // A key taken over by a later call after its case was removed is left alone.
+    const other = matcher(one).keysFor(alert('x', place('杭州西路2号')) as any);
+    await r.set(other.place, 'alt_someone-else');
+    await sweepRetention(r, keys('fenliu'), 'fenliu', Date.now() + 1, { repeat: matcher(one) });
+    t.equal(await r.get(k.place), null);
+    t.equal(await r.get(other.place), 'alt_someone-else');
   });
 });
