@@ -289,12 +289,17 @@ export class RepeatMatcher {
 /**
  * ARGV: window ms, then per claim: id, key, then-key or ''. Returns per claim two strings: the
  * key's holder or '' (taken), and the then-key's holder, '' (taken) or '-' (not tried: the key
- * was held, or no then-key). Ids are never '' or '-'. Each claim is `SET key id NX PX window GET`;
- * spelled GET then SET (one script is as atomic), it needs no Redis 7.
+ * was held, or no then-key). Ids are never '' or '-'. Each claim is one `SET key id NX PX window
+ * GET` (Redis ≥ 7; a Redis that refuses NX with GET gets GET then SET, as atomic in a script).
  */
 const CLAIM = `
-local px, out = ARGV[1], {}
+local px, out, nxget = ARGV[1], {}, true
 local function claim(key, id)
+  if nxget then
+    local r = redis.pcall('SET', key, id, 'NX', 'PX', px, 'GET')
+    if type(r) ~= 'table' then return r or '' end
+    nxget = false
+  end
   local held = redis.call('GET', key)
   if held then return held end
   redis.call('SET', key, id, 'PX', px)
