@@ -189,7 +189,10 @@ export class RepeatMatcher {
     // The keys already carry the source; this guards keys written before they did.
     if (rec.repeatOf || (!this.crossSource && rec.sourceId !== alert.source.system)) return { kind: 'dead' };
     const ds = await getDeliveries(this.redis, this.keys, await allDeliveryIds(this.redis, this.keys, rec));
-    if (!ds.some((d) => (d.kind ?? 'primary') === 'primary' && OPEN.has(d.state))) return { kind: 'dead' };
+    // A delivery the record lists but Redis does not hold yet is one still to be materialised
+    // from the ingest log: queued, so open.
+    const open = ds.some((d) => (d.kind ?? 'primary') === 'primary' && OPEN.has(d.state)) || rec.deliveryIds.some((id) => !ds.some((d) => d.id === id));
+    if (!open) return { kind: 'dead' };
     return { kind: 'live', caseId: rec.id, crossSource: rec.sourceId !== alert.source.system };
   }
 
