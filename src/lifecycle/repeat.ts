@@ -154,7 +154,9 @@ export class RepeatMatcher {
       await this.release(k.place, id);
       return { match: { caseId: phone.caseId, key: 'phone+family', on: categoryFamily(alert.category), crossSource: phone.crossSource }, held: [] };
     } catch (err) {
-      await Promise.all(held.map((key) => this.release(key, id))).catch(() => undefined);
+      // Both keys, not only those known held: a script that failed half-way (out of memory)
+      // may have claimed one. Each goes only if it holds this id.
+      await this.forget(alert, id).catch(() => undefined);
       throw err;
     }
   }
@@ -267,7 +269,7 @@ export class RepeatMatcher {
     return this.cmd().fenliuRepeatSwap(key, from, to, this.windowMs) as Promise<string | null>;
   }
 
-  /** Deletes the repeat keys of an alert that still hold its id (retention). */
+  /** Deletes the repeat keys of an alert that still hold its id (retention, a failed claim). */
   async forget(alert: Alert, id: string): Promise<void> {
     const k = this.keysFor(alert);
     await Promise.all([k.place, k.phone].flatMap((key) => (key ? [this.release(key, id)] : [])));
