@@ -64,31 +64,40 @@ export class IngestService {
     if (idempotencyHeader !== undefined && !IDEMPOTENCY_KEY.test(idempotencyHeader)) {
       throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'Idempotency-Key must be 1 to 128 visible ASCII characters', { errors: [{ pointer: '/headers/idempotency-key', message: 'is invalid' }] });
     }
-    // Nearly every alert is new: one coalesced MGET says so for its idempotency key and its
-    // repeat-call candidates together; only a hit looks further.
+    // Nearly every alert is new: one coalesced MGET says so for its idempotency key, while its
+    // repeat-call keys are claimed (src/lifecycle/repeat.ts); a copy gives its claims back.
     const idemKey = this.keys.idem(alert.source.system, idempotencyHeader ?? alert.source.alertId);
-    const rk = this.repeat?.keysFor(alert);
-    const [claim, ...found] = await this.writer.lookup(rk ? [idemKey, ...(rk.phone ? [rk.phone, rk.place] : [rk.place])] : [idemKey]);
+    // In its idempotency key's bucket: the claim and the alert are written by one script (one slot).
+    // Made before the write: the repeat-call claims name it.
+    const id = newId('alt', Date.now(), this.keys.idemBucket(alert.source.system, idempotencyHeader ?? alert.source.alertId));
+    const rep = this.repeat?.begin(alert, id);
+    let outcome: WriteOutcome;
     let match: RepeatMatch | undefined;
-    if (!claim && rk && found.some((x) => x !== null)) match = await this.repeat!.findOpenCase(rk, alert);
+    try {
+      const [claim] = await this.writer.lookup([idemKey]);
+      if (!claim) match = await rep?.match();
+      const item = this.build(alert, principal, routed.decision, idemKey, idempotencyHeader, id, match);
+      outcome = claim ? await this.writer.existing(claim, item) : await this.writer.submit(item);
+    } catch (err) {
+      // Stored or not (a 503 for replicas comes after the write): the matcher asks Redis.
+      await rep?.done(undefined);
+      throw err;
+    }
+    // Settled before the answer: a copy's claims are gone when its 200 is sent.
+    await rep?.done(outcome.kind === 'created');
     const repeatOf = match?.caseId;
-    const item = this.build(alert, principal, routed.decision, idemKey, idempotencyHeader, match);
-    if (rk && !repeatOf) item.sets = [[rk.place, item.record.id, this.repeat!.windowMs], ...(rk.phone ? [[rk.phone, item.record.id, this.repeat!.windowMs] as [string, string, number]] : [])];
-    const outcome = claim ? await this.writer.existing(claim, item) : await this.writer.submit(item);
     const result = settle(outcome);
     if (result.kind === 'created' && repeatOf) await this.onRepeat(result.record, repeatOf);
     bus.emitEvent('alert.accepted', { sourceId: alert.source.system, category: alert.category, regionCode: alert.location.regionCode, deliveries: routed.decision.targets.length, duplicate: result.kind === 'duplicate' });
     return result;
   }
 
-  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemKey: string, idemHeader: string | undefined, match?: RepeatMatch): PendingAlert {
+  private build(alert: Alert, principal: Principal, decision: AlertRecord['route'], idemKey: string, idemHeader: string | undefined, id: string, match?: RepeatMatch): PendingAlert {
     const repeatOf = match?.caseId;
     const now = Date.now();
     const receivedAt = new Date(now).toISOString();
     const sourceId = alert.source.system;
     const idempotencyKey = idemHeader ?? alert.source.alertId;
-    // In its idempotency key's bucket: the claim and the alert are written by one script (one slot).
-    const id = newId('alt', now, this.keys.idemBucket(sourceId, idempotencyKey));
     // The canonical form is hashed and also stored: one serialisation of the alert, not two.
     const alertJson = canonicalJson(alert);
     const bodyHash = createHash('sha256').update(alertJson).digest('hex');

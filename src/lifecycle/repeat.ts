@@ -1,8 +1,10 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Alert } from '../../adapters/sdk.js';
-import type { Keys } from '../store/keys.js';
-import { allDeliveryIds, getAlertRecord, getDeliveries } from '../store/records.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bucketOfKey, type Keys } from '../store/keys.js';
+import { idTime } from '../store/ids.js';
+import { allDeliveryIds, getAlertRecord, getDeliveries, type AlertRecord } from '../store/records.js';
 import { parseDuration } from './service.js';
 
 /** States in which a case still needs handling: a repeat call about it is an urge, not a new case. */
@@ -53,6 +55,14 @@ export class RepeatMatcher {
     this.windowMs = parseDuration(window);
   }
 
+  /** Alerts of this process holding repeat keys whose fate (a case, or not) is not known yet. */
+  private readonly inflight = new Map<string, InFlight>();
+  /** Waits for another process's holder, shared by the calls waiting on it. */
+  private readonly reading = new Map<string, Promise<AlertRecord | 'moved' | 'dead'>>();
+  private claims: Claim[] = [];
+  /** How long to wait for the record of a holder in flight in another process before taking its keys. */
+  inFlightMs = 2_000;
+
   /** The key comes from config, or is created once per installation and shared by all processes through Redis. */
   static async create(redis: Redis, keys: Keys, prefix: string, cfg: { window: string; secret?: string; crossSource?: boolean }): Promise<RepeatMatcher> {
     let secret = cfg.secret;
@@ -75,24 +85,287 @@ export class RepeatMatcher {
     };
   }
 
-  /** The open case this alert repeats, if any, and which key says so (the place key first: it is the stronger one). */
-  async findOpenCase(k: RepeatKeys, alert: Alert): Promise<RepeatMatch | undefined> {
-    const named: [RepeatKeyName, string][] = [['place+category', k.place], ...(k.phone ? [['phone+family', k.phone] as [RepeatKeyName, string]] : [])];
-    // One GET each: the two keys hash to different buckets (two slots on Redis Cluster).
-    const hits = await Promise.all(named.map(([, key]) => this.redis.get(key)));
-    for (let i = 0; i < named.length; i++) {
-      const id = hits[i];
-      if (!id) continue;
-      const rec = await getAlertRecord(this.redis, this.keys, id);
-      // The same 110 alert sent again is idempotency's business, not a repeat.
-      if (!rec || (rec.sourceId === alert.source.system && rec.alert.source.alertId === alert.source.alertId)) continue;
-      // The keys already carry the source; this guards keys written before they did.
-      if (!this.crossSource && rec.sourceId !== alert.source.system) continue;
-      const ds = await getDeliveries(this.redis, this.keys, await allDeliveryIds(this.redis, this.keys, rec));
-      if (!ds.some((d) => (d.kind ?? 'primary') === 'primary' && OPEN.has(d.state))) continue;
-      const key = named[i][0];
-      return { caseId: rec.id, key, on: key === 'place+category' ? alert.category : categoryFamily(alert.category), crossSource: rec.sourceId !== alert.source.system };
+  /**
+   * Decides, atomically against every other ingest of this installation, whether the alert `id`
+   * repeats an open case or opens one (docs/lifecycle.md, "Repeat calls"): claims its place key,
+   * then (holding it) its phone key, each as `SET NX GET` would. Starts at once; the caller asks for the
+   * match once its idempotency lookup says the alert is new, and says with `done` whether the
+   * alert was stored (its claims stay) or not (they are released).
+   */
+  begin(alert: Alert, id: string): RepeatClaim {
+    const k = this.keysFor(alert);
+    let settle!: (f: Fate) => void;
+    const me: InFlight = { src: srcOf(alert), sourceId: alert.source.system, fate: new Promise<Fate>((r) => (settle = r)) };
+    this.inflight.set(id, me);
+    const finish = (f: Fate) => {
+      if (this.inflight.get(id) === me) this.inflight.delete(id);
+      settle(f);
+    };
+    const decided = this.decide(k, alert, id).then(
+      (d) => {
+        // Linked: its claims went to the case already; those waiting on it read the keys again.
+        if (d.match) finish('moved');
+        return d;
+      },
+      (err) => {
+        finish('moved');
+        throw err;
+      },
+    );
+    decided.catch(() => undefined);
+    return {
+      match: () => decided.then((d) => d.match),
+      done: (stored) =>
+        decided.then(
+          async (d) => {
+            if (d.match) return;
+            // A failed write may have stored it all the same (a 503 for replicas comes after it).
+            if (stored === undefined && d.held.length) stored = await this.redis.exists(this.keys.alert(id)).then((n) => n > 0, () => true);
+            if (stored) return finish('case');
+            // Not stored (a copy, a conflict, a failed write): its claims go, so another call may take them.
+            await Promise.all(d.held.map((key) => this.release(key, id))).catch(() => undefined);
+            finish('moved');
+          },
+          () => undefined,
+        ),
+    };
+  }
+
+  private async decide(k: RepeatKeys, alert: Alert, id: string): Promise<{ match?: RepeatMatch; held: string[] }> {
+    const held: string[] = [];
+    try {
+      // The place key first: it is the stronger one. Only an alert holding its place key goes on
+      // to its phone key, so a phone key's holder never waits on anyone: waits cannot go round.
+      // Where one script may write both keys (a single Redis), the phone key is claimed in the
+      // same call when the place key was free.
+      const both = k.phone !== undefined && this.keys.groups(new Set([bucketOfKey(k.place) ?? 0, bucketOfKey(k.phone) ?? 0])).length === 1;
+      const first = await this.claim(id, k.place, both ? k.phone : undefined);
+      if (first.then === null) held.push(k.phone!);
+      const place = await this.take(k.place, id, alert, first.holder);
+      if (place.kind === 'live') return { match: { caseId: place.caseId, key: 'place+category', on: alert.category, crossSource: place.crossSource }, held };
+      if (place.kind !== 'held') return { held };
+      held.push(k.place);
+      if (!k.phone) return { held };
+      const phone = await this.take(k.phone, id, alert, first.then !== undefined ? first.then : (await this.claim(id, k.phone)).holder);
+      if (phone.kind === 'held' && first.then !== null) held.push(k.phone);
+      if (phone.kind !== 'live') return { held };
+      // Linked by phone: a repeat holds no key, so the place key goes back (before those waiting
+      // on it are told: they claim again and find it free, as if this call had never claimed it).
+      await this.release(k.place, id);
+      return { match: { caseId: phone.caseId, key: 'phone+family', on: categoryFamily(alert.category), crossSource: phone.crossSource }, held: [] };
+    } catch (err) {
+      // Both keys, not only those known held: a script that failed half-way (out of memory)
+      // may have claimed one. Each goes only if it holds this id.
+      await this.forget(alert, id).catch(() => undefined);
+      throw err;
     }
-    return undefined;
+  }
+
+  /** Takes one key for `id` given its holder when claimed (null: taken), or says which live case holds it. */
+  private async take(key: string, id: string, alert: Alert, holder: string | null): Promise<Holder | { kind: 'held' }> {
+    // Each round is another request changing the key under us: a handful cannot happen in practice.
+    for (let round = 0; round < 8; round++) {
+      if (holder === null || holder === id) return { kind: 'held' };
+      const h = await this.judge(key, holder, alert);
+      if (h.kind === 'live' || h.kind === 'self') return h;
+      if (h.kind === 'moved') holder = (await this.claim(id, key)).holder;
+      else holder = await this.swap(key, holder, id);
+    }
+    // Left alone, as a copy would be: a new case without keys.
+    return { kind: 'self' };
+  }
+
+  /** What the holder of a key is to this alert: its open case, its own copy, replaceable, or gone from the key. */
+  private async judge(key: string, holder: string, alert: Alert): Promise<Holder> {
+    const local = this.inflight.get(holder);
+    if (local) {
+      if (local.src === srcOf(alert)) return { kind: 'self' };
+      return (await local.fate) === 'case' ? { kind: 'live', caseId: holder, crossSource: local.sourceId !== alert.source.system } : { kind: 'moved' };
+    }
+    const got = await this.recordOf(key, holder);
+    if (got === 'moved' || got === 'dead') return { kind: got };
+    const rec = got;
+    // The same 110 alert sent again is idempotency's business, not a repeat.
+    if (rec.sourceId === alert.source.system && rec.alert.source.alertId === alert.source.alertId) return { kind: 'self' };
+    // A repeat gives its claims back before it is written: still holding one, its release failed.
+    // The keys already carry the source; this guards keys written before they did.
+    if (rec.repeatOf || (!this.crossSource && rec.sourceId !== alert.source.system)) return { kind: 'dead' };
+    const ds = await getDeliveries(this.redis, this.keys, await allDeliveryIds(this.redis, this.keys, rec));
+    // A delivery the record lists but Redis does not hold yet is one still to be materialised
+    // from the ingest log: queued, so open.
+    const open = ds.some((d) => (d.kind ?? 'primary') === 'primary' && OPEN.has(d.state)) || rec.deliveryIds.some((id) => !ds.some((d) => d.id === id));
+    if (!open) return { kind: 'dead' };
+    return { kind: 'live', caseId: rec.id, crossSource: rec.sourceId !== alert.source.system };
+  }
+
+  /**
+   * The holder's record; for a holder of another process whose record is not written yet (in
+   * flight), waits for it, polling, at most `inFlightMs`. Shared by the calls waiting on one holder.
+   */
+  private recordOf(key: string, holder: string): Promise<AlertRecord | 'moved' | 'dead'> {
+    const tag = `${key} ${holder}`;
+    let p = this.reading.get(tag);
+    if (!p) {
+      p = this.waitForRecord(key, holder).finally(() => this.reading.delete(tag));
+      this.reading.set(tag, p);
+    }
+    return p;
+  }
+
+  private async waitForRecord(key: string, holder: string): Promise<AlertRecord | 'moved' | 'dead'> {
+    const rec = await getAlertRecord(this.redis, this.keys, holder);
+    if (rec) return rec;
+    // Old enough that no request can still be storing it: a process died between claim and write.
+    if (Date.now() - idTime(holder) > STALE_AFTER_MS) return 'dead';
+    const until = Date.now() + this.inFlightMs;
+    for (let pause = 2; Date.now() < until; pause = Math.min(pause * 2, 50)) {
+      await sleep(pause);
+      const [cur, r] = await Promise.all([this.redis.get(key), getAlertRecord(this.redis, this.keys, holder)]);
+      if (r) return r;
+      if (cur !== holder) return 'moved';
+    }
+    return 'dead';
+  }
+
+  /**
+   * Claims `key` like `SET key id NX PX window GET` (null when taken, else the holder), and when taken and `then`
+   * is given, the same for `then` (undefined: not tried). The claims of one event-loop turn go in
+   * one script call (one per bucket on Cluster).
+   */
+  private claim(id: string, key: string, then?: string): Promise<{ holder: string | null; then?: string | null }> {
+    return new Promise((resolve, reject) => {
+      if (this.claims.push({ id, key, then, resolve, reject }) === 1) setImmediate(() => this.flushClaims());
+    });
+  }
+
+  private flushClaims(): void {
+    const batch = this.claims;
+    this.claims = [];
+    const byBucket = new Map<number, Claim[]>();
+    for (const c of batch) {
+      const b = bucketOfKey(c.key) ?? 0;
+      const list = byBucket.get(b);
+      if (list) list.push(c);
+      else byBucket.set(b, [c]);
+    }
+    for (const group of this.keys.groups(byBucket.keys())) {
+      const cs = group.flatMap((b) => byBucket.get(b)!);
+      const args: (string | number)[] = [this.windowMs];
+      for (const c of cs) args.push(c.id, c.key, c.then ?? '');
+      // KEYS[1] routes the call on Cluster; every key of one call is in its slot there.
+      (this.cmd().fenliuRepeatClaim(cs[0].key, ...args) as Promise<string[]>).then(
+        (res) =>
+          cs.forEach((c, i) => {
+            const [a, b] = [res[2 * i], res[2 * i + 1]];
+            c.resolve({ holder: a || null, then: b === '-' ? undefined : b || null });
+          }),
+        (err) => cs.forEach((c) => c.reject(err)),
+      );
+    }
+  }
+
+  /** Sets the key to `to` if it holds `from` (or nothing): null when set, else its holder. */
+  private swap(key: string, from: string, to: string): Promise<string | null> {
+    return this.cmd().fenliuRepeatSwap(key, from, to, this.windowMs) as Promise<string | null>;
+  }
+
+  /** Deletes the repeat keys of an alert that still hold its id (retention, a failed claim). */
+  async forget(alert: Alert, id: string): Promise<void> {
+    const k = this.keysFor(alert);
+    await Promise.all([k.place, k.phone].flatMap((key) => (key ? [this.release(key, id)] : [])));
+  }
+
+  /** Deletes the key if it still holds `id`. */
+  private release(key: string, id: string): Promise<unknown> {
+    return this.cmd().fenliuRepeatRelease(key, id);
+  }
+
+  private cmd(): Redis & Record<string, (...a: unknown[]) => Promise<unknown>> {
+    const client = this.redis as Redis & Record<string, (...a: unknown[]) => Promise<unknown>>;
+    if (!client.fenliuRepeatSwap) {
+      client.defineCommand('fenliuRepeatClaim', { numberOfKeys: 1, lua: CLAIM });
+      client.defineCommand('fenliuRepeatSwap', { numberOfKeys: 1, lua: SWAP });
+      client.defineCommand('fenliuRepeatRelease', { numberOfKeys: 1, lua: RELEASE });
+    }
+    return client;
   }
 }
+
+/**
+ * ARGV: window ms, then per claim: id, key, then-key or ''. Returns per claim two strings: the
+ * key's holder or '' (taken), and the then-key's holder, '' (taken) or '-' (not tried: the key
+ * was held, or no then-key). Ids are never '' or '-'. Each claim is one `SET key id NX PX window
+ * GET` (Redis ≥ 7; a Redis that refuses NX with GET gets GET then SET, as atomic in a script).
+ */
+const CLAIM = `
+local px, out, nxget = ARGV[1], {}, true
+local function claim(key, id)
+  if nxget then
+    local r = redis.pcall('SET', key, id, 'NX', 'PX', px, 'GET')
+    if type(r) ~= 'table' then return r or '' end
+    nxget = false
+  end
+  local held = redis.call('GET', key)
+  if held then return held end
+  redis.call('SET', key, id, 'PX', px)
+  return ''
+end
+for i = 2, #ARGV, 3 do
+  local id, key, nextKey = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local held = claim(key, id)
+  out[#out + 1] = held
+  if held == '' and nextKey ~= '' then out[#out + 1] = claim(nextKey, id) else out[#out + 1] = '-' end
+end
+return out
+`;
+/** One key each (a slot each on Cluster). */
+const SWAP = `
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return cur end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return false
+`;
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/** A holder without its record older than this is no request in flight but a leftover of a crash (clocks of the hosts may differ by less). */
+const STALE_AFTER_MS = 60_000;
+
+/** What became of an alert that held keys: a stored case (keeps them), or not (they moved on: read again). */
+type Fate = 'case' | 'moved';
+
+interface InFlight {
+  /** Source and source alert id: a copy of the same alert is no repeat of it. */
+  src: string;
+  sourceId: string;
+  fate: Promise<Fate>;
+}
+
+type Holder =
+  | { kind: 'live'; caseId: string; crossSource: boolean }
+  /** The alert itself, sent again: no match, no claim (idempotency answers it). */
+  | { kind: 'self' }
+  /** Closed, missing or dead: this alert may replace it. */
+  | { kind: 'dead' }
+  /** No longer on the key: claim again. */
+  | { kind: 'moved' };
+
+interface Claim {
+  id: string;
+  key: string;
+  then?: string;
+  resolve: (r: { holder: string | null; then?: string | null }) => void;
+  reject: (err: unknown) => void;
+}
+
+/** One alert's repeat decision (RepeatMatcher.begin). */
+export interface RepeatClaim {
+  /** The open case this alert repeats, if any (claims made meanwhile). */
+  match(): Promise<RepeatMatch | undefined>;
+  /** Whether the alert was stored (undefined: not known, after an error): its claims stay (a new case), or are released (a copy, a conflict, a failed write). */
+  done(stored: boolean | undefined): Promise<void>;
+}
+
+const srcOf = (a: Alert) => `${a.source.system}\n${a.source.alertId}`;

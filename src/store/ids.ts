@@ -34,3 +34,11 @@ export function newId(prefix: string, now = Date.now(), bucket?: number): string
 export function deliveryId(alertId: string, platformId: string): string {
   return `dlv_${alertId.slice(4)}.${platformId}`;
 }
+
+/** The epoch ms an id was made at (its first 10 characters after the prefix). */
+export function idTime(id: string): number {
+  const t = id.slice(id.indexOf('_') + 1, id.indexOf('_') + 11);
+  let n = 0;
+  for (const c of t) n = n * 32 + B32.indexOf(c);
+  return n;
+}

@@ -55,11 +55,8 @@ export async function sweepRetention(
       if (rec) {
         tx.zrem(k.alertsBySource(b, rec.sourceId), id);
         elsewhere.push(redis.del(k.idem(rec.sourceId, rec.idempotencyKey)));
-        if (opts.repeat) {
-          const rk = opts.repeat.keysFor(rec.alert);
-          // Only if they still point at this alert (a later call may own them now).
-          for (const key of [rk.place, rk.phone]) if (key) elsewhere.push(redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, id));
-        }
+        // Only if they still point at this alert (a later call may own them now).
+        if (opts.repeat) elsewhere.push(opts.repeat.forget(rec.alert, id));
       }
       for (const dId of dIds) {
         const [platformId, ticket, token] = dinfo[di++] ?? [];
