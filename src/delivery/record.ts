@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { AUDIT_FIELD, type AuditEvent } from '../audit/events.js';
-import type { ScriptOp } from '../lifecycle/transition.js';
+import { ARGS_LUA, encodeOps, type ScriptOp } from '../lifecycle/transition.js';
 import type { DeliveryState } from '../lifecycle/states.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { bucketOf, type Keys } from '../store/keys.js';
@@ -17,38 +17,21 @@ import { bucketOf, type Keys } from '../store/keys.js';
  * knows the state it moves from (it claimed the delivery: `sending`), so the history entry and
  * the event arrive complete and Redis does no JSON work on the hot path.
  *
- * KEYS: delivery, history, audit stream, then the keys the ops name.
+ * KEYS: delivery, history, audit stream, [SLA timers, SLA board,] then the keys the ops name.
  * ARGV: to, allowed from (comma list), history entry, event head, state fragment, event tail,
  *   audit field, n fields + pairs, n dels + names, SLA timer key index ('' none), overdue board
- *   key index, delivery id, n kinds + (kind, due ms, settled 0|1) triples, n ops + ops
- *   (phase b|y|n|a, key index, n args, command, args), as transition.ts encodes them.
+ *   key index, delivery id, n kinds + (kind, due ms, settled 0|1) triples, the ops
+ *   (transition.ts, encodeOps).
  */
-const SCRIPT = `
-local i = 8
-local function list(step)
-  local n = tonumber(ARGV[i])
-  local out = {}
-  for j = 1, n * step do out[j] = ARGV[i + j] end
-  i = i + 1 + n * step
-  return out
-end
+const SCRIPT = `${ARGS_LUA}
+i = 8
 local fields = list(2)
 local dels = list(1)
 local slaKey, boardKey, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
 i = i + 3
 local kinds = list(3)
-local ops = {b = {}, y = {}, n = {}, a = {}}
-local nops = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, nops do
-  local na = tonumber(ARGV[i + 2])
-  local op = {ARGV[i + 3], KEYS[tonumber(ARGV[i + 1])]}
-  for j = 1, na do op[#op + 1] = ARGV[i + 3 + j] end
-  table.insert(ops[ARGV[i]], op)
-  i = i + 4 + na
-end
-local function run(phase) for _, op in ipairs(ops[phase]) do redis.call(unpack(op)) end end
-run('b')
+local ops = read_ops()
+run(ops, 'b')
 local cur = redis.call('HMGET', KEYS[1], 'state', 'overdue')
 local state, overdue = cur[1], cur[2]
 local applied = state and string.find(',' .. ARGV[2] .. ',', ',' .. state .. ',', 1, true) ~= nil
@@ -79,12 +62,12 @@ if applied then
       if settled then redis.call('ZREM', KEYS[tonumber(boardKey)], id) end
     end
   end
-  run('y')
+  run(ops, 'y')
 else
   redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[6])
-  run('n')
+  run(ops, 'n')
 end
-run('a')
+run(ops, 'a')
 if applied then return {'ok', state} end
 return {state and 'illegal' or 'missing', state or ''}
 `;
@@ -142,32 +125,10 @@ export async function recordAttempt(redis: Redis, k: Keys, prefix: string, r: At
   const unset = r.unset ?? [];
   const b = bucketOf(r.deliveryId);
   const keyList = [k.delivery(r.deliveryId), k.history(r.deliveryId), k.audit(b)];
-  const keyIndex = new Map(keyList.map((key, i) => [key, i + 1]));
-  const ix = (key: string): number => {
-    let n = keyIndex.get(key);
-    if (n === undefined) {
-      keyList.push(key);
-      n = keyList.length;
-      keyIndex.set(key, n);
-    }
-    return n;
-  };
-  const ops: string[] = [];
-  let nops = 0;
-  const add = (phase: string, list?: ScriptOp[]) => {
-    for (const op of list ?? []) {
-      ops.push(phase, String(ix(op.key)), String(op.args.length), op.cmd, ...op.args.map(String));
-      nops++;
-    }
-  };
-  add('b', r.before);
-  add('y', r.ifApplied);
-  add('n', r.ifRefused);
-  add('a', r.after);
+  if (r.sla) keyList.push(k.slaDue(b), k.overdue(b));
+  const ops = encodeOps(keyList, r);
   const kinds: string[] = [];
   for (const s of r.sla ?? []) kinds.push(s.kind, String(s.dueAt), s.settled ? '1' : '0');
-  const slaKey = r.sla ? String(ix(k.slaDue(b))) : '';
-  const boardKey = r.sla ? String(ix(k.overdue(b))) : '';
   const [head, frag, tail] = eventParts(r.event, r.change);
   const rr = redis as WithRecord;
   // Keys vary with the ops, so the key count travels with each call.
@@ -186,12 +147,11 @@ export async function recordAttempt(redis: Redis, k: Keys, prefix: string, r: At
     ...fields,
     String(unset.length),
     ...unset,
-    slaKey,
-    boardKey,
+    r.sla ? '4' : '',
+    r.sla ? '5' : '',
     r.deliveryId,
     String(kinds.length / 3),
     ...kinds,
-    String(nops),
     ...ops,
   )) as [string, string];
   // A no-op on a standalone Redis, where the script wrote to the one stream.
