@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Alert, CaseEvent, OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
 import type { Lifecycle } from '../lifecycle/service.js';
 import type { DeliveryState } from '../lifecycle/states.js';
-import { addAudit, type AuditEvent } from '../audit/events.js';
+import { addAudit } from '../audit/events.js';
 import { bus } from '../events.js';
 import { transition, type ScriptOp } from '../lifecycle/transition.js';
 import { workerConnection, type RedisTarget } from '../redis/connect.js';
@@ -399,8 +399,12 @@ export class DeliveryEngine {
     };
   }
 
-  /** Gives a delivery up: state failed, reason kept, and a dead letter that outlives queue cleanup. */
-  private async fail(p: Platform, d: DeliveryRecord, errorClass: string, reason: string, attempts?: number, before: ScriptOp[] = []): Promise<void> {
+  /**
+   * Gives a delivery up without an attempt (its alert is gone, BullMQ gave the job up): state
+   * failed, reason kept, a dead letter that outlives queue cleanup, and a `delivery.state` event
+   * (an attempt that gives up records all of this on its own event, in attempt()).
+   */
+  private async fail(p: Platform, d: DeliveryRecord, errorClass: string, reason: string): Promise<void> {
     const { redis, keys: k, prefix } = this.o;
     const t = await transition(
       redis,
@@ -410,11 +414,11 @@ export class DeliveryEngine {
         deliveryId: d.id,
         to: 'failed',
         source: 'engine',
-        set: { lastError: `${errorClass}: ${reason}`, failedAt: new Date().toISOString(), ...(attempts ? { attempts } : {}) },
+        set: { lastError: `${errorClass}: ${reason}`, failedAt: new Date().toISOString() },
         unset: ['nextAttemptAt'],
         audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
       },
-      { before, ifApplied: [{ cmd: 'ZADD', key: k.deadLetters(bucketOf(d.id), p.id), args: [Date.now(), d.id] }], read: true },
+      { ifApplied: [{ cmd: 'ZADD', key: k.deadLetters(bucketOf(d.id), p.id), args: [Date.now(), d.id] }], read: true },
     );
     if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'failed', 'engine', reason, new Date().toISOString(), parseDelivery(t.hash));
     if (t.ok) bus.emitEvent('delivery.failed', { platformId: p.id, errorClass });
@@ -439,13 +443,6 @@ function lastErrorOp(k: Keys, platformId: string, deliveryId: string, a: Attempt
     key: k.platformLastError(bucketOf(deliveryId), platformId),
     args: ['at', a.at, 'errorClass', a.errorClass ?? (a.outcome === 'reject' ? 'rejected' : 'unknown'), 'status', a.status === undefined ? '' : String(a.status), 'message', a.reason ?? '', 'deliveryId', deliveryId, 'outcome', a.outcome],
   };
-}
-
-/** addAudit's XADD as a write for a script: the same checks and entry layout as every other audit write. */
-function auditOp(stream: string, ev: AuditEvent): ScriptOp {
-  let op: ScriptOp | undefined;
-  addAudit({ xadd: (key: string, ...args: string[]) => (op = { cmd: 'XADD', key, args }) }, '', ev);
-  return { ...op!, key: stream };
 }
 
 export function sha256(s: string): string {
