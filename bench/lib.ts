@@ -226,3 +226,21 @@ export async function redisCalls(redis: Redis): Promise<number> {
   for (const m of info.matchAll(/calls=(\d+)/g)) n += Number(m[1]);
   return n;
 }
+
+/** Calls per command so far (INFO commandstats): `run.ts --commands` prints the difference per delivery. */
+export async function redisCommandCalls(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1], Number(m[2]));
+  return out;
+}
+
+/** `after - before` per unit, largest first, as `cmd 1.0` pairs. */
+export function commandBreakdown(before: Map<string, number>, after: Map<string, number>, units: number): string {
+  return [...after]
+    .map(([cmd, n]) => [cmd, (n - (before.get(cmd) ?? 0)) / units] as const)
+    .filter(([, n]) => n >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+    .map(([cmd, n]) => `${cmd} ${n.toFixed(1)}`)
+    .join(', ');
+}

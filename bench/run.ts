@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -11,7 +11,7 @@
  *            the naive pair, then fenliu (api + worker, archiving on); fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
  *            fenliu API RSS before/after a sustained run
- * Prints a table and writes bench/results.json.
+ * Prints a table and writes bench/results.json. `--commands`: Redis calls per delivery by command for (d) and (e).
  */
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -33,6 +33,8 @@ import {
   percentile,
   cpuOf,
   redisCalls,
+  redisCommandCalls,
+  commandBreakdown,
   redisCpu,
   redisMemory,
   rssOf,
@@ -60,6 +62,7 @@ const { values: opt } = parseArgs({
     'system-seconds': { type: 'string', default: '60' },
     'system-backlog': { type: 'string', default: '500' },
     only: { type: 'string' },
+    commands: { type: 'boolean', default: false },
   },
 });
 const DURATION = Number(opt.duration);
@@ -99,6 +102,13 @@ async function load(url: string, o: { duration?: number; amount?: number; rate?:
 }
 
 let statsRedis: Redis | undefined;
+
+/** Audit events written so far: archived (the archiver's head seq) plus those still in the stream. */
+async function auditEventCount(r: Redis): Promise<number> {
+  // One MULTI: the archiver trims the stream and moves its head in one MULTI too.
+  const [[, head], [, len]] = (await r.multi().get('fenliu:{audit}:head').xlen('fenliu:{audit}').exec()) as [[null, string | null], [null, number]];
+  return (head ? Number((JSON.parse(head) as { seq?: number }).seq ?? 0) : 0) + len;
+}
 
 type IngestRow = IngestResult & { redisCallsPerRequest?: number; serverCpuUsPerRequest?: number; redisCpuUsPerRequest?: number };
 
@@ -188,7 +198,7 @@ async function main(): Promise<void> {
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
   const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG } };
   const ingest: Record<string, IngestRow> = {};
-  const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number }> = {};
+  const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
   const system: Record<string, SystemResult> = {};
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
@@ -279,12 +289,14 @@ async function main(): Promise<void> {
     await load(api.url, { amount: N, tag: 'd' });
     await receipts(receiver.url);
     const dc0 = await redisCalls(r);
+    const dcmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
     const w = await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } });
     const drain: Receipt[] = [];
     const cpu = new DrainCpu(w.child.pid!, r);
     await waitFor(async () => (drain.push(...(await receipts(receiver.url)).records), await cpu.poll(drain.length), drain.length >= N), 120_000, 'naive drain');
     const drainEnd = Math.max(...drain.map((x) => x.at));
     const dc1 = await redisCalls(r);
+    if (dcmd0) log(`d commands/delivery: ${commandBreakdown(dcmd0, await redisCommandCalls(r), N)}`);
     const dcpu = await cpu.end(N);
     await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'dp' });
     await sleep(1_000);
@@ -308,6 +320,8 @@ async function main(): Promise<void> {
     if (pre.total !== N) throw new Error(`fenliu accepted ${pre.total} of ${N} alerts`);
     await receipts(receiver.url);
     const ec0 = await redisCalls(r);
+    const ecmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
+    const audit0 = await auditEventCount(r);
     const worker = await startFenliuProcess(cfg, 'worker', profArgs);
     const drain: Receipt[] = [];
     let drainEnd = 0;
@@ -324,6 +338,8 @@ async function main(): Promise<void> {
       'fenliu drain',
     );
     const ec1 = await redisCalls(r);
+    if (ecmd0) log(`e commands/delivery: ${commandBreakdown(ecmd0, await redisCommandCalls(r), N)}`);
+    const auditEventsPerDelivery = ((await auditEventCount(r)) - audit0) / N;
     const ecpu = await cpu.end(N);
     // The drain ends when the last delivery is `delivered` in Redis (polled every 20 ms), not when the receiver saw it.
     const duplicates = drain.length - new Set(drain.map((x) => x.key)).size;
@@ -336,8 +352,8 @@ async function main(): Promise<void> {
     for (const x of recs) p.hget(k.delivery(x.key), 'createdAt');
     const created = ((await p.exec()) ?? []).map(([, v]) => Date.parse(String(v)));
     // Includes the worker's start-up, the archiver and this script's polling (a few hundred calls).
-    delivery.e = { ...summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates), redisCallsPerDelivery: (ec1 - ec0) / N, ...ecpu };
-    log(`e ${fmt(delivery.e.perSec)} deliveries/s`);
+    delivery.e = { ...summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates), redisCallsPerDelivery: (ec1 - ec0) / N, auditEventsPerDelivery, ...ecpu };
+    log(`e ${fmt(delivery.e.perSec)} deliveries/s, ${fmt(auditEventsPerDelivery, 1)} audit events/delivery`);
 
     // Memory: everything delivered; wait for the archiver to move the audit stream to files.
     await waitFor(async () => (await r.xlen(`fenliu:{audit}`)) < 100, 60_000, 'audit archiver').catch(() => log('audit stream not drained'));
@@ -427,11 +443,11 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   for (const x of ['cr1', 'cw1']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
   if (ratios.waitCostSerial !== undefined) rows.push(`| **waitReplicas: 1 / 0, 1 connection** | **${fmt(ratios.waitCostSerial, 2)}** | | | | | | |`);
   rows.push('');
-  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery | worker CPU µs/delivery | Redis CPU µs/delivery |`);
-  rows.push('|---|---:|---:|---:|---:|---:|---:|');
+  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery | worker CPU µs/delivery | Redis CPU µs/delivery | audit events/delivery |`);
+  rows.push('|---|---:|---:|---:|---:|---:|---:|---:|');
   const dn: Record<string, string> = { d: '(d) naive BullMQ worker + undici', e: '(e) fenliu worker → delivered' };
-  for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} | ${fmt((d[x] as any).redisCallsPerDelivery ?? NaN, 1)} | ${fmt((d[x] as any).workerCpuUsPerDelivery ?? NaN)} | ${fmt((d[x] as any).redisCpuUsPerDelivery ?? NaN)} |`);
-  if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | | | | |`);
+  for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} | ${fmt((d[x] as any).redisCallsPerDelivery ?? NaN, 1)} | ${fmt((d[x] as any).workerCpuUsPerDelivery ?? NaN)} | ${fmt((d[x] as any).redisCpuUsPerDelivery ?? NaN)} | ${fmt((d[x] as any).auditEventsPerDelivery ?? NaN, 1)} |`);
+  if (ratios.deliveryEoverD !== undefined) rows.push(`| **e/d** | **${fmt(ratios.deliveryEoverD, 2)}** | | | | | | |`);
   rows.push('');
   const s = res.system;
   if (s.naive || s.fenliu) {

@@ -115,14 +115,21 @@ t.test('scripted scenario: verify, timeline, replay diff', async (t) => {
   const seqs = tl.map((i) => i.seq);
   t.same(seqs, [...seqs].sort((x, y) => x - y), 'timeline in sequence order');
   const types = tl.map((i) => `${i.event.type}${i.event.data?.to ? `:${i.event.data.to}` : ''}`);
-  for (const want of ['alert.received', 'alert.routed', 'delivery.translated', 'delivery.attempt', 'delivery.state:delivered', 'delivery.state:accepted', 'delivery.state:resolved']) {
+  for (const want of ['alert.received', 'alert.routed', 'delivery.attempt:delivered', 'delivery.state:accepted', 'delivery.state:resolved']) {
     t.ok(types.includes(want), `timeline has ${want}`);
   }
+  // One event per attempt: the request body, the response and the state change are facts of one attempt.
+  t.notOk(types.some((x) => x === 'delivery.translated' || x === 'delivery.state:delivered'), `no separate translated or engine state events: ${types.join(',')}`);
   t.ok(types.indexOf('alert.received') < types.indexOf('delivery.state:accepted'), 'received before accepted');
   t.ok(types.includes('replay.delivery') && types.includes('operator.action'), 'the redelivery is in the timeline');
   t.ok(types.indexOf('delivery.state:accepted') < types.indexOf('delivery.state:resolved'), 'accepted before resolved');
-  const gridAttempts = tl.filter((i) => i.event.type === 'delivery.attempt' && i.event.deliveryId === aGrid);
+  const gridAttempts = tl.filter((i) => i.event.type === 'delivery.attempt' && i.event.deliveryId === aGrid) as unknown as { event: { data: Record<string, unknown> } }[];
   t.equal(gridAttempts.length, 2, 'both grid attempts logged');
+  const [first, retry] = gridAttempts.map((i) => i.event.data);
+  t.match(first, { n: 1, from: 'sending', to: 'queued', source: 'engine', adapter: String, adapterVersion: String, sha256: /^[0-9a-f]{64}$/, body: String }, 'the first attempt carries the translated body and its state change');
+  t.equal((first.request as { bodySha256?: string }).bodySha256, first.sha256, 'the body hash is the request body hash');
+  t.match(retry, { n: 2, from: 'sending', to: 'delivered', source: 'engine' }, 'the retry carries its state change');
+  t.notOk('body' in retry || 'adapter' in retry, 'a retry repeats no body');
   const cTl = (await auditor.get(`/v1/alerts/${c.body.id}/timeline`)).body.items as { event: { type: string; actor?: { kind: string }; reason?: string; data?: { to?: string } } }[];
   const operator = cTl.find((i) => i.event.actor?.kind === 'operator');
   t.equal(operator?.event.reason, '平台已修复字段校验', 'operator retry logged with its reason');

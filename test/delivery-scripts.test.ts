@@ -1,6 +1,7 @@
 /**
- * The engine's two scripts against real Redis: the claim (read + circuit check + queued → sending
- * in one step) and a transition carrying an attempt's writes, which land with the state change
+ * The engine's scripts against real Redis: the claim (read + circuit check + queued → sending
+ * in one step), the record of an attempt (attempt log, state change, its one audit event, SLA
+ * timer and board), and a transition carrying extra writes, which land with the state change
  * or, for the conditional ones, only with the outcome they belong to.
  */
 import { relayAllAudit } from '../src/store/audit-relay.js';
@@ -9,7 +10,8 @@ import t from 'tap';
 import { Redis } from 'ioredis';
 import { claim } from '../src/delivery/claim.js';
 import { transition } from '../src/lifecycle/transition.js';
-import { keys } from '../src/store/keys.js';
+import { bucketOf, keys, setStandalone } from '../src/store/keys.js';
+import { recordAttempt } from '../src/delivery/record.js';
 import { useRedis } from './helpers/redis.js';
 
 t.test('claim: queued → sending with the alert, or an early answer that changes nothing', async (t) => {
@@ -75,4 +77,95 @@ t.test('transition extras: before and after always, ifApplied or ifRefused by ou
   await relayAllAudit(r, 'tx');
   t.equal(await r.xlen(auditStreamKey('tx')), 1);
   t.same(await transition(r, k, 'tx', { deliveryId: 'd1', to: 'accepted', source: 'test' }), { ok: true, from: 'delivered' }, 'no hash unless asked');
+});
+
+t.test('claim reports whether the circuit holds anything, read beside the script (Cluster) or in it (standalone)', async (t) => {
+  const redis = await useRedis(t);
+  const r = new Redis(redis.url);
+  t.teardown(() => r.disconnect());
+  for (const standalone of [false, true]) {
+    const prefix = standalone ? 'cs' : 'cc';
+    setStandalone(prefix, standalone);
+    t.teardown(() => setStandalone(prefix, false));
+    const k = keys(prefix);
+    const circuitKey = `${prefix}:circuit:p`;
+    await r.set(k.alert('alt_1'), JSON.stringify({ id: 'alt_1', alert: {} }));
+    const fresh = async (id: string) => {
+      await r.hset(k.delivery(id), { id, alertId: 'alt_1', platformId: 'p', state: 'queued', attempts: '0' });
+      return claim(r, k, prefix, { deliveryId: id, deliver: true, alertId: 'alt_1', circuitKey });
+    };
+    const clean = await fresh('dlv_1.a');
+    t.match(clean, { status: 'ok', circuitDirty: false }, `${prefix}: a closed circuit with nothing counted`);
+    await r.hset(circuitKey, 'failures', '2');
+    t.match(await fresh('dlv_1.b'), { status: 'ok', circuitDirty: true }, `${prefix}: failures counted`);
+    await r.hset(circuitKey, 'openedAt', String(Date.now()));
+    t.match(await fresh('dlv_1.c'), { status: 'circuit' }, `${prefix}: open`);
+    t.equal(await r.hget(k.delivery('dlv_1.c'), 'state'), 'queued');
+    const admitted = await claim(r, k, prefix, { deliveryId: 'dlv_1.c', deliver: true, alertId: 'alt_1' });
+    t.match(admitted, { status: 'ok', circuitDirty: true }, `${prefix}: with an admission the circuit is not read, and counts as dirty`);
+  }
+});
+
+t.test('record: the attempt, its state change and its one event in one script; refused changes keep the attempt', async (t) => {
+  const redis = await useRedis(t);
+  const r = new Redis(redis.url);
+  t.teardown(() => r.disconnect());
+  const prefix = 'rec';
+  const k = keys(prefix);
+  const b = bucketOf('dlv_1.p');
+  // Not standalone: the script writes the bucket's stream, relayed to the one stream.
+  const stream = auditStreamKey(prefix);
+  const events = async () => (await relayAllAudit(r, prefix), await r.xrange(stream, '-', '+')).map(([, f]) => JSON.parse(f[1]) as { type: string; reason?: string; data: Record<string, unknown> });
+  const base = (to: 'delivered' | 'queued' | 'failed', extra: Partial<Parameters<typeof recordAttempt>[3]> = {}) => ({
+    deliveryId: 'dlv_1.p',
+    to,
+    from: ['sending' as const],
+    at: '2026-01-01T00:00:01.000Z',
+    history: JSON.stringify({ at: '2026-01-01T00:00:01.000Z', to, source: 'engine', from: 'sending' }),
+    event: { type: 'delivery.attempt', at: '2026-01-01T00:00:00.000Z', alertId: 'alt_1', deliveryId: 'dlv_1.p', platformId: 'p', data: { n: 1, outcome: 'delivered', body: '{"a":1}' } },
+    change: { from: 'sending', to, source: 'engine' },
+    set: { attempts: 1 },
+    before: [{ cmd: 'RPUSH', key: k.attempts('dlv_1.p'), args: ['{"n":1}'] }],
+    ...extra,
+  });
+  const ack = Date.parse('2026-01-01T01:00:00Z');
+  const intervene = Date.parse('2026-01-01T12:00:00Z');
+  await r.hset(k.delivery('dlv_1.p'), { id: 'dlv_1.p', alertId: 'alt_1', platformId: 'p', state: 'sending', attempts: '0', lastError: 'old', overdue: '["ack"]' });
+  await r.zadd(k.overdue(b), 1, 'dlv_1.p');
+  await r.zadd(k.slaDue(b), ack, 'dlv_1.p');
+  const sla = [
+    { kind: 'ack', dueAt: ack, settled: true },
+    { kind: 'intervene', dueAt: intervene, settled: false },
+  ];
+  const ok = await recordAttempt(r, k, prefix, base('delivered', { unset: ['lastError'], sla, ifApplied: [{ cmd: 'ZADD', key: k.open(b, 'p'), args: [1, 'dlv_1.p'] }] }));
+  t.same(ok, { ok: true, from: 'sending' });
+  t.match(await r.hgetall(k.delivery('dlv_1.p')), { state: 'delivered', attempts: '1', updatedAt: '2026-01-01T00:00:01.000Z' });
+  t.equal(await r.hget(k.delivery('dlv_1.p'), 'lastError'), null, 'unset');
+  t.equal(await r.llen(k.attempts('dlv_1.p')), 1);
+  t.match(JSON.parse((await r.lrange(k.history('dlv_1.p'), 0, -1))[0]), { from: 'sending', to: 'delivered' });
+  t.equal(Number(await r.zscore(k.slaDue(b), 'dlv_1.p')), intervene, 'the timer moves to the next open deadline');
+  t.equal(await r.zscore(k.overdue(b), 'dlv_1.p'), null, 'every flag settled: off the board');
+  t.equal(await r.zscore(k.open(b, 'p'), 'dlv_1.p'), '1', 'ifApplied ran');
+  let evs = await events();
+  t.equal(evs.length, 1, 'one event');
+  t.same(evs[0].data, { n: 1, outcome: 'delivered', body: '{"a":1}', from: 'sending', to: 'delivered', source: 'engine' }, 'the attempt with its state change');
+
+  // A flag still open keeps the board entry; a flagged deadline is not timed again.
+  await r.hset(k.delivery('dlv_1.p'), 'state', 'sending', 'overdue', '["intervene"]');
+  await r.zadd(k.overdue(b), 1, 'dlv_1.p');
+  await recordAttempt(r, k, prefix, base('delivered', { sla }));
+  t.equal(await r.zscore(k.slaDue(b), 'dlv_1.p'), null, 'no open deadline left unflagged: no timer');
+  t.equal(await r.zscore(k.overdue(b), 'dlv_1.p'), '1', 'an open flag stays on the board');
+
+  // Refused (cancelled meanwhile): the attempt and its event stay, without a state change.
+  await r.hset(k.delivery('dlv_1.p'), 'state', 'cancelled');
+  await r.del(stream);
+  const refused = await recordAttempt(r, k, prefix, base('queued', { ifRefused: [{ cmd: 'HSET', key: k.delivery('dlv_1.p'), args: ['attempts', '2'] }], event: { type: 'delivery.attempt', at: '2026-01-01T00:00:00.000Z', deliveryId: 'dlv_1.p', data: {} } }));
+  t.same(refused, { ok: false, reason: 'illegal', current: 'cancelled' });
+  t.equal(await r.hget(k.delivery('dlv_1.p'), 'state'), 'cancelled');
+  t.equal(await r.hget(k.delivery('dlv_1.p'), 'attempts'), '2', 'ifRefused ran');
+  t.equal(await r.llen(k.attempts('dlv_1.p')), 3, 'the attempt log stands');
+  evs = await events();
+  t.same(evs.map((e) => e.data), [{}], 'the event without a change (empty data stays valid JSON)');
+  t.same(await recordAttempt(r, k, prefix, base('queued', { deliveryId: 'dlv_2.p' })), { ok: false, reason: 'missing', current: undefined });
 });

@@ -81,7 +81,10 @@ export async function collectAlerts(dir: string, sel: ReplaySelection): Promise<
     const data = (ev.data ?? {}) as Record<string, unknown>;
     if (ev.type === 'alert.routed') a.routed = { ruleId: String(data.ruleId), targets: (data.targets as string[]) ?? [] };
     if ((ev.type === 'delivery.feedback' || ev.type === 'delivery.escalation') && ev.deliveryId && data.event) a.events.set(ev.deliveryId, data.event as CaseEvent);
-    if (ev.type === 'delivery.translated' && ev.deliveryId && !a.sent.has(ev.deliveryId)) {
+    // What was sent the first time: the first attempt's `delivery.attempt` (it carries the adapter
+    // and the body), or in older logs the separate `delivery.translated` (docs/audit.md).
+    const firstSend = ev.type === 'delivery.translated' || (ev.type === 'delivery.attempt' && data.adapter !== undefined && data.kind === undefined);
+    if (firstSend && ev.deliveryId && !a.sent.has(ev.deliveryId)) {
       if (sel.platform && ev.platformId !== sel.platform) continue;
       a.sent.set(ev.deliveryId, {
         platformId: ev.platformId ?? '',

@@ -4,15 +4,17 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Alert, CaseEvent, OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
 import type { Lifecycle } from '../lifecycle/service.js';
-import { addAudit, type AuditEvent } from '../audit/events.js';
+import type { DeliveryState } from '../lifecycle/states.js';
+import { addAudit } from '../audit/events.js';
 import { bus } from '../events.js';
 import { transition, type ScriptOp } from '../lifecycle/transition.js';
 import { workerConnection, type RedisTarget } from '../redis/connect.js';
-import { bucketOf, deliveryQueueName, type Keys } from '../store/keys.js';
+import { bucketOf, deliveryQueueName, isStandalone, type Keys } from '../store/keys.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { Circuit } from './circuit.js';
 import { claim } from './claim.js';
+import { recordAttempt } from './record.js';
 import { prepare, RECORDED_RESPONSE_BYTES, redactBody, redactHeaders, type PreparedRequest } from './http.js';
 import { minimise } from './minimise.js';
 import type { Platform } from './platforms.js';
@@ -141,7 +143,7 @@ export class DeliveryEngine {
         if (admitted.probe) await circuit.releaseProbe(probeToken);
         throw new RetryLaterError(1_000, 'delivery changed while being claimed');
       }
-      if (c.status === 'ok') return this.attempt(p, circuit, c.rec, { ...d, state: 'sending', updatedAt: c.at }, admitted.probe ? probeToken : undefined);
+      if (c.status === 'ok') return this.attempt(p, circuit, c.rec, { ...d, state: 'sending', updatedAt: c.at }, admitted.probe ? probeToken : undefined, c.circuitDirty);
       if (c.status === 'circuit') {
         // Not closed: the slow path asks the circuit (cool-down, half-open probe), then claims without it.
         admitted = await circuit.admit(probeToken);
@@ -162,8 +164,12 @@ export class DeliveryEngine {
     if (admitted.probe) await circuit.releaseProbe(probeToken);
   }
 
-  /** One send of a claimed delivery (state sending), and everything it changes, in one script. */
-  private async attempt(p: Platform, circuit: Circuit, rec: AlertRecord, d: DeliveryRecord, probeToken: string | undefined): Promise<void> {
+  /**
+   * One send of a claimed delivery (state sending), and everything it changes, in one script
+   * (record.ts) with one audit event: `delivery.attempt`, which carries the request body on the
+   * first attempt and the state change the attempt led to (docs/audit.md).
+   */
+  private async attempt(p: Platform, circuit: Circuit, rec: AlertRecord, d: DeliveryRecord, probeToken: string | undefined, circuitDirty: boolean): Promise<void> {
     const { redis, keys: k, prefix } = this.o;
     const n = d.attempts + 1;
     const started = new Date();
@@ -199,73 +205,82 @@ export class DeliveryEngine {
       reason: decision.reason,
       nextAttemptAt: delay !== undefined ? new Date(Date.now() + delay).toISOString() : undefined,
     };
-    // The attempt's log and audit share one script with the state change it leads to, so a crash
-    // leaves both or neither.
     const b = bucketOf(d.id);
-    const stream = k.audit(b);
-    const log: ScriptOp[] = [
-      { cmd: 'RPUSH', key: k.attempts(d.id), args: [JSON.stringify(attempt)] },
-      { cmd: 'HSET', key: k.delivery(d.id), args: ['attempts', String(n)] },
-    ];
-    if (decision.outcome !== 'delivered') log.push(lastErrorOp(k, p.id, d.id, attempt));
-    if (payload !== undefined && n === 1) {
-      log.push(auditOp(stream, { type: 'delivery.translated', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: bodySha256, body: redactBody(payload, sent?.headers['content-type']) } }));
+    const attemptJson = JSON.stringify(attempt);
+    const before: ScriptOp[] = [{ cmd: 'RPUSH', key: k.attempts(d.id), args: [attemptJson] }];
+    if (decision.outcome !== 'delivered') before.push(lastErrorOp(k, p.id, d.id, attempt));
+    // The event is the attempt record plus, on the first attempt, what delivery.translated held:
+    // the adapter and the exact bytes sent (redacted of credentials), so replay needs nothing else.
+    const data: Record<string, unknown> = { ...attempt };
+    if (payload !== undefined && n === 1) Object.assign(data, { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: bodySha256, body: redactBody(payload, sent?.headers['content-type']) });
+    // Closing a circuit that holds nothing (no failure counted) is skipped; on a standalone Redis
+    // the platform's circuit may share the script, on Cluster it is another slot.
+    const after: ScriptOp[] = [];
+    if (closeCircuit && (circuitDirty || probeToken)) {
+      if (isStandalone(prefix)) after.push(...circuit.successOps());
+      else await circuit.success();
     }
-    log.push(auditOp(stream, { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, data: { ...attempt } }));
-    // The circuit is the platform's, not the delivery's bucket's (another slot): closed beside
-    // the script, not in it.
-    const closing: ScriptOp[] = [];
-    if (closeCircuit) await circuit.success();
 
-    if (decision.outcome === 'delivered') {
-      const deliveredAt = new Date().toISOString();
-      const now = Date.now();
-      const indexes: ScriptOp[] = [{ cmd: 'ZADD', key: k.flowDelivered(b, p.id), args: [now, d.id] }, ...closing];
-      if (decision.remoteTicketId) indexes.push({ cmd: 'HSET', key: k.ticket(b, p.id), args: [decision.remoteTicketId, d.id] });
-      if (decision.pendingToken) indexes.push({ cmd: 'HSET', key: k.ticket(b, p.id), args: [`token:${decision.pendingToken}`, d.id] });
+    const to: DeliveryState = decision.outcome === 'delivered' ? 'delivered' : giveUp ? 'failed' : 'queued';
+    const at = new Date().toISOString();
+    const now = Date.parse(at);
+    const set: Record<string, string | number | undefined> = { attempts: n };
+    const unset: string[] = [];
+    const ifApplied: ScriptOp[] = [];
+    const ifRefused: ScriptOp[] = [{ cmd: 'HSET', key: k.delivery(d.id), args: ['attempts', String(n)] }];
+    let reason: string | undefined;
+    const change: Record<string, unknown> = { from: 'sending', to, source: 'engine' };
+    if (to === 'delivered') {
+      Object.assign(set, { remoteTicketId: decision.remoteTicketId, pendingToken: decision.pendingToken, deliveredAt: at });
+      if (d.lastError !== undefined) unset.push('lastError');
+      if (d.nextAttemptAt !== undefined) unset.push('nextAttemptAt');
+      after.push({ cmd: 'ZADD', key: k.flowDelivered(b, p.id), args: [now, d.id] });
+      if (decision.remoteTicketId) after.push({ cmd: 'HSET', key: k.ticket(b, p.id), args: [decision.remoteTicketId, d.id] });
+      if (decision.pendingToken) after.push({ cmd: 'HSET', key: k.ticket(b, p.id), args: [`token:${decision.pendingToken}`, d.id] });
       // Cancelled while this attempt was in flight: the platform has a ticket all the same, and
       // the queued cancel notice needs its id.
-      const ticket: string[] = [];
-      if (decision.remoteTicketId) ticket.push('remoteTicketId', decision.remoteTicketId);
-      if (decision.pendingToken) ticket.push('pendingToken', decision.pendingToken);
-      const t = await transition(
-        redis,
-        k,
-        prefix,
-        {
-          at: deliveredAt,
-          deliveryId: d.id,
-          to: 'delivered',
-          source: 'engine',
-          from: ['sending'],
-          set: { remoteTicketId: decision.remoteTicketId, pendingToken: decision.pendingToken, deliveredAt },
-          unset: ['lastError', 'nextAttemptAt'],
-          audit: { alertId: d.alertId, platformId: p.id, data: { remoteTicketId: decision.remoteTicketId } },
-        },
-        { before: log, after: indexes, ifRefused: ticket.length ? [{ cmd: 'HSET', key: k.delivery(d.id), args: ticket }] : [], read: true },
-      );
-      bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
-      if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'delivered', 'engine', undefined, deliveredAt, parseDelivery(t.hash));
-      return;
-    }
-    if (giveUp) {
-      await this.fail(p, d, decision.errorClass ?? 'unknown', decision.reason ?? 'failed', n, [...log, ...closing]);
-      return;
-    }
-    await transition(
-      redis,
-      k,
-      prefix,
-      {
-        deliveryId: d.id,
-        to: 'queued',
-        source: 'engine',
-        from: ['sending'],
-        set: { lastError: decision.reason, nextAttemptAt: attempt.nextAttemptAt },
-      },
-      { before: log, after: closing },
-    );
-    throw new RetryLaterError(delay!, decision.reason ?? 'retry');
+      if (decision.remoteTicketId) ifRefused[0].args.push('remoteTicketId', decision.remoteTicketId);
+      if (decision.pendingToken) ifRefused[0].args.push('pendingToken', decision.pendingToken);
+      change.remoteTicketId = decision.remoteTicketId;
+    } else if (to === 'failed') {
+      reason = decision.reason ?? 'failed';
+      Object.assign(set, { lastError: `${decision.errorClass ?? 'unknown'}: ${reason}`, failedAt: at });
+      if (d.nextAttemptAt !== undefined) unset.push('nextAttemptAt');
+      ifApplied.push({ cmd: 'ZADD', key: k.deadLetters(b, p.id), args: [now, d.id] });
+    } else Object.assign(set, { lastError: decision.reason, nextAttemptAt: attempt.nextAttemptAt });
+    // The lifecycle's side effects of the change (poll index, SLA timer), folded into the script
+    // where they are plain index writes; otherwise (a failure tells 110) after() runs them.
+    const folded = to !== 'queued' ? this.o.lifecycle?.foldAfter({ ...d, ...(set as Partial<DeliveryRecord>), state: to }, to, at) : undefined;
+    if (folded) ifApplied.push(...folded.ops);
+    const t = await recordAttempt(redis, k, prefix, {
+      deliveryId: d.id,
+      to,
+      from: ['sending'],
+      at,
+      history: JSON.stringify({ at, to, source: 'engine', from: 'sending' }),
+      event: { type: 'delivery.attempt', at: attempt.at, alertId: d.alertId, deliveryId: d.id, platformId: p.id, ...(reason !== undefined ? { reason } : {}), data },
+      change,
+      set,
+      unset,
+      sla: folded?.sla,
+      before,
+      ifApplied,
+      ifRefused,
+      after,
+    });
+
+    if (to === 'delivered') bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
+    if (t.ok) {
+      if (to !== 'queued' && this.o.lifecycle) {
+        if (folded) bus.emitEvent('delivery.state', { platformId: p.id, deliveryId: d.id, from: t.from, to, source: 'engine' });
+        else await this.o.lifecycle.after(d.id, t.from, to, 'engine', reason, at);
+      }
+      if (to === 'failed') {
+        bus.emitEvent('delivery.failed', { platformId: p.id, errorClass: decision.errorClass ?? 'unknown' });
+        this.o.log.warn({ delivery: d.id, platform: p.id, errorClass: decision.errorClass ?? 'unknown' }, 'delivery failed: dead-lettered');
+      }
+    } else if (to === 'failed') this.o.log.info({ delivery: d.id, platform: p.id, errorClass: decision.errorClass, state: t.current }, 'delivery gave up, but its state moved on meanwhile; not dead-lettered');
+    if (to === 'queued') throw new RetryLaterError(delay!, decision.reason ?? 'retry');
   }
 
   /** Builds, checks, signs and sends one request, and classifies what happened. Never throws. */
@@ -384,8 +399,12 @@ export class DeliveryEngine {
     };
   }
 
-  /** Gives a delivery up: state failed, reason kept, and a dead letter that outlives queue cleanup. */
-  private async fail(p: Platform, d: DeliveryRecord, errorClass: string, reason: string, attempts?: number, before: ScriptOp[] = []): Promise<void> {
+  /**
+   * Gives a delivery up without an attempt (its alert is gone, BullMQ gave the job up): state
+   * failed, reason kept, a dead letter that outlives queue cleanup, and a `delivery.state` event
+   * (an attempt that gives up records all of this on its own event, in attempt()).
+   */
+  private async fail(p: Platform, d: DeliveryRecord, errorClass: string, reason: string): Promise<void> {
     const { redis, keys: k, prefix } = this.o;
     const t = await transition(
       redis,
@@ -395,11 +414,11 @@ export class DeliveryEngine {
         deliveryId: d.id,
         to: 'failed',
         source: 'engine',
-        set: { lastError: `${errorClass}: ${reason}`, failedAt: new Date().toISOString(), ...(attempts ? { attempts } : {}) },
+        set: { lastError: `${errorClass}: ${reason}`, failedAt: new Date().toISOString() },
         unset: ['nextAttemptAt'],
         audit: { alertId: d.alertId, platformId: p.id, reason, data: { errorClass } },
       },
-      { before, ifApplied: [{ cmd: 'ZADD', key: k.deadLetters(bucketOf(d.id), p.id), args: [Date.now(), d.id] }], read: true },
+      { ifApplied: [{ cmd: 'ZADD', key: k.deadLetters(bucketOf(d.id), p.id), args: [Date.now(), d.id] }], read: true },
     );
     if (t.ok) await this.o.lifecycle?.after(d.id, t.from, 'failed', 'engine', reason, new Date().toISOString(), parseDelivery(t.hash));
     if (t.ok) bus.emitEvent('delivery.failed', { platformId: p.id, errorClass });
@@ -424,13 +443,6 @@ function lastErrorOp(k: Keys, platformId: string, deliveryId: string, a: Attempt
     key: k.platformLastError(bucketOf(deliveryId), platformId),
     args: ['at', a.at, 'errorClass', a.errorClass ?? (a.outcome === 'reject' ? 'rejected' : 'unknown'), 'status', a.status === undefined ? '' : String(a.status), 'message', a.reason ?? '', 'deliveryId', deliveryId, 'outcome', a.outcome],
   };
-}
-
-/** addAudit's XADD as a write for a script: the same checks and entry layout as every other audit write. */
-function auditOp(stream: string, ev: AuditEvent): ScriptOp {
-  let op: ScriptOp | undefined;
-  addAudit({ xadd: (key: string, ...args: string[]) => (op = { cmd: 'XADD', key, args }) }, '', ev);
-  return { ...op!, key: stream };
 }
 
 export function sha256(s: string): string {

@@ -13,7 +13,8 @@ import { each, hgetAny } from '../store/fanout.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { FINAL_STATES, PROGRESS, isDeliveryState, type DeliveryState } from './states.js';
-import { transition, type TransitionRequest, type TransitionResult } from './transition.js';
+import { transition, type ScriptOp, type TransitionRequest, type TransitionResult } from './transition.js';
+import type { SlaDeadline } from '../delivery/record.js';
 
 /** What the lifecycle queue carries: SLA timers and poll rounds. */
 /** `sla` is the per-delivery timer job of fenliu before 0.2; it is still honoured when found. */
@@ -167,6 +168,28 @@ export class Lifecycle {
     if (FEEDBACK_STATES.has(to) || to === 'reopened' || to === 'in_progress' || to === 'cancelled') {
       await this.feedback(d, { type: 'state', deliveryId, platformId: d.platformId, platformName: this.platform(d.platformId)?.name, state: to as CaseEvent['state'], at, note: feedbackNote, remoteTicketId: d.remoteTicketId });
     }
+  }
+
+  /**
+   * What after() does for a change the engine records itself, as parts of the engine's record
+   * script (src/delivery/record.ts), so that it costs no round trip of its own: the poll index
+   * entry, and the delivery's SLA deadlines as the new state leaves them (the script arms the
+   * timer at the earliest one not flagged yet and takes a settled delivery off the board).
+   * Undefined when after() has more to do for `to` (feedback to 110, a re-route): call after().
+   * The caller announces the change (`delivery.state` on the bus) once it is made.
+   */
+  foldAfter(d: DeliveryRecord, to: DeliveryState, at: string): { ops: ScriptOp[]; sla?: SlaDeadline[] } | undefined {
+    if (to === 'returned' || FEEDBACK_STATES.has(to) || to === 'reopened' || to === 'in_progress' || to === 'cancelled') return undefined;
+    if ((d.kind ?? 'primary') !== 'primary') return { ops: [] };
+    const open = this.keys.open(bucketOf(d.id), d.platformId);
+    const ops: ScriptOp[] = FINAL_STATES.has(to) ? [{ cmd: 'ZREM', key: open, args: [d.id] }] : (rank(to) ?? 0) >= PROGRESS.delivered! ? [{ cmd: 'ZADD', key: open, args: [Date.parse(at), d.id] }] : [];
+    const next: DeliveryRecord = { ...d, state: to };
+    const sla: SlaDeadline[] = [];
+    for (const k of SLA_KINDS) {
+      const due = (next as unknown as Record<string, string | undefined>)[SLA_FIELD[k]];
+      if (due) sla.push({ kind: k, dueAt: Date.parse(due), settled: slaSettled(next, k) });
+    }
+    return { ops, sla };
   }
 
   /** Applies one status event reported by a platform (callback or poll). */

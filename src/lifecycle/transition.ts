@@ -34,13 +34,12 @@ end
 `;
 
 /**
- * Applies one state change atomically: checks the current state against the transitions table,
- * sets the new state and fields, appends to the history and to the audit stream, all in one
- * script, so concurrent workers, callbacks and operators cannot interleave. Callers may add
- * commands of their own (an attempt log, indexes) that must land in the same atomic step.
+ * Lua shared by scripts that take counted lists and extra writes (ScriptOps, by phase) in ARGV,
+ * as `encodeOps` lays them out: set `i` to the first list's index, then `list(step)` reads one
+ * counted list, `read_ops()` the ops, `run(ops, phase)` runs one phase's.
  */
-const SCRIPT = `${TRANSITION_LUA}
-local i = 5
+export const ARGS_LUA = `
+local i = 1
 local function list(step)
   local n = tonumber(ARGV[i])
   local out = {}
@@ -48,24 +47,38 @@ local function list(step)
   i = i + 1 + n * step
   return out
 end
+local function read_ops()
+  local ops = {b = {}, a = {}, y = {}, n = {}}
+  local nops = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, nops do
+    local na = tonumber(ARGV[i + 2])
+    local op = {ARGV[i + 3], KEYS[tonumber(ARGV[i + 1])]}
+    for j = 1, na do op[#op + 1] = ARGV[i + 3 + j] end
+    table.insert(ops[ARGV[i]], op)
+    i = i + 4 + na
+  end
+  return ops
+end
+local function run(ops, phase) for _, op in ipairs(ops[phase]) do redis.call(unpack(op)) end end
+`;
+
+/**
+ * Applies one state change atomically: checks the current state against the transitions table,
+ * sets the new state and fields, appends to the history and to the audit stream, all in one
+ * script, so concurrent workers, callbacks and operators cannot interleave. Callers may add
+ * commands of their own (an attempt log, indexes) that must land in the same atomic step.
+ */
+const SCRIPT = `${TRANSITION_LUA}${ARGS_LUA}
+i = 5
 local fields = list(2)
 local nx = list(2)
 local dels = list(1)
-local ops = {b = {}, a = {}, y = {}, n = {}}
-local nops = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, nops do
-  local na = tonumber(ARGV[i + 2])
-  local op = {ARGV[i + 3], KEYS[tonumber(ARGV[i + 1])]}
-  for j = 1, na do op[#op + 1] = ARGV[i + 3 + j] end
-  table.insert(ops[ARGV[i]], op)
-  i = i + 4 + na
-end
-local function run(phase) for _, op in ipairs(ops[phase]) do redis.call(unpack(op)) end end
-run('b')
+local ops = read_ops()
+run(ops, 'b')
 local res = apply_transition(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], fields, nx, dels)
-if res[1] == 'ok' then run('y') else run('n') end
-run('a')
+if res[1] == 'ok' then run(ops, 'y') else run(ops, 'n') end
+run(ops, 'a')
 if ARGV[i] == '1' then res[3] = redis.call('HGETALL', KEYS[1]) end
 return res
 `;
@@ -111,6 +124,34 @@ export interface TransitionExtras {
   after?: ScriptOp[];
 }
 
+/**
+ * Lays out extra writes for ARGS_LUA's `read_ops`: their count, then per op its phase (b before,
+ * y if applied, n if refused, a after), key index, argument count, command and arguments. Keys
+ * not in `keyList` yet are appended to it (the script's KEYS).
+ */
+export function encodeOps(keyList: string[], x?: TransitionExtras): string[] {
+  const keyIndex = new Map(keyList.map((key, i) => [key, i + 1]));
+  const ops: string[] = [];
+  let nops = 0;
+  const add = (phase: string, list?: ScriptOp[]) => {
+    for (const op of list ?? []) {
+      let ix = keyIndex.get(op.key);
+      if (ix === undefined) {
+        keyList.push(op.key);
+        ix = keyList.length;
+        keyIndex.set(op.key, ix);
+      }
+      ops.push(phase, String(ix), String(op.args.length), op.cmd, ...op.args.map(String));
+      nops++;
+    }
+  };
+  add('b', x?.before);
+  add('y', x?.ifApplied);
+  add('n', x?.ifRefused);
+  add('a', x?.after);
+  return [String(nops), ...ops];
+}
+
 export function allowedFrom(to: DeliveryState): DeliveryState[] {
   return (Object.keys(TRANSITIONS) as DeliveryState[]).filter((s) => TRANSITIONS[s].includes(to));
 }
@@ -148,25 +189,7 @@ export async function transition(redis: Redis, k: Keys, prefix: string, r: Trans
   // Every key is in the delivery's bucket (one slot): its audit stream, and the extras' index keys.
   const b = bucketOf(r.deliveryId);
   const keyList = [k.delivery(r.deliveryId), k.history(r.deliveryId), k.audit(b)];
-  const keyIndex = new Map(keyList.map((key, i) => [key, i + 1]));
-  const ops: string[] = [];
-  let nops = 0;
-  const add = (phase: string, list?: ScriptOp[]) => {
-    for (const op of list ?? []) {
-      let ix = keyIndex.get(op.key);
-      if (ix === undefined) {
-        keyList.push(op.key);
-        ix = keyList.length;
-        keyIndex.set(op.key, ix);
-      }
-      ops.push(phase, String(ix), String(op.args.length), op.cmd, ...op.args.map(String));
-      nops++;
-    }
-  };
-  add('b', x?.before);
-  add('y', x?.ifApplied);
-  add('n', x?.ifRefused);
-  add('a', x?.after);
+  const ops = encodeOps(keyList, x);
   const res = (await runTransition(
     redis,
     keyList.length,
@@ -181,7 +204,6 @@ export async function transition(redis: Redis, k: Keys, prefix: string, r: Trans
     ...nx,
     String(unset.length),
     ...unset,
-    String(nops),
     ...ops,
     x?.read ? '1' : '0',
   )) as [string, string, string[]?];

@@ -250,7 +250,9 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
         [t('at'), t('eventType'), t('platform'), t('actor'), t('note')],
         tl.items.map((x) => {
           const ev = x.event as { type: string; at: string; platformId?: string; sourceId?: string; actor?: { kind?: string; id?: string }; reason?: string; data?: Record<string, unknown> };
-          const note = ev.reason ? verbatim(ev.reason) : ev.data && typeof ev.data.to === 'string' ? `→ ${label('state', ev.data.to)}` : '';
+          // An attempt's event carries its answer and the state change it led to (docs/audit.md).
+          const status = ev.type === 'delivery.attempt' && typeof ev.data?.status === 'number' ? `HTTP ${ev.data.status} ` : '';
+          const note = ev.reason ? verbatim(ev.reason) : ev.data && typeof ev.data.to === 'string' ? `${status}→ ${label('state', ev.data.to)}` : status;
           return [fmtTime(ev.at), label('auditType', ev.type), ev.platformId ? platformName(ctx.me, ev.platformId) : '', actorText(ctx, ev.actor), note];
         }),
         'timeline-table',
