@@ -13,6 +13,8 @@ export interface FenliuEvents {
   'delivery.state': { platformId: string; deliveryId: string; from?: string; to: string; source: string };
   'circuit.change': { platformId: string; state: 'closed' | 'open' | 'half-open' };
   'sla.expired': { platformId: string; kind: string; deliveryId: string };
+  /** Ingest log entries turned into deliveries, audit events and jobs (src/ingest/dispatcher.ts). */
+  'ingest.materialised': { entries: number; alerts: number; alertIds: string[] };
 }
 
 class Bus extends EventEmitter {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Runtime } from './runtime.js';
 import { servesApi, type Role } from './roles.js';
 import { engineExtension } from './delivery/extension.js';
+import { dispatcherExtension } from './ingest/extension.js';
 import { auditExtension } from './audit/extension.js';
 import { startSandbox, type SandboxKind } from './sandbox/index.js';
 import { startAutopilot } from './sandbox/autopilot.js';
@@ -47,5 +48,5 @@ const sandboxExtension: ExtensionFactory = async (rt, role) => {
   };
 };
 
-/** In start order; closed in reverse. */
-export const extensions: ExtensionFactory[] = [metricsExtension, sandboxExtension, engineExtension, auditExtension, consoleExtension];
+/** In start order; closed in reverse (the dispatcher before the engine: its last batch's jobs are added before the queues close). */
+export const extensions: ExtensionFactory[] = [metricsExtension, sandboxExtension, engineExtension, dispatcherExtension, auditExtension, consoleExtension];

@@ -5,6 +5,7 @@ import type { Config } from './config/types.js';
 import { QueueRegistry } from './delivery/queues.js';
 import { IngestService } from './ingest/ingest.js';
 import { IngestWriter } from './ingest/writer.js';
+import { Materialiser } from './ingest/dispatcher.js';
 import { apiConnection, describeTarget, waitReady, type RedisTarget } from './redis/connect.js';
 import { checkPersistence } from './redis/persistence.js';
 import { keys, setStandalone, type Keys } from './store/keys.js';
@@ -24,6 +25,8 @@ export interface Runtime {
   queues: QueueRegistry;
   writer: IngestWriter;
   ingest: IngestService;
+  /** Materialises an alert still in the ingest log on demand (before any write on it): src/ingest/dispatcher.ts. */
+  materialiser: Materialiser;
   lifecycle: Lifecycle;
   /** Set on SIGTERM: new requests get 503. */
   shuttingDown: boolean;
@@ -66,7 +69,10 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
   if (converted) log.warn({ alerts: converted }, 'converted Redis data to the bucket key layout (docs/scaling.md)');
   const queues = new QueueRegistry(redis, k.queuePrefix, cfg.platforms.map((p) => p.id));
   await queues.waitUntilReady();
-  const writer = new IngestWriter(redis, k, prefix, queues, { replicas: cfg.redis.waitReplicas, timeoutMs: cfg.redis.waitTimeoutMs });
+  const writer = new IngestWriter(redis, k, prefix, { replicas: cfg.redis.waitReplicas, timeoutMs: cfg.redis.waitTimeoutMs });
+  const materialiser = new Materialiser(redis, k, prefix, queues, log);
+  const lifecycle = new Lifecycle(redis, k, cfg, queues, queues.lifecycle, log);
+  lifecycle.materialise = (id, rec) => materialiser.alert(id, rec);
   const rt: Runtime = {
     cfg,
     log,
@@ -76,7 +82,8 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
     queues,
     writer,
     ingest: undefined as unknown as IngestService,
-    lifecycle: new Lifecycle(redis, k, cfg, queues, queues.lifecycle, log),
+    materialiser,
+    lifecycle,
     shuttingDown: false,
     async audit(ev) {
       const p = redis.pipeline();

@@ -1,87 +1,122 @@
 /**
- * The batch writer on its own, against a private Redis: a batch far larger than one MSET/ZADD
- * chunk of the script (1000 arguments), the alert's JSON spliced into record and audit events,
- * and copies answered from the first.
+ * The batch writer and the dispatcher on their own, against a private Redis: a batch far larger
+ * than one MSET/ZADD chunk of the scripts (1000 arguments); the request path writing only claims,
+ * records, indexes and the ingest log; the dispatcher materialising everything else once, with
+ * the alert's JSON spliced into its audit event; copies answered from the first. On the single-Redis
+ * layout (one script for all buckets) and the Cluster one (one per bucket, events relayed).
  */
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { QueueRegistry } from '../src/delivery/queues.js';
 import { IngestWriter, type PendingAlert } from '../src/ingest/writer.js';
+import { Dispatcher, Materialiser } from '../src/ingest/dispatcher.js';
 import { canonicalJson } from '../src/ingest/validate.js';
 import { auditStreamKey } from '../src/audit/events.js';
-import { deliveryId, newId } from '../src/store/ids.js';
-import { keys } from '../src/store/keys.js';
-import type { AlertRecord, DeliveryRecord } from '../src/store/records.js';
+import { newId } from '../src/store/ids.js';
+import { newDelivery } from '../src/store/ingest-log.js';
+import { keys, setStandalone } from '../src/store/keys.js';
+import { getDeliveries, type AlertRecord } from '../src/store/records.js';
+import { createLogger } from '../src/log.js';
 import { startRedis } from './helpers/redis.js';
 import { alert } from './helpers/fenliu.js';
 import { each, zcardAll } from '../src/store/fanout.js';
 import { bucketOf } from '../src/store/keys.js';
 
-const PREFIX = 'w';
-const k = keys(PREFIX);
+const actor = { kind: 'source', id: 's1', keyId: 'k1' } as const;
 
-function pending(n: number, over: { audit?: 'only-alert' } = {}): PendingAlert {
+function pending(k: ReturnType<typeof keys>, prefix: string, n: number): PendingAlert {
   const a = alert(`W-${n}`) as AlertRecord['alert'];
   const now = new Date().toISOString();
   const id = newId('alt', Date.now(), k.idemBucket('s1', `W-${n}`));
-  const d: DeliveryRecord = { id: deliveryId(id, 'p1'), alertId: id, platformId: 'p1', state: 'queued', priority: 'normal', createdAt: now, updatedAt: now, attempts: 0, kind: 'primary', ackBy: new Date(Date.now() + 60_000).toISOString() };
-  const record: AlertRecord = { id, receivedAt: now, sourceId: 's1', idempotencyKey: `W-${n}`, bodyHash: `h${n}`, alert: a, route: { ruleId: 'default', targets: ['p1'], fallback: [] } as unknown as AlertRecord['route'], deliveryIds: [d.id] };
-  return {
-    record,
-    deliveries: [d],
-    idemKey: k.idem('s1', `W-${n}`),
-    alertJson: canonicalJson(a),
-    audit: [
-      { type: 'alert.received', at: now, alertId: id, data: over.audit === 'only-alert' ? { alert: a } : { alert: a, bodyHash: record.bodyHash } },
-      { type: 'alert.routed', at: now, alertId: id, data: { targets: ['p1'] } },
-    ],
-    sets: [[`${PREFIX}:repeat:place:${n}`, id, 60_000]],
-  };
+  const d = newDelivery(id, 'p1', 'normal', now, { ackBy: new Date(Date.now() + 60_000).toISOString() });
+  const record: AlertRecord = { id, receivedAt: now, sourceId: 's1', idempotencyKey: `W-${n}`, bodyHash: `h${n}`, keyId: 'k1', alert: a, route: { ruleId: 'default', targets: ['p1'], fallback: [] } as unknown as AlertRecord['route'], deliveryIds: [d.id] };
+  return { record, deliveries: [d], idemKey: k.idem('s1', `W-${n}`), alertJson: canonicalJson(a), actor, sets: [[`${prefix}:repeat:place:${n}`, id, 60_000]] };
 }
 
-t.test('a batch of 700 alerts in one turn: every record, index entry, timer, job and audit event', async (t) => {
-  const redis = await startRedis();
-  const r = new Redis(redis.url);
-  const queues = new QueueRegistry(r, k.queuePrefix, ['p1']);
-  t.teardown(async () => {
-    await queues.close();
-    r.disconnect();
-    await redis.stop();
-  });
-  const writer = new IngestWriter(r, k, PREFIX, queues);
-  const items = Array.from({ length: 700 }, (_, i) => pending(i, i === 0 ? { audit: 'only-alert' } : {}));
-  const outcomes = await Promise.all(items.map((x) => writer.submit(x)));
-  t.ok(outcomes.every((o) => o.kind === 'created'), 'all created');
-  t.equal(await zcardAll(r, each(k.bucketList, k.alerts)), 700, 'alerts index');
-  t.equal(await zcardAll(r, each(k.bucketList, (b) => k.alertsBySource(b, 's1'))), 700, 'per-source index');
-  t.equal(await zcardAll(r, each(k.bucketList, k.slaDue)), 700, 'one SLA timer each');
-  t.equal(await queues.get('p1').getJobCountByTypes('prioritized', 'waiting'), 700, 'one job each');
-  for (const i of [0, 1, 350, 699]) {
-    const rec = JSON.parse((await r.get(k.alert(items[i].record.id)))!) as AlertRecord;
-    t.same(rec.alert, items[i].record.alert, `record ${i} holds the alert`);
-    t.equal(rec.id, items[i].record.id);
-    t.equal(await r.get(items[i].idemKey), `${rec.id} ${rec.bodyHash}`, `claim ${i}`);
-    t.equal(Number(await r.zscore(k.slaDue(bucketOf(items[i].deliveries[0].id)), items[i].deliveries[0].id)), Date.parse(items[i].deliveries[0].ackBy!), `timer ${i} at its deadline`);
-    t.equal(await r.get(`${PREFIX}:repeat:place:${i}`), rec.id, `repeat key ${i}`);
-    t.same(await r.hget(k.delivery(items[i].deliveries[0].id), 'state'), 'queued');
-  }
-  const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([, f]) => JSON.parse(f[1]));
-  t.equal(events.length, 1400, 'two audit events per alert');
-  // Each bucket's events keep their order; buckets interleave (src/store/audit-relay.ts).
-  const of = (id: string) => events.filter((e) => e.alertId === id);
-  t.same(of(items[0].record.id)[0], JSON.parse(JSON.stringify(items[0].audit[0])), 'an event whose data is only the alert');
-  t.same(of(items[1].record.id)[0], JSON.parse(JSON.stringify(items[1].audit[0])), 'an event with the alert and more');
-  t.same(of(items[1].record.id)[1], items[1].audit[1], 'an event without the alert, as it was');
+for (const standalone of [true, false]) {
+  t.test(`a batch of 700 alerts in one turn (${standalone ? 'single Redis' : 'Cluster layout'}): stored, then materialised once`, async (t) => {
+    const PREFIX = standalone ? 'ws' : 'wc';
+    const k = keys(PREFIX);
+    setStandalone(PREFIX, standalone);
+    const redis = await startRedis();
+    const r = new Redis(redis.url);
+    const queues = new QueueRegistry(r, k.queuePrefix, ['p1']);
+    t.teardown(async () => {
+      await queues.close();
+      r.disconnect();
+      await redis.stop();
+    });
+    const writer = new IngestWriter(r, k, PREFIX);
+    const items = Array.from({ length: 700 }, (_, i) => pending(k, PREFIX, i));
+    // Non-ASCII text: the script cuts the alert out of the record by its length in bytes.
+    items[3].record.alert.summary = '中文摘要，含“引号”与 \\ 反斜杠';
+    items[3].alertJson = canonicalJson(items[3].record.alert);
+    const calls0 = await commandCalls(r);
+    const outcomes = await Promise.all(items.map((x) => writer.submit(x)));
+    const calls = { script: (await commandCalls(r)).script - calls0.script };
+    t.ok(outcomes.every((o) => o.kind === 'created'), 'all created');
+    t.equal(await zcardAll(r, each(k.bucketList, k.alerts)), 700, 'alerts index');
+    t.equal(await zcardAll(r, each(k.bucketList, (b) => k.alertsBySource(b, 's1'))), 700, 'per-source index');
+    t.equal(await zcardAll(r, each(k.bucketList, k.slaDue)), 0, 'no SLA timer in the request path');
+    t.equal(await queues.get('p1').getJobCountByTypes('prioritized', 'waiting'), 0, 'no job in the request path');
+    t.equal(await r.exists(k.delivery(items[0].deliveries[0].id)), 0, 'no delivery hash in the request path');
+    t.equal(await r.xlen(auditStreamKey(PREFIX)), 0, 'no audit event in the request path');
+    const logged = (await Promise.all(k.bucketList.map((b) => r.xlen(k.ingestLog(b))))).reduce((a, x) => a + x, 0);
+    t.equal(logged, 16, 'one log entry per bucket');
+    if (standalone) t.equal(calls.script, 1, 'one ingest script call for the batch');
+    else t.equal(calls.script, 16, 'one ingest script call per bucket');
+    for (const i of [0, 1, 3, 350, 699]) {
+      const rec = JSON.parse((await r.get(k.alert(items[i].record.id)))!) as AlertRecord;
+      t.same(rec.alert, items[i].record.alert, `record ${i} holds the alert`);
+      t.match(rec.log, /^\d+-\d+$/, `record ${i} names its log entry`);
+      t.equal(await r.get(items[i].idemKey), `${rec.id} ${rec.bodyHash}`, `claim ${i}`);
+      t.equal(await r.get(`${PREFIX}:repeat:place:${i}`), rec.id, `repeat key ${i}`);
+    }
+    // A read before materialisation shows the deliveries as they will be written.
+    const [shown] = await getDeliveries(r, k, [items[3].deliveries[0].id]);
+    t.same(shown, items[3].deliveries[0], 'a pending delivery reads as queued, with its deadlines');
 
-  // Copies: the same keys again, in one turn, with one body changed.
-  const again = [pending(5), pending(6)];
-  again[1].record.bodyHash = 'changed';
-  const [dup, conflict] = await Promise.all(again.map((x) => writer.submit(x)));
-  t.match(dup, { kind: 'duplicate', record: { id: items[5].record.id } });
-  t.match(conflict, { kind: 'conflict', existingId: items[6].record.id });
-  t.equal(await zcardAll(r, each(k.bucketList, k.alerts)), 700, 'nothing of the copies written');
-  t.equal(await r.exists(k.alert(again[0].record.id)), 0);
-});
+    const d = new Dispatcher(r, k, PREFIX, new Materialiser(r, k, PREFIX, queues), createLogger('silent'));
+    t.equal(await d.drain(), 700, 'the dispatcher materialises every alert');
+    t.equal(await d.drain(), 0, 'and nothing twice');
+    t.equal(await zcardAll(r, each(k.bucketList, k.slaDue)), 700, 'one SLA timer each');
+    t.equal(await queues.get('p1').getJobCountByTypes('prioritized', 'waiting'), 700, 'one job each');
+    t.equal(await zcardAll(r, each(k.bucketList, k.outbox)), 0, 'outbox emptied once the jobs are added');
+    t.equal((await Promise.all(k.bucketList.map((b) => r.xlen(k.ingestLog(b))))).reduce((a, x) => a + x, 0), 0, 'the log entries are deleted');
+    for (const i of [0, 3, 699]) {
+      const dl = items[i].deliveries[0];
+      t.equal(Number(await r.zscore(k.slaDue(bucketOf(dl.id)), dl.id)), Date.parse(dl.ackBy!), `timer ${i} at its deadline`);
+      const [got] = await getDeliveries(r, k, [dl.id]);
+      t.same(got, dl, `delivery ${i} as ingest answered it`);
+      t.same((await r.lrange(k.history(dl.id), 0, -1)).map((h) => JSON.parse(h)), [{ at: dl.createdAt, to: 'queued', source: 'ingest' }]);
+    }
+    const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([, f]) => JSON.parse(f[1]));
+    t.equal(events.length, 1400, 'two audit events per alert');
+    const of = (id: string) => events.filter((e) => e.alertId === id);
+    const x = items[3].record;
+    t.same(of(x.id), [
+      { type: 'alert.received', at: x.receivedAt, alertId: x.id, sourceId: 's1', actor, data: { alert: x.alert, bodyHash: x.bodyHash, idempotencyKey: x.idempotencyKey } },
+      { type: 'alert.routed', at: x.receivedAt, alertId: x.id, sourceId: 's1', data: { ruleId: 'default', targets: ['p1'], deliveryIds: x.deliveryIds } },
+    ], 'alert.received (the alert spliced from the record) and alert.routed');
+
+    // Copies: the same keys again, in one turn, with one body changed.
+    const again = [pending(k, PREFIX, 5), pending(k, PREFIX, 6)];
+    again[1].record.bodyHash = 'changed';
+    const [dup, conflict] = await Promise.all(again.map((x) => writer.submit(x)));
+    t.match(dup, { kind: 'duplicate', record: { id: items[5].record.id } });
+    t.match(conflict, { kind: 'conflict', existingId: items[6].record.id });
+    t.equal(await zcardAll(r, each(k.bucketList, k.alerts)), 700, 'nothing of the copies written');
+    t.equal(await r.exists(k.alert(again[0].record.id)), 0);
+  });
+}
+
+/** Script calls (EVALSHA and EVAL) so far, from INFO commandstats. */
+async function commandCalls(r: Redis): Promise<{ script: number }> {
+  const info = await r.info('commandstats');
+  let script = 0;
+  for (const m of info.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) script += Number(m[2]);
+  return { script };
+}
 
 t.test('canonicalJson: sorted keys, and the same JSON value as JSON.stringify for any input', async (t) => {
   const values: unknown[] = [

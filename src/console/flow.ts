@@ -3,6 +3,7 @@ import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
 import { DELIVERY_STATES } from '../lifecycle/states.js';
 import { deliveryId } from '../store/ids.js';
+import { pendingDeliveries } from '../store/ingest-log.js';
 import { each, spread, zcountAll, zMembersByScore } from '../store/fanout.js';
 import type { Runtime } from '../runtime.js';
 
@@ -87,11 +88,19 @@ export async function computeFlow(rt: Runtime, minutes: number, now = Date.now()
   const states: Record<string, number> = Object.fromEntries(DELIVERY_STATES.map((s) => [s, 0]));
   let retrying = 0;
   let j = 0;
-  for (let n = 0; n < alertIds.length * rt.cfg.platforms.length; n++) {
-    const [s, next] = (r2[j++]?.[1] as (string | null)[] | null) ?? [];
-    if (s) states[s] = (states[s] ?? 0) + 1;
-    if (next && (s === 'queued' || s === 'sending')) retrying++;
+  // An alert with no delivery hash at all may still be in the ingest log: its deliveries are queued.
+  const unseen: string[] = [];
+  for (const a of alertIds) {
+    let seen = false;
+    for (const pl of rt.cfg.platforms) {
+      const [s, next] = (r2[j++]?.[1] as (string | null)[] | null) ?? [];
+      if (s) states[s] = (states[s] ?? 0) + 1;
+      if (next && (s === 'queued' || s === 'sending')) retrying++;
+      if (s) seen = true;
+    }
+    if (!seen) unseen.push(...rt.cfg.platforms.map((pl) => deliveryId(a, pl.id)));
   }
+  if (unseen.length) states.queued += (await pendingDeliveries(rt.redis, k, unseen)).size;
   const platforms: FlowPlatform[] = rt.cfg.platforms.map((pl, pi) => {
     const lat: number[] = [];
     const att: number[] = [];

@@ -5,7 +5,8 @@ import type { Config } from '../config/types.js';
 import { ProblemError } from '../errors.js';
 import type { Principal } from '../plugins/app/auth.js';
 import { routeAlert } from '../routing/route.js';
-import { deliveryId, newId } from '../store/ids.js';
+import { newId } from '../store/ids.js';
+import { newDelivery } from '../store/ingest-log.js';
 import type { Keys } from '../store/keys.js';
 import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { canonicalJson, validateAlert } from './validate.js';
@@ -102,18 +103,9 @@ export class IngestService {
     const alertJson = canonicalJson(alert);
     const bodyHash = createHash('sha256').update(alertJson).digest('hex');
     // A repeat call opens no ticket: the platforms holding the case get an urge instead.
-    const deliveries: DeliveryRecord[] = (repeatOf ? [] : decision.targets).map((platformId) => ({
-      id: deliveryId(id, platformId),
-      alertId: id,
-      platformId,
-      state: 'queued',
-      priority: alert.priority ?? 'normal',
-      createdAt: receivedAt,
-      updatedAt: receivedAt,
-      attempts: 0,
-      kind: 'primary',
-      ...deadlines(slaFor(this.cfg, decision.ruleId, platformId), receivedAt),
-    }));
+    const deliveries: DeliveryRecord[] = (repeatOf ? [] : decision.targets).map((platformId) =>
+      newDelivery(id, platformId, alert.priority ?? 'normal', receivedAt, deadlines(slaFor(this.cfg, decision.ruleId, platformId), receivedAt)),
+    );
     const record: AlertRecord = {
       id,
       receivedAt,
@@ -126,14 +118,10 @@ export class IngestService {
       deliveryIds: deliveries.map((d) => d.id),
       ...(match ? { repeatOf, repeatMatch: { key: match.key, on: match.on, crossSource: match.crossSource } } : {}),
     };
+    // Its audit events (alert.received, alert.routed or alert.repeat) are written by the
+    // dispatcher from the record and this actor (src/ingest/dispatcher.ts).
     const actor = { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId } as const;
-    const audit: AuditEvent[] = [
-      { type: 'alert.received', at: receivedAt, alertId: id, sourceId, actor, data: { alert, bodyHash, idempotencyKey } },
-      repeatOf
-        ? { type: 'alert.repeat', at: receivedAt, alertId: id, sourceId, data: { repeatOf, ruleId: decision.ruleId, matchedBy: match!.key, on: match!.on, crossSource: match!.crossSource } }
-        : { type: 'alert.routed', at: receivedAt, alertId: id, sourceId, data: { ruleId: decision.ruleId, targets: decision.targets, deliveryIds: record.deliveryIds } },
-    ];
-    return { record, deliveries, idemKey, alertJson, audit };
+    return { record, deliveries, idemKey, alertJson, actor };
   }
 
   /** Audits (and counts, for police-only and no-route) an alert refused before it was stored. */

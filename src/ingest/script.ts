@@ -1,34 +1,32 @@
 /**
- * The batch write of ingest, as one Lua script: all alerts of one event-loop turn in one call.
- * Key names come from src/store/keys.ts through the arguments, so the script names no key itself.
- * Every key of one call is in one key-layout bucket (one slot; the writer calls it per bucket),
- * and KEYS[1], the bucket's outbox, routes the call on Redis Cluster (docs/scaling.md).
+ * The batch write of ingest, as one Lua script: the alerts of one event-loop turn in one call per
+ * group of key-layout buckets (`k.groups`: all of them on a single Redis, one per call on Redis
+ * Cluster, where KEYS[1], a log of the group, routes the call; docs/scaling.md). Key names come
+ * from src/store/keys.ts through the arguments, so the script names no key itself.
  *
- * KEYS: outbox (delivery ids whose BullMQ job is still to be added, scored with the alert's time).
- * ARGV: auditStream, slaDue, alertsIndex, auditField, alertCount, then per alert:
- *   idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest, score, bySourceIndex,
- *   deliveryCount, per delivery: [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey,
- *   historyEntry, slaDueAt or ''],
- *   setCount, per set: [key, value, ttlMs],
- *   auditCount, per event: [eventJson, ''] or [eventRest, dataRest] for an event whose data holds the alert.
- * The alert's JSON travels once and is spliced into the record and into such events here (the
- * "rest" parts are JSON objects without that member): it is most of the bytes of an alert.
+ * Per alert it writes what a 202 promises and nothing more (docs/reliability.md): the idempotency
+ * claim, the record and the two indexes, and its item in one XADD per bucket onto the bucket's
+ * ingest log (src/store/ingest-log.ts), which the dispatcher turns into deliveries, timers, audit
+ * events and jobs (src/ingest/dispatcher.ts). The record names that entry (`log`).
+ *
+ * KEYS: a log of the group.
+ * ARGV: bucketCount, then per bucket: alertsIndex, ingestLog, alertCount, then per alert:
+ *   idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest, score,
+ *   bySourceIndex, extra (LogExtra JSON).
+ * The alert's JSON travels once and is spliced into the record here (recordRest is the record's
+ * JSON without it); the log item is `{"r":<recordRest>,"x":<extra>}`.
  *
  * Redis does not roll a script back. Out of memory (noeviction) refuses its first write, so
  * nothing is written; a later runtime error (only a key of the wrong type, i.e. foreign data
  * under fenliu's prefix) would leave part of a batch written and its request answered 503.
- * Returns, per alert, '' when it was written, or the claim that already held its idempotency key
- * (a copy stored first), in which case nothing of that alert is written.
+ * Returns, per alert in argument order, '' when it was written, or the claim that already held
+ * its idempotency key (a copy stored first), in which case nothing of that alert is written.
  */
 export const INGEST_SCRIPT = `
-local audit, slaDue, alerts, field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local n = tonumber(ARGV[5])
-local i = 6
 local out = {}
--- Writes to the same key for the whole batch are gathered and made once at the end:
--- one MSET, one ZADD per index, instead of one call per alert.
-local mset, byScore, sla, bySourceKeys, outbox = {}, {}, {}, {}, {}
-local bySourceMembers = {}
+-- Writes to the same key are gathered and made once: one MSET for the batch, one ZADD per index
+-- key and one XADD per log, instead of one call per alert.
+local mset = {}
 -- The members of a JSON object after one spliced in front: '{"a":1}' -> ',"a":1}', '{}' -> '}'.
 local function rest(json)
   if json == '{}' then return '}' end
@@ -38,54 +36,6 @@ local function push(t, a, b)
   t[#t + 1] = a
   t[#t + 1] = b
 end
-for a = 1, n do
-  local idemKey, claim, alertId, alertKey, alert, score, bySource = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6], ARGV[i + 7]
-  local nd = tonumber(ARGV[i + 8])
-  local held = redis.call('GET', idemKey)
-  local write = not held
-  if write then
-    push(mset, idemKey, claim)
-    push(mset, alertKey, '{"alert":' .. alert .. rest(ARGV[i + 5]))
-    push(byScore, score, alertId)
-    if not bySourceMembers[bySource] then
-      bySourceMembers[bySource] = {}
-      bySourceKeys[#bySourceKeys + 1] = bySource
-    end
-    push(bySourceMembers[bySource], score, alertId)
-  end
-  i = i + 9
-  for d = 1, nd do
-    local id, key, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-    local h = i + 3 + 2 * nf
-    if write then
-      redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
-      redis.call('RPUSH', ARGV[h], ARGV[h + 1])
-      if ARGV[h + 2] ~= '' then push(sla, ARGV[h + 2], id) end
-      push(outbox, score, id)
-    end
-    i = h + 3
-  end
-  local ns = tonumber(ARGV[i])
-  i = i + 1
-  for s = 1, ns do
-    if write then redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[i + 2]) end
-    i = i + 3
-  end
-  local ne = tonumber(ARGV[i])
-  i = i + 1
-  for e = 1, ne do
-    if write then
-      local ev = ARGV[i]
-      local data = ARGV[i + 1]
-      if data ~= '' then
-        ev = '{"data":{"alert":' .. alert .. rest(data) .. rest(ev)
-      end
-      redis.call('XADD', audit, '*', field, ev)
-    end
-    i = i + 2
-  end
-  out[a] = held or ''
-end
 -- unpack puts every element on Lua's stack, whose size is limited: at most 1000 at a time.
 local function each(cmd, key, t)
   for s = 1, #t, 1000 do
@@ -93,10 +43,129 @@ local function each(cmd, key, t)
     else redis.call(cmd, unpack(t, s, math.min(s + 999, #t))) end
   end
 end
+local i = 2
+for b = 1, tonumber(ARGV[1]) do
+  local alerts, log, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local byScore, bySourceKeys, bySourceMembers, items, recs = {}, {}, {}, {}, {}
+  for a = 1, n do
+    local idemKey, alertId, alertKey, recordRest, score, bySource = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+    local held = redis.call('GET', idemKey)
+    if not held then
+      push(mset, idemKey, ARGV[i + 1])
+      recs[#recs + 1] = i
+      push(byScore, score, alertId)
+      if not bySourceMembers[bySource] then
+        bySourceMembers[bySource] = {}
+        bySourceKeys[#bySourceKeys + 1] = bySource
+      end
+      push(bySourceMembers[bySource], score, alertId)
+      push(items, alertId, '{"r":' .. recordRest .. ',"x":' .. ARGV[i + 8] .. '}')
+    end
+    out[#out + 1] = held or ''
+    i = i + 9
+  end
+  -- One entry per bucket and call (500 alerts at most per entry: the stack limit above).
+  for s = 1, #items, 1000 do
+    local id = redis.call('XADD', log, '*', unpack(items, s, math.min(s + 999, #items)))
+    for r = (s + 1) / 2, math.min((s + 999) / 2, #recs) do
+      local at = recs[r]
+      push(mset, ARGV[at + 3], '{"alert":' .. ARGV[at + 4] .. ',"log":"' .. id .. '"' .. rest(ARGV[at + 5]))
+    end
+  end
+  each('ZADD', alerts, byScore)
+  for _, k in ipairs(bySourceKeys) do each('ZADD', k, bySourceMembers[k]) end
+end
 each('MSET', nil, mset)
-each('ZADD', alerts, byScore)
-for _, k in ipairs(bySourceKeys) do each('ZADD', k, bySourceMembers[k]) end
-each('ZADD', slaDue, sla)
-each('ZADD', KEYS[1], outbox)
+return out
+`;
+
+/**
+ * Materialises ingest log entries (src/store/ingest-log.ts), each at most once: an entry still in
+ * its log is written out and deleted (XACK + XDEL) in this one script, so a second run for it (a
+ * dispatcher that crashed before its XACK, an on-demand call racing the dispatcher) finds it gone
+ * and writes nothing. Per alert: its deliveries (hash, history, SLA timer, outbox entry) and its
+ * audit events, where an event holding the alert gets the alert's JSON cut from the head of its
+ * record (it is most of an alert's bytes and is never sent back from Redis). An alert whose record
+ * is gone (retention, a record rewritten without its log id) is skipped.
+ *
+ * KEYS: a log of the group (routes the call on Redis Cluster).
+ * ARGV: group, auditField, entryCount, then per entry: log, entryId, auditStream, slaDue, outbox,
+ *   alertCount, then per alert: alertKey, alertBytes, deliveryCount, per delivery:
+ *   [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey, historyEntry, slaDueAt or ''],
+ *   eventCount, per event: [eventJson, ''] or [eventRest, dataRest] for an event whose data holds the alert.
+ * Outbox entries are scored with the time of this call, so the outbox relay (which adds the jobs
+ * of entries older than its threshold) leaves a backlog just materialised to its dispatcher.
+ * Returns per entry 1 when this call materialised it, 0 when it was gone already.
+ */
+export const MATERIALISE_SCRIPT = `
+local group, field = ARGV[1], ARGV[2]
+local out = {}
+local function rest(json)
+  if json == '{}' then return '}' end
+  return ',' .. string.sub(json, 2)
+end
+local function push(t, a, b)
+  t[#t + 1] = a
+  t[#t + 1] = b
+end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local zsets, zkeys = {}, {}
+local function zadd(key, score, member)
+  if not zsets[key] then
+    zsets[key] = {}
+    zkeys[#zkeys + 1] = key
+  end
+  push(zsets[key], score, member)
+end
+local i = 4
+for e = 1, tonumber(ARGV[3]) do
+  local log, id, audit, slaDue, outbox, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  i = i + 6
+  local live = #redis.call('XRANGE', log, id, id) > 0
+  for a = 1, n do
+    local rec = live and redis.call('GET', ARGV[i])
+    local bytes, nd = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local alert
+    if rec then
+      if string.sub(rec, 1, 9) == '{"alert":' and string.sub(rec, 10 + bytes, 10 + bytes) == ',' then
+        alert = string.sub(rec, 10, 9 + bytes)
+      else
+        alert = cjson.encode(cjson.decode(rec).alert)
+      end
+    end
+    i = i + 3
+    for d = 1, nd do
+      local did, key, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+      local h = i + 3 + 2 * nf
+      if alert then
+        redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
+        redis.call('RPUSH', ARGV[h], ARGV[h + 1])
+        if ARGV[h + 2] ~= '' then zadd(slaDue, ARGV[h + 2], did) end
+        zadd(outbox, now, did)
+      end
+      i = h + 3
+    end
+    local ne = tonumber(ARGV[i])
+    i = i + 1
+    for v = 1, ne do
+      if alert then
+        local ev, data = ARGV[i], ARGV[i + 1]
+        if data ~= '' then ev = '{"data":{"alert":' .. alert .. rest(data) .. rest(ev) end
+        redis.call('XADD', audit, '*', field, ev)
+      end
+      i = i + 2
+    end
+  end
+  -- No group yet (no dispatcher has started): nothing is pending, nothing to acknowledge.
+  redis.pcall('XACK', log, group, id)
+  if live then redis.call('XDEL', log, id) end
+  out[e] = live and 1 or 0
+end
+for _, k in ipairs(zkeys) do
+  local t = zsets[k]
+  for s = 1, #t, 1000 do redis.call('ZADD', k, unpack(t, s, math.min(s + 999, #t))) end
+end
 return out
 `;

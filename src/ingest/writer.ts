@@ -1,22 +1,21 @@
-import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { AUDIT_FIELD, type AuditEvent } from '../audit/events.js';
-import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
-import { bucketOf, bucketOfKey, type Keys } from '../store/keys.js';
-import { relayAudit } from '../store/audit-relay.js';
-import { nextSla } from '../lifecycle/service.js';
-import { deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import type { AuditActor } from '../audit/events.js';
+import { bucketOf, bucketOfKey, isStandalone, type Keys } from '../store/keys.js';
+import type { LogExtra } from '../store/ingest-log.js';
+import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { INGEST_SCRIPT } from './script.js';
 import { ProblemError } from '../errors.js';
 
 export interface PendingAlert {
   record: AlertRecord;
+  /** Its deliveries as ingest created them (`newDelivery`): the answer shows them, the log carries their deadlines. */
   deliveries: DeliveryRecord[];
   /** Redis key of the idempotency claim. */
   idemKey: string;
   /** The alert as JSON, when the caller has it already (it is hashed in that form). */
   alertJson?: string;
-  audit: AuditEvent[];
+  /** Who submitted it: the actor of its `alert.received` event. */
+  actor: AuditActor;
   /** Extra keys written with the alert: [key, value, time-to-live ms] (repeat-call matching). */
   sets?: [string, string, number][];
 }
@@ -37,13 +36,12 @@ interface Waiter {
 const COMMAND = 'fenliuIngest';
 
 /**
- * Writes accepted alerts to Redis. Concurrent requests are coalesced: the submissions of one
- * event-loop turn become one script call per key-layout bucket (one slot each, src/store/keys.ts),
- * which claims each idempotency key and writes each alert with its deliveries, history, SLA
- * timers, audit events and an outbox entry per delivery; then the BullMQ jobs (one MULTI per
- * platform queue, another slot) and the repeat-call keys. A delivery whose job was not added (a
- * crash, a queue shard away) stays in its bucket's outbox until `relayOutbox` adds it: no alert
- * without its jobs, eventually; a job without its alert is dropped by the engine.
+ * Writes accepted alerts to Redis, log first (docs/reliability.md). Concurrent requests are
+ * coalesced: the submissions of one event-loop turn become one script call per group of
+ * key-layout buckets (`k.groups`: one call on a single Redis, one per bucket on Redis Cluster),
+ * which claims each idempotency key, stores each record with its index entries, and appends the
+ * alerts to their buckets' ingest logs. Deliveries, timers, audit events and jobs are the
+ * dispatcher's (src/ingest/dispatcher.ts), in the worker processes, not the request's.
  */
 export class IngestWriter {
   private batch: Waiter[] = [];
@@ -54,7 +52,6 @@ export class IngestWriter {
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly prefix: string,
-    private readonly queues: QueueRegistry,
     /** `redis.waitReplicas`/`waitTimeoutMs`: no answer before that many replicas have the write. */
     private readonly replication: { replicas: number; timeoutMs: number } = { replicas: 0, timeoutMs: 1_000 },
   ) {}
@@ -73,11 +70,12 @@ export class IngestWriter {
     const batch = this.lookups;
     this.lookups = [];
     try {
-      // One MGET per bucket: an MGET may not span slots on Redis Cluster.
+      // One MGET on a single Redis; one per bucket on Redis Cluster (an MGET may not span slots).
       const wanted = batch.flatMap((b) => b.keys);
       const bySlot = new Map<number | string, number[]>();
+      const one = isStandalone(this.prefix);
       wanted.forEach((key, i) => {
-        const slot = bucketOfKey(key) ?? key;
+        const slot = one ? 0 : (bucketOfKey(key) ?? key);
         const list = bySlot.get(slot);
         if (list) list.push(i);
         else bySlot.set(slot, [i]);
@@ -138,8 +136,8 @@ export class IngestWriter {
   }
 
   /**
-   * The batch script once per bucket, then the jobs, repeat keys and audit relay of what was
-   * written. Returns, per group, the claim it found ('' = written).
+   * The batch script once per group of buckets, then the repeat keys of what was written.
+   * Returns, per group of copies, the claim it found ('' = written).
    */
   private async write(groups: Waiter[][]): Promise<string[]> {
     const client = this.redis as Redis & Record<string, (...a: unknown[]) => Promise<unknown>>;
@@ -154,56 +152,28 @@ export class IngestWriter {
     const held: string[] = new Array(groups.length).fill('');
     const k = this.keys;
     await Promise.all(
-      [...byBucket].map(async ([b, ix]) => {
-        const args: (string | number)[] = [k.audit(b), k.slaDue(b), k.alerts(b), AUDIT_FIELD, ix.length];
-        for (const i of ix) this.args(args, groups[i][0].item);
-        const res = (await client[COMMAND](k.outbox(b), ...args)) as string[];
-        ix.forEach((i, j) => (held[i] = res[j]));
+      k.groups(byBucket.keys()).map(async (buckets) => {
+        const args: (string | number)[] = [buckets.length];
+        const order: number[] = [];
+        for (const b of buckets) {
+          const ix = byBucket.get(b)!;
+          args.push(k.alerts(b), k.ingestLog(b), ix.length);
+          for (const i of ix) {
+            this.args(args, groups[i][0].item);
+            order.push(i);
+          }
+        }
+        const res = (await client[COMMAND](k.ingestLog(buckets[0]), ...args)) as string[];
+        order.forEach((i, j) => (held[i] = res[j]));
       }),
     );
     // With redis.waitReplicas: no answer before the replicas of every master written to have it.
     await this.replicated(this.redis);
     const written = groups.filter((_, i) => !held[i]).map(([w]) => w.item);
-    // Failures here are not the caller's: the alerts are stored, the outbox and the relay timer
-    // finish the rest.
-    await Promise.all([
-      this.addJobs(written).catch(() => undefined),
-      ...written.flatMap((item) => (item.sets ?? []).map(([key, value, px]) => this.redis.set(key, value, 'PX', px).catch(() => undefined))),
-      ...[...byBucket.keys()].map((b) => relayAudit(this.redis, this.prefix, b).catch(() => 0)),
-    ]);
+    // Repeat-call keys are in the buckets of their hashes, not the alert's: written after the
+    // script; a failure here is not the caller's (the alert is stored).
+    await Promise.all(written.flatMap((item) => (item.sets ?? []).map(([key, value, px]) => this.redis.set(key, value, 'PX', px).catch(() => undefined))));
     return held;
-  }
-
-  /**
-   * One MULTI per platform queue with the jobs of the alerts written, then their outbox entries
-   * go. A job whose alert lost the idempotency race (a copy stored between the lookup and this
-   * write) finds no delivery record and is dropped by the engine; that race is rare and harmless.
-   */
-  private async addJobs(items: PendingAlert[]): Promise<void> {
-    const byPlatform = new Map<string, [AlertRecord, DeliveryRecord][]>();
-    for (const item of items) for (const d of item.deliveries) {
-      const list = byPlatform.get(d.platformId);
-      if (list) list.push([item.record, d]);
-      else byPlatform.set(d.platformId, [[item.record, d]]);
-    }
-    await Promise.all(
-      [...byPlatform].map(async ([platformId, list]) => {
-        const client = (await this.queues.get(platformId).getBackend().client) as unknown as Redis;
-        const multi = client.multi();
-        for (const [rec, d] of list) this.addJob(multi, rec, d);
-        const res = await multi.exec();
-        const failed = (res ?? []).find(([e]) => e);
-        if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
-      }),
-    );
-    const done = new Map<number, string[]>();
-    for (const item of items) for (const d of item.deliveries) {
-      const b = bucketOf(d.id);
-      const list = done.get(b);
-      if (list) list.push(d.id);
-      else done.set(b, [d.id]);
-    }
-    await Promise.all([...done].map(([b, ids]) => this.redis.zrem(this.keys.outbox(b), ...ids)));
   }
 
   /**
@@ -237,31 +207,14 @@ export class IngestWriter {
     const { record, deliveries } = item;
     const k = this.keys;
     const { alert, ...rest } = record;
-    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), item.alertJson ?? JSON.stringify(alert), JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), deliveries.length);
-    for (const d of deliveries) {
-      const h = deliveryHash(d);
-      const fields = Object.keys(h);
-      out.push(d.id, k.delivery(d.id), fields.length);
-      for (const f of fields) out.push(f, h[f]);
-      out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '');
-    }
-    // Repeat-call keys are in the buckets of their hashes, not the alert's: written after the script.
-    out.push(0);
-    out.push(item.audit.length);
-    for (const ev of item.audit) {
-      if (ev.data?.alert !== alert) out.push(JSON.stringify(ev), '');
-      else {
-        const { alert: _, ...data } = ev.data;
-        out.push(JSON.stringify({ ...ev, data: undefined }), JSON.stringify(data));
-      }
-    }
-  }
-
-  private addJob(multi: unknown, record: AlertRecord, d: DeliveryRecord): void {
-    const queue = this.queues.get(d.platformId);
-    const data: DeliveryJobData = { alertId: record.id, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
-    const opts = { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(d.priority), jobId: d.id };
-    new Job(queue, 'deliver', data, opts, d.id).addJob(multi as never).catch(() => undefined);
+    const alertJson = item.alertJson ?? JSON.stringify(alert);
+    const extra: LogExtra = {
+      n: Buffer.byteLength(alertJson),
+      p: alert.priority ?? 'normal',
+      a: item.actor,
+      d: deliveries.map((d) => ({ ackBy: d.ackBy, interveneBy: d.interveneBy, resolveBy: d.resolveBy })),
+    };
+    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), alertJson, JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), JSON.stringify(extra));
   }
 
   /** Someone else stored this key first: answer with their alert. */
@@ -288,28 +241,4 @@ export class IngestWriter {
 
 function compare(existing: AlertRecord, item: PendingAlert): WriteOutcome {
   return existing.bodyHash === item.record.bodyHash ? { kind: 'duplicate', record: existing } : { kind: 'conflict', existingId: existing.id };
-}
-
-/**
- * Adds the jobs of deliveries left in an outbox for longer than `olderThanMs` (the writer died
- * between its script and its job MULTI, or a queue shard was away), then clears them. Adding is
- * idempotent (`jobId` = delivery id; a delivery no longer `queued` needs no job), so two relays
- * at once, or a relay racing the writer, add nothing twice. Returns how many it handled.
- */
-export async function relayOutbox(redis: Redis, k: Keys, queues: QueueRegistry, olderThanMs = 10_000, now = Date.now()): Promise<number> {
-  let handled = 0;
-  for (const b of k.bucketList) {
-    const ids = await redis.zrangebyscore(k.outbox(b), '-inf', now - olderThanMs, 'LIMIT', 0, 500);
-    for (const id of ids) {
-      const [platformId, alertId, priority, state] = await redis.hmget(k.delivery(id), 'platformId', 'alertId', 'priority', 'state');
-      if (platformId && alertId && state === 'queued' && queues.queues.has(platformId)) {
-        const queue = queues.get(platformId);
-        const data: DeliveryJobData = { alertId, deliveryId: id, platformId, kind: 'deliver' };
-        await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(priority === 'urgent' ? 'urgent' : 'normal'), jobId: id });
-      }
-      await redis.zrem(k.outbox(b), id);
-      handled++;
-    }
-  }
-  return handled;
 }

@@ -12,6 +12,7 @@ import { bucketOf, type Keys } from '../store/keys.js';
 import { each, hgetAny } from '../store/fanout.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, deliveryHash, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { alertOfDelivery } from '../store/ingest-log.js';
 import { FINAL_STATES, PROGRESS, isDeliveryState, type DeliveryState } from './states.js';
 import { transition, type ScriptOp, type TransitionRequest, type TransitionResult } from './transition.js';
 import type { SlaDeadline } from '../delivery/record.js';
@@ -118,6 +119,18 @@ export class Lifecycle {
   /** {size, root} of the latest signed audit checkpoint, carried by feedback to 110 (set by the audit extension; a cached value). */
   auditCheckpoint?: () => { size: number; root: string } | undefined;
 
+  /**
+   * Materialises an alert the ingest dispatcher has not reached yet (src/ingest/dispatcher.ts);
+   * true when this call did. Set by the runtime; a write on such an alert calls it first.
+   */
+  materialise?: (alertId: string, rec?: AlertRecord) => Promise<boolean>;
+
+  /** `materialise` for a delivery id, when there is one to do. */
+  private async materialiseDelivery(deliveryId: string): Promise<boolean> {
+    const alertId = alertOfDelivery(deliveryId);
+    return alertId && this.materialise ? this.materialise(alertId) : false;
+  }
+
   private platform(id: string): PlatformConfig | undefined {
     return this.cfg.platforms.find((p) => p.id === id);
   }
@@ -135,7 +148,9 @@ export class Lifecycle {
       set.closedAt ??= at;
       setIfAbsent.resolvedAt ??= at;
     }
-    const t = await transition(this.redis, this.keys, this.prefix, { ...r, at, set, setIfAbsent });
+    let t = await transition(this.redis, this.keys, this.prefix, { ...r, at, set, setIfAbsent });
+    // A delivery of an alert still in the ingest log (a cancel right after the 202): written out now, then changed.
+    if (!t.ok && t.reason === 'missing' && (await this.materialiseDelivery(r.deliveryId))) t = await transition(this.redis, this.keys, this.prefix, { ...r, at, set, setIfAbsent });
     if (t.ok) await this.after(r.deliveryId, t.from, r.to, r.source, r.note, at);
     return t;
   }
@@ -197,7 +212,8 @@ export class Lifecycle {
     const k = this.keys;
     let deliveryId = ev.deliveryId;
     if (deliveryId) {
-      const owner = await this.redis.hget(k.delivery(deliveryId), 'platformId');
+      let owner = await this.redis.hget(k.delivery(deliveryId), 'platformId');
+      if (owner === null && (await this.materialiseDelivery(deliveryId))) owner = await this.redis.hget(k.delivery(deliveryId), 'platformId');
       if (owner !== platformId) deliveryId = undefined;
     }
     // The ticket index is per bucket, and a remote ticket id says nothing of its bucket: ask all.
@@ -326,6 +342,8 @@ export class Lifecycle {
   async urge(repeat: AlertRecord, caseId: string): Promise<number> {
     const rec = await getAlertRecord(this.redis, this.keys, caseId);
     if (!rec) return 0;
+    // A case opened a moment ago may still be in the ingest log: its deliveries are written first.
+    if (rec.log) await this.materialise?.(caseId, rec);
     const ids = [...rec.deliveryIds, ...(await this.redis.lrange(this.keys.alertDeliveries(caseId), 0, -1))];
     const ds = (await Promise.all(ids.map(async (id) => parseDelivery(await this.redis.hgetall(this.keys.delivery(id)))))).filter((d): d is DeliveryRecord => !!d && (d.kind ?? 'primary') === 'primary' && !FINAL_STATES.has(d.state) && d.state !== 'resolved');
     const at = new Date().toISOString();

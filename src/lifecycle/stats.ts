@@ -80,11 +80,11 @@ export async function computeStats(redis: Redis, k: Keys, q: StatsQuery, now = D
   for (const rec of records) {
     const region = rec.alert.location.regionCode;
     if (!inRegion(region)) continue;
-    const ds = (await getDeliveries(redis, k, await allDeliveryIds(redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
+    const ds = (await getDeliveries(redis, k, await allDeliveryIds(redis, k, rec), [rec])).filter((d) => (d.kind ?? 'primary') === 'primary');
     if (q.platform) {
       // A repeat call counts for a platform when the case it repeats is (or was) there.
       const caseRec = rec.repeatOf ? await getAlertRecord(redis, k, rec.repeatOf) : undefined;
-      const held = caseRec ? await getDeliveries(redis, k, await allDeliveryIds(redis, k, caseRec)) : ds;
+      const held = caseRec ? await getDeliveries(redis, k, await allDeliveryIds(redis, k, caseRec), [caseRec]) : ds;
       if (!held.some((d) => (d.kind ?? 'primary') === 'primary' && d.platformId === q.platform)) continue;
     }
     const r6 = region.slice(0, 6);

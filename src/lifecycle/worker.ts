@@ -10,7 +10,7 @@ import type { Lifecycle, LifecycleJobData } from './service.js';
 import { LIFECYCLE_QUEUE } from './service.js';
 import { sweepRetention } from '../store/retention.js';
 import { relayAllAudit } from '../store/audit-relay.js';
-import { relayOutbox } from '../ingest/writer.js';
+import { relayOutbox } from '../ingest/dispatcher.js';
 
 /** How many open deliveries one poll round asks a platform about. */
 const POLL_BATCH = 200;

@@ -131,7 +131,7 @@ export default async function alertRoutes(app: FastifyInstance) {
         reply.code(202).header('location', `/v1/alerts/${result.record.id}`);
         return receipt(result.record, result.deliveries, rt.auditCheckpoint?.());
       }
-      const deliveries = await getDeliveries(rt.redis, rt.keys, result.record.deliveryIds);
+      const deliveries = await getDeliveries(rt.redis, rt.keys, result.record.deliveryIds, [result.record]);
       if (result.record.repeatOf) {
         reply.code(200).header('idempotent-replayed', 'true');
         return { ...receipt(result.record, [], rt.auditCheckpoint?.()), status: 'linked', repeatOf: result.record.repeatOf, repeatMatch: result.record.repeatMatch, links: { self: `/v1/alerts/${result.record.id}`, case: `/v1/alerts/${result.record.repeatOf}` } };
@@ -213,7 +213,7 @@ export default async function alertRoutes(app: FastifyInstance) {
           after = id;
           if (!rec) continue;
           if (q.category && rec.alert.category !== q.category && !rec.alert.category.startsWith(`${q.category}.`)) continue;
-          const view = alertView(rec, await getDeliveries(rt.redis, rt.keys, await allDeliveryIds(rt.redis, rt.keys, rec)));
+          const view = alertView(rec, await getDeliveries(rt.redis, rt.keys, await allDeliveryIds(rt.redis, rt.keys, rec), [rec]));
           if (q.state && view.status !== q.state && !view.deliveries.some((d) => d.state === q.state)) continue;
           items.push(view);
           if (items.length >= limit) {

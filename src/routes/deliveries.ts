@@ -66,16 +66,25 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
   return true;
 }
 
+/** A delivery about to be written to: one whose alert is still in the ingest log is materialised first. */
+async function writableDelivery(rt: Runtime, id: string): Promise<DeliveryRecord | undefined> {
+  const d = parseDelivery(await rt.redis.hgetall(rt.keys.delivery(id)));
+  if (d || !(await rt.materialiser.delivery(id))) return d;
+  return parseDelivery(await rt.redis.hgetall(rt.keys.delivery(id)));
+}
+
 export function deliveryRoutes(engine?: DeliveryEngine) {
   return async function routes(app: FastifyInstance) {
     const rt = app.fenliu;
     const k = rt.keys;
 
     app.get<{ Params: { id: string } }>('/v1/deliveries/:id', { preValidation: app.requireScope('alerts:read', 'audit:read') }, async (req) => {
-      const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
+      // getDeliveries: a delivery whose alert is still in the ingest log is shown as it will be written.
+      const [d] = await getDeliveries(rt.redis, k, [req.params.id]);
       const rec = d && (await getAlertRecord(rt.redis, k, d.alertId));
       if (!d || !rec || !canRead(req.principal, rec)) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
       const [attempts, history] = await Promise.all([rt.redis.lrange(k.attempts(d.id), 0, -1), rt.redis.lrange(k.history(d.id), 0, -1)]);
+      if (!history.length) history.push(JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }));
       return { ...d, attemptLog: attempts.map((a) => JSON.parse(a)), history: history.map((h) => JSON.parse(h)) };
     });
 
@@ -83,7 +92,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
       '/v1/deliveries/:id/retry',
       { preValidation: app.requireScope('admin'), schema: { body: reasonBody } },
       async (req, reply) => {
-        const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
+        const d = await writableDelivery(rt, req.params.id);
         if (!d) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
         if (d.state !== 'failed') throw new ProblemError('FENLIU_ERR_CONFLICT', `Delivery ${d.id} is ${d.state}; only failed deliveries can be retried`);
         if (!(await retryDelivery(rt, d, req.principal!, req.body.reason))) throw new ProblemError('FENLIU_ERR_CONFLICT', `Delivery ${d.id} changed state meanwhile`);
@@ -96,7 +105,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
       '/v1/deliveries/:id/redeliver',
       { preValidation: app.requireScope('admin'), schema: { body: { ...reasonBody, properties: { ...reasonBody.properties, replayId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } } },
       async (req, reply) => {
-        const d = parseDelivery(await rt.redis.hgetall(k.delivery(req.params.id)));
+        const d = await writableDelivery(rt, req.params.id);
         if (!d) throw new ProblemError('FENLIU_ERR_NOT_FOUND', `No delivery ${req.params.id}`);
         // Sent again as it is, whatever its state; the delivery id stays the idempotency key, so
         // the platform can recognise the copy.

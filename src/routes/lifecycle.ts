@@ -119,6 +119,8 @@ export function lifecycleRoutes(platforms: Map<string, Platform>) {
 export async function cancelAlert(rt: Runtime, p: Principal, rec: AlertRecord, reason: string) {
   const k = rt.keys;
   const actor = { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId } as const;
+  // An alert still in the ingest log is written out first: its deliveries then exist to be cancelled.
+  await rt.materialiser.alert(rec.id, rec);
   const ds = (await getDeliveries(rt.redis, k, await allDeliveryIds(rt.redis, k, rec))).filter((d) => (d.kind ?? 'primary') === 'primary');
   // A source withdrawing its own alert is on the log as delivery.state; an operator's is also an action.
   if (p.kind === 'operator') await rt.audit(operatorActionEvent(p, 'cancel', { alertId: rec.id }, reason));
@@ -156,6 +158,8 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   const hash = createHash('sha256').update(canonicalJson(v.alert)).digest('hex');
   const current = createHash('sha256').update(canonicalJson(rec.alert)).digest('hex');
   if (hash === current) return getAlertView(rt.redis, k, rec.id);
+  // Before the record is rewritten: materialising cuts the first version's JSON from its head.
+  await rt.materialiser.alert(rec.id, rec);
   const at = new Date().toISOString();
   const updated: AlertRecord = { ...rec, alert: v.alert, version: (rec.version ?? 1) + 1 };
   const m = rt.redis.multi();

@@ -101,6 +101,12 @@ export function keys(prefix: string) {
     alertAux: (alertId: string) => `${at(alertId)}:alert:${alertId}:aux`,
     /** Deliveries of a platform that are delivered but not final: what polling asks about. */
     open: (b: number, platformId: string) => `${inB(b)}:open:${platformId}`,
+    /**
+     * A bucket's ingest log (a Redis Stream): one entry per ingest script call, one field per alert
+     * (alert id → what materialising it needs beside its record), read by the dispatcher's
+     * consumer group and deleted once materialised (src/ingest/dispatcher.ts).
+     */
+    ingestLog: (b: number) => `${inB(b)}:ingest`,
     /** Delivery ids written with their alert whose BullMQ job may not be added yet (score: epoch ms). */
     outbox: (b: number) => `${inB(b)}:outbox`,
     /** Where a script writing bucket b's keys appends audit events: the bucket's stream, relayed to the one stream the archiver reads; that stream itself on a standalone Redis (setStandalone). */

@@ -4,6 +4,7 @@ import type { RouteDecision } from '../routing/route.js';
 import { deriveAlertState, type AlertState, type DeliveryState } from '../lifecycle/states.js';
 import type { Keys } from './keys.js';
 import { spread } from './fanout.js';
+import { pendingDeliveries } from './ingest-log.js';
 
 /** The stored alert: what 110 sent, validated, and where fenliu decided to send it. */
 export interface AlertRecord {
@@ -23,6 +24,11 @@ export interface AlertRecord {
   repeatMatch?: { key: 'place+category' | 'phone+family'; on: string; crossSource: boolean };
   /** Versions sent after the first (POST /v1/alerts/:id/update), newest last. */
   version?: number;
+  /**
+   * The id of the ingest log entry that materialises this alert (src/store/ingest-log.ts): while
+   * that entry is in its bucket's log, the alert's deliveries exist only as that entry.
+   */
+  log?: string;
 }
 
 export interface DeliveryRecord {
@@ -104,19 +110,36 @@ export async function getAlertRecord(redis: Redis, k: Keys, id: string): Promise
   return raw ? (JSON.parse(raw) as AlertRecord) : undefined;
 }
 
-export async function getDeliveries(redis: Redis, k: Keys, ids: string[]): Promise<DeliveryRecord[]> {
+/**
+ * Deliveries by id, in that order, missing ones left out. A delivery of an alert the dispatcher
+ * has not materialised yet (src/ingest/dispatcher.ts) is shown as it will be written, `queued`:
+ * a read right after the 202 sees what the 202 said. `records`: alert records the caller holds.
+ */
+export async function getDeliveries(redis: Redis, k: Keys, ids: string[], records?: AlertRecord[]): Promise<DeliveryRecord[]> {
   if (!ids.length) return [];
+  const found = await readDeliveries(redis, k, ids);
+  const missing = ids.filter((_, i) => !found[i]);
+  if (missing.length) {
+    const pending = await pendingDeliveries(redis, k, missing, records);
+    // Not pending (any more): materialised meanwhile, or really missing.
+    const again = missing.filter((id) => !pending.has(id));
+    const reread = again.length ? await readDeliveries(redis, k, again) : [];
+    ids.forEach((id, i) => {
+      if (!found[i]) found[i] = pending.get(id) ?? reread[again.indexOf(id)];
+    });
+  }
+  return found.filter((d): d is DeliveryRecord => !!d);
+}
+
+async function readDeliveries(redis: Redis, k: Keys, ids: string[]): Promise<(DeliveryRecord | undefined)[]> {
   // Deliveries of many alerts are in many slots: not one pipeline (src/store/fanout.ts).
   const p = spread(redis);
   for (const id of ids) p.hgetall(k.delivery(id));
   const res = await p.exec();
-  const out: DeliveryRecord[] = [];
-  for (const [err, h] of res) {
+  return res.map(([err, h]) => {
     if (err) throw err;
-    const d = parseDelivery(h as Record<string, string>);
-    if (d) out.push(d);
-  }
-  return out;
+    return parseDelivery(h as Record<string, string>);
+  });
 }
 
 export function alertView(rec: AlertRecord, all: DeliveryRecord[]): AlertView {
@@ -146,5 +169,5 @@ export async function allDeliveryIds(redis: Redis, k: Keys, rec: AlertRecord): P
 export async function getAlertView(redis: Redis, k: Keys, id: string): Promise<AlertView | undefined> {
   const rec = await getAlertRecord(redis, k, id);
   if (!rec) return undefined;
-  return alertView(rec, await getDeliveries(redis, k, await allDeliveryIds(redis, k, rec)));
+  return alertView(rec, await getDeliveries(redis, k, await allDeliveryIds(redis, k, rec), [rec]));
 }

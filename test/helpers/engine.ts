@@ -49,7 +49,7 @@ export interface EngineEnvOptions {
   platforms: EnginePlatform[];
   /** Routes; default: one default route to every platform. */
   routes?: unknown[];
-  engine?: { lockDurationMs?: number; stalledIntervalMs?: number };
+  engine?: { lockDurationMs?: number; stalledIntervalMs?: number; ingestClaimIdleMs?: number };
   role?: 'all' | 'api' | 'worker';
   /** Use this Redis instead of starting one (give each env its own `prefix` then). */
   redis?: TestRedis;

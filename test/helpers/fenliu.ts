@@ -18,6 +18,7 @@ import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/log.js';
 import { startFenliu, type Fenliu, type Role } from '../../src/server.js';
 import { servesApi } from '../../src/roles.js';
+import { Dispatcher } from '../../src/ingest/dispatcher.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -210,4 +211,13 @@ export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS
     else env[k] = v;
   }
   return env;
+}
+
+/**
+ * Materialises what is in the ingest log now, as a worker's dispatcher would (src/ingest/dispatcher.ts):
+ * for tests of an `api`-role fenliu (no dispatcher there) that look at deliveries, jobs or audit
+ * events right after a 202. Returns how many alerts it materialised.
+ */
+export async function materialise(f: Fenliu): Promise<number> {
+  return new Dispatcher(f.rt.redis, f.rt.keys, f.rt.cfg.redis.prefix, f.rt.materialiser, f.rt.log).drain();
 }

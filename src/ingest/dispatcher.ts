@@ -1,0 +1,408 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { AUDIT_FIELD } from '../audit/events.js';
+import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
+import { bus } from '../events.js';
+import { nextSla } from '../lifecycle/service.js';
+import { duplicateConnection } from '../redis/connect.js';
+import { relayAudit } from '../store/audit-relay.js';
+import { INGEST_GROUP, alertOfDelivery, itemDeliveries, parseEntry, type LogItem } from '../store/ingest-log.js';
+import { bucketOf, isStandalone, type Keys } from '../store/keys.js';
+import { deliveryHash, getAlertRecord, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { MATERIALISE_SCRIPT } from './script.js';
+
+/** One entry of a bucket's ingest log; `fields` null for an entry deleted since it was read. */
+export interface LogEntry {
+  bucket: number;
+  id: string;
+  fields: string[] | null;
+}
+
+/** Alerts per materialise script call: a longer script would hold Redis (and every API request) longer. */
+const MAX_ALERTS = 500;
+
+const COMMAND = 'fenliuMaterialise';
+const OUTBOX_DONE = 'fenliuOutboxDone';
+
+/** Removes outbox entries whose jobs are added. KEYS: a key of the group. ARGV: per outbox: key, count, ids. */
+const OUTBOX_DONE_SCRIPT = `
+local i = 1
+while i <= #ARGV do
+  local key, n = ARGV[i], tonumber(ARGV[i + 1])
+  for s = i + 2, i + 1 + n, 1000 do redis.call('ZREM', key, unpack(ARGV, s, math.min(s + 999, i + 1 + n))) end
+  i = i + 2 + n
+end
+return 0`;
+
+type Scripted = Redis & Record<string, (...a: unknown[]) => Promise<unknown>>;
+
+/**
+ * Turns ingest log entries into everything else an accepted alert implies: delivery hashes,
+ * history, SLA timers, audit events and outbox entries (one MATERIALISE_SCRIPT per group of
+ * buckets, which also acknowledges and deletes the entries), then the BullMQ jobs (one MULTI per
+ * platform queue, job id = delivery id), then the outbox entries go. Every step may be repeated:
+ * the script writes an entry once (src/ingest/script.ts), a job id is added once, and a delivery
+ * whose job was not added stays in its outbox until `relayOutbox` adds it.
+ *
+ * Used by the dispatcher's loop (worker processes) and, on demand, by any write on an alert the
+ * dispatcher has not reached yet (`alert`, `delivery`), in every process.
+ */
+export class Materialiser {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly prefix: string,
+    private readonly queues: QueueRegistry,
+    private readonly log?: Logger,
+  ) {}
+
+  /**
+   * Materialises an alert still in the ingest log, now (before a write on it or its deliveries).
+   * Returns whether this call did; false when it was done already (or is no alert of the log).
+   */
+  async alert(alertId: string, rec?: AlertRecord): Promise<boolean> {
+    const r = rec ?? (await getAlertRecord(this.redis, this.keys, alertId));
+    if (!r?.log) return false;
+    const b = bucketOf(alertId);
+    const found = (await this.redis.xrange(this.keys.ingestLog(b), r.log, r.log)) as [string, string[]][];
+    if (!found.length) return false;
+    return (await this.run(found.map(([id, fields]) => ({ bucket: b, id, fields })))) > 0;
+  }
+
+  /** `alert` for the alert of a primary delivery id (`dlv_<alert>.<platform>`). */
+  async delivery(deliveryId: string): Promise<boolean> {
+    const alertId = alertOfDelivery(deliveryId);
+    return alertId ? this.alert(alertId) : false;
+  }
+
+  /** Materialises entries (of any buckets); returns how many alerts this call materialised. */
+  async run(entries: LogEntry[]): Promise<number> {
+    const k = this.keys;
+    const byBucket = new Map<number, LogEntry[]>();
+    for (const e of entries) {
+      const list = byBucket.get(e.bucket);
+      if (list) list.push(e);
+      else byBucket.set(e.bucket, [e]);
+    }
+    const done: { entry: LogEntry; items: Map<string, LogItem> }[] = [];
+    for (const buckets of k.groups(byBucket.keys())) {
+      let chunk: { entry: LogEntry; items: Map<string, LogItem> }[] = [];
+      let alerts = 0;
+      const flush = async () => {
+        if (!chunk.length) return;
+        const live = await this.script(chunk);
+        chunk.forEach((c, i) => live[i] && done.push(c));
+        chunk = [];
+        alerts = 0;
+      };
+      for (const b of buckets) {
+        for (const entry of byBucket.get(b)!) {
+          const items = this.parse(entry);
+          if (alerts && alerts + items.size > MAX_ALERTS) await flush();
+          chunk.push({ entry, items });
+          alerts += items.size;
+        }
+      }
+      await flush();
+    }
+    const deliveries = done.flatMap(({ items }) => [...items.values()].flatMap((item) => itemDeliveries(item)));
+    await this.addJobs(deliveries);
+    await this.outboxDone(deliveries);
+    // Redis Cluster: the events went to the buckets' own streams (src/store/audit-relay.ts).
+    if (!isStandalone(this.prefix)) await Promise.all([...new Set(done.map((d) => d.entry.bucket))].map((b) => relayAudit(this.redis, this.prefix, b).catch(() => 0)));
+    const n = done.reduce((a, d) => a + d.items.size, 0);
+    if (done.length) bus.emitEvent('ingest.materialised', { entries: done.length, alerts: n, alertIds: done.flatMap((d) => [...d.items.keys()]) });
+    return n;
+  }
+
+  private parse(entry: LogEntry): Map<string, LogItem> {
+    try {
+      return parseEntry(entry.fields);
+    } catch (err) {
+      // Only fenliu's own script writes the log: an unreadable entry is said loudly, and dropped
+      // rather than left to block the log behind it.
+      this.log?.error({ entry: entry.id, bucket: entry.bucket, err: { message: (err as Error).message } }, 'unreadable ingest log entry dropped');
+      return new Map();
+    }
+  }
+
+  /** One MATERIALISE_SCRIPT call for entries of one group of buckets; per entry, whether it was live. */
+  private async script(chunk: { entry: LogEntry; items: Map<string, LogItem> }[]): Promise<boolean[]> {
+    const k = this.keys;
+    const client = this.redis as Scripted;
+    if (!client[COMMAND]) client.defineCommand(COMMAND, { numberOfKeys: 1, lua: MATERIALISE_SCRIPT });
+    const args: (string | number)[] = [INGEST_GROUP, AUDIT_FIELD, chunk.length];
+    for (const { entry, items } of chunk) {
+      const b = entry.bucket;
+      args.push(k.ingestLog(b), entry.id, k.audit(b), k.slaDue(b), k.outbox(b), items.size);
+      for (const item of items.values()) this.args(args, item);
+    }
+    const res = (await client[COMMAND](k.ingestLog(chunk[0].entry.bucket), ...args)) as number[];
+    return res.map((x) => x === 1);
+  }
+
+  /** The script's arguments for one alert (layout documented in script.ts). */
+  private args(out: (string | number)[], item: LogItem): void {
+    const { r, x } = item;
+    const k = this.keys;
+    const ds = itemDeliveries(item);
+    out.push(k.alert(r.id), x.n, ds.length);
+    for (const d of ds) {
+      const h = deliveryHash(d);
+      const fields = Object.keys(h);
+      out.push(d.id, k.delivery(d.id), fields.length);
+      for (const f of fields) out.push(f, h[f]);
+      out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '');
+    }
+    const head = { at: r.receivedAt, alertId: r.id, sourceId: r.sourceId };
+    // alert.received holds the alert: its rest here, the alert spliced in by the script.
+    out.push(2, JSON.stringify({ type: 'alert.received', ...head, actor: x.a }), JSON.stringify({ bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey }));
+    const second = r.repeatOf
+      ? { type: 'alert.repeat', ...head, data: { repeatOf: r.repeatOf, ruleId: r.route.ruleId, matchedBy: r.repeatMatch?.key, on: r.repeatMatch?.on, crossSource: r.repeatMatch?.crossSource } }
+      : { type: 'alert.routed', ...head, data: { ruleId: r.route.ruleId, targets: r.route.targets, deliveryIds: r.deliveryIds } };
+    out.push(JSON.stringify(second), '');
+  }
+
+  /** One MULTI per platform queue: a job per delivery, its id the delivery id (added once). */
+  private async addJobs(ds: DeliveryRecord[]): Promise<void> {
+    const byPlatform = new Map<string, DeliveryRecord[]>();
+    for (const d of ds) {
+      // A platform no longer configured here: its outbox entry stays for a process that has it.
+      if (!this.queues.queues.has(d.platformId)) continue;
+      const list = byPlatform.get(d.platformId);
+      if (list) list.push(d);
+      else byPlatform.set(d.platformId, [d]);
+    }
+    await Promise.all(
+      [...byPlatform].map(async ([platformId, list]) => {
+        const queue = this.queues.get(platformId);
+        const client = (await queue.getBackend().client) as unknown as Redis;
+        const multi = client.multi();
+        for (const d of list) {
+          const data: DeliveryJobData = { alertId: d.alertId, deliveryId: d.id, platformId, kind: 'deliver' };
+          new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(d.priority), jobId: d.id }, d.id).addJob(multi as never).catch(() => undefined);
+        }
+        const res = await multi.exec();
+        const failed = (res ?? []).find(([e]) => e);
+        if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
+      }),
+    );
+  }
+
+  /** The outbox entries of deliveries whose jobs are added: one call per group of buckets. */
+  private async outboxDone(ds: DeliveryRecord[]): Promise<void> {
+    const byBucket = new Map<number, string[]>();
+    for (const d of ds) {
+      if (!this.queues.queues.has(d.platformId)) continue;
+      const b = bucketOf(d.id);
+      const list = byBucket.get(b);
+      if (list) list.push(d.id);
+      else byBucket.set(b, [d.id]);
+    }
+    const client = this.redis as Scripted;
+    if (!client[OUTBOX_DONE]) client.defineCommand(OUTBOX_DONE, { numberOfKeys: 1, lua: OUTBOX_DONE_SCRIPT });
+    await Promise.all(
+      this.keys.groups(byBucket.keys()).map((buckets) => {
+        const args = buckets.flatMap((b) => [this.keys.outbox(b), byBucket.get(b)!.length, ...byBucket.get(b)!]);
+        return client[OUTBOX_DONE](this.keys.outbox(buckets[0]), ...args);
+      }),
+    );
+  }
+}
+
+export interface DispatcherOptions {
+  /** Entries per log per read. */
+  count?: number;
+  /** How long one blocking read waits for an entry (a stop waits for it on Redis Cluster). */
+  blockMs?: number;
+  /** How long an entry read by a dispatcher may stay unmaterialised before another takes it over (its process died). */
+  claimIdleMs?: number;
+}
+
+interface Reader {
+  buckets: number[];
+  logs: string[];
+  conn: Redis;
+  /** This consumer's own unacknowledged entries are read first (after a start or a failure). */
+  backlog: boolean;
+  /** The connection's client id, to end its blocking read on a stop (single Redis only). */
+  clientId?: number;
+  reading: boolean;
+  loop?: Promise<void>;
+}
+
+/**
+ * The dispatcher: runs in every process with the worker role (src/ingest/extension.ts). One
+ * consumer of the `dispatch` group on every bucket's ingest log, reading with XREADGROUP BLOCK on
+ * its own connection per group of buckets (one for all on a single Redis; one per bucket on Redis
+ * Cluster, where a read cannot span slots), so an alert is materialised about a millisecond after
+ * its 202. Entries a dead dispatcher read but did not materialise are taken over (XAUTOCLAIM)
+ * once idle for `claimIdleMs`.
+ */
+export class Dispatcher {
+  readonly consumer = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  private readonly readers: Reader[] = [];
+  private stopping = false;
+  private claimTimer?: NodeJS.Timeout;
+  private claiming?: Promise<number>;
+  private readonly count: number;
+  private readonly blockMs: number;
+  private readonly claimIdleMs: number;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly prefix: string,
+    private readonly m: Materialiser,
+    private readonly log: Logger,
+    opts: DispatcherOptions = {},
+  ) {
+    this.count = opts.count ?? 64;
+    this.blockMs = opts.blockMs ?? 1_000;
+    this.claimIdleMs = opts.claimIdleMs ?? 30_000;
+  }
+
+  async start(): Promise<void> {
+    await this.ensureGroups();
+    for (const buckets of this.keys.groups(this.keys.bucketList)) {
+      // A blocking read holds its connection: never the shared one.
+      const conn = duplicateConnection(this.redis, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: this.blockMs + 10_000 });
+      conn.on('error', () => undefined);
+      const r: Reader = { buckets, logs: buckets.map((b) => this.keys.ingestLog(b)), conn, backlog: true, reading: false };
+      if (isStandalone(this.prefix)) r.clientId = Number(await conn.client('ID'));
+      this.readers.push(r);
+    }
+    for (const r of this.readers) r.loop = this.loop(r);
+    // Takes over a dead dispatcher's entries; also this one's after a failed batch.
+    this.claimTimer = setInterval(() => void this.claim().catch(() => 0), Math.max(100, Math.floor(this.claimIdleMs / 2)));
+    this.claimTimer.unref();
+  }
+
+  /** Finishes the batch in hand, then stops reading. Entries not read stay in the log for another dispatcher. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.claimTimer) clearInterval(this.claimTimer);
+    // A blocked read ends as if it timed out (nothing was handed to this consumer); on Redis
+    // Cluster it ends by itself within blockMs.
+    await Promise.all(this.readers.map((r) => (r.reading && r.clientId !== undefined ? this.redis.client('UNBLOCK', r.clientId, 'TIMEOUT').catch(() => 0) : 0)));
+    await Promise.all(this.readers.map((r) => r.loop));
+    await this.claiming?.catch(() => 0);
+    for (const r of this.readers) r.conn.disconnect();
+  }
+
+  /** Creates the consumer group on every log (from its start: entries written before any dispatcher ran are read too). */
+  private async ensureGroups(): Promise<void> {
+    await Promise.all(
+      this.keys.bucketList.map((b) =>
+        this.redis.xgroup('CREATE', this.keys.ingestLog(b), INGEST_GROUP, '0', 'MKSTREAM').catch((err: Error) => {
+          if (!/BUSYGROUP/.test(err.message)) throw err;
+        }),
+      ),
+    );
+  }
+
+  private async loop(r: Reader): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      try {
+        const fresh = !r.backlog;
+        r.reading = fresh;
+        const entries = await this.read(r.conn, r.buckets, fresh ? '>' : '0', fresh ? this.blockMs : undefined);
+        r.reading = false;
+        if (!fresh && !entries.length) r.backlog = false;
+        if (entries.length) await this.m.run(entries);
+        failures = 0;
+      } catch (err) {
+        r.reading = false;
+        if (this.stopping) break;
+        // The group is gone (the data was flushed): made again, from the start of the log.
+        if (/NOGROUP/.test((err as Error).message)) await this.ensureGroups().catch(() => undefined);
+        r.backlog = true;
+        if (failures++ === 0) this.log.warn({ err: { message: (err as Error).message } }, 'ingest dispatcher: a batch failed; retrying (its entries stay in the log)');
+        await new Promise((res) => setTimeout(res, Math.min(50 * 2 ** failures, 2_000)));
+      }
+    }
+  }
+
+  /**
+   * Takes over entries read by a dispatcher that has not acknowledged them for `claimIdleMs`
+   * (it died, or its Redis calls failed) and materialises them. Returns how many alerts.
+   */
+  claim(): Promise<number> {
+    if (this.claiming) return this.claiming;
+    const run = async () => {
+      let n = 0;
+      for (const b of this.keys.bucketList) {
+        let cursor = '0-0';
+        do {
+          if (this.stopping) return n;
+          const [next, list] = (await this.redis.xautoclaim(this.keys.ingestLog(b), INGEST_GROUP, this.consumer, this.claimIdleMs, cursor, 'COUNT', this.count)) as [string, [string, string[] | null][], string[]?];
+          cursor = next;
+          if (list.length) n += await this.m.run(list.map(([id, fields]) => ({ bucket: b, id, fields })));
+        } while (cursor !== '0-0');
+      }
+      return n;
+    };
+    this.claiming = run().finally(() => (this.claiming = undefined));
+    return this.claiming;
+  }
+
+  /**
+   * Materialises everything in the logs now, without blocking (tests, and `fenliu` tools that
+   * need the derived data at once): this consumer's entries, then new ones, until none is left.
+   */
+  async drain(): Promise<number> {
+    await this.ensureGroups();
+    let n = 0;
+    for (const id of ['0', '>'] as const) {
+      for (const buckets of this.keys.groups(this.keys.bucketList)) {
+        for (;;) {
+          const entries = await this.read(this.redis, buckets, id);
+          if (!entries.length) break;
+          n += await this.m.run(entries);
+        }
+      }
+    }
+    return n;
+  }
+
+  /** XREADGROUP on the logs of `buckets` (one group of `k.groups`): '>' new entries, '0' this consumer's unacknowledged ones. */
+  private async read(conn: Redis, buckets: number[], id: '>' | '0', blockMs?: number): Promise<LogEntry[]> {
+    const logs = buckets.map((b) => this.keys.ingestLog(b));
+    const args = ['GROUP', INGEST_GROUP, this.consumer, 'COUNT', this.count, ...(blockMs !== undefined ? ['BLOCK', blockMs] : []), 'STREAMS', ...logs, ...logs.map(() => id)];
+    const res = await (conn as unknown as { xreadgroup(...a: (string | number)[]): Promise<[string, [string, string[] | null][]][] | null> }).xreadgroup(...args);
+    const entries: LogEntry[] = [];
+    for (const [log, list] of res ?? []) {
+      const bucket = buckets[logs.indexOf(log)];
+      for (const [eid, fields] of list) entries.push({ bucket, id: eid, fields });
+    }
+    return entries;
+  }
+}
+
+/**
+ * Adds the jobs of deliveries left in an outbox for longer than `olderThanMs` (a dispatcher died
+ * between its materialise script and its job MULTI, or a queue shard was away), then clears them.
+ * Adding is idempotent (`jobId` = delivery id; a delivery no longer `queued` needs no job), so
+ * two relays at once, or a relay racing the dispatcher, add nothing twice. Returns how many it handled.
+ */
+export async function relayOutbox(redis: Redis, k: Keys, queues: QueueRegistry, olderThanMs = 10_000, now = Date.now()): Promise<number> {
+  let handled = 0;
+  for (const b of k.bucketList) {
+    const ids = await redis.zrangebyscore(k.outbox(b), '-inf', now - olderThanMs, 'LIMIT', 0, 500);
+    for (const id of ids) {
+      const [platformId, alertId, priority, state] = await redis.hmget(k.delivery(id), 'platformId', 'alertId', 'priority', 'state');
+      if (platformId && alertId && state === 'queued' && queues.queues.has(platformId)) {
+        const queue = queues.get(platformId);
+        const data: DeliveryJobData = { alertId, deliveryId: id, platformId, kind: 'deliver' };
+        await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(priority === 'urgent' ? 'urgent' : 'normal'), jobId: id });
+      }
+      await redis.zrem(k.outbox(b), id);
+      handled++;
+    }
+  }
+  return handled;
+}

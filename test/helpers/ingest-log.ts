@@ -1,0 +1,34 @@
+/**
+ * Test helper for log-first ingest: what the ingest logs and the audit stream hold, and the
+ * check that every alert was materialised exactly once.
+ */
+import type { Test } from 'tap';
+import type { Redis } from 'ioredis';
+import { auditStreamKey } from '../../src/audit/events.js';
+import { each, zcardAll } from '../../src/store/fanout.js';
+import type { EngineEnv } from './engine.js';
+
+export async function auditEvents(r: Redis, prefix: string): Promise<any[]> {
+  return (await r.xrange(auditStreamKey(prefix), '-', '+')).map(([, f]) => JSON.parse(f[1]));
+}
+
+export async function logLength(e: { r: Redis; k: { bucketList: number[]; ingestLog(b: number): string } }): Promise<number> {
+  return (await Promise.all(e.k.bucketList.map((b) => e.r.xlen(e.k.ingestLog(b))))).reduce((a, x) => a + x, 0);
+}
+
+/** Every alert materialised exactly once: two audit events, one ingest history entry per delivery, one SLA timer or none. */
+export async function checkOnce(t: Test, e: EngineEnv, n: number): Promise<void> {
+  const events = await auditEvents(e.r, e.f.cfg.redis.prefix);
+  const received = events.filter((ev) => ev.type === 'alert.received');
+  const routed = events.filter((ev) => ev.type === 'alert.routed');
+  t.equal(received.length, n, 'one alert.received per alert');
+  t.equal(new Set(received.map((ev) => ev.alertId)).size, n, 'for every alert');
+  t.equal(routed.length, n, 'one alert.routed per alert');
+  t.equal(await logLength(e), 0, 'the log is empty');
+  const ids = routed.flatMap((ev) => ev.data.deliveryIds as string[]);
+  const histories = await Promise.all(ids.map((id) => e.r.lrange(e.k.history(id), 0, -1)));
+  t.ok(histories.every((h) => h.filter((x) => JSON.parse(x).source === 'ingest').length === 1), 'one ingest history entry per delivery');
+  t.ok((await Promise.all(ids.map((id) => e.r.exists(e.k.delivery(id))))).every((x) => x === 1), 'every delivery hash');
+  t.ok((await zcardAll(e.r, each(e.k.bucketList, e.k.outbox))) <= n, 'outbox holds at most the batch in doubt');
+}
+

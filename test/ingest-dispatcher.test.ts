@@ -1,0 +1,77 @@
+/**
+ * Log-first ingest end to end (docs/reliability.md, "What a 202 means"): what reads show before
+ * the dispatcher has run, a write (cancel) right after the 202, and dispatchers stopped or killed
+ * mid-way through a backlog losing and doubling nothing (a worker process SIGKILLed:
+ * test/ingest-dispatcher-kill.test.ts).
+ */
+import t from 'tap';
+import { Dispatcher } from '../src/ingest/dispatcher.js';
+import { bus } from '../src/events.js';
+import { startRedis } from './helpers/redis.js';
+import { startEngineEnv } from './helpers/engine.js';
+import { auditEvents, checkOnce, logLength } from './helpers/ingest-log.js';
+import { alert, materialise } from './helpers/fenliu.js';
+
+const redis = await startRedis();
+
+t.test('before the dispatcher runs: reads show queued deliveries, and a cancel materialises the alert first', async (t) => {
+  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }, { id: 'p2', kind: 'city-ops' }] });
+  const prefix = e.f.cfg.redis.prefix;
+  const res = await e.source.post('/v1/alerts', alert('LOG-1'));
+  t.equal(res.status, 202);
+  const id = res.body.id;
+  t.equal(await e.r.exists(e.k.delivery(res.body.deliveries[0].id)), 0, 'no delivery hash yet (api role: no dispatcher)');
+
+  const view = await e.source.get(`/v1/alerts/${id}`);
+  t.equal(view.status, 200);
+  t.equal(view.body.status, 'queued');
+  t.same(view.body.deliveries.map((d: any) => [d.platformId, d.state, d.attempts]), [['p1', 'queued', 0], ['p2', 'queued', 0]], 'GET shows both deliveries queued');
+  t.equal(view.body.deliveries[0].createdAt, res.body.receivedAt);
+  const list = await e.source.get('/v1/alerts?limit=5');
+  t.same(list.body.items.find((a: any) => a.id === id)?.deliveries.map((d: any) => d.state), ['queued', 'queued'], 'the list too');
+  const one = await e.admin.get(`/v1/deliveries/${res.body.deliveries[0].id}`);
+  t.equal(one.status, 200);
+  t.equal(one.body.state, 'queued', 'and GET /v1/deliveries/:id');
+  t.same(one.body.history.map((h: any) => h.to), ['queued']);
+  const stats = await e.source.get('/v1/stats');
+  t.equal(stats.body.diverted, 1, 'stats count it');
+
+  const cancel = await e.source.post(`/v1/alerts/${id}/cancel`, { reason: '报警人撤销' });
+  t.equal(cancel.status, 200, 'cancel right after the 202');
+  t.same(cancel.body.deliveries.map((d: any) => d.state), ['cancelled', 'cancelled']);
+  t.equal(await logLength(e), 0, 'the cancel materialised the alert (its log entry is gone)');
+  const events = (await auditEvents(e.r, prefix)).filter((ev) => ev.alertId === id);
+  t.same(events.map((ev) => ev.type), ['alert.received', 'alert.routed', 'delivery.state', 'delivery.state'], 'received and routed come before the cancel');
+  t.same(events[0].data.alert, alert('LOG-1'), 'alert.received holds the alert');
+  t.equal(await materialise(e.f), 0, 'a dispatcher later finds nothing left to do');
+  t.equal((await auditEvents(e.r, prefix)).filter((ev) => ev.alertId === id).length, 4, 'and writes nothing twice');
+});
+
+t.test('a dispatcher stopped mid-way through a backlog: the next one finishes it, nothing doubled', async (t) => {
+  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const prefix = e.f.cfg.redis.prefix;
+  const N = 150;
+  for (let i = 0; i < N; i += 50) {
+    const rs = await Promise.all(Array.from({ length: 50 }, (_, j) => e.source.post('/v1/alerts', alert(`STOP-${i + j}`))));
+    t.ok(rs.every((r) => r.status === 202));
+  }
+  const rt = e.f.rt;
+  // Small reads, so the backlog takes many batches.
+  const first = new Dispatcher(rt.redis, rt.keys, prefix, rt.materialiser, rt.log, { count: 1 });
+  const firstBatch = new Promise<void>((res) => {
+    const off = bus.onEvent('ingest.materialised', () => (off(), res()));
+  });
+  await first.start();
+  await firstBatch;
+  await first.stop();
+  const left = await logLength(e);
+  t.ok(left > 0, `stopped with ${left} entries still in the log`);
+  const done = (await auditEvents(e.r, prefix)).filter((ev) => ev.type === 'alert.received').length;
+  t.ok(done > 0 && done < N, `${done} of ${N} alerts materialised before the stop`);
+
+  const second = new Dispatcher(rt.redis, rt.keys, prefix, rt.materialiser, rt.log);
+  t.equal(await second.drain(), N - done, 'the next dispatcher materialises the rest');
+  await checkOnce(t, e, N);
+});
+
+t.test('stop redis', async () => redis.stop());
