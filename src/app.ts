@@ -50,7 +50,7 @@ export const appPlugin = fp(
       max: perKey.max,
       timeWindow: perKey.perSeconds * 1000,
       keyGenerator: (req) => (req.principal ? `key:${req.principal.keyId}` : `ip:${req.ip}`),
-      allowList: (req) => UNLIMITED.test(req.url.split('?')[0]) && req.method === 'GET',
+      allowList: (req) => req.method === 'GET' && UNLIMITED.test(req.url.split('?')[0]),
       // Counts live in Redis (shared by all API processes); one INCRBY per key per event-loop turn.
       store: coalescingRedisStore(rt.redis, `${rt.cfg.redis.prefix}:rl:`),
       skipOnError: true,

@@ -62,3 +62,42 @@ t.test('the logger itself redacts known fields and scrubs free text', async (t) 
   t.match(logs.text, /\[phone\]/);
   t.match(logs.text, /\[id\]/);
 });
+
+t.test('censoring by path: every REDACT_PATHS shape, at any top-level key, without touching the logged object', async (t) => {
+  const logs = new LogCapture();
+  const log = createLogger('info', logs);
+  const freeze = <T>(o: T): T => {
+    if (o && typeof o === 'object') {
+      Object.freeze(o);
+      Object.values(o).forEach(freeze);
+    }
+    return o;
+  };
+  const logged = freeze({
+    req: { headers: { authorization: 'Bearer k1', 'x-api-key': 'k2', cookie: 'c=1', host: 'fenliu.local' } },
+    headers: { authorization: 'Bearer k3', 'x-api-key': 'k4' },
+    anything: { caller: { name: NAME, phone: 'p1', confidential: true }, parties: [{ role: 'customer', name: PARTY_NAME, phone: 'p2', idNumber: 'i1' }, { role: 'merchant' }] },
+    caller: { name: NAME, phone: 'p3' },
+    alert: { caller: { x: 1 }, parties: [], summary: 'kept' },
+    secret: 's1',
+    password: 'pw1',
+    token: 't1',
+    nested: { secret: 's2', password: 'pw2', token: 't2', deeper: { secret: 'kept-below-one-level' } },
+  });
+  const before = JSON.stringify(logged);
+  log.info(logged, 'paths');
+  log.info('interpolated %o', { secret: 's3', x: { caller: { name: NAME } } });
+  log.child({ reqId: PHONE }).info('child bindings are scrubbed');
+  t.equal(JSON.stringify(logged), before, 'the logged object itself is not changed');
+  const [line, interpolated, child] = logs.lines.map((l) => JSON.parse(l));
+  t.same(line.req.headers, { authorization: '[redacted]', 'x-api-key': '[redacted]', cookie: '[redacted]', host: 'fenliu.local' });
+  t.same(line.headers, { authorization: '[redacted]', 'x-api-key': '[redacted]' });
+  t.same(line.anything, { caller: { name: '[redacted]', phone: '[redacted]', confidential: true }, parties: [{ role: 'customer', name: '[redacted]', phone: '[redacted]', idNumber: '[redacted]' }, { role: 'merchant' }] });
+  t.same(line.caller, { name: '[redacted]', phone: '[redacted]' });
+  t.same(line.alert, { caller: '[redacted]', parties: '[redacted]', summary: 'kept' });
+  t.same([line.secret, line.password, line.token], ['[redacted]', '[redacted]', '[redacted]']);
+  t.same(line.nested, { secret: '[redacted]', password: '[redacted]', token: '[redacted]', deeper: { secret: 'kept-below-one-level' } }, 'as pino paths: * is one level');
+  t.notOk(interpolated.msg.includes('s3') || interpolated.msg.includes(NAME), 'interpolated objects are censored too');
+  t.equal(child.reqId, '[phone]');
+  for (const s of [NAME, PARTY_NAME]) t.notOk(logs.text.includes(s), `${s} censored everywhere`);
+});

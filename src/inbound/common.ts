@@ -62,6 +62,9 @@ export function remapProblem(err: unknown, n: Pick<Normalised, 'pointers' | 'roo
  * stack of whatever walks it next). Returns the pointer of the first place deeper than `max`.
  */
 export function tooDeep(value: unknown, max: number): string | undefined {
+  // Every alert body passes here: the depth alone is checked first, without building a pointer
+  // string per member; only a body that is too deep is walked again to say where.
+  if (!deeperThan(value, max)) return undefined;
   const stack: [unknown, number, string][] = [[value, 0, '']];
   while (stack.length) {
     const [v, depth, at] = stack.pop()!;
@@ -71,6 +74,24 @@ export function tooDeep(value: unknown, max: number): string | undefined {
     else for (const [k, x] of Object.entries(v)) stack.push([x, depth + 1, `${at}${ptr(k)}`]);
   }
   return undefined;
+}
+
+function deeperThan(value: unknown, max: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  const values: unknown[] = [value];
+  const depths: number[] = [0];
+  while (values.length) {
+    const v = values.pop();
+    const depth = depths.pop()!;
+    if (depth >= max) return true;
+    const members = Array.isArray(v) ? v : Object.values(v as object);
+    for (const x of members) {
+      if (x === null || typeof x !== 'object') continue;
+      values.push(x);
+      depths.push(depth + 1);
+    }
+  }
+  return false;
 }
 
 export function assertNotTooDeep(value: unknown, max: number): void {

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest, preValidationHookHandler } from 'fastify';
 import type { Config, KeyConfig, Scope } from '../../config/types.js';
@@ -13,7 +13,9 @@ export interface Principal {
   scopes: ReadonlySet<Scope>;
 }
 
-interface KeyEntry extends Principal {
+interface KeyEntry {
+  /** Built once per key: every request with this key shares it (read-only). */
+  principal: Readonly<Principal>;
   digest: Buffer;
   expiresAt?: number;
 }
@@ -30,7 +32,7 @@ declare module 'fastify' {
 }
 
 export function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
+  return hash('sha256', text, 'buffer');
 }
 
 /** Looks keys up by their SHA-256; several keys per owner may be valid at once (rotation). */
@@ -40,10 +42,7 @@ export class KeyIndex {
   constructor(cfg: Config) {
     const add = (k: KeyConfig, kind: Principal['kind'], ownerId: string | undefined, n: number) => {
       this.byDigest.set(k.sha256, {
-        keyId: k.id ?? `${ownerId ?? 'operator'}#${n}`,
-        kind,
-        ownerId,
-        scopes: new Set(k.scopes),
+        principal: Object.freeze({ keyId: k.id ?? `${ownerId ?? 'operator'}#${n}`, kind, ownerId, scopes: new Set(k.scopes) }),
         digest: Buffer.from(k.sha256, 'hex'),
         expiresAt: k.expiresAt ? Date.parse(k.expiresAt) : undefined,
       });
@@ -59,7 +58,7 @@ export class KeyIndex {
     // The map lookup finds the candidate; the constant-time compare is what admits it.
     if (!entry || !timingSafeEqual(entry.digest, digest)) return null;
     if (entry.expiresAt !== undefined && entry.expiresAt <= now) return null;
-    return { keyId: entry.keyId, kind: entry.kind, ownerId: entry.ownerId, scopes: entry.scopes };
+    return entry.principal;
   }
 }
 
