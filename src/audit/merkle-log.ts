@@ -165,10 +165,11 @@ export class MerkleAppender {
     this.head = { size: tree.size, root: (await tree.root()).toString('base64') };
   }
 
-  async onBatchArchived(lines: string[]): Promise<void> {
+  /** `leaves`: the records' leaf hashes (recordLeafHash of each line, in order). */
+  async onBatchArchived(leaves: Buffer[]): Promise<void> {
     if (!this.tree) throw new Error('audit tree: not prepared');
     try {
-      const root = await this.tree.append(lines.map(recordLeafHash));
+      const root = await this.tree.append(leaves);
       this.head = { size: this.tree.size, root: root.toString('base64') };
     } catch (err) {
       this.tree = null;
