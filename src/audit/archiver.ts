@@ -134,6 +134,8 @@ export class AuditArchiver {
   private stopping = false;
   private wake: (() => void) | null = null;
   private chain: Promise<unknown> = Promise.resolve();
+  /** The stream id up to which this archiver trimmed the stream last (the next batch need not trim again). */
+  private trimmedTo: string | null = null;
   /** Reused between batches: the batch's lines are encoded into it. */
   private batchBuf: Buffer = Buffer.allocUnsafe(1 << 20);
   /** The Merkle tree (src/audit/merkle-log.ts); null when `merkle: false`. */
@@ -304,6 +306,7 @@ export class AuditArchiver {
 
   /** Reads the state from the files; repairs a torn last line and un-manifested closed segments. */
   private async loadTail(): Promise<void> {
+    this.trimmedTo = null;
     await mkdir(this.dir, { recursive: true });
     // (a torn manifest line, from an interrupted append, is cut off by the next append)
     const manifest = await readManifest(this.dir);
@@ -384,9 +387,10 @@ export class AuditArchiver {
     for (;;) {
       if (!this.holding || !this.tail) throw new Error('audit archiver: lock lost during a batch');
       const tail = this.tail;
-      if (tail.streamId) {
+      if (tail.streamId && tail.streamId !== this.trimmedTo) {
         // entries up to the tail are on disk already (a crash may have come between fsync and trim)
         await this.redis.xtrim(key, 'MINID', nextStreamId(tail.streamId));
+        this.trimmedTo = tail.streamId;
       }
       const start = tail.streamId ? `(${tail.streamId}` : '-';
       let entries = (await this.redis.xrange(key, start, '+', 'COUNT', this.batchSize)) as [string, string[]][];
@@ -457,7 +461,10 @@ export class AuditArchiver {
       let cur = segs[segs.length - 1];
       if (cur?.name !== open.name) segs.push((cur = { name: open.name, start: pos, end: pos, close: false }));
       cur.end = pos + bytes;
-      archived.push({ seq: seq + 1, streamId: id, segment: open.name, offset: open.size, length: bytes - 1, event: sealed.event });
+      // only what the index reads: the event's data need not live until the batch is indexed
+      const e = sealed.event;
+      const meta: AuditEvent = { type: e.type, at: e.at, alertId: e.alertId, deliveryId: e.deliveryId, platformId: e.platformId, sourceId: e.sourceId };
+      archived.push({ seq: seq + 1, streamId: id, segment: open.name, offset: open.size, length: bytes - 1, event: meta });
       open.size += bytes;
       pos += bytes;
       seq += 1;
@@ -490,6 +497,7 @@ export class AuditArchiver {
       .xtrim(auditStreamKey(this.prefix), 'MINID', nextStreamId(lastId!))
       .set(auditHeadKey(this.prefix), JSON.stringify({ seq, hash, streamId: lastId }))
       .exec();
+    this.trimmedTo = lastId;
     return entries.length;
   }
 
