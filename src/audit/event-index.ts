@@ -77,7 +77,12 @@ CREATE TABLE IF NOT EXISTS events (
   segment INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL);
 `;
 
-/** Secondary indexes: created after the rows on a full rebuild (sorting once beats inserting into eight B-trees). */
+/**
+ * Secondary indexes: created after the rows on a full rebuild (sorting once beats inserting into
+ * seven B-trees). Stream ids grow with seq (the archiver appends in stream order), so a cursor is
+ * found by a binary search over the primary key: an index on them (`events_sid`, dropped when an
+ * index is opened) cost every insert a B-tree for nothing.
+ */
 const INDEX_DDL = `
 CREATE INDEX IF NOT EXISTS events_alert ON events(alert_id, seq) WHERE alert_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_delivery ON events(delivery_id, seq) WHERE delivery_id IS NOT NULL;
@@ -85,7 +90,6 @@ CREATE INDEX IF NOT EXISTS events_platform ON events(platform_id, seq) WHERE pla
 CREATE INDEX IF NOT EXISTS events_source ON events(source_id, seq) WHERE source_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
 CREATE INDEX IF NOT EXISTS events_at ON events(at_ms, seq);
-CREATE INDEX IF NOT EXISTS events_sid ON events(sid_ms, sid_n);
 CREATE INDEX IF NOT EXISTS events_segment ON events(segment, seq);
 `;
 
@@ -156,6 +160,7 @@ export class AuditIndex {
     db.pragma('cache_size = -65536');
     db.exec(DDL);
     if (!bulk) db.exec(INDEX_DDL);
+    db.exec('DROP INDEX IF EXISTS events_sid');
     return db;
   }
 
@@ -327,14 +332,35 @@ export class AuditIndex {
     if (f.toMs !== undefined) (where.push('at_ms < ?'), args.push(f.toMs));
     if (f.afterStreamId) {
       const [ms, n] = splitStreamId(f.afterStreamId);
-      const first = this.db.prepare('SELECT seq FROM events WHERE sid_ms > ? OR (sid_ms = ? AND sid_n > ?) ORDER BY sid_ms, sid_n LIMIT 1').get(ms, ms, n) as { seq: number } | undefined;
-      if (!first) return [];
+      const first = this.firstSeqAfter(ms, n);
+      if (first === null) return [];
       where.push('seq >= ?');
-      args.push(first.seq);
+      args.push(first);
     }
     const sql = `SELECT seq, sid_ms, sid_n, segment, offset, length FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ?`;
     const rows = this.db.prepare(sql).all(...args, limit) as Row[];
     return rows.map((r) => ({ seq: r.seq, streamId: `${r.sid_ms}-${r.sid_n}`, segment: this.segNames.get(r.segment) ?? this.segName(r.segment), offset: r.offset, length: r.length }));
+  }
+
+  /** The first seq whose stream id is after ms-n (null if none): a binary search over seq, as stream ids grow with it. */
+  private firstSeqAfter(ms: number, n: number): number | null {
+    const after = (r: Row) => r.sid_ms > ms || (r.sid_ms === ms && r.sid_n > n);
+    const at = this.db.prepare('SELECT seq, sid_ms, sid_n FROM events WHERE seq >= ? ORDER BY seq LIMIT 1');
+    const last = this.db.prepare('SELECT seq, sid_ms, sid_n FROM events ORDER BY seq DESC LIMIT 1').get() as Row | undefined;
+    if (!last || !after(last)) return null;
+    let best = last.seq;
+    let lo = (at.get(0) as Row).seq;
+    let hi = last.seq - 1;
+    // invariant: the answer is `best` or in [lo, hi]; a probe lands on the first row at or after mid (seqs may have gaps)
+    while (lo <= hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      const r = at.get(mid) as Row;
+      if (after(r)) {
+        best = Math.min(best, r.seq);
+        hi = mid - 1;
+      } else lo = r.seq + 1;
+    }
+    return best;
   }
 
   private segName(id: number): string {
