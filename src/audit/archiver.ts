@@ -408,8 +408,9 @@ export class AuditArchiver {
         await this.maybeRollIdle(tail);
         return total;
       }
+      const got = entries.length;
       total += await this.writeBatch(tail, entries);
-      if (entries.length < this.batchSize) return total;
+      if (got < this.batchSize) return total;
     }
   }
 
@@ -436,7 +437,12 @@ export class AuditArchiver {
     // byte 0 stays free: the byte before a line is borrowed for the leaf hash's 0x00 prefix
     let out = this.batchBuf;
     let pos = 1;
-    for (const [id, fields] of entries) {
+    const count = entries.length;
+    for (let i = 0; i < count; i++) {
+      // each entry is let go once encoded: the young-generation GCs during the batch (and across
+      // its fsync) copy only what is still to do
+      const [id, fields] = entries[i];
+      (entries as unknown[])[i] = undefined;
       if (leaves.length % YIELD_EVERY === YIELD_EVERY - 1) await new Promise(setImmediate);
       const sealed = sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true);
       const { head, tail: rest } = recordParts({ seq: seq + 1, streamId: id, prev: hash, ...sealed });
@@ -498,14 +504,14 @@ export class AuditArchiver {
     } catch (err) {
       this.log?.warn({ err }, 'audit archiver: index update failed; it catches up from the files');
     }
-    await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: entries.length });
+    await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: count });
     await this.redis
       .multi()
       .xtrim(auditStreamKey(this.prefix), 'MINID', nextStreamId(lastId!))
       .set(auditHeadKey(this.prefix), JSON.stringify({ seq, hash, streamId: lastId }))
       .exec();
     this.trimmedTo = lastId;
-    return entries.length;
+    return count;
   }
 
   /** After a batch is durable in the segments: the tree grows by its records (a crash before this is caught up by prepare). */
