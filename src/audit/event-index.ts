@@ -93,6 +93,8 @@ CREATE INDEX IF NOT EXISTS events_at ON events(at_ms, seq);
 CREATE INDEX IF NOT EXISTS events_segment ON events(segment, seq);
 `;
 
+const ROWS_PER_INSERT = 64;
+
 type Row = { seq: number; sid_ms: number; sid_n: number; segment: number; offset: number; length: number };
 
 function splitStreamId(id: string): [number, number] {
@@ -115,6 +117,8 @@ export class AuditIndex {
   private segNames = new Map<number, string>();
   private chain: Promise<unknown> = Promise.resolve();
   private insert!: Database.Statement;
+  /** ROWS_PER_INSERT rows in one statement: a call per row into SQLite cost more than the row. */
+  private insertMany!: Database.Statement;
   private upsertSeg!: Database.Statement;
 
   private constructor(dir: string, db: Database.Database) {
@@ -170,10 +174,13 @@ export class AuditIndex {
   }
 
   private prepare(): void {
-    this.insert = this.db.prepare(
-      `INSERT OR IGNORE INTO events(seq, sid_ms, sid_n, at_ms, type, alert_id, delivery_id, platform_id, source_id, segment, offset, length)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    const insert = (rows: number) =>
+      this.db.prepare(
+        `INSERT OR IGNORE INTO events(seq, sid_ms, sid_n, at_ms, type, alert_id, delivery_id, platform_id, source_id, segment, offset, length)
+         VALUES ${Array(rows).fill('(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+      );
+    this.insert = insert(1);
+    this.insertMany = insert(ROWS_PER_INSERT);
     this.upsertSeg = this.db.prepare(
       `INSERT INTO segments(name, indexed, ino, mtime) VALUES (?, ?, ?, ?)
        ON CONFLICT(name) DO UPDATE SET indexed = max(indexed, excluded.indexed), ino = coalesce(excluded.ino, ino), mtime = coalesce(excluded.mtime, mtime)`,
@@ -204,11 +211,18 @@ export class AuditIndex {
     if (!lines.length) return;
     const ends = new Map<string, number>();
     this.db.transaction(() => {
-      for (const l of lines) {
+      const many = lines.length - (lines.length % ROWS_PER_INSERT);
+      let args: unknown[] = [];
+      for (let i = 0; i < lines.length; i++) {
+        const l = lines[i];
         const [ms, n] = splitStreamId(l.streamId);
         const e = l.event;
         const at = Date.parse(e.at);
-        this.insert.run(l.seq, ms, n, Number.isNaN(at) ? null : at, e.type, e.alertId ?? null, e.deliveryId ?? null, e.platformId ?? null, e.sourceId ?? null, this.segId(l.segment), l.offset, l.length);
+        args.push(l.seq, ms, n, Number.isNaN(at) ? null : at, e.type, e.alertId ?? null, e.deliveryId ?? null, e.platformId ?? null, e.sourceId ?? null, this.segId(l.segment), l.offset, l.length);
+        if (i < many ? (i + 1) % ROWS_PER_INSERT === 0 : true) {
+          (i < many ? this.insertMany : this.insert).run(args);
+          args = [];
+        }
         ends.set(l.segment, Math.max(ends.get(l.segment) ?? 0, l.offset + l.length + 1));
       }
       for (const [name, end] of ends) this.upsertSeg.run(name, end, null, null);
