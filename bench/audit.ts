@@ -12,7 +12,8 @@
  * (readAlertTimeline: index lookup + reading the lines), p99 of proof generation
  * against a signed checkpoint (src/audit/proof.ts, through the index), and proof size (mean JSON bytes).
  */
-import { rm, stat } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -25,7 +26,7 @@ import { generateKey, parseSigner } from '../src/audit/checkpoint.js';
 import { refreshCheckpoint } from '../src/audit/checkpoint-log.js';
 import { proveAlert } from '../src/audit/proof.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
-import { benchAlert, percentile, startRedis, tempDir } from './lib.js';
+import { benchAlert, percentile, redisCalls, startRedis, tempDir } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,6 +37,8 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     /** measure the timeline again on an existing --dir written by an earlier run (no generation) */
     reuse: { type: 'boolean', default: false },
+    /** write a CPU profile of the archive phases only (the archiver's own work) to this file */
+    profile: { type: 'string' },
   },
 });
 const TOTAL = Number(values.events);
@@ -136,6 +139,26 @@ async function proofs(dir: string, complete: number): Promise<[number, number, n
   return [percentile(lat, 99), bytes / SAMPLES, max];
 }
 
+type CpuProfile = { nodes: { id: number; children?: number[] }[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number };
+const profiles: CpuProfile[] = [];
+
+/** Several profiles as one (node ids renumbered), for bench/profile-summary.ts. */
+function mergeProfiles(ps: CpuProfile[]): CpuProfile {
+  const out: CpuProfile = { nodes: [], samples: [], timeDeltas: [], startTime: ps[0]?.startTime ?? 0, endTime: ps[ps.length - 1]?.endTime ?? 0 };
+  let base = 0;
+  for (const p of ps) {
+    let max = 0;
+    for (const n of p.nodes) {
+      out.nodes.push({ ...n, id: n.id + base, children: n.children?.map((c) => c + base) });
+      max = Math.max(max, n.id);
+    }
+    out.samples.push(...p.samples.map((s) => s + base));
+    out.timeDeltas.push(...p.timeDeltas);
+    base += max;
+  }
+  return out;
+}
+
 async function main() {
   const redis = await startRedis();
   if (values.reuse) {
@@ -172,9 +195,19 @@ async function main() {
     return ev;
   };
 
+  let session: Session | undefined;
+  if (values.profile) {
+    session = new Session();
+    session.connect();
+    await session.post('Profiler.enable');
+  }
   const results: Record<string, unknown>[] = [];
   let written = 0;
   let archiveMs = 0;
+  // CPU of the whole process (main thread and libuv/SQLite threads) while only the archiver runs,
+  // and the Redis commands it sends (INFO commandstats; the probe itself subtracted).
+  let archiveCpuUs = 0;
+  let archiveCalls = 0;
   const started = performance.now();
   for (const target of CHECKPOINTS) {
     while (written < target) {
@@ -185,11 +218,20 @@ async function main() {
         await p.exec();
       }
       written += n;
+      const calls0 = await redisCalls(r);
+      // profiled: the archive phases only, as one profile (the producers' time is cut out)
+      if (session) await session.post('Profiler.start');
+      const cpu0 = process.cpuUsage();
       const [, ms] = await timed(() => archiver.flushOnce());
+      const cpu = process.cpuUsage(cpu0);
+      if (session) profiles.push((await session.post('Profiler.stop')).profile as CpuProfile);
+      archiveCpuUs += cpu.user + cpu.system;
+      archiveCalls += (await redisCalls(r)) - calls0 - 1;
       archiveMs += ms;
-      process.stderr.write(`\r${written} events archived (${Math.round(written / (archiveMs / 1000))}/s archiver, ${Math.round((performance.now() - started) / 1000)} s)`);
+      process.stderr.write(`\r${written} events archived (${Math.round(written / (archiveMs / 1000))}/s archiver, ${(archiveCpuUs / written).toFixed(1)} CPU µs/event, ${Math.round((performance.now() - started) / 1000)} s)`);
     }
     process.stderr.write('\n');
+    if (session && target === CHECKPOINTS[CHECKPOINTS.length - 1]) await writeFile(values.profile!, JSON.stringify(mergeProfiles(profiles)));
     const bytes = await dirBytes(dir);
     const [v, verifyMs] = await timed(() => verifyAuditDir(dir));
     if (!v.ok) throw new Error(`verify failed: ${JSON.stringify(v.error)}`);
@@ -208,6 +250,8 @@ async function main() {
       segments: (await listSegments(dir)).length,
       logMB: +(bytes / 1e6).toFixed(1),
       archiveEventsPerS: Math.round(written / (archiveMs / 1000)),
+      archiveCpuUsPerEvent: +(archiveCpuUs / written).toFixed(1),
+      archiveRedisCallsPer1k: +((archiveCalls / written) * 1000).toFixed(1),
       verifyMBps: +(bytes / 1e6 / (verifyMs / 1000)).toFixed(1),
       verifyS: +(verifyMs / 1000).toFixed(1),
       indexBuildS: +(indexMs / 1000).toFixed(1),
@@ -223,10 +267,10 @@ async function main() {
     results.push(row);
     process.stderr.write(`${JSON.stringify(row)}\n`);
   }
-  console.log('\n| events | segments | log MB | archive events/s | verify MB/s | index build s | index MB | timeline events | timeline p50 ms | timeline p99 ms | proof p99 ms | proof bytes |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log('\n| events | segments | log MB | archive events/s | archive CPU µs/event | archive Redis calls/1k events | verify MB/s | index build s | index MB | timeline events | timeline p50 ms | timeline p99 ms | proof p99 ms | proof bytes |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const x of results) {
-    console.log(`| ${x.events} | ${x.segments} | ${x.logMB} | ${x.archiveEventsPerS} | ${x.verifyMBps} | ${x.indexBuildS} | ${x.indexMB} | ${x.timelineEvents} | ${x.timelineP50ms} | ${x.timelineP99ms} | ${x.proofP99ms} | ${x.proofBytes} |`);
+    console.log(`| ${x.events} | ${x.segments} | ${x.logMB} | ${x.archiveEventsPerS} | ${x.archiveCpuUsPerEvent} | ${x.archiveRedisCallsPer1k} | ${x.verifyMBps} | ${x.indexBuildS} | ${x.indexMB} | ${x.timelineEvents} | ${x.timelineP50ms} | ${x.timelineP99ms} | ${x.proofP99ms} | ${x.proofBytes} |`);
   }
   closeAuditIndexes();
   r.disconnect();

@@ -201,3 +201,27 @@ t.test('fenliu audit index DIR (compiled CLI) rebuilds from the segments', async
   t.equal(bad.status, 2);
   t.match(bad.stderr, /missing argument\n\n *fenliu audit index DIR/);
 });
+
+t.test('a cursor (records after a stream id) is found without an index on stream ids, across pruned gaps', async (t) => {
+  const { prefix, dir } = fresh();
+  await produce(prefix, 0, 40);
+  const a = new AuditArchiver({ redis, prefix, dir, segmentMaxBytes: 3_000, batchSize: 13, index: { add: (l) => openAuditIndex(dir).add(l) } });
+  t.equal(await a.flushOnce(), 160);
+  const idx = openAuditIndex(dir);
+  const all = idx.find({}, 1_000);
+  t.equal(all.length, 160);
+  const firstAfter = (id: string) => idx.find({ afterStreamId: id }, 1)[0]?.seq ?? null;
+  for (let i = 0; i < all.length; i++) t.equal(firstAfter(all[i].streamId), all[i + 1]?.seq ?? null, `after ${all[i].streamId}`);
+  const [ms, n] = all[50].streamId.split('-').map(Number);
+  t.equal(firstAfter(`${ms}-${n - 1}`), n > 0 ? 51 : firstAfter(`${ms}-${n - 1}`), 'an id between two records');
+  t.equal(firstAfter('0-0'), 1, 'before everything');
+  // rows of a segment gone (as after a prune): the search lands on the rows that are left
+  (idx as unknown as { dropSegment(name: string): void }).dropSegment(all[0].segment);
+  const left = idx.find({}, 1_000);
+  t.ok(left.length < 160 && left[0].seq > 1, 'the first segment is out of the index');
+  t.equal(firstAfter('0-0'), left[0].seq);
+  for (let i = 0; i < left.length; i += 7) t.equal(firstAfter(left[i].streamId), left[i + 1]?.seq ?? null, `after ${left[i].streamId}`);
+  t.equal(firstAfter(all[0].streamId), left[0].seq, 'a cursor inside the dropped rows');
+  const names = (idx as unknown as { db: { prepare(s: string): { all(): { name: string }[] } } }).db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index'`).all().map((r) => r.name);
+  t.notOk(names.includes('events_sid'), 'no index on stream ids');
+});

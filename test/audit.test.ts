@@ -223,3 +223,19 @@ t.test('docs/audit.md shell verification (sha256sum + jq) agrees', { skip: jq ? 
   const res = spawnSync('bash', ['-c', script], { cwd: bad, encoding: 'utf8' });
   t.not(res.status, 0, 'the script fails on a tampered log');
 });
+
+t.test('a default batch (longer than one turn of the record loop, multi-byte text) rolls segments inside it and verifies', async (t) => {
+  const { prefix, dir } = fresh();
+  for (let i = 0; i < 1_300; i += 100) {
+    const p = redis.pipeline();
+    for (let k = i; k < i + 100; k++) addAudit(p, prefix, ev(k));
+    await p.exec();
+  }
+  const a = new AuditArchiver({ redis, prefix, dir, segmentMaxBytes: 200_000, merkle: true });
+  t.equal(await a.flushOnce(), 1_300);
+  const recs = await allRecords(dir);
+  t.same(recs.map((r) => r.seq), Array.from({ length: 1_300 }, (_, i) => i + 1));
+  t.ok((await listSegments(dir)).length >= 3, 'rolled by size inside one batch');
+  const v = await verifyAuditDir(dir);
+  t.ok(v.ok, JSON.stringify(v.error ?? null));
+});

@@ -9,7 +9,7 @@
  * - After each batch the archiver stores {seq, hash, streamId} under `<prefix>:{audit}:head`;
  *   on start it refuses to continue if the files are behind that head (lost or truncated files).
  */
-import { randomBytes } from 'node:crypto';
+import { hash as cryptoHash, randomBytes } from 'node:crypto';
 import { mkdir, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -34,13 +34,14 @@ import {
   parseRecord,
   readLastLine,
   readManifest,
+  recordParts,
   sealEvent,
   type AuditKeyring,
   segmentName,
   segmentNumber,
-  serializeRecord,
   streamIdMs,
   utcDay,
+  utcDayCached,
 } from './format.js';
 import { MerkleAppender } from './merkle-log.js';
 
@@ -60,7 +61,11 @@ export interface AuditArchiverOptions {
   rollDaily?: boolean;
   /** Lock time-to-live; renewed every third of it. Default 30 s. */
   lockTtlMs?: number;
-  /** Stream entries read per batch. Default 500. */
+  /**
+   * Stream entries read per batch. Default 2000: each batch costs a segment fsync, the tile
+   * writes, an index transaction and its Redis calls, whatever its size (the record loop yields
+   * to the event loop every 500 records, so a big batch does not stall the process).
+   */
   batchSize?: number;
   /** XREAD BLOCK timeout of the running loop. Default 5 s (stop() interrupts it at once). */
   blockMs?: number;
@@ -98,6 +103,11 @@ interface Tail {
   nextSegNo: number;
 }
 
+/** Largest batch buffer kept for the next batch (a bigger one, grown by a batch of huge events, is dropped). */
+const BATCH_BUF_KEEP = 16 * 1024 * 1024;
+/** Records encoded between two turns of the event loop (≈15 ms of work). */
+const YIELD_EVERY = 500;
+
 const RENEW_LUA = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 const ACQUIRE_LUA = `local v = redis.call('get', KEYS[1])
 if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
@@ -130,6 +140,10 @@ export class AuditArchiver {
   private stopping = false;
   private wake: (() => void) | null = null;
   private chain: Promise<unknown> = Promise.resolve();
+  /** The stream id up to which this archiver trimmed the stream last (the next batch need not trim again). */
+  private trimmedTo: string | null = null;
+  /** Reused between batches: the batch's lines are encoded into it. */
+  private batchBuf: Buffer = Buffer.allocUnsafe(1 << 20);
   /** The Merkle tree (src/audit/merkle-log.ts); null when `merkle: false`. */
   readonly merkle: MerkleAppender | null;
 
@@ -141,7 +155,7 @@ export class AuditArchiver {
     this.segmentMaxBytes = opts.segmentMaxBytes ?? 64 * 1024 * 1024;
     this.rollDaily = opts.rollDaily ?? true;
     this.lockTtlMs = opts.lockTtlMs ?? 30_000;
-    this.batchSize = opts.batchSize ?? 500;
+    this.batchSize = opts.batchSize ?? 2_000;
     this.blockMs = opts.blockMs ?? 5_000;
     this.minIntervalMs = opts.minIntervalMs ?? 250;
     this.bodyPaths = opts.bodyPaths ?? DEFAULT_BODY_PATHS;
@@ -298,6 +312,7 @@ export class AuditArchiver {
 
   /** Reads the state from the files; repairs a torn last line and un-manifested closed segments. */
   private async loadTail(): Promise<void> {
+    this.trimmedTo = null;
     await mkdir(this.dir, { recursive: true });
     // (a torn manifest line, from an interrupted append, is cut off by the next append)
     const manifest = await readManifest(this.dir);
@@ -378,9 +393,10 @@ export class AuditArchiver {
     for (;;) {
       if (!this.holding || !this.tail) throw new Error('audit archiver: lock lost during a batch');
       const tail = this.tail;
-      if (tail.streamId) {
+      if (tail.streamId && tail.streamId !== this.trimmedTo) {
         // entries up to the tail are on disk already (a crash may have come between fsync and trim)
         await this.redis.xtrim(key, 'MINID', nextStreamId(tail.streamId));
+        this.trimmedTo = tail.streamId;
       }
       const start = tail.streamId ? `(${tail.streamId}` : '-';
       let entries = (await this.redis.xrange(key, start, '+', 'COUNT', this.batchSize)) as [string, string[]][];
@@ -392,8 +408,9 @@ export class AuditArchiver {
         await this.maybeRollIdle(tail);
         return total;
       }
+      const got = entries.length;
       total += await this.writeBatch(tail, entries);
-      if (entries.length < this.batchSize) return total;
+      if (got < this.batchSize) return total;
     }
   }
 
@@ -407,45 +424,76 @@ export class AuditArchiver {
   }
 
   private async writeBatch(tail: Tail, entries: [string, string[]][]): Promise<number> {
-    // segment name -> lines, in order; segments to close after their lines are written
-    const plan: { name: string; data: string[]; close: boolean }[] = [];
+    // Every line is encoded once, straight into one buffer for the batch; the segments take
+    // consecutive ranges of it. segments: [name, start, end, close after writing]
+    const segs: { name: string; start: number; end: number; close: boolean }[] = [];
     let seq = tail.seq;
     let hash = tail.hash;
     let open = tail.open ? { ...tail.open } : null;
     let nextSegNo = tail.nextSegNo;
     let lastId = tail.streamId;
-    const lines: string[] = [];
+    const leaves: Buffer[] = [];
     const archived: ArchivedLine[] = [];
-    for (const [id, fields] of entries) {
+    // byte 0 stays free: the byte before a line is borrowed for the leaf hash's 0x00 prefix
+    let out = this.batchBuf;
+    let pos = 1;
+    const count = entries.length;
+    for (let i = 0; i < count; i++) {
+      // each entry is let go once encoded: the young-generation GCs during the batch (and across
+      // its fsync) copy only what is still to do
+      const [id, fields] = entries[i];
+      (entries as unknown[])[i] = undefined;
+      if (leaves.length % YIELD_EVERY === YIELD_EVERY - 1) await new Promise(setImmediate);
       const sealed = sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true);
-      const line = serializeRecord({ seq: seq + 1, streamId: id, prev: hash, ...sealed });
-      const bytes = Buffer.byteLength(line) + 1;
-      const day = utcDay(streamIdMs(id));
+      const { head, tail: rest } = recordParts({ seq: seq + 1, streamId: id, prev: hash, ...sealed });
+      const room = 3 * (head.length + rest.length) + 4; // UTF-16 units → at most 3 UTF-8 bytes each
+      if (out.length - pos < room) {
+        const bigger = Buffer.allocUnsafe(Math.max(2 * out.length, pos + room));
+        out.copy(bigger, 0, 0, pos);
+        out = bigger;
+      }
+      // chain input = head + "}\n"; leaf hash = SHA-256(0x00 || chain input) (docs/audit.md)
+      const headBytes = out.write(head, pos);
+      out[pos + headBytes] = 0x7d;
+      out[pos + headBytes + 1] = 0x0a;
+      const before = out[pos - 1];
+      out[pos - 1] = 0;
+      leaves.push(cryptoHash('sha256', out.subarray(pos - 1, pos + headBytes + 2), 'buffer'));
+      out[pos - 1] = before;
+      const chained = cryptoHash('sha256', out.subarray(pos, pos + headBytes + 2), 'hex');
+      const bytes = headBytes + out.write(rest, pos + headBytes) + 1;
+      out[pos + bytes - 1] = 0x0a;
+      const day = utcDayCached(streamIdMs(id));
       if (open && open.size > 0 && ((this.rollDaily && day !== open.day) || open.size + bytes > this.segmentMaxBytes)) {
-        const cur = plan.find((p) => p.name === open!.name);
-        if (cur) cur.close = true;
-        else plan.push({ name: open.name, data: [], close: true });
+        const cur = segs[segs.length - 1];
+        if (cur?.name === open.name) cur.close = true;
+        else segs.push({ name: open.name, start: pos, end: pos, close: true });
         open = null;
       }
       if (!open) open = { name: segmentName(day, nextSegNo++), day, size: 0 };
-      let cur = plan.find((p) => p.name === open!.name);
-      if (!cur) plan.push((cur = { name: open.name, data: [], close: false }));
-      cur.data.push(line + '\n');
-      lines.push(line);
-      archived.push({ seq: seq + 1, streamId: id, segment: open.name, offset: open.size, length: bytes - 1, event: sealed.event });
+      let cur = segs[segs.length - 1];
+      if (cur?.name !== open.name) segs.push((cur = { name: open.name, start: pos, end: pos, close: false }));
+      cur.end = pos + bytes;
+      // only what the index reads: the event's data need not live until the batch is indexed
+      const e = sealed.event;
+      const meta: AuditEvent = { type: e.type, at: e.at, alertId: e.alertId, deliveryId: e.deliveryId, platformId: e.platformId, sourceId: e.sourceId };
+      archived.push({ seq: seq + 1, streamId: id, segment: open.name, offset: open.size, length: bytes - 1, event: meta });
       open.size += bytes;
+      pos += bytes;
       seq += 1;
-      hash = chainHash(line);
+      hash = chained;
       lastId = id;
     }
-    for (const p of plan) {
-      if (p.data.length) {
-        const created = await appendDurably(join(this.dir, p.name), p.data.join(''));
+    // keep a buffer of the usual size for the next batch (not one grown by an odd huge batch)
+    if (out.length <= BATCH_BUF_KEEP) this.batchBuf = out;
+    for (const p of segs) {
+      if (p.end > p.start) {
+        const created = await appendDurably(join(this.dir, p.name), out.subarray(p.start, p.end));
         if (created) await fsyncDir(this.dir);
       }
       if (p.close) await this.closeSegment(p.name);
     }
-    await this.onBatchArchived(lines);
+    await this.onBatchArchived(leaves);
     tail.seq = seq;
     tail.hash = hash;
     tail.streamId = lastId;
@@ -456,18 +504,19 @@ export class AuditArchiver {
     } catch (err) {
       this.log?.warn({ err }, 'audit archiver: index update failed; it catches up from the files');
     }
-    await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: entries.length });
+    await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: count });
     await this.redis
       .multi()
       .xtrim(auditStreamKey(this.prefix), 'MINID', nextStreamId(lastId!))
       .set(auditHeadKey(this.prefix), JSON.stringify({ seq, hash, streamId: lastId }))
       .exec();
-    return entries.length;
+    this.trimmedTo = lastId;
+    return count;
   }
 
   /** After a batch is durable in the segments: the tree grows by its records (a crash before this is caught up by prepare). */
-  private async onBatchArchived(lines: string[]): Promise<void> {
-    await this.merkle?.onBatchArchived(lines);
+  private async onBatchArchived(leaves: Buffer[]): Promise<void> {
+    await this.merkle?.onBatchArchived(leaves);
   }
 }
 

@@ -77,7 +77,12 @@ CREATE TABLE IF NOT EXISTS events (
   segment INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL);
 `;
 
-/** Secondary indexes: created after the rows on a full rebuild (sorting once beats inserting into eight B-trees). */
+/**
+ * Secondary indexes: created after the rows on a full rebuild (sorting once beats inserting into
+ * seven B-trees). Stream ids grow with seq (the archiver appends in stream order), so a cursor is
+ * found by a binary search over the primary key: an index on them (`events_sid`, dropped when an
+ * index is opened) cost every insert a B-tree for nothing.
+ */
 const INDEX_DDL = `
 CREATE INDEX IF NOT EXISTS events_alert ON events(alert_id, seq) WHERE alert_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_delivery ON events(delivery_id, seq) WHERE delivery_id IS NOT NULL;
@@ -85,9 +90,10 @@ CREATE INDEX IF NOT EXISTS events_platform ON events(platform_id, seq) WHERE pla
 CREATE INDEX IF NOT EXISTS events_source ON events(source_id, seq) WHERE source_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
 CREATE INDEX IF NOT EXISTS events_at ON events(at_ms, seq);
-CREATE INDEX IF NOT EXISTS events_sid ON events(sid_ms, sid_n);
 CREATE INDEX IF NOT EXISTS events_segment ON events(segment, seq);
 `;
+
+const ROWS_PER_INSERT = 64;
 
 type Row = { seq: number; sid_ms: number; sid_n: number; segment: number; offset: number; length: number };
 
@@ -111,6 +117,8 @@ export class AuditIndex {
   private segNames = new Map<number, string>();
   private chain: Promise<unknown> = Promise.resolve();
   private insert!: Database.Statement;
+  /** ROWS_PER_INSERT rows in one statement: a call per row into SQLite cost more than the row. */
+  private insertMany!: Database.Statement;
   private upsertSeg!: Database.Statement;
 
   private constructor(dir: string, db: Database.Database) {
@@ -156,6 +164,7 @@ export class AuditIndex {
     db.pragma('cache_size = -65536');
     db.exec(DDL);
     if (!bulk) db.exec(INDEX_DDL);
+    db.exec('DROP INDEX IF EXISTS events_sid');
     return db;
   }
 
@@ -165,10 +174,13 @@ export class AuditIndex {
   }
 
   private prepare(): void {
-    this.insert = this.db.prepare(
-      `INSERT OR IGNORE INTO events(seq, sid_ms, sid_n, at_ms, type, alert_id, delivery_id, platform_id, source_id, segment, offset, length)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    const insert = (rows: number) =>
+      this.db.prepare(
+        `INSERT OR IGNORE INTO events(seq, sid_ms, sid_n, at_ms, type, alert_id, delivery_id, platform_id, source_id, segment, offset, length)
+         VALUES ${Array(rows).fill('(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+      );
+    this.insert = insert(1);
+    this.insertMany = insert(ROWS_PER_INSERT);
     this.upsertSeg = this.db.prepare(
       `INSERT INTO segments(name, indexed, ino, mtime) VALUES (?, ?, ?, ?)
        ON CONFLICT(name) DO UPDATE SET indexed = max(indexed, excluded.indexed), ino = coalesce(excluded.ino, ino), mtime = coalesce(excluded.mtime, mtime)`,
@@ -199,11 +211,18 @@ export class AuditIndex {
     if (!lines.length) return;
     const ends = new Map<string, number>();
     this.db.transaction(() => {
-      for (const l of lines) {
+      const many = lines.length - (lines.length % ROWS_PER_INSERT);
+      let args: unknown[] = [];
+      for (let i = 0; i < lines.length; i++) {
+        const l = lines[i];
         const [ms, n] = splitStreamId(l.streamId);
         const e = l.event;
         const at = Date.parse(e.at);
-        this.insert.run(l.seq, ms, n, Number.isNaN(at) ? null : at, e.type, e.alertId ?? null, e.deliveryId ?? null, e.platformId ?? null, e.sourceId ?? null, this.segId(l.segment), l.offset, l.length);
+        args.push(l.seq, ms, n, Number.isNaN(at) ? null : at, e.type, e.alertId ?? null, e.deliveryId ?? null, e.platformId ?? null, e.sourceId ?? null, this.segId(l.segment), l.offset, l.length);
+        if (i < many ? (i + 1) % ROWS_PER_INSERT === 0 : true) {
+          (i < many ? this.insertMany : this.insert).run(args);
+          args = [];
+        }
         ends.set(l.segment, Math.max(ends.get(l.segment) ?? 0, l.offset + l.length + 1));
       }
       for (const [name, end] of ends) this.upsertSeg.run(name, end, null, null);
@@ -327,14 +346,35 @@ export class AuditIndex {
     if (f.toMs !== undefined) (where.push('at_ms < ?'), args.push(f.toMs));
     if (f.afterStreamId) {
       const [ms, n] = splitStreamId(f.afterStreamId);
-      const first = this.db.prepare('SELECT seq FROM events WHERE sid_ms > ? OR (sid_ms = ? AND sid_n > ?) ORDER BY sid_ms, sid_n LIMIT 1').get(ms, ms, n) as { seq: number } | undefined;
-      if (!first) return [];
+      const first = this.firstSeqAfter(ms, n);
+      if (first === null) return [];
       where.push('seq >= ?');
-      args.push(first.seq);
+      args.push(first);
     }
     const sql = `SELECT seq, sid_ms, sid_n, segment, offset, length FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ?`;
     const rows = this.db.prepare(sql).all(...args, limit) as Row[];
     return rows.map((r) => ({ seq: r.seq, streamId: `${r.sid_ms}-${r.sid_n}`, segment: this.segNames.get(r.segment) ?? this.segName(r.segment), offset: r.offset, length: r.length }));
+  }
+
+  /** The first seq whose stream id is after ms-n (null if none): a binary search over seq, as stream ids grow with it. */
+  private firstSeqAfter(ms: number, n: number): number | null {
+    const after = (r: Row) => r.sid_ms > ms || (r.sid_ms === ms && r.sid_n > n);
+    const at = this.db.prepare('SELECT seq, sid_ms, sid_n FROM events WHERE seq >= ? ORDER BY seq LIMIT 1');
+    const last = this.db.prepare('SELECT seq, sid_ms, sid_n FROM events ORDER BY seq DESC LIMIT 1').get() as Row | undefined;
+    if (!last || !after(last)) return null;
+    let best = last.seq;
+    let lo = (at.get(0) as Row).seq;
+    let hi = last.seq - 1;
+    // invariant: the answer is `best` or in [lo, hi]; a probe lands on the first row at or after mid (seqs may have gaps)
+    while (lo <= hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      const r = at.get(mid) as Row;
+      if (after(r)) {
+        best = Math.min(best, r.seq);
+        hi = mid - 1;
+      } else lo = r.seq + 1;
+    }
+    return best;
   }
 
   private segName(id: number): string {

@@ -9,7 +9,7 @@
  * the next record's `prev` is the SHA-256 (hex) of that. Redacting a body only touches `bodies`,
  * so the chain input, and with it the whole chain, is unchanged by compaction.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEvent } from './events.js';
@@ -50,7 +50,8 @@ export interface ManifestEntry {
 }
 
 export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  // one-shot: a Hash object per call cost more than hashing a short record
+  return hash('sha256', data, 'hex');
 }
 
 export function segmentName(day: string, n: number): string {
@@ -59,6 +60,20 @@ export function segmentName(day: string, n: number): string {
 
 export function utcDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
+}
+
+let dayFrom = 0;
+let dayTo = 0;
+let dayName = '';
+
+/** utcDay, remembering the last day's bounds (the archiver asks once per record, nearly always for the same day). */
+export function utcDayCached(ms: number): string {
+  if (!(ms >= dayFrom && ms < dayTo)) {
+    dayName = utcDay(ms);
+    dayFrom = ms - (((ms % 86_400_000) + 86_400_000) % 86_400_000);
+    dayTo = dayFrom + 86_400_000;
+  }
+  return dayName;
 }
 
 export function streamIdMs(id: string): number {
@@ -79,6 +94,14 @@ export function compareStreamIds(a: string, b: string): number {
 export function nextStreamId(id: string): string {
   const [ms, seq] = id.split('-');
   return `${ms}-${BigInt(seq ?? '0') + 1n}`;
+}
+
+const splitPaths = new Map<string, string[]>();
+
+function splitPath(p: string): string[] {
+  let path = splitPaths.get(p);
+  if (!path) splitPaths.set(p, (path = p.split('.')));
+  return path;
 }
 
 function getPath(obj: unknown, path: string[]): unknown {
@@ -170,7 +193,7 @@ export function sealEvent(ev: AuditEvent, bodyPaths: string[], ring?: AuditKeyri
   const event = owned ? ev : clone(ev);
   const bodies: Record<string, string> = {};
   for (const p of bodyPaths) {
-    const path = p.split('.');
+    const path = splitPath(p);
     const v = getPath(event, path);
     if (v === undefined) continue;
     const clear = JSON.stringify(v);
@@ -183,6 +206,18 @@ export function sealEvent(ev: AuditEvent, bodyPaths: string[], ring?: AuditKeyri
 
 export function serializeRecord(r: AuditRecord): string {
   return JSON.stringify({ seq: r.seq, streamId: r.streamId, prev: r.prev, event: r.event, bodies: r.bodies });
+}
+
+/**
+ * serializeRecord's line in two parts, `head + tail`: `head` runs through the event, `tail` is
+ * `,"bodies":{…}}`. The chain input is `head + '}\n'`, so the archiver hashes it without looking
+ * for the bodies mark in the line. (verify checks every line against serializeRecord.)
+ */
+export function recordParts(r: AuditRecord): { head: string; tail: string } {
+  return {
+    head: `{"seq":${r.seq},"streamId":${JSON.stringify(r.streamId)},"prev":${JSON.stringify(r.prev)},"event":${JSON.stringify(r.event)}`,
+    tail: `${BODIES_MARK}${JSON.stringify(r.bodies)}}`,
+  };
 }
 
 /** Chain hash of a record line (without its trailing newline). */

@@ -43,12 +43,13 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Appends `data` and fsyncs; returns true when the file was empty (new) before. */
-export async function appendDurably(path: string, data: string): Promise<boolean> {
+export async function appendDurably(path: string, data: string | Buffer): Promise<boolean> {
   const fh = await open(path, 'a');
   let created = false;
   try {
     created = (await fh.stat()).size === 0;
-    await fh.write(data);
+    if (typeof data === 'string') await fh.write(data);
+    else for (let off = 0; off < data.length; ) off += (await fh.write(data, off)).bytesWritten;
     await fh.sync();
   } finally {
     await fh.close();

@@ -3,9 +3,8 @@
  * seq i+1 (docs/audit.md), hashed as an RFC 9162 leaf. Glue between the segment files, the
  * tiles and the archiver.
  */
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { BODIES_MARK, listSegments, readManifest } from './format.js';
 import { readPruned } from './prune.js';
 import { leafHash } from './merkle.js';
@@ -30,28 +29,64 @@ export interface LeafLine {
   lineNo: number;
 }
 
-const SEQ_RE = /^\{"seq":(\d+),/;
+const SEQ_PREFIX = Buffer.from('{"seq":');
+
+/** The seq of the line buf[start, end) (what /^\{"seq":(\d+),/ would match), or -1. */
+function seqOfLine(buf: Buffer, start: number, end: number): number {
+  if (end - start < SEQ_PREFIX.length + 2 || buf.compare(SEQ_PREFIX, 0, SEQ_PREFIX.length, start, start + SEQ_PREFIX.length) !== 0) return -1;
+  let seq = 0;
+  let i = start + SEQ_PREFIX.length;
+  for (; i < end; i++) {
+    const c = buf[i];
+    if (c < 0x30 || c > 0x39) break;
+    seq = seq * 10 + (c - 0x30);
+  }
+  return i > start + SEQ_PREFIX.length && i < end && buf[i] === 0x2c ? seq : -1;
+}
 
 /**
  * Record lines with seq ≥ `fromSeq`, in order, from the segment files; closed segments that end
- * before it are skipped through the manifest. Stops at a torn last line.
+ * before it are skipped through the manifest. Lines before `fromSeq` are only checked for their
+ * seq, in the raw bytes (the archiver's start reads up to a whole 64 MB segment to reach the last
+ * tile's records: decoding every line of it as text cost more than the rest of the start). A torn
+ * last line (no newline) is yielded as it is.
  */
 export async function* readRecordLines(dir: string, fromSeq = 1): AsyncGenerator<LeafLine> {
   const { entries } = await readManifest(dir);
   const lastSeqOf = new Map<string, number>();
   for (const e of entries) lastSeqOf.set(e.segment, e.lastSeq);
+  const chunk = Buffer.allocUnsafe(1 << 20);
   for (const file of await listSegments(dir)) {
     const last = lastSeqOf.get(file);
     if (last !== undefined && last < fromSeq) continue;
-    const rl = createInterface({ input: createReadStream(join(dir, file), 'utf8'), crlfDelay: Infinity });
-    let lineNo = 0;
-    for await (const line of rl) {
-      lineNo++;
-      const m = SEQ_RE.exec(line);
-      if (!m) throw new Error(`${file}:${lineNo}: not an audit record`);
-      const seq = Number(m[1]);
-      if (seq < fromSeq) continue;
-      yield { seq, line, file, lineNo };
+    const fh = await open(join(dir, file), 'r');
+    try {
+      let lineNo = 0;
+      let carry = Buffer.alloc(0);
+      const emit = (buf: Buffer, start: number, end: number): LeafLine | null => {
+        lineNo++;
+        const seq = seqOfLine(buf, start, end);
+        if (seq < 0) throw new Error(`${file}:${lineNo}: not an audit record`);
+        return seq < fromSeq ? null : { seq, line: buf.toString('utf8', start, end), file, lineNo };
+      };
+      for (;;) {
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+        if (bytesRead === 0) break;
+        const buf = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+        let start = 0;
+        for (let nl = buf.indexOf(0x0a, start); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+          const l = emit(buf, start, nl);
+          start = nl + 1;
+          if (l) yield l;
+        }
+        carry = Buffer.from(buf.subarray(start)); // (chunk is reused by the next read)
+      }
+      if (carry.length) {
+        const l = emit(carry, 0, carry.length);
+        if (l) yield l;
+      }
+    } finally {
+      await fh.close();
     }
   }
 }
@@ -130,10 +165,11 @@ export class MerkleAppender {
     this.head = { size: tree.size, root: (await tree.root()).toString('base64') };
   }
 
-  async onBatchArchived(lines: string[]): Promise<void> {
+  /** `leaves`: the records' leaf hashes (recordLeafHash of each line, in order). */
+  async onBatchArchived(leaves: Buffer[]): Promise<void> {
     if (!this.tree) throw new Error('audit tree: not prepared');
     try {
-      const root = await this.tree.append(lines.map(recordLeafHash));
+      const root = await this.tree.append(leaves);
       this.head = { size: this.tree.size, root: root.toString('base64') };
     } catch (err) {
       this.tree = null;
