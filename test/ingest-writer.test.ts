@@ -30,7 +30,7 @@ function pending(k: ReturnType<typeof keys>, prefix: string, n: number): Pending
   const id = newId('alt', Date.now(), k.idemBucket('s1', `W-${n}`));
   const d = newDelivery(id, 'p1', 'normal', now, { ackBy: new Date(Date.now() + 60_000).toISOString() });
   const record: AlertRecord = { id, receivedAt: now, sourceId: 's1', idempotencyKey: `W-${n}`, bodyHash: `h${n}`, keyId: 'k1', alert: a, route: { ruleId: 'default', targets: ['p1'], fallback: [] } as unknown as AlertRecord['route'], deliveryIds: [d.id] };
-  return { record, deliveries: [d], idemKey: k.idem('s1', `W-${n}`), alertJson: canonicalJson(a), actor, sets: [[`${prefix}:repeat:place:${n}`, id, 60_000]] };
+  return { record, deliveries: [d], idemKey: k.idem('s1', `W-${n}`), alertJson: canonicalJson(a), actor };
 }
 
 for (const standalone of [true, false]) {
@@ -70,7 +70,6 @@ for (const standalone of [true, false]) {
       t.same(rec.alert, items[i].record.alert, `record ${i} holds the alert`);
       t.match(rec.log, /^\d+-\d+$/, `record ${i} names its log entry`);
       t.equal(await r.get(items[i].idemKey), `${rec.id} ${rec.bodyHash}`, `claim ${i}`);
-      t.equal(await r.get(`${PREFIX}:repeat:place:${i}`), rec.id, `repeat key ${i}`);
     }
     // A read before materialisation shows the deliveries as they will be written.
     const [shown] = await getDeliveries(r, k, [items[3].deliveries[0].id]);

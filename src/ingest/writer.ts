@@ -16,8 +16,6 @@ export interface PendingAlert {
   alertJson?: string;
   /** Who submitted it: the actor of its `alert.received` event. */
   actor: AuditActor;
-  /** Extra keys written with the alert: [key, value, time-to-live ms] (repeat-call matching). */
-  sets?: [string, string, number][];
 }
 
 export type WriteOutcome =
@@ -136,7 +134,7 @@ export class IngestWriter {
   }
 
   /**
-   * The batch script once per group of buckets, then the repeat keys of what was written.
+   * The batch script once per group of buckets (repeat-call keys are claimed before, src/lifecycle/repeat.ts).
    * Returns, per group of copies, the claim it found ('' = written).
    */
   private async write(groups: Waiter[][]): Promise<string[]> {
@@ -169,10 +167,6 @@ export class IngestWriter {
     );
     // With redis.waitReplicas: no answer before the replicas of every master written to have it.
     await this.replicated(this.redis);
-    const written = groups.filter((_, i) => !held[i]).map(([w]) => w.item);
-    // Repeat-call keys are in the buckets of their hashes, not the alert's: written after the
-    // script; a failure here is not the caller's (the alert is stored).
-    await Promise.all(written.flatMap((item) => (item.sets ?? []).map(([key, value, px]) => this.redis.set(key, value, 'PX', px).catch(() => undefined))));
     return held;
   }
 

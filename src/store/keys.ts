@@ -4,7 +4,7 @@
  * and MULTI touches one slot. An alert's bucket is in its id (the last character, see
  * src/store/ids.ts), and a delivery id carries its alert's id, so a key is found from an id alone.
  * Indexes that span alerts are one key per bucket, read with a fan-out over `bucketList`.
- * The same layout is used on a single Redis (one code path).
+ * The same keys are used on a single Redis; only the grouping of buckets per call differs (setStandalone).
  */
 export const BUCKETS = 16;
 
