@@ -11,7 +11,7 @@ import { auditStreamKey } from '../src/audit/events.js';
 import { describeTarget, redisTarget, sentinelOptions } from '../src/redis/connect.js';
 import { useRedis } from './helpers/redis.js';
 import { startReplica } from './helpers/sentinel.js';
-import { KEYS, LogCapture, alert, api, startTestFenliu, testConfig, validConfig } from './helpers/fenliu.js';
+import { KEYS, LogCapture, alert, api, materialise, startTestFenliu, testConfig, validConfig } from './helpers/fenliu.js';
 import { each, zcardAll, zMembersByScore } from '../src/store/fanout.js';
 
 t.test('the config names the target: url, then Sentinel, then Cluster, then REDIS_URL, else embedded', async (t) => {
@@ -80,6 +80,8 @@ t.test('audit.archive: false warns at start; /readyz reports the stream against 
   t.equal(ready.status, 200);
   t.same(ready.body.checks.auditStream, { length: 0, limit: 3, archiving: false }, 'the stream length against the limit');
   for (const id of ['AS-1', 'AS-2']) t.equal((await api(f.url, KEYS.sourceA).post('/v1/alerts', alert(id))).status, 202);
+  // Log-first ingest: the alerts' events are written when a dispatcher materialises them.
+  t.equal(await materialise(f), 2, 'both alerts materialised');
   const r = new Redis(redis.url);
   t.teardown(() => r.disconnect());
   const len = await r.xlen(auditStreamKey('as'));
