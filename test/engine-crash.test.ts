@@ -3,40 +3,12 @@
  * check hands the job to another worker, which sends it again with the same idempotency key.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { once } from 'node:events';
 import { startRedis } from './helpers/redis.js';
-import { startEngineEnv } from './helpers/engine.js';
-import { ROOT, childEnv } from './helpers/fenliu.js';
+import { startEngineEnv, workerChildren } from './helpers/engine.js';
 import { each, zcardAll } from '../src/store/fanout.js';
 
 const redis = await startRedis();
-
-function startWorker(cfgFile: string, redisUrl: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'fixtures', 'worker-child.ts'), cfgFile, redisUrl], {
-    cwd: ROOT,
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker child not ready in 60 s: ${err}`)), 60_000);
-    child.stdout!.on('data', (d) => {
-      if (String(d).includes('ready')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`worker child exited (${code}) before ready: ${err}`));
-    });
-  });
-}
 
 t.test('SIGKILL during an attempt: the delivery is taken over and completes', async (t) => {
   const e = await startEngineEnv(t, {
@@ -45,19 +17,11 @@ t.test('SIGKILL during an attempt: the delivery is taken over and completes', as
     engine: { lockDurationMs: 1000, stalledIntervalMs: 500 },
     platforms: [{ id: 'p1', kind: 'hotline-12345', timeouts: { connectMs: 1000, headersMs: 20_000, bodyMs: 1000 } }],
   });
-  const dir = mkdtempSync(join(tmpdir(), 'fenliu-crash-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const cfgFile = join(dir, 'config.json');
-  writeFileSync(cfgFile, JSON.stringify(e.doc));
-  const children: ChildProcess[] = [];
-  t.teardown(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  });
+  const startWorker = workerChildren(t, e.doc, redis.url);
 
   const sb = e.sandbox.get('p1');
   sb.setFault({ fault: 'hang', times: 1 });
-  const first = await startWorker(cfgFile, redis.url);
-  children.push(first);
+  const first = await startWorker();
 
   const { deliveries } = await e.submit();
   const id = deliveries.p1;
@@ -68,8 +32,7 @@ t.test('SIGKILL during an attempt: the delivery is taken over and completes', as
   t.equal(first.signalCode, 'SIGKILL', 'worker killed');
   const killedAt = Date.now();
 
-  const second = await startWorker(cfgFile, redis.url);
-  children.push(second);
+  const second = await startWorker();
   const d = await e.waitForState(id, 'delivered', 30_000);
   t.ok(Date.now() - killedAt < 30_000, `taken over and delivered ${Date.now() - killedAt} ms after the kill`);
   t.match(d.remoteTicketId, /^GD/);

@@ -1,3 +1,15 @@
+/** Lua helpers both scripts splice JSON with. */
+const LUA_HELPERS = `-- The members of a JSON object after one spliced in front: '{"a":1}' -> ',"a":1}', '{}' -> '}'.
+local function rest(json)
+  if json == '{}' then return '}' end
+  return ',' .. string.sub(json, 2)
+end
+local function push(t, a, b)
+  t[#t + 1] = a
+  t[#t + 1] = b
+end
+`;
+
 /**
  * The batch write of ingest, as one Lua script: the alerts of one event-loop turn in one call per
  * group of key-layout buckets (`k.groups`: all of them on a single Redis, one per call on Redis
@@ -27,16 +39,7 @@ local out = {}
 -- Writes to the same key are gathered and made once: one MSET for the batch, one ZADD per index
 -- key and one XADD per log, instead of one call per alert.
 local mset = {}
--- The members of a JSON object after one spliced in front: '{"a":1}' -> ',"a":1}', '{}' -> '}'.
-local function rest(json)
-  if json == '{}' then return '}' end
-  return ',' .. string.sub(json, 2)
-end
-local function push(t, a, b)
-  t[#t + 1] = a
-  t[#t + 1] = b
-end
--- unpack puts every element on Lua's stack, whose size is limited: at most 1000 at a time.
+${LUA_HELPERS}-- unpack puts every element on Lua's stack, whose size is limited: at most 1000 at a time.
 local function each(cmd, key, t)
   for s = 1, #t, 1000 do
     if key then redis.call(cmd, key, unpack(t, s, math.min(s + 999, #t)))
@@ -101,15 +104,7 @@ return out
 export const MATERIALISE_SCRIPT = `
 local group, field = ARGV[1], ARGV[2]
 local out = {}
-local function rest(json)
-  if json == '{}' then return '}' end
-  return ',' .. string.sub(json, 2)
-end
-local function push(t, a, b)
-  t[#t + 1] = a
-  t[#t + 1] = b
-end
-local t = redis.call('TIME')
+${LUA_HELPERS}local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local zsets, zkeys = {}, {}
 local function zadd(key, score, member)

@@ -8,10 +8,14 @@
  *
  * Real Redis, real BullMQ, real HTTP; nothing mocked. Waiting polls Redis, never sleeps blindly.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startSandbox, type Sandbox, type SandboxKind } from '../../src/sandbox/index.js';
 import { keys as redisKeys } from '../../src/store/keys.js';
-import { KEYS, alert, api, startTestFenliu, testConfig, type ConfigDoc, type TestFenliu } from './fenliu.js';
+import { KEYS, ROOT, alert, api, childEnv, startTestFenliu, testConfig, type ConfigDoc, type TestFenliu } from './fenliu.js';
 import { startRedis, type TestRedis } from './redis.js';
 import { freePort } from '../../src/redis/embedded.js';
 export { freePort };
@@ -169,4 +173,48 @@ export async function until<T>(check: () => Promise<T | undefined | null | false
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((res) => setTimeout(res, 20));
   }
+}
+
+/**
+ * Worker-role processes (test/fixtures/worker-child.ts) on this config and Redis, each resolved
+ * once it says ready; tests kill them for real, and any still running is SIGKILLed at the end.
+ */
+export function workerChildren(t: { teardown(fn: () => unknown): void }, doc: ConfigDoc, redisUrl: string): () => Promise<ChildProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-worker-'));
+  const cfgFile = join(dir, 'config.json');
+  writeFileSync(cfgFile, JSON.stringify(doc));
+  const children: ChildProcess[] = [];
+  t.teardown(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return async () => {
+    const child = await startWorkerChild(cfgFile, redisUrl);
+    children.push(child);
+    return child;
+  };
+}
+
+/** A worker-role process (test/fixtures/worker-child.ts) on `redisUrl`, resolved once it says ready: tests kill it for real. */
+function startWorkerChild(cfgFile: string, redisUrl: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'fixtures', 'worker-child.ts'), cfgFile, redisUrl], {
+    cwd: ROOT,
+    env: childEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker child not ready in 60 s: ${err}`)), 60_000);
+    child.stdout!.on('data', (d) => {
+      if (String(d).includes('ready')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker child exited (${code}) before ready: ${err}`));
+    });
+  });
 }
