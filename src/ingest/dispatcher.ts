@@ -271,6 +271,10 @@ export class Dispatcher {
       // A blocking read holds its connection: never the shared one.
       const conn = duplicateConnection(this.redis, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: this.blockMs + 10_000 });
       conn.on('error', () => undefined);
+      if (this.stopping) {
+        conn.disconnect();
+        return;
+      }
       const r: Reader = { buckets, logs: buckets.map((b) => this.keys.ingestLog(b)), conn, backlog: true, reading: false };
       if (isStandalone(this.prefix)) r.clientId = Number(await conn.client('ID'));
       this.readers.push(r);
@@ -288,8 +292,12 @@ export class Dispatcher {
     // A blocked read ends as if it timed out (nothing was handed to this consumer); on Redis
     // Cluster it ends by itself within blockMs.
     await Promise.all(this.readers.map((r) => (r.reading && r.clientId !== undefined ? this.redis.client('UNBLOCK', r.clientId, 'TIMEOUT').catch(() => 0) : 0)));
-    await Promise.all(this.readers.map((r) => r.loop));
-    await this.claiming?.catch(() => 0);
+    // Bounded: with Redis gone (a Cluster whose nodes are down) a read queued for a reconnect
+    // would never end, and a stop must not hang; closing the connections ends what is left.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((res) => (timer = setTimeout(res, this.blockMs + 1_000)));
+    await Promise.race([Promise.all([...this.readers.map((r) => r.loop), this.claiming?.catch(() => 0)]), bound]);
+    clearTimeout(timer);
     for (const r of this.readers) r.conn.disconnect();
   }
 
