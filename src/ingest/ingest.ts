@@ -65,13 +65,31 @@ export class IngestService {
     if (idempotencyHeader !== undefined && !IDEMPOTENCY_KEY.test(idempotencyHeader)) {
       throw new ProblemError('FENLIU_ERR_BAD_REQUEST', 'Idempotency-Key must be 1 to 128 visible ASCII characters', { errors: [{ pointer: '/headers/idempotency-key', message: 'is invalid' }] });
     }
-    // Nearly every alert is new: one coalesced MGET says so for its idempotency key, while its
-    // repeat-call keys are claimed (src/lifecycle/repeat.ts); a copy gives its claims back.
     const idemKey = this.keys.idem(alert.source.system, idempotencyHeader ?? alert.source.alertId);
     // In its idempotency key's bucket: the claim and the alert are written by one script (one slot).
     // Made before the write: the repeat-call claims name it.
-    const id = newId('alt', Date.now(), this.keys.idemBucket(alert.source.system, idempotencyHeader ?? alert.source.alertId));
-    const rep = this.repeat?.begin(alert, id);
+    const bucket = this.keys.idemBucket(alert.source.system, idempotencyHeader ?? alert.source.alertId);
+    const id = newId('alt', Date.now(), bucket);
+    // Nearly every alert is new, and nearly every new alert repeats no open case: the batch script
+    // checks its idempotency key and, where one call may (a single Redis), claims its repeat-call
+    // keys with the record when both are free. Only a held key (a copy, a repeat, a race) sends it
+    // down the matcher's path below.
+    const fast = this.repeat?.fastKeys(alert, bucket);
+    if (!this.repeat || fast) {
+      const item = this.build(alert, principal, routed.decision, idemKey, idempotencyHeader, id);
+      item.repeat = fast;
+      let outcome: WriteOutcome;
+      try {
+        outcome = await this.writer.submit(item);
+      } catch (err) {
+        if (fast) await this.repeat!.abandon(id, fast).catch(() => undefined);
+        throw err;
+      }
+      if (outcome.kind !== 'repeat-held') return this.accepted(alert, routed.decision, settle(outcome));
+    }
+    // One coalesced MGET says whether its idempotency key is held, while its repeat-call keys are
+    // claimed (src/lifecycle/repeat.ts); a copy gives its claims back.
+    const rep = this.repeat?.begin(alert, id, fast);
     let outcome: WriteOutcome;
     let match: RepeatMatch | undefined;
     try {
@@ -89,7 +107,11 @@ export class IngestService {
     const repeatOf = match?.caseId;
     const result = settle(outcome);
     if (result.kind === 'created' && repeatOf) await this.onRepeat(result.record, repeatOf);
-    bus.emitEvent('alert.accepted', { sourceId: alert.source.system, category: alert.category, regionCode: alert.location.regionCode, deliveries: routed.decision.targets.length, duplicate: result.kind === 'duplicate' });
+    return this.accepted(alert, routed.decision, result);
+  }
+
+  private accepted(alert: Alert, decision: AlertRecord['route'], result: IngestResult): IngestResult {
+    bus.emitEvent('alert.accepted', { sourceId: alert.source.system, category: alert.category, regionCode: alert.location.regionCode, deliveries: decision.targets.length, duplicate: result.kind === 'duplicate' });
     return result;
   }
 
@@ -139,6 +161,8 @@ function settle(o: WriteOutcome): IngestResult {
     case 'conflict':
       throw new ProblemError('FENLIU_ERR_IDEMPOTENCY_CONFLICT', `Alert ${o.existingId} was stored under this idempotency key with a different body`, { extra: { existingId: o.existingId }, headers: { location: `/v1/alerts/${o.existingId}` } });
     case 'in-progress':
+    // Only a write that claimed repeat keys can find one held, and it is retried without: never here.
+    case 'repeat-held':
       throw new ProblemError('FENLIU_ERR_IDEMPOTENCY_IN_PROGRESS', 'Another request with this idempotency key is being stored; retry shortly', { headers: { 'retry-after': '1' } });
   }
 }

@@ -22,17 +22,24 @@ end
  * events and jobs (src/ingest/dispatcher.ts). The record names that entry (`log`).
  *
  * KEYS: a log of the group.
- * ARGV: bucketCount, then per bucket: alertsIndex, ingestLog, alertCount, then per alert:
- *   idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest, score,
- *   bySourceIndex, extra (LogExtra JSON).
+ * ARGV: bucketCount, repeatWindowMs, then per bucket: alertsIndex, ingestLog, alertCount, then per
+ *   alert: idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest,
+ *   score, bySourceIndex, extra (LogExtra JSON), placeKey, phoneKey.
  * The alert's JSON travels once and is spliced into the record here (recordRest is the record's
  * JSON without it); the log item is `{"r":<recordRest>,"x":<extra>}`.
+ *
+ * placeKey and phoneKey ('' = none) are the alert's repeat-call keys (src/lifecycle/repeat.ts),
+ * given when this call may write them (a single Redis): an alert whose keys are both free claims
+ * them (`SET NX PX window`) with its record, atomically, so the common case of a new case needs no
+ * claim call of its own. When either is held, nothing of the alert is written and its answer is
+ * '!': the caller decides the match with the repeat matcher and submits the alert again without keys.
  *
  * Redis does not roll a script back. Out of memory (noeviction) refuses its first write, so
  * nothing is written; a later runtime error (only a key of the wrong type, i.e. foreign data
  * under fenliu's prefix) would leave part of a batch written and its request answered 503.
- * Returns, per alert in argument order, '' when it was written, or the claim that already held
- * its idempotency key (a copy stored first), in which case nothing of that alert is written.
+ * Returns, per alert in argument order, '' when it was written, the claim that already held its
+ * idempotency key (a copy stored first), or '!' (a repeat key is held); in both of these cases
+ * nothing of that alert is written.
  */
 export const INGEST_SCRIPT = `
 local out = {}
@@ -46,7 +53,8 @@ local function each(cmd, key, t)
     else redis.call(cmd, unpack(t, s, math.min(s + 999, #t))) end
   end
 end
-local i = 2
+local px = ARGV[2]
+local i = 3
 for b = 1, tonumber(ARGV[1]) do
   local alerts, log, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -54,6 +62,15 @@ for b = 1, tonumber(ARGV[1]) do
   for a = 1, n do
     local idemKey, alertId, alertKey, recordRest, score, bySource = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
     local held = redis.call('GET', idemKey)
+    local place, phone = ARGV[i + 9], ARGV[i + 10]
+    if not held and place ~= '' then
+      if not redis.call('SET', place, alertId, 'NX', 'PX', px) then
+        held = '!'
+      elseif phone ~= '' and not redis.call('SET', phone, alertId, 'NX', 'PX', px) then
+        redis.call('DEL', place)
+        held = '!'
+      end
+    end
     if not held then
       push(mset, idemKey, ARGV[i + 1])
       recs[#recs + 1] = i
@@ -66,7 +83,7 @@ for b = 1, tonumber(ARGV[1]) do
       push(items, alertId, '{"r":' .. recordRest .. ',"x":' .. ARGV[i + 8] .. '}')
     end
     out[#out + 1] = held or ''
-    i = i + 9
+    i = i + 11
   end
   -- One entry per bucket and call (500 alerts at most per entry: the stack limit above).
   for s = 1, #items, 1000 do

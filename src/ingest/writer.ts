@@ -16,13 +16,20 @@ export interface PendingAlert {
   alertJson?: string;
   /** Who submitted it: the actor of its `alert.received` event. */
   actor: AuditActor;
+  /**
+   * Its repeat-call keys, claimed by the batch script with the record when both are free (a new
+   * case: RepeatMatcher.fastKeys); when one is held, nothing is written and the answer is 'repeat-held'.
+   */
+  repeat?: { place: string; phone?: string; windowMs: number };
 }
 
 export type WriteOutcome =
   | { kind: 'created'; record: AlertRecord; deliveries: DeliveryRecord[] }
   | { kind: 'duplicate'; record: AlertRecord }
   | { kind: 'conflict'; existingId: string }
-  | { kind: 'in-progress' };
+  | { kind: 'in-progress' }
+  /** A repeat-call key of the alert is held: nothing written; the repeat matcher decides. */
+  | { kind: 'repeat-held' };
 
 interface Waiter {
   item: PendingAlert;
@@ -32,6 +39,8 @@ interface Waiter {
 
 /** The connection's command for the batch script (ioredis defineCommand: EVALSHA, reloaded after NOSCRIPT). */
 const COMMAND = 'fenliuIngest';
+/** The batch script's answer for an alert whose repeat-call key is held (script.ts). */
+const REPEAT_HELD = '!';
 
 /**
  * Writes accepted alerts to Redis, log first (docs/reliability.md). Concurrent requests are
@@ -123,6 +132,10 @@ export class IngestWriter {
         groups.map(async (g, i) => {
           const [leader, ...followers] = g;
           const claim = held[i];
+          if (claim === REPEAT_HELD) {
+            for (const w of g) w.resolve({ kind: 'repeat-held' });
+            return;
+          }
           if (claim) return this.answerDuplicate(g, claim);
           leader.resolve({ kind: 'created', record: leader.item.record, deliveries: leader.item.deliveries });
           for (const f of followers) f.resolve(compare(leader.item.record, f.item));
@@ -149,9 +162,11 @@ export class IngestWriter {
     });
     const held: string[] = new Array(groups.length).fill('');
     const k = this.keys;
+    let windowMs = 0;
+    for (const [w] of groups) if (w.item.repeat && w.item.repeat.windowMs > windowMs) windowMs = w.item.repeat.windowMs;
     await Promise.all(
       k.groups(byBucket.keys()).map(async (buckets) => {
-        const args: (string | number)[] = [buckets.length];
+        const args: (string | number)[] = [buckets.length, windowMs];
         const order: number[] = [];
         for (const b of buckets) {
           const ix = byBucket.get(b)!;
@@ -208,7 +223,7 @@ export class IngestWriter {
       a: item.actor,
       d: deliveries.map((d) => ({ ackBy: d.ackBy, interveneBy: d.interveneBy, resolveBy: d.resolveBy })),
     };
-    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), alertJson, JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), JSON.stringify(extra));
+    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), alertJson, JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), JSON.stringify(extra), item.repeat?.place ?? '', item.repeat?.phone ?? '');
   }
 
   /** Someone else stored this key first: answer with their alert. */

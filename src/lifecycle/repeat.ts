@@ -86,14 +86,38 @@ export class RepeatMatcher {
   }
 
   /**
+   * The alert's keys when the ingest batch script may claim them with its record (they and the
+   * alert's bucket are written by one call: a single Redis), else undefined. Claimed there only
+   * when both are free, which makes the alert a new case at once (src/ingest/script.ts); when one
+   * is held, the alert goes through `begin` as before.
+   */
+  fastKeys(alert: Alert, bucket: number): { place: string; phone?: string; windowMs: number } | undefined {
+    const k = this.keysFor(alert);
+    const buckets = new Set([bucket, bucketOfKey(k.place) ?? 0]);
+    if (k.phone !== undefined) buckets.add(bucketOfKey(k.phone) ?? 0);
+    if (this.keys.groups(buckets).length !== 1) return undefined;
+    return { place: k.place, phone: k.phone, windowMs: this.windowMs };
+  }
+
+  /**
+   * After a batch write that failed for an alert given `fastKeys`: stored or not (a 503 for
+   * replicas comes after the write), Redis says; not stored, its keys go (each only if it holds `id`).
+   */
+  async abandon(id: string, keys: { place: string; phone?: string }): Promise<void> {
+    const stored = await this.redis.exists(this.keys.alert(id)).then((n) => n > 0, () => true);
+    if (stored) return;
+    await Promise.all([keys.place, keys.phone].flatMap((key) => (key ? [this.release(key, id)] : [])));
+  }
+
+  /**
    * Decides, atomically against every other ingest of this installation, whether the alert `id`
    * repeats an open case or opens one (docs/lifecycle.md, "Repeat calls"): claims its place key,
    * then (holding it) its phone key, each as `SET NX GET` would. Starts at once; the caller asks for the
    * match once its idempotency lookup says the alert is new, and says with `done` whether the
    * alert was stored (its claims stay) or not (they are released).
    */
-  begin(alert: Alert, id: string): RepeatClaim {
-    const k = this.keysFor(alert);
+  begin(alert: Alert, id: string, keys?: RepeatKeys): RepeatClaim {
+    const k = keys ?? this.keysFor(alert);
     let settle!: (f: Fate) => void;
     const me: InFlight = { src: srcOf(alert), sourceId: alert.source.system, fate: new Promise<Fate>((r) => (settle = r)) };
     this.inflight.set(id, me);
