@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
 import { coalescingRedisStore } from './plugins/app/rate-limit-store.js';
 import type { Logger } from 'pino';
+import { LazyChildLogger } from './log.js';
 import authPlugin from './plugins/app/auth.js';
 import { consoleSessionPlugin } from './console/session.js';
 import { requestMetricsPlugin } from './metrics/metrics.js';
@@ -73,6 +74,8 @@ export async function buildServer(rt: Runtime, logger: Logger, extraRoutes: ((ap
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // Made into a pino child only if something logs through req.log (src/log.ts).
+    childLoggerFactory: (parent, bindings, opts) => new LazyChildLogger(parent as unknown as Logger, bindings, opts) as unknown as FastifyBaseLogger,
     bodyLimit: rt.cfg.server.bodyLimitBytes,
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
@@ -84,9 +87,11 @@ export async function buildServer(rt: Runtime, logger: Logger, extraRoutes: ((ap
     requestIdHeader: 'x-request-id',
     ajv: { customOptions: { allErrors: true, coerceTypes: true, removeAdditional: false } },
   });
-  // One line per request, after the fact; never bodies.
-  app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), key: req.principal?.keyId }, 'request');
+  // One line per request, after the fact; never bodies. Written by the root logger with the
+  // request id in it (what req.log, a child bound to it, would write), so no child is made for it.
+  app.addHook('onResponse', (req, reply, done) => {
+    logger.info({ reqId: req.id, method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), key: req.principal?.keyId }, 'request');
+    done();
   });
   await app.register(appPlugin, { rt, extraRoutes });
   return app;

@@ -154,3 +154,66 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   } as typeof log.child;
   return log;
 }
+
+type LevelMethod = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/**
+ * A request's logger (fastify's `childLoggerFactory`) that becomes a pino child only when
+ * something logs through it. The access line is written by the root logger with the request id
+ * in the line itself (src/app.ts), the same JSON a child would write, so a request that logs
+ * nothing else makes no child: pino builds one per request otherwise (bindings serialised, a
+ * level set up), a few µs of every request.
+ */
+export class LazyChildLogger {
+  private made?: Logger;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: pino.Bindings,
+    private readonly options: pino.ChildLoggerOptions,
+  ) {}
+
+  private get log(): Logger {
+    return (this.made ??= this.parent.child(this.bindings, this.options));
+  }
+
+  get level(): string {
+    return this.made?.level ?? this.options.level ?? this.parent.level;
+  }
+
+  set level(level: string) {
+    this.log.level = level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.log.isLevelEnabled(level);
+  }
+
+  child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
+    return this.log.child(bindings, options);
+  }
+
+  private call(method: LevelMethod, args: unknown[]): void {
+    (this.log[method] as (...a: unknown[]) => void)(...args);
+  }
+
+  fatal(...args: unknown[]): void {
+    this.call('fatal', args);
+  }
+  error(...args: unknown[]): void {
+    this.call('error', args);
+  }
+  warn(...args: unknown[]): void {
+    this.call('warn', args);
+  }
+  info(...args: unknown[]): void {
+    this.call('info', args);
+  }
+  debug(...args: unknown[]): void {
+    this.call('debug', args);
+  }
+  trace(...args: unknown[]): void {
+    this.call('trace', args);
+  }
+  silent(): void {}
+}

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Alert } from '../../adapters/sdk.js';
 import type { AuditEvent } from '../audit/events.js';
 import type { Config } from '../config/types.js';
@@ -12,6 +12,7 @@ import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { canonicalJson, validateAlert } from './validate.js';
 import { bus } from '../events.js';
 import { deadlines, slaFor } from '../lifecycle/service.js';
+import type { Deadlines } from '../store/ingest-log.js';
 import type { RepeatMatch, RepeatMatcher } from '../lifecycle/repeat.js';
 import type { IngestWriter, PendingAlert, WriteOutcome } from './writer.js';
 
@@ -123,10 +124,10 @@ export class IngestService {
     const idempotencyKey = idemHeader ?? alert.source.alertId;
     // The canonical form is hashed and also stored: one serialisation of the alert, not two.
     const alertJson = canonicalJson(alert);
-    const bodyHash = createHash('sha256').update(alertJson).digest('hex');
+    const bodyHash = hash('sha256', alertJson, 'hex');
     // A repeat call opens no ticket: the platforms holding the case get an urge instead.
     const deliveries: DeliveryRecord[] = (repeatOf ? [] : decision.targets).map((platformId) =>
-      newDelivery(id, platformId, alert.priority ?? 'normal', receivedAt, deadlines(slaFor(this.cfg, decision.ruleId, platformId), receivedAt)),
+      newDelivery(id, platformId, alert.priority ?? 'normal', receivedAt, this.deadlines(decision.ruleId, platformId, now)),
     );
     const record: AlertRecord = {
       id,
@@ -144,6 +145,24 @@ export class IngestService {
     // dispatcher from the record and this actor (src/ingest/dispatcher.ts).
     const actor = { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId } as const;
     return { record, deliveries, idemKey, alertJson, actor };
+  }
+
+  /** SLA offsets (ms) per route and platform: the config is fixed for the life of this service. */
+  private readonly slaOffsets = new Map<string, [keyof Deadlines, number][]>();
+
+  /** `deadlines(slaFor(...))` for a delivery created at `now`, without parsing durations and dates per alert. */
+  private deadlines(ruleId: string, platformId: string, now: number): Deadlines {
+    const tag = `${ruleId}\n${platformId}`;
+    let offsets = this.slaOffsets.get(tag);
+    if (!offsets) {
+      // The offsets are what `deadlines` adds to a creation time: computed from time 0.
+      const at0 = deadlines(slaFor(this.cfg, ruleId, platformId), new Date(0).toISOString());
+      offsets = (Object.keys(at0) as (keyof Deadlines)[]).map((k) => [k, Date.parse(at0[k]!)]);
+      this.slaOffsets.set(tag, offsets);
+    }
+    const out: Deadlines = {};
+    for (const [k, ms] of offsets) out[k] = new Date(now + ms).toISOString();
+    return out;
   }
 
   /** Audits (and counts, for police-only and no-route) an alert refused before it was stored. */

@@ -74,14 +74,18 @@ export class RepeatMatcher {
     return new RepeatMatcher(redis, keys, secret, cfg.window, cfg.crossSource ?? false);
   }
 
+  /** The keyed hash a repeat key is named by. */
+  private mac(s: string): string {
+    return createHmac('sha256', this.secret).update(s).digest('hex').slice(0, 32);
+  }
+
   keysFor(alert: Alert): RepeatKeys {
-    const h = (s: string) => createHmac('sha256', this.secret).update(s).digest('hex').slice(0, 32);
     const scope = this.crossSource ? '*' : alert.source.system;
     const phone = alert.caller?.phone?.replace(/\D/g, '').replace(/^86(?=1\d{10}$)/, '');
     const address = alert.location.address.normalize('NFKC').toLowerCase().replace(/[\s\p{P}\p{S}]/gu, '');
     return {
-      phone: phone && phone.length >= 5 ? this.keys.repeatPhone(h(`phone:${scope}|${categoryFamily(alert.category)}|${phone}`)) : undefined,
-      place: this.keys.repeatPlace(h(`place:${scope}|${alert.location.regionCode.slice(0, 6)}|${address}|${alert.category}`)),
+      phone: phone && phone.length >= 5 ? this.keys.repeatPhone(this.mac(`phone:${scope}|${categoryFamily(alert.category)}|${phone}`)) : undefined,
+      place: this.keys.repeatPlace(this.mac(`place:${scope}|${alert.location.regionCode.slice(0, 6)}|${address}|${alert.category}`)),
     };
   }
 
