@@ -38,11 +38,13 @@ export const appPlugin = fp(
     await app.register(authPlugin, { cfg: rt.cfg });
     await app.register(consoleSessionPlugin);
     await app.register(requestMetricsPlugin);
-    app.addHook('onRequest', async (req, reply) => {
+    app.addHook('onRequest', (req, reply, done) => {
       if (rt.shuttingDown && !ALWAYS_OPEN.has(req.url)) {
         reply.header('connection', 'close');
-        return sendProblem(reply, req, new ProblemError('FENLIU_ERR_SHUTTING_DOWN', 'The gateway is shutting down; retry against another instance', { headers: { 'retry-after': '5' } }));
+        sendProblem(reply, req, new ProblemError('FENLIU_ERR_SHUTTING_DOWN', 'The gateway is shutting down; retry against another instance', { headers: { 'retry-after': '5' } }));
+        return;
       }
+      done();
     });
     const perKey = rt.cfg.server.rateLimitPerKey ?? { max: 1000, perSeconds: 1 };
     await app.register(rateLimit, {

@@ -50,6 +50,38 @@ export function validateAlert(body: unknown): Validation {
   return { ok: false, errors: toFieldErrors(v.errors) };
 }
 
+/**
+ * An object's keys in sorted order, each with its JSON form and colon (`"key":`), by the order
+ * its keys came in: alerts share a handful of shapes, so the sort and the key quoting are done
+ * once per shape, not per object. Bounded: a body with many shapes (extensions) starts it over.
+ */
+const sortedShapes = new Map<string, { order: string[]; keys: string[]; heads: string[] }>();
+const MAX_SHAPES = 2_000;
+
+function sortedKeys(value: object): { keys: string[]; heads: string[] } {
+  const own = Object.keys(value);
+  const shape = own.length < 64 ? own.join('\u0000') : undefined;
+  if (shape !== undefined) {
+    const hit = sortedShapes.get(shape);
+    // Joined keys may collide (a key holding NUL): a hit counts only for the very same keys.
+    if (hit && sameKeys(hit.order, own)) return hit;
+  }
+  const order = own.slice();
+  const keys = own.sort();
+  const entry = { order, keys, heads: keys.map((k) => `${JSON.stringify(k)}:`) };
+  if (shape !== undefined) {
+    if (sortedShapes.size >= MAX_SHAPES) sortedShapes.clear();
+    sortedShapes.set(shape, entry);
+  }
+  return entry;
+}
+
+function sameKeys(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** JSON with object keys sorted at every level: the same alert always hashes the same. */
 export function canonicalJson(value: unknown): string {
   // It is also what is stored, so it must be valid JSON for any value JSON.stringify accepts.
@@ -66,13 +98,13 @@ export function canonicalJson(value: unknown): string {
     }
     return `${out}]`;
   }
-  const keys = Object.keys(value).sort();
+  const { keys, heads } = sortedKeys(value);
   let out = '{';
-  for (const k of keys) {
-    const v = (value as Record<string, unknown>)[k];
+  for (let i = 0; i < keys.length; i++) {
+    const v = (value as Record<string, unknown>)[keys[i]];
     if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
     if (out.length > 1) out += ',';
-    out += `${JSON.stringify(k)}:${canonicalJson(v)}`;
+    out += heads[i] + canonicalJson(v);
   }
   return `${out}}`;
 }

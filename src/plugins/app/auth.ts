@@ -82,14 +82,17 @@ export default fp(
     const index = new KeyIndex(opts.cfg);
     app.decorate('keyIndex', index);
     app.decorateRequest('principal', null);
-    app.addHook('onRequest', async (req) => {
+    // Callback hooks, not async ones: they run on every request, and need no promise.
+    app.addHook('onRequest', (req, _reply, done) => {
       const key = presentedKey(req);
       req.principal = key ? index.resolve(key) : null;
+      done();
     });
     app.decorate('requireScope', (...scopes: Scope[]) => {
-      return async (req: FastifyRequest, _reply: FastifyReply) => {
-        if (!req.principal) throw new ProblemError('FENLIU_ERR_UNAUTHENTICATED', presentedKey(req) ? 'The API key is unknown or expired' : 'Send the API key as "Authorization: Bearer <key>"', { headers: { 'www-authenticate': 'Bearer' } });
-        if (!hasScope(req.principal, ...scopes)) throw new ProblemError('FENLIU_ERR_FORBIDDEN', `This route needs the scope ${scopes.join(' or ')}`);
+      return (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+        if (!req.principal) return done(new ProblemError('FENLIU_ERR_UNAUTHENTICATED', presentedKey(req) ? 'The API key is unknown or expired' : 'Send the API key as "Authorization: Bearer <key>"', { headers: { 'www-authenticate': 'Bearer' } }));
+        if (!hasScope(req.principal, ...scopes)) return done(new ProblemError('FENLIU_ERR_FORBIDDEN', `This route needs the scope ${scopes.join(' or ')}`));
+        done();
       };
     });
   },
