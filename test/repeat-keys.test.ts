@@ -5,7 +5,8 @@
 import t from 'tap';
 import { Redis } from 'ioredis';
 import type { Alert } from '../adapters/sdk.js';
-import { categoryFamily, RepeatMatcher } from '../src/lifecycle/repeat.js';
+import { createHmac } from 'node:crypto';
+import { categoryFamily, hmacSha256, RepeatMatcher } from '../src/lifecycle/repeat.js';
 import { keys } from '../src/store/keys.js';
 import { startRedis } from './helpers/redis.js';
 
@@ -42,4 +43,13 @@ t.test('repeat keys: source, family and place', async (t) => {
   t.equal(shared.keysFor(other).phone, shared.keysFor(base()).phone, 'crossSource: the sources share keys');
   t.equal(shared.crossSource, true);
   t.equal(own.crossSource, false, 'off by default');
+});
+
+t.test('the repeat keys\' HMAC is HMAC-SHA256 for every kind of secret', async (t) => {
+  const secrets = ['', 'k', 'ab'.repeat(32), 'x'.repeat(63), 'y'.repeat(65), '密钥-secret', '\u0000\u007f'];
+  const messages = ['', 'place:bench-110|420204|湖北省黄石市下陆区杭州西路1号|consumer.refund', 'phone:*|dispute|13800000000', 'z'.repeat(200)];
+  for (const secret of secrets) {
+    const mac = hmacSha256(secret);
+    for (const m of messages) t.equal(mac(m), createHmac('sha256', secret).update(m).digest('hex'), `secret of ${secret.length} chars`);
+  }
 });

@@ -148,20 +148,24 @@ export class IngestService {
   }
 
   /** SLA offsets (ms) per route and platform: the config is fixed for the life of this service. */
-  private readonly slaOffsets = new Map<string, [keyof Deadlines, number][]>();
+  private readonly slaOffsets = new Map<string, { offsets: [keyof Deadlines, number][]; at: number; last: Deadlines }>();
 
   /** `deadlines(slaFor(...))` for a delivery created at `now`, without parsing durations and dates per alert. */
   private deadlines(ruleId: string, platformId: string, now: number): Deadlines {
     const tag = `${ruleId}\n${platformId}`;
-    let offsets = this.slaOffsets.get(tag);
-    if (!offsets) {
+    let sla = this.slaOffsets.get(tag);
+    if (!sla) {
       // The offsets are what `deadlines` adds to a creation time: computed from time 0.
       const at0 = deadlines(slaFor(this.cfg, ruleId, platformId), new Date(0).toISOString());
-      offsets = (Object.keys(at0) as (keyof Deadlines)[]).map((k) => [k, Date.parse(at0[k]!)]);
-      this.slaOffsets.set(tag, offsets);
+      sla = { offsets: (Object.keys(at0) as (keyof Deadlines)[]).map((k) => [k, Date.parse(at0[k]!)]), at: NaN, last: {} };
+      this.slaOffsets.set(tag, sla);
     }
+    // Alerts of one millisecond (several, under load) share their deadlines: read-only, copied into each delivery.
+    if (sla.at === now) return sla.last;
     const out: Deadlines = {};
-    for (const [k, ms] of offsets) out[k] = new Date(now + ms).toISOString();
+    for (const [k, ms] of sla.offsets) out[k] = new Date(now + ms).toISOString();
+    sla.at = now;
+    sla.last = out;
     return out;
   }
 

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, hash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Alert } from '../../adapters/sdk.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -74,10 +74,11 @@ export class RepeatMatcher {
     return new RepeatMatcher(redis, keys, secret, cfg.window, cfg.crossSource ?? false);
   }
 
-  /** The keyed hash a repeat key is named by. */
+  /** The keyed hash a repeat key is named by: HMAC-SHA256, hex, first 32 digits. */
   private mac(s: string): string {
-    return createHmac('sha256', this.secret).update(s).digest('hex').slice(0, 32);
+    return (this.hmac ??= hmacSha256(this.secret))(s).slice(0, 32);
   }
+  private hmac?: (s: string) => string;
 
   keysFor(alert: Alert): RepeatKeys {
     const scope = this.crossSource ? '*' : alert.source.system;
@@ -357,6 +358,29 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
+
+/**
+ * HMAC-SHA256 (RFC 2104) as two one-shot hashes, for a key of at most one block of ASCII (an
+ * installation's generated secret is 64 hex digits): its padded forms are then ASCII too, so the
+ * inner hash takes `ipad + message` as one string. About a third cheaper than `createHmac`, which
+ * builds a stream object and sets the key up on every call (two keyed hashes per alert). Any
+ * other key uses `createHmac`.
+ */
+export function hmacSha256(secret: string): (s: string) => string {
+  // eslint-disable-next-line no-control-regex
+  if (secret.length > 64 || !/^[\x00-\x7f]*$/.test(secret)) return (s) => createHmac('sha256', secret).update(s).digest('hex');
+  let ipad = '';
+  const outer = Buffer.alloc(64 + 32);
+  for (let i = 0; i < 64; i++) {
+    const b = i < secret.length ? secret.charCodeAt(i) : 0;
+    ipad += String.fromCharCode(b ^ 0x36);
+    outer[i] = b ^ 0x5c;
+  }
+  return (s) => {
+    hash('sha256', ipad + s, 'buffer').copy(outer, 64);
+    return hash('sha256', outer, 'hex');
+  };
+}
 
 /** A holder without its record older than this is no request in flight but a leftover of a crash (clocks of the hosts may differ by less). */
 const STALE_AFTER_MS = 60_000;
