@@ -131,3 +131,55 @@ t.test('canonicalJson: sorted keys, and the same JSON value as JSON.stringify fo
   }
   t.equal(canonicalJson({ b: 1, a: { d: 1, c: 2 } }), '{"a":{"c":2,"d":1},"b":1}');
 });
+
+t.test('canonicalJson: key order comes from each object itself, whatever shapes came before', async (t) => {
+  // Shapes whose joined keys collide (a key holding NUL) must not share a sorted order.
+  t.equal(canonicalJson({ 'a\u0000': 1, b: 2 }), '{"a\\u0000":1,"b":2}');
+  t.equal(canonicalJson({ a: 1, '\u0000b': 2 }), '{"\\u0000b":2,"a":1}');
+  // The same shape again, other values and an undefined member.
+  t.equal(canonicalJson({ b: [1, { d: 4, c: 3 }], a: 'x' }), '{"a":"x","b":[1,{"c":3,"d":4}]}');
+  t.equal(canonicalJson({ b: null, a: undefined }), '{"b":null}');
+  t.equal(canonicalJson({ b: 2, a: 1, é: true, '"q"': 0 }), '{"\\"q\\"":0,"a":1,"b":2,"é":true}');
+  // Many shapes (more than the cache holds) all stay sorted.
+  const unsorted: number[] = [];
+  for (let i = 0; i < 2_500; i++) if (canonicalJson({ [`k${i}`]: i, a: i }) !== `{"a":${i},"k${i}":${i}}`) unsorted.push(i);
+  t.same(unsorted, []);
+});
+
+t.test('repeat-call keys claimed with the record: both free, or nothing of the alert is written', async (t) => {
+  const PREFIX = 'wr';
+  const k = keys(PREFIX);
+  setStandalone(PREFIX, true);
+  const redis = await startRedis();
+  const r = new Redis(redis.url);
+  t.teardown(async () => {
+    r.disconnect();
+    await redis.stop();
+  });
+  const writer = new IngestWriter(r, k, PREFIX);
+  const [a, b, c, d] = [1, 2, 3, 4].map((n) => pending(k, PREFIX, n));
+  a.repeat = { place: k.repeatPlace('p1'), phone: k.repeatPhone('f1'), windowMs: 60_000 };
+  // Same batch: b repeats a's place, c a's phone (its place is free); d has other keys.
+  b.repeat = { place: k.repeatPlace('p1'), windowMs: 60_000 };
+  c.repeat = { place: k.repeatPlace('p3'), phone: k.repeatPhone('f1'), windowMs: 60_000 };
+  d.repeat = { place: k.repeatPlace('p4'), phone: k.repeatPhone('f4'), windowMs: 60_000 };
+  const out = await Promise.all([a, b, c, d].map((x) => writer.submit(x)));
+  t.same(out.map((o) => o.kind), ['created', 'repeat-held', 'repeat-held', 'created']);
+  t.equal(await r.get(k.repeatPlace('p1')), a.record.id, 'the place key names the first alert');
+  t.equal(await r.get(k.repeatPhone('f1')), a.record.id, 'the phone key too');
+  t.equal(await r.get(k.repeatPlace('p3')), null, 'a held phone key leaves no place claim behind');
+  t.equal(await r.get(k.repeatPhone('f4')), d.record.id);
+  const ttl = await r.pttl(k.repeatPlace('p4'));
+  t.ok(ttl > 0 && ttl <= 60_000, 'claimed for the window');
+  for (const x of [b, c]) {
+    t.equal(await r.exists(k.alert(x.record.id)), 0, 'a held key: no record');
+    t.equal(await r.get(x.idemKey), null, 'and no idempotency claim');
+  }
+  // Submitted again without keys (the matcher decided): stored.
+  delete b.repeat;
+  t.equal((await writer.submit(b)).kind, 'created');
+  // A copy of a stored alert claims nothing: idempotency answers first.
+  const copy = { ...a, repeat: { place: k.repeatPlace('p9'), windowMs: 60_000 } };
+  t.equal((await writer.submit(copy)).kind, 'duplicate');
+  t.equal(await r.get(k.repeatPlace('p9')), null, 'no key claimed for a copy');
+});
