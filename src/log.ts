@@ -155,7 +155,8 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return log;
 }
 
-type LevelMethod = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LEVEL_METHODS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+type LevelMethod = (typeof LEVEL_METHODS)[number];
 
 /**
  * A request's logger (fastify's `childLoggerFactory`) that becomes a pino child only when
@@ -193,27 +194,18 @@ export class LazyChildLogger {
     return this.log.child(bindings, options);
   }
 
-  private call(method: LevelMethod, args: unknown[]): void {
+  /** Logs through the child, made now if not yet. */
+  call(method: LevelMethod, args: unknown[]): void {
     (this.log[method] as (...a: unknown[]) => void)(...args);
   }
 
-  fatal(...args: unknown[]): void {
-    this.call('fatal', args);
-  }
-  error(...args: unknown[]): void {
-    this.call('error', args);
-  }
-  warn(...args: unknown[]): void {
-    this.call('warn', args);
-  }
-  info(...args: unknown[]): void {
-    this.call('info', args);
-  }
-  debug(...args: unknown[]): void {
-    this.call('debug', args);
-  }
-  trace(...args: unknown[]): void {
-    this.call('trace', args);
-  }
   silent(): void {}
+}
+
+// The level methods (fatal … trace), each logging through the child.
+export interface LazyChildLogger extends Record<LevelMethod, (...args: unknown[]) => void> {}
+for (const m of LEVEL_METHODS) {
+  LazyChildLogger.prototype[m] = function (this: LazyChildLogger, ...args: unknown[]) {
+    this.call(m, args);
+  };
 }

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { useRedis } from './helpers/redis.js';
 import { KEYS, LogCapture, alert, api, startTestFenliu } from './helpers/fenliu.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, LazyChildLogger } from '../src/log.js';
 
 const PHONE = '13912345678';
 const PHONE_FORMATTED = '+86 139-8765-4321';
@@ -100,4 +100,28 @@ t.test('censoring by path: every REDACT_PATHS shape, at any top-level key, witho
   t.notOk(interpolated.msg.includes('s3') || interpolated.msg.includes(NAME), 'interpolated objects are censored too');
   t.equal(child.reqId, '[phone]');
   for (const s of [NAME, PARTY_NAME]) t.notOk(logs.text.includes(s), `${s} censored everywhere`);
+});
+
+t.test('a request logger becomes a child only when used, and writes what a child writes', async (t) => {
+  const logs = new LogCapture();
+  const log = createLogger('info', logs);
+  let made = 0;
+  const child = log.child.bind(log);
+  log.child = ((b: Record<string, unknown>, o?: Record<string, unknown>) => {
+    made++;
+    return child(b, o);
+  }) as typeof log.child;
+  const lazy = new LazyChildLogger(log, { reqId: PHONE }, {});
+  t.equal(lazy.level, 'info');
+  t.equal(made, 0, 'no child before something logs');
+  lazy.debug('below the level');
+  lazy.warn({ status: 503 }, 'through the request logger');
+  lazy.error(new Error(`failed for ${PHONE}`));
+  t.equal(made, 1, 'one child, made on first use');
+  log.child({ reqId: PHONE }).warn({ status: 503 }, 'through the request logger');
+  const [viaLazy, viaError, viaChild] = logs.lines.map((l) => JSON.parse(l));
+  for (const l of [viaLazy, viaChild]) delete l.time;
+  t.same(viaLazy, viaChild, 'the same line as a child of the root logger');
+  t.equal(viaError.reqId, '[phone]');
+  t.notOk(logs.text.includes(PHONE), 'bindings and messages scrubbed');
 });
