@@ -135,6 +135,25 @@ t.test('repeat calls under concurrency', async (t) => {
     t.equal(await r.get(k2.place), b.body.id);
   });
 
+  await t.test('two copies of one alert racing for a key a closed case held: the stored copy holds the keys, the next call links', async (t) => {
+    // A 110 system retrying after a timeout sends the same alert twice at once. The first copy
+    // takes the key over from a dead holder; the second finds it in flight in this process. If the
+    // second were written first (it need not wait for anything), the first would be the duplicate
+    // and release the keys, leaving the stored case without them.
+    for (let i = 0; i < 3; i++) {
+      const body = alert(`RC-${++n}`, { ...place(`杭州西路9${i}号`), caller: { phone: `139000001${10 + i}` } });
+      const k = matcher(one).keysFor(body as any);
+      await r.set(k.place, newId('alt', Date.now() - 120_000), 'PX', 600_000);
+      const res = await Promise.all([post(one, body), post(one, body)]);
+      const created = res.filter((x) => x.status === 202);
+      t.equal(created.length, 1, 'one copy stored');
+      t.equal(res.filter((x) => x.status === 200 && !x.body.repeatOf).length, 1, 'the other is its duplicate');
+      t.same(await r.mget(k.place, k.phone!), [created[0]?.body.id, created[0]?.body.id], 'the stored case holds its place and phone keys');
+      const again = await post(one, alert(`RC-${++n}`, { ...place(`杭州西路9${i}号`), caller: { phone: `139000001${10 + i}` } }));
+      t.equal(again.body.repeatOf, created[0]?.body.id, 'a later call about the place links to it');
+    }
+  });
+
   await t.test('retention forgets the repeat keys of the alerts it removes, and only those', async (t) => {
     const k = matcher(one).keysFor(alert('x', place('杭州西路1号')) as any);
     t.ok(await r.get(k.place), 'held before');

@@ -211,7 +211,10 @@ export class RepeatMatcher {
   private async judge(key: string, holder: string, alert: Alert): Promise<Holder> {
     const local = this.inflight.get(holder);
     if (local) {
-      if (local.src === srcOf(alert)) return { kind: 'self' };
+      // A copy of this alert in flight here: its own fate decides. Judged 'self' at once, this
+      // copy could be written first and the holder become its duplicate, releasing the keys the
+      // stored case then lacks. Waiting cannot go round: a copy holds nothing the first one needs.
+      if (local.src === srcOf(alert)) return (await local.fate) === 'case' ? { kind: 'self' } : { kind: 'moved' };
       return (await local.fate) === 'case' ? { kind: 'live', caseId: holder, crossSource: local.sourceId !== alert.source.system } : { kind: 'moved' };
     }
     const got = await this.recordOf(key, holder);
