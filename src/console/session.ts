@@ -235,25 +235,38 @@ export const consoleSessionPlugin = fp(
     const store = new SessionStore(rt.redis, rt.cfg.redis.prefix, rt.cfg, opts.policy ?? sessionPolicyFromConfig(rt.cfg));
     app.decorate('consoleSessions', store);
     app.decorateRequest('consoleSession', null);
-    app.addHook('onRequest', async (req: FastifyRequest) => {
-      if (req.principal || presentedKey(req) !== undefined) return;
+    // Callback hooks: they run on every request (alert ingest too), where a promise each costs CPU.
+    app.addHook('onRequest', (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+      if (req.principal || presentedKey(req) !== undefined) return done();
       const id = parseCookies(req.headers.cookie)[SESSION_COOKIE];
-      if (!id) return;
-      const session = await store.get(id);
-      if (!session) return;
-      // Signing in again is the session route's business; every other change needs the token.
-      const signIn = req.method === 'POST' && req.url.split('?')[0] === '/console/api/session';
-      if (!SAFE_METHODS.has(req.method) && !signIn) checkCsrf(req, session);
-      req.consoleSession = session;
-      req.principal = session.principal;
+      if (!id) return done();
+      store.get(id).then((session) => {
+        if (!session) return done();
+        // Signing in again is the session route's business; every other change needs the token.
+        const signIn = req.method === 'POST' && req.url.split('?')[0] === '/console/api/session';
+        try {
+          if (!SAFE_METHODS.has(req.method) && !signIn) checkCsrf(req, session);
+        } catch (err) {
+          return done(err as Error);
+        }
+        req.consoleSession = session;
+        req.principal = session.principal;
+        done();
+      }, done);
     });
-    app.addHook('preSerialization', async (req: FastifyRequest, _reply: FastifyReply, payload: unknown) => {
+    app.addHook('preSerialization', (req: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void) => {
       // People are masked for whoever lacks audit:read in the console, and for duty officers'
       // operator keys through the API too. A 110 system's own API calls see what it sent.
       const p = req.principal;
-      if (!p || mayViewPersonalData(p) || (!req.consoleSession && p.kind !== 'operator')) return payload;
-      if (!req.url.startsWith('/v1/alerts') && !req.url.startsWith('/v1/deliveries')) return payload;
-      return maskPersonalData(payload);
+      if (!p || mayViewPersonalData(p) || (!req.consoleSession && p.kind !== 'operator')) return done(null, payload);
+      if (!req.url.startsWith('/v1/alerts') && !req.url.startsWith('/v1/deliveries')) return done(null, payload);
+      let masked: unknown;
+      try {
+        masked = maskPersonalData(payload);
+      } catch (err) {
+        return done(err as Error);
+      }
+      done(null, masked);
     });
   },
   { name: 'fenliu-console-session', dependencies: ['fenliu-auth'] },
