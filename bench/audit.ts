@@ -1,11 +1,14 @@
 /**
- * `npm run bench:audit [-- --events 1000000 --at 100000 --samples 500]`: the audit trail at size.
+ * `npm run bench:audit [-- --events 1000000 --at 100000 --samples 500 --batch 20000]`: the audit trail at size.
  *
  * Events go through the real path: `addAudit` onto the Redis Stream (pipelined), the real
  * AuditArchiver (with the index hook, as in production) into segment files. An alert with two
- * deliveries writes 28 events (received, routed, per delivery translated/state/attempt and its
- * lifecycle, feedback to 110, an SLA expiry), spread over two days and interleaved with other
- * alerts' events in time order, as a province's log is (10,000 alerts a day: 1M events ≈ 3.6 days).
+ * deliveries writes 16 events as fenliu writes them today (received, routed, one delivery.attempt
+ * per attempt, the first with the body sent, the lifecycle changes, feedback to 110, an SLA
+ * expiry; every tenth alert has a retried delivery: 17), spread over two days and interleaved with
+ * other alerts' events in time order, as a province's log is (10,000 alerts a day: 1M events ≈ 6.2
+ * days). `--batch`: events written to the stream between two archive runs (the worker's archiver
+ * takes what 250 ms brought, ≈ 500 events at 700 deliveries/s; 20,000 measures the bulk rate).
  *
  * Reported at each size in --at and at --events: archive throughput (events/s, archiver time
  * only), full verify throughput (MB/s), index rebuild time, p50/p99 of one alert's timeline
@@ -18,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
-import { addAudit, type AuditEvent } from '../src/audit/events.js';
+import { addAudit, auditHeadKey, type AuditEvent } from '../src/audit/events.js';
 import { closeAuditIndexes, eventsOfAlert, openAuditIndex, rebuildIndex } from '../src/audit/event-index.js';
 import { listSegments } from '../src/audit/format.js';
 import { readAlertTimeline } from '../src/audit/query.js';
@@ -39,17 +42,37 @@ const { values } = parseArgs({
     reuse: { type: 'boolean', default: false },
     /** write a CPU profile of the archive phases only (the archiver's own work) to this file */
     profile: { type: 'string' },
+    batch: { type: 'string', default: '20000' },
+    /**
+     * Run the archiver as the worker does (started: lock held, tail and tree kept in memory,
+     * XREAD BLOCK between batches) instead of one flushOnce per batch, which re-reads the tail
+     * and the tree from the files each time (what a small --batch would measure otherwise).
+     */
+    running: { type: 'boolean', default: false },
   },
 });
+const BATCH = Number(values.batch);
 const TOTAL = Number(values.events);
 const CHECKPOINTS = [...new Set([...values.at!.split(',').map(Number).filter((n) => n > 0 && n < TOTAL), TOTAL])].sort((a, b) => a - b);
 const SAMPLES = Number(values.samples);
-const PER_ALERT = 28;
 const T0 = Date.UTC(2026, 10, 1);
 const ALERT_EVERY_MS = 86_400_000 / 10_000;
 const H = 3_600_000;
+/** Every RETRY_EVERY-th alert's 12345 delivery needs a second attempt (the first answered 503). */
+const RETRY_EVERY = 10;
+/** Events of an alert: 16, 17 with a retried delivery. Mean, for the span of a log of n events. */
+const PER_ALERT = 16 + 1 / RETRY_EVERY;
+/** A timeline is complete this long after receipt (the last lifecycle change: closed by poll at 44 h). */
+const COMPLETE_AFTER = 45 * H;
 
-/** The 28 events of alert n, with their times (ms after receipt). */
+/**
+ * The events of alert n, with their times (ms after receipt), as fenliu writes them today
+ * (docs/audit.md, "One event per attempt"): alert.received (the alert, a body) and alert.routed
+ * from the dispatcher; per delivery one delivery.attempt per attempt (the first carrying the
+ * adapter, sha256 and the body sent, each the request, response and the state change it led to);
+ * then the platform's lifecycle changes (callbacks, poll); feedback to 110 (deliveries of their
+ * own, one attempt each); an SLA expiry.
+ */
 function alertEvents(n: number): [number, () => AuditEvent][] {
   const alertId = `HS-2026-${String(n).padStart(7, '0')}`;
   const sourceId = n % 5 ? 'huangshi-110' : 'ezhou-110';
@@ -57,20 +80,45 @@ function alertEvents(n: number): [number, () => AuditEvent][] {
   const at = (ms: number) => new Date(t0 + ms).toISOString();
   const out: [number, () => AuditEvent][] = [];
   const add = (ms: number, ev: () => Omit<AuditEvent, 'at' | 'alertId'>) => out.push([t0 + ms, () => ({ at: at(ms), alertId, ...ev() }) as AuditEvent]);
-  add(0, () => ({ type: 'alert.received', sourceId, actor: { kind: 'source', id: sourceId, keyId: `${sourceId}-2026a` }, data: { alert: benchAlert(String(n)) } }));
-  add(40, () => ({ type: 'alert.routed', sourceId, data: { ruleId: 'consumer-huangshi', targets: ['huangshi-12345', 'xialu-grid'] } }));
   const deliveries = [
     { platformId: 'huangshi-12345', id: `${alertId}.1` },
     { platformId: 'xialu-grid', id: `${alertId}.2` },
   ];
+  // the dispatcher's event: the alert first in data (spliced in by its script), then the rest
+  add(0, () => ({ data: { alert: { ...benchAlert(String(n)), id: alertId, receivedAt: at(0) }, bodyHash: 'a'.repeat(64), idempotencyKey: `${sourceId}:${n}` }, type: 'alert.received', sourceId, actor: { kind: 'source', id: sourceId, keyId: `${sourceId}-2026a` } }));
+  add(1, () => ({ type: 'alert.routed', sourceId, data: { ruleId: 'consumer-huangshi', targets: ['huangshi-12345', 'xialu-grid'], deliveryIds: deliveries.map((d) => d.id) } }));
+  /** One attempt (engine.ts attempt()): the attempt record, the first also what was sent, then the state change. */
+  const attempt = (ms: number, d: { platformId: string; id: string }, k: number, o: { first: boolean; status: number; body?: () => string; response: string; to: string; ticket?: string; nextAttemptAt?: string }) =>
+    add(ms, () => {
+      const body = o.body?.();
+      const sha = body !== undefined ? 'f'.repeat(64) : undefined;
+      const ok = o.status < 300;
+      const data: Record<string, unknown> = {
+        n: k,
+        at: at(ms - 87),
+        durationMs: 87,
+        outcome: ok ? 'delivered' : 'retry',
+        request: { method: 'POST', url: `https://${d.platformId}.example.gov.cn/api/workorders`, headers: { 'content-type': 'application/json; charset=utf-8', accept: 'application/json', 'idempotency-key': d.id, 'x-fenliu-delivery-id': d.id, 'webhook-id': d.id, 'webhook-timestamp': String(Math.floor((t0 + ms) / 1000)), 'webhook-signature': '[redacted]' }, bodySha256: sha },
+        status: o.status,
+        response: o.response,
+        ...(ok ? {} : { errorClass: 'http_5xx', reason: 'HTTP 503', nextAttemptAt: o.nextAttemptAt }),
+      };
+      if (o.first && body !== undefined) Object.assign(data, { adapter: d.platformId === 'huangshi-110-feedback' ? 'feedback-110' : 'hotline-12345', adapterVersion: '1.4.0', sha256: sha, body });
+      Object.assign(data, { from: 'sending', to: o.to, source: 'engine', ...(o.ticket ? { remoteTicketId: o.ticket } : {}) });
+      return { type: 'delivery.attempt', deliveryId: d.id, platformId: d.platformId, data };
+    });
   for (const [i, d] of deliveries.entries()) {
     const base = { deliveryId: d.id, platformId: d.platformId };
-    const st = (ms: number, from: string, to: string, source = 'engine') => add(ms, () => ({ type: 'delivery.state', ...base, data: { from, to, source } }));
+    const st = (ms: number, from: string, to: string, source: string) => add(ms, () => ({ type: 'delivery.state', ...base, data: { from, to, source } }));
     const body = () => JSON.stringify({ 工单编号: null, 关联警情号: alertId, 来电人: '张某', 联系电话: '13000000000', 诉求类型: '0301', 诉求内容: '米粉店消费纠纷，顾客要求退款，民警已到场控制', 事发地址: `湖北省黄石市下陆区杭州西路${n}号`, 行政区划: '420204', 紧急程度: '一般', 办理时限: at(12 * H) });
-    add(60 + i, () => ({ type: 'delivery.translated', ...base, data: { adapter: { id: 'hotline-12345', version: '1.4.0' }, sha256: 'f'.repeat(64), contentType: 'application/json', body: body() } }));
-    st(70 + i, 'queued', 'sending');
-    add(180 + i, () => ({ type: 'delivery.attempt', ...base, data: { attempt: 1, request: { method: 'POST', url: `https://${d.platformId}.example.gov.cn/api/workorders`, headers: { 'content-type': 'application/json', 'idempotency-key': d.id } }, status: 200, response: JSON.stringify({ code: 0, 工单编号: `GD${n}${i}` }), durationMs: 87, errorClass: null } }));
-    st(190 + i, 'sending', 'delivered');
+    const ticket = `GD${n}${i}`;
+    const answer = JSON.stringify({ code: 0, 工单编号: ticket });
+    let t = 180 + i;
+    if (i === 0 && n % RETRY_EVERY === 0) {
+      attempt(t, d, 1, { first: true, status: 503, body, response: 'Service Unavailable', to: 'queued', nextAttemptAt: at(t + 5_000) });
+      t += 5_100;
+      attempt(t, d, 2, { first: false, status: 200, response: answer, to: 'delivered', ticket });
+    } else attempt(t, d, 1, { first: true, status: 200, body, response: answer, to: 'delivered', ticket });
     st(2 * H + i, 'delivered', 'accepted', 'callback');
     st(5 * H + i, 'accepted', 'in_progress', 'callback');
     st(20 * H + i, 'in_progress', 'resolved', 'callback');
@@ -78,10 +126,8 @@ function alertEvents(n: number): [number, () => AuditEvent][] {
   }
   // feedback to 110 (a delivery of its own): accepted and resolved for 12345, resolved for the grid
   for (const [k, ms] of [2 * H + 10, 20 * H + 10, 20 * H + 20].entries()) {
-    const base = { deliveryId: `${alertId}.fb${k}`, platformId: 'huangshi-110-feedback' };
-    add(ms, () => ({ type: 'delivery.translated', ...base, data: { adapter: { id: 'feedback-110', version: '1.0.0' }, sha256: 'e'.repeat(64), contentType: 'application/json', body: JSON.stringify({ alertId, state: k ? 'resolved' : 'accepted' }) } }));
-    add(ms + 50, () => ({ type: 'delivery.attempt', ...base, data: { attempt: 1, status: 200, durationMs: 12 } }));
-    add(ms + 60, () => ({ type: 'delivery.state', ...base, data: { from: 'sending', to: 'delivered', source: 'engine' } }));
+    const d = { deliveryId: `${alertId}.fb${k}`, platformId: 'huangshi-110-feedback' };
+    attempt(ms + 50, { id: d.deliveryId, platformId: d.platformId }, 1, { first: true, status: 200, body: () => JSON.stringify({ alertId, state: k ? 'resolved' : 'accepted' }), response: '{"code":0}', to: 'delivered' });
   }
   add(12 * H + 5, () => ({ type: 'sla.expired', deliveryId: deliveries[1].id, platformId: 'xialu-grid', data: { clock: 'intervention', dueAt: at(12 * H) } }));
   return out;
@@ -165,8 +211,8 @@ async function main() {
     if (!values.dir) throw new Error('--reuse needs --dir');
     const r = new Redis(redis.url);
     const n = openAuditIndex(values.dir).count();
-    // the log spans n / (28 × 10,000) days; alerts received 45 h before its end are complete
-    const complete = Math.max(1, Math.floor((n / (PER_ALERT * 10_000) - 45 / 24) * 10_000));
+    // the log spans n / (PER_ALERT × 10,000) days; alerts received COMPLETE_AFTER before its end are complete
+    const complete = Math.max(1, Math.floor((n / (PER_ALERT * 10_000) - COMPLETE_AFTER / 86_400_000) * 10_000));
     const [p50, p99, ev] = await timelines(r, 'bench', values.dir, complete);
     console.log(JSON.stringify({ events: n, timelineEvents: +ev.toFixed(1), timelineP50ms: +p50.toFixed(2), timelineP99ms: +p99.toFixed(2) }));
     closeAuditIndexes();
@@ -179,19 +225,35 @@ async function main() {
   const dir = values.dir ?? tempDir('audit');
   await rm(dir, { recursive: true, force: true });
   // the Merkle tree is on (the default), as in production
-  const archiver = new AuditArchiver({ redis: r, prefix, dir, index: { add: (l) => openAuditIndex(dir).add(l) } });
+  // --running: the bench waits for the archiver's head to reach what it wrote
+  let archivedTo = 0;
+  let onArchived: (() => void) | null = null;
+  const archiver = new AuditArchiver({
+    redis: r,
+    prefix,
+    dir,
+    index: { add: (l) => openAuditIndex(dir).add(l) },
+    ...(values.running ? { minIntervalMs: 0, hooks: { afterFsync: (i: { lastSeq: number }) => void ((archivedTo = i.lastSeq) >= written && onArchived?.()) } } : {}),
+  });
+  /** --running: resolves once every event written is archived and the stream trimmed (the head moved). */
+  const caughtUp = async () => {
+    if (archivedTo < written) await new Promise<void>((resolve) => (onArchived = resolve));
+    onArchived = null;
+    while (JSON.parse((await r.get(auditHeadKey(prefix))) ?? '{"seq":0}').seq < written) await new Promise(setImmediate);
+  };
+  if (values.running) await archiver.start();
   const signer = parseSigner(generateKey('bench.example/audit').privateKey);
 
-  const alerts = Math.ceil(TOTAL / PER_ALERT);
-  process.stderr.write(`scheduling ${alerts} alerts (${alerts * PER_ALERT} events, first ${TOTAL} written)…\n`);
+  const alerts = Math.ceil(TOTAL / PER_ALERT) + 1;
   const { order, kth, times } = schedule(alerts);
+  process.stderr.write(`scheduled ${alerts} alerts (${order.length} events, first ${TOTAL} written)…\n`);
   const cache = new Map<number, [number, () => AuditEvent][]>();
   const eventOf = (i: number) => {
     const a = order[i];
     let evs = cache.get(a);
     if (!evs) cache.set(a, (evs = alertEvents(a)));
     const ev = evs[kth[i]][1]();
-    if (kth[i] === PER_ALERT - 1) cache.delete(a);
+    if (kth[i] === evs.length - 1) cache.delete(a);
     return ev;
   };
 
@@ -211,18 +273,25 @@ async function main() {
   const started = performance.now();
   for (const target of CHECKPOINTS) {
     while (written < target) {
-      const n = Math.min(20_000, target - written);
-      for (let off = 0; off < n; off += 1_000) {
-        const p = r.pipeline();
-        for (let i = written + off; i < written + Math.min(n, off + 1_000); i++) addAudit(p, prefix, eventOf(i));
-        await p.exec();
+      const n = Math.min(BATCH, target - written);
+      if (values.running) {
+        // one transaction: the blocked archiver wakes once the whole batch is in the stream
+        const m = r.multi();
+        for (let i = written; i < written + n; i++) addAudit(m, prefix, eventOf(i));
+        await m.exec();
+      } else {
+        for (let off = 0; off < n; off += 1_000) {
+          const p = r.pipeline();
+          for (let i = written + off; i < written + Math.min(n, off + 1_000); i++) addAudit(p, prefix, eventOf(i));
+          await p.exec();
+        }
       }
       written += n;
       const calls0 = await redisCalls(r);
       // profiled: the archive phases only, as one profile (the producers' time is cut out)
       if (session) await session.post('Profiler.start');
       const cpu0 = process.cpuUsage();
-      const [, ms] = await timed(() => archiver.flushOnce());
+      const [, ms] = await timed<unknown>(() => (values.running ? caughtUp() : archiver.flushOnce()));
       const cpu = process.cpuUsage(cpu0);
       if (session) profiles.push((await session.post('Profiler.stop')).profile as CpuProfile);
       archiveCpuUs += cpu.user + cpu.system;
@@ -237,10 +306,10 @@ async function main() {
     if (!v.ok) throw new Error(`verify failed: ${JSON.stringify(v.error)}`);
     closeAuditIndexes();
     const [built, indexMs] = await timed(() => rebuildIndex(dir));
-    // alerts whose 28 events are all written by now (received 45 h before the last event), else
-    // (a log shorter than 45 h) every alert received so far
+    // alerts whose events are all written by now (received COMPLETE_AFTER before the last event),
+    // else (a shorter log) every alert received so far
     const lastT = times[target - 1];
-    const done = Math.floor((lastT - 45 * H - T0) / ALERT_EVERY_MS);
+    const done = Math.floor((lastT - COMPLETE_AFTER - T0) / ALERT_EVERY_MS);
     const complete = done >= 1 ? done : Math.max(1, Math.floor((lastT - T0) / ALERT_EVERY_MS));
     const [p50, p99, events] = await timelines(r, prefix, dir, complete);
     await refreshCheckpoint(dir, { signer });
@@ -272,6 +341,7 @@ async function main() {
   for (const x of results) {
     console.log(`| ${x.events} | ${x.segments} | ${x.logMB} | ${x.archiveEventsPerS} | ${x.archiveCpuUsPerEvent} | ${x.archiveRedisCallsPer1k} | ${x.verifyMBps} | ${x.indexBuildS} | ${x.indexMB} | ${x.timelineEvents} | ${x.timelineP50ms} | ${x.timelineP99ms} | ${x.proofP99ms} | ${x.proofBytes} |`);
   }
+  await archiver.stop();
   closeAuditIndexes();
   r.disconnect();
   await redis.stop();

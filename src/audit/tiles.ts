@@ -7,10 +7,12 @@
  * `tree.json` ({size, root}) records how far the tiles are complete; it is written after the
  * tiles (temp file, fsync, rename), so a crash leaves tiles ahead of it, never behind.
  */
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { EMPTY_ROOT, HASH_SIZE, nodeHash, rootHash, type NodeReader } from './merkle.js';
+import { fsyncFd, writeAllSync } from './manifest.js';
 
 export const TILE_HEIGHT = 8;
 export const TILE_WIDTH = 1 << TILE_HEIGHT;
@@ -58,18 +60,38 @@ export async function readTreeHead(dir: string): Promise<TreeHead | null> {
   }
 }
 
-/** Temp file, fsync, rename: readers (proofs, the publisher) never see a half-written tile or checkpoint. */
+/**
+ * Temp file, fsync, rename: readers (proofs, the publisher) never see a half-written tile or
+ * checkpoint. Only the fsync leaves the main thread (see fsyncFd); the directory is made when
+ * the open finds it missing, not asked for on every write.
+ */
 export async function writeDurably(path: string, data: Buffer | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w');
+  let fd: number;
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    fd = openSync(tmp, 'w');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dirname(path), { recursive: true });
+    fd = openSync(tmp, 'w');
   }
-  await rename(tmp, path);
+  try {
+    writeAllSync(fd, data);
+    await fsyncFd(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+/** The file's bytes, or null when there is none. */
+function readIfExists(path: string): Buffer | null {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
 }
 
 /** Hash of the perfect subtree over `hashes` (a power-of-two count). */
@@ -289,10 +311,7 @@ export class TileTree {
     }
     for (const [p, data] of writes) {
       const path = join(this.dir, p);
-      const old = await readFile(path).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return null;
-        throw err;
-      });
+      const old = readIfExists(path);
       if (old && !old.equals(data)) {
         this.count -= leaves.length; // unusable now; the caller re-opens from the files
         throw new TileError(p, 'is stored with different hashes than the records give: the stored tiles do not match the log (refusing to extend the tree)');
@@ -302,7 +321,7 @@ export class TileTree {
     const root = await this.root();
     await writeDurably(join(this.dir, TREE_FILE), JSON.stringify({ size: this.count, root: root.toString('base64') } satisfies TreeHead) + '\n');
     // a full tile replaces its partial versions
-    for (const p of fullDone) await rm(join(this.dir, p + '.p'), { recursive: true, force: true });
+    for (const p of fullDone) rmSync(join(this.dir, p + '.p'), { recursive: true, force: true });
     return root;
   }
 }

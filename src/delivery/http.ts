@@ -161,57 +161,114 @@ export class PlatformClient {
     return this.tokenRequest;
   }
 
-  /** Sends one request; throws only for transport failures (classified by the policy). */
-  async send(p: PreparedRequest): Promise<SendResult> {
+  /**
+   * Sends one request; throws only for transport failures (classified by the policy).
+   *
+   * Straight on the dispatcher with a handler, not undici's `request()`: that wraps every
+   * response in a Readable stream, read here through an async iterator, and the whole-exchange
+   * bound needed an AbortController and its listener; per delivery those cost more CPU than
+   * the rest of the HTTP exchange on the client side. Same bounds, same errors.
+   */
+  send(p: PreparedRequest): Promise<SendResult> {
     const started = performance.now();
-    // The bound on the whole exchange. Not AbortSignal.timeout: its timer lives on until it fires
-    // (25 s), so at a thousand sends a second tens of thousands of them would pile up.
-    const total = new AbortController();
-    const totalTimer = setTimeout(
-      () => total.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
-      this.timeouts.connectMs + this.timeouts.headersMs + this.timeouts.bodyMs,
-    );
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let truncated = false;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(p.url, {
-        method: p.method as Dispatcher.HttpMethod,
-        headers: p.headers,
-        body: p.body,
-        dispatcher: this.dispatcher,
-        headersTimeout: this.timeouts.headersMs,
-        bodyTimeout: this.timeouts.bodyMs,
-        signal: total.signal,
-      });
-      const body = res.body;
-      // undici's bodyTimeout bounds the gap between chunks; a body trickled out in small pieces
-      // would pass it forever, so the whole body gets the same bound from the headers on.
-      const deadline = setTimeout(() => {
-        body.destroy(Object.assign(new Error(`response body not complete within ${this.timeouts.bodyMs} ms`), { name: 'BodyTimeoutError', code: 'UND_ERR_BODY_TIMEOUT' }));
-      }, this.timeouts.bodyMs);
-      try {
-        for await (const chunk of body as AsyncIterable<Buffer>) {
+    const url = new URL(p.url);
+    const { bodyMs } = this.timeouts;
+    return new Promise<SendResult>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let truncated = false;
+      let status = 0;
+      let headers: Record<string, string> = {};
+      let abort: ((err: Error) => void) | null = null;
+      let failed: Error | null = null;
+      let settled = false;
+      let deadline: NodeJS.Timeout | undefined;
+      const finish = () => {
+        settled = true;
+        clearTimeout(total);
+        clearTimeout(deadline);
+      };
+      const fail = (err: Error) => {
+        if (settled) return;
+        finish();
+        failed = err;
+        abort?.(err);
+        reject(err);
+      };
+      // The bound on the whole exchange. Not AbortSignal.timeout: its timer lives on until it
+      // fires (25 s), so at a thousand sends a second tens of thousands of them would pile up.
+      const total = setTimeout(
+        () => fail(new DOMException('The operation was aborted due to timeout', 'TimeoutError') as unknown as Error),
+        this.timeouts.connectMs + this.timeouts.headersMs + bodyMs,
+      );
+      const handler = {
+        onConnect(a: (err: Error) => void) {
+          if (failed) a(failed);
+          else abort = a;
+        },
+        onHeaders(statusCode: number, raw: Buffer[]) {
+          if (statusCode < 200) return true; // 1xx: the answer is still to come
+          status = statusCode;
+          headers = responseHeaders(raw);
+          // undici's bodyTimeout bounds the gap between chunks; a body trickled out in small
+          // pieces would pass it forever, so the whole body gets the same bound from the headers on.
+          deadline = setTimeout(
+            () => fail(Object.assign(new Error(`response body not complete within ${bodyMs} ms`), { name: 'BodyTimeoutError', code: 'UND_ERR_BODY_TIMEOUT' })),
+            bodyMs,
+          );
+          return true;
+        },
+        onData(chunk: Buffer) {
           if (size < MAX_RESPONSE_BYTES) {
             chunks.push(chunk.subarray(0, MAX_RESPONSE_BYTES - size));
             size += Math.min(chunk.length, MAX_RESPONSE_BYTES - size);
           } else truncated = true;
-        }
-      } finally {
-        clearTimeout(deadline);
+          return true;
+        },
+        onComplete() {
+          if (settled) return;
+          finish();
+          resolve({
+            response: { status, headers, body: chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8') },
+            durationMs: Math.round(performance.now() - started),
+            truncated,
+          });
+        },
+        onError(err: Error) {
+          fail(err);
+        },
+      };
+      try {
+        this.dispatcher.dispatch(
+          {
+            origin: url.origin,
+            path: url.pathname + url.search,
+            method: p.method as Dispatcher.HttpMethod,
+            headers: p.headers,
+            body: p.body,
+            headersTimeout: this.timeouts.headersMs,
+            bodyTimeout: bodyMs,
+          },
+          handler as unknown as Dispatcher.DispatchHandler,
+        );
+      } catch (err) {
+        fail(err as Error);
       }
-    } finally {
-      clearTimeout(totalTimer);
-    }
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
-    return {
-      response: { status: res.statusCode, headers, body: Buffer.concat(chunks).toString('utf8') },
-      durationMs: Math.round(performance.now() - started),
-      truncated,
-    };
+    });
   }
+}
+
+/** Response headers as adapters read them: names lower-cased, repeated headers joined with ", " (values latin1, as undici decodes them). */
+function responseHeaders(raw: Buffer[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i].toString('latin1').toLowerCase();
+    const v = raw[i + 1].toString('latin1');
+    const had = Object.hasOwn(out, k) ? out[k] : undefined;
+    if (k === '__proto__') Object.defineProperty(out, k, { value: had === undefined ? v : `${had}, ${v}`, enumerable: true, configurable: true, writable: true });
+    else out[k] = had === undefined ? v : `${had}, ${v}`;
+  }
+  return out;
 }
 
 /** Headers as the attempt log records them: authorisation and signatures never stored. */
