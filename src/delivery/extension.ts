@@ -27,8 +27,9 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       platforms,
       log: rt.log,
       lifecycle: rt.lifecycle,
-      lockDurationMs: (rt.cfg as { engine?: { lockDurationMs?: number } }).engine?.lockDurationMs,
-      stalledIntervalMs: (rt.cfg as { engine?: { stalledIntervalMs?: number } }).engine?.stalledIntervalMs,
+      lockDurationMs: rt.cfg.engine?.lockDurationMs,
+      stalledIntervalMs: rt.cfg.engine?.stalledIntervalMs,
+      pollMs: rt.cfg.engine?.pollMs,
     });
     await engine.start();
     lwConnection = workerConnection(rt.redisTarget);

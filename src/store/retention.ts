@@ -63,8 +63,9 @@ export async function sweepRetention(
         tx.del(k.delivery(dId), k.history(dId), k.attempts(dId));
         tx.zrem(k.overdue(b), dId);
         tx.zrem(k.slaDue(b), dId);
-        tx.zrem(k.outbox(b), dId);
         if (!platformId) continue;
+        // A first-delivery job still waiting (its follow-ups end by themselves: no delivery, no attempt).
+        tx.zrem(k.work(b, platformId, false), dId).zrem(k.work(b, platformId, true), dId);
         tx.zrem(k.flowDelivered(b, platformId), dId);
         tx.zrem(k.open(b, platformId), dId);
         tx.zrem(k.deadLetters(b, platformId), dId);
