@@ -180,7 +180,9 @@ export class DeliveryEngine {
 
   private async pump(l: PlatformLoop): Promise<void> {
     const free = l.p.settings.concurrency - l.inFlight.size;
-    if (free <= 0) return;
+    // While busy, take in batches of a quarter of the slots at least: a take per finished attempt
+    // would cost a scan of the work sets per delivery (each finish kicks again).
+    if (free <= 0 || (l.inFlight.size > 0 && free < Math.max(1, Math.floor(l.p.settings.concurrency / 4)))) return;
     l.kicked = false;
     let sleepMs: number | undefined;
     let full = false;
