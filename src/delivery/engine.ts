@@ -238,7 +238,7 @@ export class DeliveryEngine {
         if (!ended) await runOps(this.o.redis, finishOps(this.o.keys, job));
       })
       .catch((err: Error) => this.retryLater(l.p, job, err))
-      .catch((err: Error) => this.o.log.warn({ platform: l.p.id, job: job.id, err: { message: err.message } }, 'delivery job not ended (Redis away?); its lease expiry brings it back'))
+      .catch((err: Error) => this.putBack(l.p, job, err))
       .finally(() => {
         l.inFlight.delete(job.id);
         l.running.delete(done);
@@ -259,6 +259,26 @@ export class DeliveryEngine {
       }
     }
     await runOps(redis, rescheduleOps(k, job, Date.now() + (err instanceof RetryLaterError ? err.delayMs : 5_000), true));
+  }
+
+  /**
+   * The job could not be ended nor rescheduled (Redis away, a failover): tried again while its
+   * lease holds (it is still renewed), so the job runs again soon after Redis is back rather
+   * than after its lease expired. It may have been recorded already (a lost reply): the re-run
+   * then finds the delivery past `sending` and only ends the job.
+   */
+  private async putBack(p: Platform, job: WorkJob, err: Error): Promise<void> {
+    const until = Date.now() + this.leaseMs / 2;
+    for (let i = 0; !this.closing && Date.now() < until; i++) {
+      await new Promise((res) => setTimeout(res, Math.min(100 * 2 ** i, 2_000)));
+      try {
+        await runOps(this.o.redis, rescheduleOps(this.o.keys, job, Date.now(), false));
+        return;
+      } catch {
+        // Still away.
+      }
+    }
+    this.o.log.warn({ platform: p.id, job: job.id, err: { message: err.message } }, 'delivery job not ended (Redis away?); its lease expiry brings it back');
   }
 
   /** Renews the leases of this process's jobs in flight (every lease/3). */

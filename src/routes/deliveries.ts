@@ -23,7 +23,7 @@ const reasonBody = {
 
 /**
  * Puts a failed delivery back in its queue: state failed → queued, dead letter removed, a new job
- * (a fresh job id, because the old job may still be kept by BullMQ), and an audit event naming
+ * (a fresh job id: the old one may still be waiting, as a retry of the failed send), and an audit event naming
  * the operator and the reason.
  */
 export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Principal, reason: string, action = 'retry'): Promise<boolean> {

@@ -144,7 +144,7 @@ export function keys(prefix: string) {
     repeatPlace: (hash: string) => `${inB(bucketOfString(hash))}:repeat:place:${hash}`,
     /** Queue prefix of the lifecycle queue (its own hash tag: all of a BullMQ queue's keys share a slot). */
     queuePrefix: `{${prefix}:q}`,
-    /** Queue prefix of a platform's delivery queue: one hash tag per platform, so platforms spread over shards. */
+    /** Queue prefix of a platform's BullMQ delivery queue before the work sets (read by the migration). */
     queuePrefixOf: (platformId: string) => platformQueuePrefix(`{${prefix}:q}`, platformId),
     /** A replay run started through the API and not finished yet (its mode, for replay.finished): in the audit stream's slot, written in one MULTI with replay.started. */
     replayRun: (id: string) => `${prefix}:{audit}:replay:${id}`,
@@ -158,7 +158,7 @@ export function platformQueuePrefix(queuePrefix: string, platformId: string): st
   return queuePrefix.endsWith('}') ? `${queuePrefix.slice(0, -1)}:${platformId}}` : `${queuePrefix}:${platformId}`;
 }
 
-/** BullMQ queue name of a platform's deliveries. */
+/** BullMQ queue name of a platform's deliveries before the work sets (the migration reads it: src/store/migrate.ts). */
 export function deliveryQueueName(platformId: string): string {
   return `deliver.${platformId}`;
 }

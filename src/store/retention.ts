@@ -10,7 +10,7 @@ const JOB_SETS = ['completed', 'failed', 'delayed', 'wait', 'paused', 'prioritiz
  * Retention of alert records: removes every alert received before `cutoffMs` with everything
  * fenliu keeps about it in Redis — the record, its idempotency claim, its deliveries (hash,
  * history, attempt log), index entries (by time, by source, flow, open, overdue, dead letters,
- * remote tickets), its finished BullMQ jobs and pending SLA timers, and, given the matcher, its
+ * remote tickets), its waiting first-delivery job (and any BullMQ job an earlier version left) and pending SLA timers, and, given the matcher, its
  * repeat-call keys. The audit trail is not touched: it lives on in the archived segment files.
  * Runs in chunks of `chunk` alerts; returns how many alerts it removed.
  */
