@@ -67,7 +67,7 @@ for (const standalone of [true, false]) {
     t.equal(later.jobs[0].fields, true);
 
     // Leases: extend one; the others expire and go back (urgent), counted as stalls.
-    await extendLeases(r, k, [later.jobs[0]], now + 100_000);
+    await extendLeases(r, k, [later.jobs[0]], 100_000);
     const back = await takeAll({ n: 10, now: now + 40_000, recover: true });
     t.equal(back.jobs.length, 3, 'expired leases taken again');
     t.ok(back.jobs.every((j) => j.stalls === 1 && j.urgent), 'each with one stall, from the urgent set');

@@ -201,6 +201,7 @@ export class DeliveryEngine {
       const now = Date.now();
       const recover = now - l.lastRecover >= this.stalledIntervalMs;
       if (recover) l.lastRecover = now;
+      // Due times and leases are compared on Redis's clock (the script reads it), not this host's.
       const groups = k.groups(k.bucketList);
       const start = l.rotate++;
       let got = 0;
@@ -208,7 +209,7 @@ export class DeliveryEngine {
       for (let g = 0; g < groups.length; g++) {
         const n = want - got;
         if (n <= 0 && !recover) break;
-        const res = await take(redis, k, l.p.id, groups[(start + g) % groups.length], { n, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover, rotate: start, now });
+        const res = await take(redis, k, l.p.id, groups[(start + g) % groups.length], { n, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover, rotate: start });
         got += res.jobs.length;
         if (res.nextDueMs !== undefined && (next === undefined || res.nextDueMs < next)) next = res.nextDueMs;
         for (const job of res.jobs) this.run(l, job);
@@ -284,7 +285,7 @@ export class DeliveryEngine {
   /** Renews the leases of this process's jobs in flight (every lease/3). */
   private async extendLeases(): Promise<void> {
     const jobs = [...this.workers.values()].flatMap((l) => [...l.inFlight.values()]);
-    if (jobs.length) await extendLeases(this.o.redis, this.o.keys, jobs, Date.now() + this.leaseMs).catch(() => undefined);
+    if (jobs.length) await extendLeases(this.o.redis, this.o.keys, jobs, this.leaseMs).catch(() => undefined);
   }
 
   /** Returns whether the job was ended (or put back) by its own write. */

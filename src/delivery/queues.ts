@@ -45,7 +45,7 @@ export class QueueRegistry {
   /** Enqueues a job (idempotent by job id) and wakes this process's engine; true when it was added. */
   async add(data: DeliveryJobData, o: AddOptions): Promise<boolean> {
     if (!this.has(data.platformId)) throw new Error(`no queue for platform ${data.platformId}`);
-    const added = await enqueue(this.connection, this.keys, { jobId: o.jobId, data, urgent: o.priority <= 1, dueMs: Date.now() + (o.delayMs ?? 0) });
+    const added = await enqueue(this.connection, this.keys, { jobId: o.jobId, data, urgent: o.priority <= 1, delayMs: o.delayMs });
     if (added) bus.emitEvent('work.enqueued', { platformId: data.platformId });
     return added;
   }

@@ -39,8 +39,9 @@ export interface EnqueueRequest {
   jobId: string;
   data: DeliveryJobData;
   urgent: boolean;
-  /** Epoch ms it is due; default now. */
+  /** Epoch ms it is due; default now (Redis's clock) plus `delayMs`. */
   dueMs?: number;
+  delayMs?: number;
 }
 
 /**
@@ -78,13 +79,20 @@ export function enqueueOps(k: Keys, r: EnqueueRequest): ScriptOp[] {
   return ops;
 }
 
+/** Lua: \`now\`, the epoch ms by Redis's clock, which all due times and leases are compared on (worker clocks may differ). */
+const NOW_LUA = `local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+`;
+
 /**
- * Idempotent by job id, like BullMQ's `jobId`: nothing happens while the id waits in either set
- * or is being attempted. KEYS: its work set, the other priority's, working, jobs. ARGV: id, due, data ('' plain).
+ * Idempotent by job id, like BullMQ's \`jobId\`: nothing happens while the id waits in either set
+ * or is being attempted. KEYS: its work set, the other priority's, working, jobs.
+ * ARGV: id, due ('' for now + delay), data ('' plain), delay ms.
  */
-const ENQUEUE = `
+const ENQUEUE = `${NOW_LUA}
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) or redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+local due = ARGV[2] ~= '' and ARGV[2] or now + tonumber(ARGV[4])
+local added = redis.call('ZADD', KEYS[1], 'NX', due, ARGV[1])
 if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[3]) end
 return added`;
 
@@ -98,12 +106,13 @@ return added`;
  * the due jobs and the earliest due time of the rest (for the sleep).
  *
  * KEYS: per bucket: urgent set, normal set, working, jobs.
- * ARGV: now, n, lease ms, maxStalled, rotation, recover (1|0).
+ * ARGV: now ('' for Redis's clock; tests pass one), n, lease ms, maxStalled, rotation, recover (1|0).
  * Returns {taken, dead, next}: taken flat [id, data or '', attemptsMade, stalls, urgent 1|0,
  * bucket index], dead flat [id, data or '', stalls, bucket index], next the earliest due score ('' none).
  */
-const TAKE = `
-local now, want, lease, maxStalled, rot = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+const TAKE = `${NOW_LUA}
+if ARGV[1] ~= '' then now = tonumber(ARGV[1]) end
+local want, lease, maxStalled, rot = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local nb = #KEYS / 4
 local taken, dead = {}, {}
 local count = 0
@@ -208,6 +217,7 @@ type Scripted = Redis & {
   fenliuTake?: (...a: (string | number)[]) => Promise<[(string | number)[], (string | number)[], string]>;
   fenliuReserve?: (...a: (string | number)[]) => Promise<[number, number]>;
   fenliuGiveBack?: (...a: (string | number)[]) => Promise<number>;
+  fenliuExtend?: (...a: (string | number)[]) => Promise<number>;
 };
 
 function define(redis: Redis): Scripted {
@@ -218,6 +228,7 @@ function define(redis: Redis): Scripted {
     r.defineCommand('fenliuTake', { lua: TAKE });
     r.defineCommand('fenliuReserve', { numberOfKeys: 1, lua: RESERVE });
     r.defineCommand('fenliuGiveBack', { numberOfKeys: 1, lua: GIVE_BACK });
+    r.defineCommand('fenliuExtend', { numberOfKeys: 1, lua: EXTEND });
   }
   return r;
 }
@@ -226,7 +237,7 @@ function define(redis: Redis): Scripted {
 export async function enqueue(redis: Redis, k: Keys, r: EnqueueRequest): Promise<boolean> {
   const b = checkId(r.jobId, r.data);
   const p = r.data.platformId;
-  const added = await define(redis).fenliuEnqueue!(k.work(b, p, r.urgent), k.work(b, p, !r.urgent), k.working(b, p), k.jobs(b), r.jobId, r.dueMs ?? Date.now(), isPlain(r.jobId, r.data) ? '' : JSON.stringify(r.data));
+  const added = await define(redis).fenliuEnqueue!(k.work(b, p, r.urgent), k.work(b, p, !r.urgent), k.working(b, p), k.jobs(b), r.jobId, r.dueMs ?? '', isPlain(r.jobId, r.data) ? '' : JSON.stringify(r.data), r.delayMs ?? 0);
   return added === 1;
 }
 
@@ -245,6 +256,7 @@ export interface TakeOptions {
   /** Also return expired leases to the work sets. */
   recover: boolean;
   rotate: number;
+  /** Default: Redis's clock. */
   now?: number;
 }
 
@@ -257,8 +269,7 @@ function jobOf(platformId: string, id: string, raw: string): { data: DeliveryJob
 export async function take(redis: Redis, k: Keys, platformId: string, buckets: number[], o: TakeOptions): Promise<TakeResult> {
   const keyList: string[] = [];
   for (const b of buckets) keyList.push(k.work(b, platformId, true), k.work(b, platformId, false), k.working(b, platformId), k.jobs(b));
-  const now = o.now ?? Date.now();
-  const [taken, dead, next] = await define(redis).fenliuTake!(keyList.length, ...keyList, now, o.n, o.leaseMs, o.maxStalled, o.rotate % buckets.length, o.recover ? '1' : '0');
+  const [taken, dead, next] = await define(redis).fenliuTake!(keyList.length, ...keyList, o.now ?? '', o.n, o.leaseMs, o.maxStalled, o.rotate % buckets.length, o.recover ? '1' : '0');
   const jobs: WorkJob[] = [];
   for (let i = 0; i < taken.length; i += 6) {
     const id = String(taken[i]);
@@ -285,7 +296,8 @@ export function finishOps(k: Keys, job: WorkJob): ScriptOp[] {
 
 /**
  * The job again at `dueMs`, in its own priority's set, as writes for the caller's script or
- * MULTI. `count` adds one to its attempts made (follow-ups count their attempts by it).
+ * MULTI. `count` adds one to its attempts made (follow-ups count their attempts by it). The due
+ * time is the worker's clock (a retry delay; a skew of the hosts' clocks only shifts it).
  */
 export function rescheduleOps(k: Keys, job: WorkJob, dueMs: number, count: boolean): ScriptOp[] {
   const ops: ScriptOp[] = [
@@ -310,16 +322,26 @@ export async function runOps(redis: Redis, ops: ScriptOp[]): Promise<void> {
   if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
 }
 
-/** Renews the leases of jobs in flight: one ZADD XX per bucket. */
-export async function extendLeases(redis: Redis, k: Keys, jobs: WorkJob[], expiry: number): Promise<void> {
-  const byKey = new Map<string, (string | number)[]>();
+/** Renews leases (Redis's clock): KEYS[1] working, ARGV: lease ms, ids. */
+const EXTEND = `${NOW_LUA}
+local z = {}
+for i = 2, #ARGV do
+  z[#z + 1] = now + tonumber(ARGV[1])
+  z[#z + 1] = ARGV[i]
+end
+return redis.call('ZADD', KEYS[1], 'XX', unpack(z))`;
+
+/** Renews the leases of jobs in flight: one call per platform and bucket. */
+export async function extendLeases(redis: Redis, k: Keys, jobs: WorkJob[], leaseMs: number): Promise<void> {
+  const byKey = new Map<string, string[]>();
   for (const j of jobs) {
     const key = k.working(j.bucket, j.platformId);
     const list = byKey.get(key);
-    if (list) list.push(expiry, j.id);
-    else byKey.set(key, [expiry, j.id]);
+    if (list) list.push(j.id);
+    else byKey.set(key, [j.id]);
   }
-  await Promise.all([...byKey].map(([key, args]) => redis.zadd(key, 'XX', ...args.map(String))));
+  const r = define(redis);
+  await Promise.all([...byKey].map(([key, ids]) => r.fenliuExtend!(key, leaseMs, ...ids)));
 }
 
 /** Reserves up to `want` sends in the platform's rate window: {granted, waitMs until the window ends when none}. */
