@@ -12,7 +12,7 @@ import { bucketOf, isStandalone, type Keys } from '../store/keys.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { Circuit } from './circuit.js';
-import { claim } from './claim.js';
+import { claim, claimMany, type Claim } from './claim.js';
 import { recordAttempt } from './record.js';
 import { prepare, RECORDED_RESPONSE_BYTES, redactBody, redactHeaders, type PreparedRequest } from './http.js';
 import { minimise } from './minimise.js';
@@ -75,6 +75,10 @@ interface Exchange {
   responseText?: string;
   durationMs: number;
   payload?: string;
+}
+
+function isDeliver(job: WorkJob): boolean {
+  return !job.data.kind || job.data.kind === 'deliver';
 }
 
 /** Unexpected failures (not a policy retry) of one job before it is given up. */
@@ -212,7 +216,7 @@ export class DeliveryEngine {
         const res = await take(redis, k, l.p.id, groups[(start + g) % groups.length], { n, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover, rotate: start });
         got += res.jobs.length;
         if (res.nextDueMs !== undefined && (next === undefined || res.nextDueMs < next)) next = res.nextDueMs;
-        for (const job of res.jobs) this.run(l, job);
+        if (res.jobs.length) this.runBatch(l, res.jobs);
         for (const job of res.dead) void this.onDead(l.p, job);
       }
       l.failures = 0;
@@ -231,10 +235,20 @@ export class DeliveryEngine {
     }
   }
 
+  /** Runs the jobs of one take, their deliveries claimed in one call (one bucket on Cluster, as the take). */
+  private runBatch(l: PlatformLoop, jobs: WorkJob[]): void {
+    const { redis, keys: k, prefix } = this.o;
+    const reqs = jobs.map((j) => ({ deliveryId: j.data.deliveryId, deliver: isDeliver(j), alertId: j.data.alertId }));
+    const claims = claimMany(redis, k, prefix, reqs, this.circuits.get(l.p.id)!.key);
+    // Each job's run awaits its own answer (a failed call fails each of them, rescheduled as usual).
+    claims.catch(() => undefined);
+    jobs.forEach((job, i) => this.run(l, job, claims.then((c) => c[i])));
+  }
+
   /** Runs one taken job; when the attempt did not end the job in its own write, ends it here. */
-  private run(l: PlatformLoop, job: WorkJob): void {
+  private run(l: PlatformLoop, job: WorkJob, claimed: Promise<Claim>): void {
     l.inFlight.set(job.id, job);
-    const done: Promise<void> = this.process(l.p, job)
+    const done: Promise<void> = this.process(l.p, job, claimed)
       .then(async (ended) => {
         if (!ended) await runOps(this.o.redis, finishOps(this.o.keys, job));
       })
@@ -288,13 +302,13 @@ export class DeliveryEngine {
     if (jobs.length) await extendLeases(this.o.redis, this.o.keys, jobs, this.leaseMs).catch(() => undefined);
   }
 
-  /** Returns whether the job was ended (or put back) by its own write. */
-  private async process(p: Platform, job: WorkJob): Promise<boolean> {
+  /** Returns whether the job was ended (or put back) by its own write. `claimed`: the claim made with its take's batch. */
+  private async process(p: Platform, job: WorkJob, claimed: Promise<Claim>): Promise<boolean> {
     const { redis, keys: k, prefix } = this.o;
     const circuit = this.circuits.get(p.id)!;
-    const deliver = !job.data.kind || job.data.kind === 'deliver';
+    const deliver = isDeliver(job);
     let alertId = job.data.alertId;
-    let c = await claim(redis, k, prefix, { deliveryId: job.data.deliveryId, deliver, alertId, circuitKey: circuit.key });
+    let c = await claimed;
     const probeToken = randomUUID();
     let admitted: { ok: true; probe: boolean } | { ok: false; waitMs: number } = { ok: true, probe: false };
     for (let tries = 0; ; tries++) {
