@@ -58,7 +58,7 @@ export interface EngineOptions {
   log: Logger;
   /** The lease of a taken job: how long before a silent worker's job is taken over. Default 30 s. */
   lockDurationMs?: number;
-  /** How often expired leases are looked for (by the next take). Default 15 s. */
+  /** How often expired leases are looked for (a timer of each engine). Default 15 s. */
   stalledIntervalMs?: number;
   /** How long an idle platform loop sleeps before it looks again (work enqueued by another process). Default 200 ms; on Redis Cluster 1 s. */
   pollMs?: number;
@@ -99,7 +99,6 @@ interface PlatformLoop {
   scheduled: boolean;
   timer?: NodeJS.Timeout;
   rotate: number;
-  lastRecover: number;
   failures: number;
 }
 
@@ -116,6 +115,7 @@ export class DeliveryEngine {
   readonly circuits = new Map<string, Circuit>();
   private closing = false;
   private leaseTimer?: NodeJS.Timeout;
+  private recoverTimer?: NodeJS.Timeout;
   private readonly offs: (() => void)[] = [];
   private readonly leaseMs: number;
   private readonly stalledIntervalMs: number;
@@ -133,7 +133,7 @@ export class DeliveryEngine {
 
   async start(): Promise<void> {
     for (const p of this.o.platforms.values()) {
-      this.workers.set(p.id, { p, inFlight: new Map(), running: new Set(), kicked: false, scheduled: false, rotate: Math.floor(Math.random() * 16), lastRecover: 0, failures: 0 });
+      this.workers.set(p.id, { p, inFlight: new Map(), running: new Set(), kicked: false, scheduled: false, rotate: Math.floor(Math.random() * 16), failures: 0 });
     }
     this.offs.push(
       bus.onEvent('ingest.materialised', () => {
@@ -146,12 +146,17 @@ export class DeliveryEngine {
     );
     this.leaseTimer = setInterval(() => void this.extendLeases(), Math.max(100, Math.floor(this.leaseMs / 3)));
     this.leaseTimer.unref();
+    // On a timer of its own, like BullMQ's stalled check: a loop whose slots are all busy still
+    // returns the jobs of a dead worker, for whichever worker has room.
+    this.recoverTimer = setInterval(() => void this.recover(), this.stalledIntervalMs);
+    this.recoverTimer.unref();
     for (const l of this.workers.values()) this.kick(l);
   }
 
   /** Stops taking, finishes the attempts in flight (their records end their jobs), then returns. */
   async close(): Promise<void> {
     this.closing = true;
+    if (this.recoverTimer) clearInterval(this.recoverTimer);
     for (const off of this.offs) off();
     for (const l of this.workers.values()) if (l.timer) clearTimeout(l.timer);
     await Promise.all([...this.workers.values()].map((l) => l.pumping));
@@ -161,6 +166,23 @@ export class DeliveryEngine {
       await Promise.all(running);
     }
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+  }
+
+  /** Returns jobs whose lease expired to their work sets (one call per group of buckets and platform); gives up those past maxStalled. */
+  private async recover(): Promise<void> {
+    if (this.closing) return;
+    const { redis, keys: k } = this.o;
+    for (const l of this.workers.values()) {
+      try {
+        for (const g of k.groups(k.bucketList)) {
+          const res = await take(redis, k, l.p.id, g, { n: 0, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover: true, rotate: 0 });
+          for (const job of res.dead) await this.onDead(l.p, job);
+        }
+        this.kick(l);
+      } catch {
+        // Redis away: the next round looks again (the loops report the outage).
+      }
+    }
   }
 
   /** Looks for work soon (coalesced): after a kick, a finished attempt, or a sleep. */
@@ -202,9 +224,6 @@ export class DeliveryEngine {
         }
         want = r.granted;
       }
-      const now = Date.now();
-      const recover = now - l.lastRecover >= this.stalledIntervalMs;
-      if (recover) l.lastRecover = now;
       // Due times and leases are compared on Redis's clock (the script reads it), not this host's.
       const groups = k.groups(k.bucketList);
       const start = l.rotate++;
@@ -212,12 +231,11 @@ export class DeliveryEngine {
       let next: number | undefined;
       for (let g = 0; g < groups.length; g++) {
         const n = want - got;
-        if (n <= 0 && !recover) break;
-        const res = await take(redis, k, l.p.id, groups[(start + g) % groups.length], { n, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover, rotate: start });
+        if (n <= 0) break;
+        const res = await take(redis, k, l.p.id, groups[(start + g) % groups.length], { n, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover: false, rotate: start });
         got += res.jobs.length;
         if (res.nextDueMs !== undefined && (next === undefined || res.nextDueMs < next)) next = res.nextDueMs;
         if (res.jobs.length) this.runBatch(l, res.jobs);
-        for (const job of res.dead) void this.onDead(l.p, job);
       }
       l.failures = 0;
       if (rl && got < want) await giveBackRate(redis, k, l.p.id, want - got).catch(() => undefined);
