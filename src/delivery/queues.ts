@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { bus } from '../events.js';
 import type { Keys } from '../store/keys.js';
-import { counts, enqueue, jobPriority, listJobs, oldest, type DeliveryJobData, type QueueCounts, type QueuedJob } from './work.js';
+import { counts, enqueue, listJobs, oldest, type DeliveryJobData, type QueueCounts, type QueuedJob } from './work.js';
 
 export { jobPriority, type DeliveryJobData, type QueuedJob } from './work.js';
 
