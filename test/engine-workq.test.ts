@@ -1,7 +1,8 @@
 /**
  * The engine on fenliu's work sets, end to end: a platform's rate limit is one window shared by
- * every worker process, each process keeps at most `concurrency` attempts in flight, and a job
- * whose lease expired more than maxStalled times is given up as a dead letter.
+ * every worker process, each process keeps at most `concurrency` attempts in flight, a job whose
+ * lease expired more than maxStalled times is given up as a dead letter, and a lease is renewed
+ * while its attempt runs.
  */
 import t from 'tap';
 import { startRedis } from './helpers/redis.js';
@@ -68,6 +69,23 @@ t.test('a job whose lease keeps expiring is given up: the delivery is dead-lette
   t.equal(Number(await e.r.zscore(e.k.deadLetters(b, 'p1'), id)) > 0, true, 'a dead letter');
   t.equal(await e.r.hlen(e.k.jobs(b)), 0, 'its job fields are gone');
   t.equal(e.sandbox.get('p1').received.length, 0, 'never sent');
+});
+
+t.test('a lease is renewed while its attempt runs: an attempt longer than the lease is not taken over', async (t) => {
+  const e = await startEngineEnv(t, {
+    redis,
+    engine: { lockDurationMs: 600, stalledIntervalMs: 200 },
+    platforms: [{ id: 'p1', kind: 'hotline-12345', timeouts: { connectMs: 1000, headersMs: 5_000, bodyMs: 5_000 } }],
+  });
+  // Another worker process looking for expired leases all along.
+  await workerChildren(t, e.doc, redis.url)();
+  const sb = e.sandbox.get('p1');
+  sb.setFault({ fault: 'slow-body', slowBodyMs: 2_000, times: 1 });
+  const id = (await e.submit()).deliveries.p1;
+  const d = await e.waitForState(id, 'delivered', 10_000);
+  t.equal(d.attempts, 1, 'one attempt');
+  t.ok(d.attemptLog[0].durationMs >= 1_800, `lasting ${d.attemptLog[0].durationMs} ms, three leases long`);
+  t.equal(sb.received.length, 1, 'sent once');
 });
 
 t.test('stop redis', async () => redis.stop());
