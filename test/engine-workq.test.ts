@@ -84,7 +84,7 @@ t.test('a lease is renewed while its attempt runs: an attempt longer than the le
   const id = (await e.submit()).deliveries.p1;
   const d = await e.waitForState(id, 'delivered', 10_000);
   t.equal(d.attempts, 1, 'one attempt');
-  t.ok(d.attemptLog[0].durationMs >= 1_800, `lasting ${d.attemptLog[0].durationMs} ms, three leases long`);
+  t.ok(d.attemptLog[0].durationMs >= 1_500, `lasting ${d.attemptLog[0].durationMs} ms, over two leases long`);
   t.equal(sb.received.length, 1, 'sent once');
 });
 
