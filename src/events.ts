@@ -15,6 +15,8 @@ export interface FenliuEvents {
   'sla.expired': { platformId: string; kind: string; deliveryId: string };
   /** Ingest log entries turned into deliveries, audit events and jobs (src/ingest/dispatcher.ts). */
   'ingest.materialised': { entries: number; alerts: number; alertIds: string[] };
+  /** A job was put in a platform's work set by this process (src/delivery/queues.ts): the engine here takes it at once. */
+  'work.enqueued': { platformId: string };
 }
 
 class Bus extends EventEmitter {

@@ -67,10 +67,10 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
   // Data of a version before the bucket key layout (src/store/keys.ts) is converted once, here.
   const converted = await migrateLayout(redis, prefix, cfg.platforms.map((p) => p.id));
   if (converted) log.warn({ alerts: converted }, 'converted Redis data to the bucket key layout (docs/scaling.md)');
-  const queues = new QueueRegistry(redis, k.queuePrefix, cfg.platforms.map((p) => p.id));
+  const queues = new QueueRegistry(redis, k, cfg.platforms.map((p) => p.id));
   await queues.waitUntilReady();
   const writer = new IngestWriter(redis, k, prefix, { replicas: cfg.redis.waitReplicas, timeoutMs: cfg.redis.waitTimeoutMs });
-  const materialiser = new Materialiser(redis, k, prefix, queues, log);
+  const materialiser = new Materialiser(redis, k, prefix, log);
   const lifecycle = new Lifecycle(redis, k, cfg, queues, queues.lifecycle, log);
   lifecycle.materialise = (id, rec) => materialiser.alert(id, rec);
   const rt: Runtime = {

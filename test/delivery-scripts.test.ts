@@ -1,6 +1,6 @@
 /**
  * The engine's scripts against real Redis: the claim (read + circuit check + queued → sending
- * in one step), the record of an attempt (attempt log, state change, its one audit event, SLA
+ * in one step, one delivery or a take's batch), the record of an attempt (attempt log, state change, its one audit event, SLA
  * timer and board), and a transition carrying extra writes, which land with the state change
  * or, for the conditional ones, only with the outcome they belong to.
  */
@@ -8,7 +8,7 @@ import { relayAllAudit } from '../src/store/audit-relay.js';
 import { auditStreamKey } from '../src/audit/events.js';
 import t from 'tap';
 import { Redis } from 'ioredis';
-import { claim } from '../src/delivery/claim.js';
+import { claim, claimMany } from '../src/delivery/claim.js';
 import { transition } from '../src/lifecycle/transition.js';
 import { bucketOf, keys, setStandalone } from '../src/store/keys.js';
 import { recordAttempt } from '../src/delivery/record.js';
@@ -48,6 +48,18 @@ t.test('claim: queued → sending with the alert, or an early answer that change
   t.equal((await claim(r, k, 'cl', { deliveryId: 'nope', deliver: true, alertId: 'alt_1' })).status, 'missing');
   t.equal(await r.hget(k.delivery('d2'), 'state'), 'queued');
   t.equal(await r.llen(k.history('d2')), 0);
+
+  // A take's batch in one call: each delivery answered on its own, the circuit read once.
+  await r.del('cl:circuit:p');
+  await r.set(k.alert('alt_1'), JSON.stringify(rec));
+  await r.hset(k.delivery('e1'), { id: 'e1', alertId: 'alt_1', platformId: 'p', state: 'queued', attempts: '0' });
+  const many = await claimMany(r, k, 'cl', [
+    { deliveryId: 'e1', deliver: true, alertId: 'alt_1' },
+    { deliveryId: 'nope', deliver: true, alertId: 'alt_1' },
+    { deliveryId: 'd1', deliver: false, alertId: 'alt_1' },
+  ], 'cl:circuit:p');
+  t.same(many.map((c) => c.status), ['ok', 'missing', 'skip']);
+  t.equal(await r.hget(k.delivery('e1'), 'state'), 'sending', 'the first one claimed');
 });
 
 t.test('transition extras: before and after always, ifApplied or ifRefused by outcome, read gives the hash', async (t) => {

@@ -1,6 +1,7 @@
 /**
- * A worker killed mid-attempt (SIGKILL, in a child process) loses nothing: BullMQ's stalled-job
- * check hands the job to another worker, which sends it again with the same idempotency key.
+ * A worker killed mid-attempt (SIGKILL, in a child process) loses nothing: its job's lease
+ * expires, another worker's take returns it to the work set and sends it again with the same
+ * idempotency key.
  */
 import t from 'tap';
 import { once } from 'node:events';

@@ -1,6 +1,6 @@
 /**
  * Every sandbox fault ends right: delivered after retries, or failed with the right reason.
- * Real Redis, real BullMQ, real loopback HTTP; tiny retry delays (50/100/200 ms, no jitter).
+ * Real Redis, real loopback HTTP; tiny retry delays (50/100/200 ms, no jitter).
  */
 import t from 'tap';
 import { startRedis } from './helpers/redis.js';

@@ -40,7 +40,7 @@ for (const standalone of [true, false]) {
     setStandalone(PREFIX, standalone);
     const redis = await startRedis();
     const r = new Redis(redis.url);
-    const queues = new QueueRegistry(r, k.queuePrefix, ['p1']);
+    const queues = new QueueRegistry(r, k, ['p1']);
     t.teardown(async () => {
       await queues.close();
       r.disconnect();
@@ -58,7 +58,7 @@ for (const standalone of [true, false]) {
     t.equal(await zcardAll(r, each(k.bucketList, k.alerts)), 700, 'alerts index');
     t.equal(await zcardAll(r, each(k.bucketList, (b) => k.alertsBySource(b, 's1'))), 700, 'per-source index');
     t.equal(await zcardAll(r, each(k.bucketList, k.slaDue)), 0, 'no SLA timer in the request path');
-    t.equal(await queues.get('p1').getJobCountByTypes('prioritized', 'waiting'), 0, 'no job in the request path');
+    t.equal((await queues.counts('p1')).waiting, 0, 'no job in the request path');
     t.equal(await r.exists(k.delivery(items[0].deliveries[0].id)), 0, 'no delivery hash in the request path');
     t.equal(await r.xlen(auditStreamKey(PREFIX)), 0, 'no audit event in the request path');
     const logged = (await Promise.all(k.bucketList.map((b) => r.xlen(k.ingestLog(b))))).reduce((a, x) => a + x, 0);
@@ -75,12 +75,11 @@ for (const standalone of [true, false]) {
     const [shown] = await getDeliveries(r, k, [items[3].deliveries[0].id]);
     t.same(shown, items[3].deliveries[0], 'a pending delivery reads as queued, with its deadlines');
 
-    const d = new Dispatcher(r, k, PREFIX, new Materialiser(r, k, PREFIX, queues), createLogger('silent'));
+    const d = new Dispatcher(r, k, PREFIX, new Materialiser(r, k, PREFIX), createLogger('silent'));
     t.equal(await d.drain(), 700, 'the dispatcher materialises every alert');
     t.equal(await d.drain(), 0, 'and nothing twice');
     t.equal(await zcardAll(r, each(k.bucketList, k.slaDue)), 700, 'one SLA timer each');
-    t.equal(await queues.get('p1').getJobCountByTypes('prioritized', 'waiting'), 700, 'one job each');
-    t.equal(await zcardAll(r, each(k.bucketList, k.outbox)), 0, 'outbox emptied once the jobs are added');
+    t.equal((await queues.counts('p1')).waiting, 700, 'one job each');
     t.equal((await Promise.all(k.bucketList.map((b) => r.xlen(k.ingestLog(b))))).reduce((a, x) => a + x, 0), 0, 'the log entries are deleted');
     for (const i of [0, 3, 699]) {
       const dl = items[i].deliveries[0];

@@ -214,7 +214,7 @@ t.test('every route × every key: the allow/deny matrix', async (t) => {
 
 t.test('source isolation, auditor read-only, platform keys bound to their platform', async (t) => {
   const redis = await useRedis(t);
-  // API role only: a delivery worker retrying in the background would rewrite BullMQ job hashes
+  // API role only: a delivery worker retrying in the background would rewrite delivery and job keys
   // while the auditor's calls run, and the byte-for-byte check below would blame the auditor.
   const f = await startTestFenliu({ redisUrl: redis.url, cfg: securityConfig(), role: 'api' });
   t.teardown(() => f.stop());
@@ -262,8 +262,8 @@ t.test('source isolation, auditor read-only, platform keys bound to their platfo
   const r = new Redis(redis.url);
   t.teardown(() => r.disconnect());
   // Per key, so that a failure names the keys that changed. Hashes are compared by content
-  // (fields sorted), not by DUMP: opening a platform's BullMQ queue (GET /v1/platforms reads its
-  // counts) lets BullMQ re-store its job hashes in another field order with the same content.
+  // (fields sorted), not by DUMP: a hash re-stored with the same content may change its field
+  // order (and the lifecycle queue is BullMQ's).
   const snapshot = async () => {
     const keys = (await r.keys('*')).filter((k) => !k.includes(':rl:')).sort();
     const out: Record<string, string> = {};

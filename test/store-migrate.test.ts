@@ -3,7 +3,8 @@
  * version wrote it (one Redis, no `{…}` in key names) is found in the bucket layout afterwards —
  * records, idempotency claim, indexes with their scores, remote tickets, counters, repeat keys,
  * the audit stream and its anchor, and a job waiting in the old queue — and a second start
- * changes nothing.
+ * changes nothing. And the step from the BullMQ delivery queues to fenliu's work sets, with
+ * jobs written by BullMQ itself, and outbox leftovers.
  */
 import t from 'tap';
 import { Queue } from 'bullmq';
@@ -11,7 +12,8 @@ import { Redis } from 'ioredis';
 import { useRedis } from './helpers/redis.js';
 import { auditHeadKey, auditStreamKey } from '../src/audit/events.js';
 import { bucketOf, deliveryQueueName, keys } from '../src/store/keys.js';
-import { layoutKey, migrateLayout } from '../src/store/migrate.js';
+import { layoutKey, migrateDeliveryQueues, migrateLayout } from '../src/store/migrate.js';
+import { listJobs } from '../src/delivery/work.js';
 import { auditCheckpointKey } from '../src/audit/checkpoint-log.js';
 import { getAlertView } from '../src/store/records.js';
 
@@ -67,11 +69,48 @@ t.test('old single-node data is converted to the bucket layout at start, once', 
   t.ok(await r.exists(auditHeadKey(P)), 'archiver anchor');
   t.equal(await r.hget(k.platformLastError(0, 'p1'), 'deliveryId'), d, 'last failed attempt');
   t.ok(await r.exists(auditCheckpointKey(P)), 'published checkpoint');
-  const newQ = new Queue(deliveryQueueName('p1'), { connection: r, prefix: k.queuePrefixOf('p1') });
-  t.teardown(() => newQ.close());
-  t.match(await newQ.getJob(`${d}.urge.x`), { name: 'urge', data: { kind: 'urge', deliveryId: d } }, 'the waiting job is in the new queue');
+  t.match(
+    (await listJobs(r, k, 'p1')).find((j) => j.id === `${d}.urge.x`),
+    { name: 'urge', data: { kind: 'urge', deliveryId: d } },
+    'the waiting job is in the work sets',
+  );
   const leftovers = (await r.keys('*')).filter((key) => key.startsWith(`${P}:`) && !key.includes('{'));
   t.same(leftovers.sort(), [layoutKey(P)], 'nothing left under the old names');
   t.equal(await r.get(layoutKey(P)), '2');
   t.equal(await migrateLayout(r, P, ['p1']), 0, 'a second start converts nothing');
+});
+
+t.test('BullMQ delivery jobs and outbox leftovers move to the work sets, once', async (t) => {
+  const redis = await useRedis(t);
+  const r = new Redis(redis.url, { maxRetriesPerRequest: null });
+  t.teardown(() => r.disconnect());
+  const P = 'bq';
+  const k = keys(P);
+  const ids = ['alt_0000000000000000000000001', 'alt_0000000000000000000000002', 'alt_0000000000000000000000003', 'alt_0000000000000000000000004'];
+  const d = ids.map((id) => `dlv_${id.slice(4)}.p1`);
+  const q = new Queue(deliveryQueueName('p1'), { connection: r, prefix: k.queuePrefixOf('p1') });
+  const data = (i: number, kind = 'deliver') => ({ alertId: ids[i], deliveryId: d[i], platformId: 'p1', kind });
+  const before = Date.now();
+  await q.add('deliver', data(0), { jobId: d[0], priority: 10 });
+  await q.add('deliver', data(1), { jobId: d[1], priority: 1 });
+  await q.add('deliver', data(2), { jobId: `${d[2]}.r1`, priority: 10, delay: 60_000 });
+  await q.add('cancel', { ...data(0, 'cancel'), reason: 'withdrawn' }, { jobId: `${d[0]}.cancel`, priority: 1 });
+  await q.close();
+  // A delivery whose job a dispatcher never added, and one whose state moved on.
+  await r.hset(k.delivery(d[3]), 'id', d[3], 'alertId', ids[3], 'platformId', 'p1', 'state', 'queued', 'priority', 'urgent');
+  await r.zadd(k.outbox(bucketOf(d[3])), 1, d[3]);
+  await r.hset(k.delivery(d[2]), 'id', d[2], 'alertId', ids[2], 'platformId', 'p1', 'state', 'delivered');
+  await r.zadd(k.outbox(bucketOf(d[2])), 1, d[2]);
+
+  t.equal(await migrateDeliveryQueues(r, k, ['p1']), 5, 'four jobs and one outbox entry');
+  const jobs = new Map((await listJobs(r, k, 'p1')).map((j) => [j.id, j]));
+  t.match(jobs.get(d[0]), { name: 'deliver', priority: 10, data: data(0) }, 'a normal first delivery');
+  t.match(jobs.get(d[1]), { priority: 1 }, 'an urgent one');
+  t.ok(jobs.get(`${d[2]}.r1`)!.dueMs >= before + 60_000, 'a delayed retry keeps its due time');
+  t.match(jobs.get(`${d[0]}.cancel`), { name: 'cancel', priority: 1, data: { kind: 'cancel', reason: 'withdrawn' } }, 'a follow-up with its data');
+  t.match(jobs.get(d[3]), { priority: 1, data: { deliveryId: d[3], alertId: ids[3] } }, 'the outbox leftover still queued');
+  t.equal(jobs.size, 5, 'nothing for the delivery that moved on');
+  t.equal((await r.keys(`*${deliveryQueueName('p1')}*`)).length, 0, 'the old queue is gone');
+  t.equal((await r.keys(`${P}:*outbox*`)).length, 0, 'and the outboxes');
+  t.equal(await migrateDeliveryQueues(r, k, ['p1']), 0, 'a second start moves nothing');
 });

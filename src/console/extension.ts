@@ -28,7 +28,8 @@ export function queueBoardRoutes(rt: Runtime) {
       });
       const serverAdapter = new FastifyAdapter();
       createBullBoard({
-        queues: [...rt.queues.queues.values()].map((q) => new BullMQAdapter(q, { readOnlyMode: true })),
+        // Deliveries are in fenliu's own work sets (the platforms page shows their counts); only the lifecycle queue is BullMQ's.
+        queues: [new BullMQAdapter(rt.queues.lifecycle, { readOnlyMode: true })],
         serverAdapter,
         options: { uiConfig: { boardTitle: 'fenliu queues' } },
       });

@@ -4,41 +4,60 @@ import { bucketOf, isStandalone, type Keys } from '../store/keys.js';
 import type { AlertRecord } from '../store/records.js';
 
 /**
- * The start of an attempt in one round trip: reads the delivery, checks that the platform's
+ * The start of attempts in one round trip: per delivery, reads it, checks that the platform's
  * circuit is closed, reads the alert and moves queued → sending, atomically. Anything unusual
- * (circuit not closed, alert missing, not a first delivery) returns early without a change, and
- * the engine takes the slow path for it. Every key of the script is in the delivery's bucket (one
- * slot, src/store/keys.ts). The platform's circuit is not: on a standalone Redis the script reads
- * it too (KEYS[4]); on Cluster it is read just before (a circuit that opens in between lets this
- * one attempt through, as one that opens during it does). Either way the answer says whether the
- * circuit holds anything (a failure count), so a success with nothing to reset costs no write.
+ * (circuit not closed, alert missing, not a first delivery) returns early for that delivery
+ * without a change, and the engine takes the slow path for it. The deliveries of one call are
+ * the jobs of one take (`claimMany`: one platform, one group of buckets, so one slot on Cluster);
+ * every key of a delivery is in its bucket (src/store/keys.ts). The platform's circuit is not: on
+ * a standalone Redis the script reads it too (the last key); on Cluster it is read just before
+ * (a circuit that opens in between lets these attempts through, as one that opens during them
+ * does). Either way the answer says whether the circuit holds anything (a failure count), so a
+ * success with nothing to reset costs no write.
  *
  * The move is the transitions table's queued → sending (always legal); the state was read in
  * this script, so the history entry arrives complete and Redis does no JSON work.
+ *
+ * KEYS: per delivery: delivery, history, alert; then the circuit, standalone only.
+ * ARGV: count, circuit (0 clean, 1 failures counted or not known, 2 open), history entry, updatedAt,
+ *   then per delivery: deliver (1|0), alert id.
+ * Returns per delivery {status, hash[, alert record, state before, circuit dirty]}.
  */
 const SCRIPT = `
-local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 then return {'missing'} end
-local state, alertId
-for i = 1, #h, 2 do
-  if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'alertId' then alertId = h[i + 1] end
-end
-if ARGV[1] ~= '1' or (state ~= 'queued' and state ~= 'sending') then return {'skip', h} end
+local n = tonumber(ARGV[1])
 local dirty = ARGV[2]
-if dirty == '2' then return {'circuit', h} end
-if KEYS[4] then
-  local c = redis.call('HMGET', KEYS[4], 'openedAt', 'failures')
-  if c[1] then return {'circuit', h} end
-  if c[2] then dirty = '1' end
+if #KEYS > n * 3 and dirty ~= '2' then
+  local c = redis.call('HMGET', KEYS[n * 3 + 1], 'openedAt', 'failures')
+  if c[1] then dirty = '2' elseif c[2] then dirty = '1' end
 end
-if alertId ~= ARGV[3] then return {'other-alert', h} end
-local rec = redis.call('GET', KEYS[3])
-if not rec then return {'no-alert', h} end
-if state == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'sending', 'updatedAt', ARGV[4])
-  redis.call('RPUSH', KEYS[2], ARGV[5])
+local out = {}
+for j = 0, n - 1 do
+  local a = 5 + j * 2
+  local h = redis.call('HGETALL', KEYS[j * 3 + 1])
+  if #h == 0 then
+    out[j + 1] = {'missing'}
+  else
+    local state, alertId
+    for i = 1, #h, 2 do
+      if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'alertId' then alertId = h[i + 1] end
+    end
+    if ARGV[a] ~= '1' or (state ~= 'queued' and state ~= 'sending') then out[j + 1] = {'skip', h}
+    elseif dirty == '2' then out[j + 1] = {'circuit', h}
+    elseif alertId ~= ARGV[a + 1] then out[j + 1] = {'other-alert', h}
+    else
+      local rec = redis.call('GET', KEYS[j * 3 + 3])
+      if not rec then out[j + 1] = {'no-alert', h}
+      else
+        if state == 'queued' then
+          redis.call('HSET', KEYS[j * 3 + 1], 'state', 'sending', 'updatedAt', ARGV[4])
+          redis.call('RPUSH', KEYS[j * 3 + 2], ARGV[3])
+        end
+        out[j + 1] = {'ok', h, rec, state, dirty}
+      end
+    end
+  end
 end
-return {'ok', h, rec, state, dirty}
+return out
 `;
 
 export type Claim =
@@ -56,35 +75,45 @@ export interface ClaimRequest {
   deliver: boolean;
   /** The alert the job names; the script reads it only if the delivery agrees. */
   alertId: string;
-  /** The circuit hash to check; absent when the caller already holds an admission. */
-  circuitKey?: string;
 }
 
-export async function claim(redis: Redis, k: Keys, prefix: string, c: ClaimRequest): Promise<Claim> {
+/** One delivery: `claimMany` with one request; `circuitKey` absent when the caller already holds an admission. */
+export async function claim(redis: Redis, k: Keys, prefix: string, c: ClaimRequest & { circuitKey?: string }): Promise<Claim> {
+  return (await claimMany(redis, k, prefix, [c], c.circuitKey))[0];
+}
+
+/**
+ * Claims the deliveries of one take in one call (see SCRIPT). All must be in one slot on Cluster
+ * (one bucket); `circuitKey` is the platform's circuit to check, absent when the caller already
+ * holds an admission.
+ */
+export async function claimMany(redis: Redis, k: Keys, prefix: string, reqs: ClaimRequest[], circuitKey?: string): Promise<Claim[]> {
   const r = redis as WithClaim;
-  // Keys vary (the circuit is a key only on a standalone Redis), so the key count travels with each call.
+  // Keys vary (count of deliveries; the circuit is a key only on a standalone Redis), so the key count travels with each call.
   if (!r.fenliuClaim) r.defineCommand('fenliuClaim', { lua: SCRIPT });
-  const inScript = c.circuitKey !== undefined && isStandalone(prefix);
-  // 0: closed and clean, 1: failures counted (or not known: the caller holds an admission), 2: open.
-  let circuit = c.circuitKey ? '0' : '1';
-  if (c.circuitKey && !inScript) {
-    const [openedAt, failures] = await redis.hmget(c.circuitKey, 'openedAt', 'failures');
+  const inScript = circuitKey !== undefined && isStandalone(prefix);
+  let circuit = circuitKey ? '0' : '1';
+  if (circuitKey && !inScript) {
+    const [openedAt, failures] = await redis.hmget(circuitKey, 'openedAt', 'failures');
     circuit = openedAt ? '2' : failures ? '1' : '0';
   }
   const at = new Date().toISOString();
   const history = JSON.stringify({ at, to: 'sending', source: 'engine', from: 'queued' });
-  const keyList = [
-    k.delivery(c.deliveryId),
-    k.history(c.deliveryId),
+  const keyList: string[] = [];
+  const args: string[] = [String(reqs.length), circuit, history, at];
+  for (const c of reqs) {
     // A job naming an alert of another bucket cannot name this delivery's alert: the script
     // answers other-alert before reading it, and the key stays in the delivery's slot.
-    bucketOf(c.alertId) === bucketOf(c.deliveryId) ? k.alert(c.alertId) : k.alert(c.deliveryId),
-  ];
-  if (inScript) keyList.push(c.circuitKey!);
-  const res = (await r.fenliuClaim!(String(keyList.length), ...keyList, c.deliver ? '1' : '0', circuit, c.alertId, at, history)) as [string, string[]?, string?, string?, string?];
-  const status = res[0] as Claim['status'];
-  if (status === 'missing') return { status };
-  const hash = pairs(res[1] ?? []);
-  if (status !== 'ok') return { status, hash };
-  return { status, hash, rec: JSON.parse(res[2]!) as AlertRecord, from: res[3] as 'queued' | 'sending', at, circuitDirty: res[4] === '1' };
+    keyList.push(k.delivery(c.deliveryId), k.history(c.deliveryId), bucketOf(c.alertId) === bucketOf(c.deliveryId) ? k.alert(c.alertId) : k.alert(c.deliveryId));
+    args.push(c.deliver ? '1' : '0', c.alertId);
+  }
+  if (inScript) keyList.push(circuitKey!);
+  const res = (await r.fenliuClaim!(String(keyList.length), ...keyList, ...args)) as [string, string[]?, string?, string?, string?][];
+  return res.map((x): Claim => {
+    const status = x[0] as Claim['status'];
+    if (status === 'missing') return { status };
+    const hash = pairs(x[1] ?? []);
+    if (status !== 'ok') return { status, hash };
+    return { status, hash, rec: JSON.parse(x[2]!) as AlertRecord, from: x[3] as 'queued' | 'sending', at, circuitDirty: x[4] === '1' };
+  });
 }

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Alert, CaseEvent, OutboundRequest, TranslateContext } from '../../adapters/sdk.js';
@@ -8,20 +7,20 @@ import type { DeliveryState } from '../lifecycle/states.js';
 import { addAudit } from '../audit/events.js';
 import { bus } from '../events.js';
 import { transition, type ScriptOp } from '../lifecycle/transition.js';
-import { workerConnection, type RedisTarget } from '../redis/connect.js';
-import { bucketOf, deliveryQueueName, isStandalone, type Keys } from '../store/keys.js';
+import type { RedisTarget } from '../redis/connect.js';
+import { bucketOf, isStandalone, type Keys } from '../store/keys.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { getAlertRecord, parseDelivery, type AlertRecord, type DeliveryRecord } from '../store/records.js';
 import { Circuit } from './circuit.js';
-import { claim } from './claim.js';
+import { claim, claimMany, type Claim } from './claim.js';
 import { recordAttempt } from './record.js';
 import { prepare, RECORDED_RESPONSE_BYTES, redactBody, redactHeaders, type PreparedRequest } from './http.js';
 import { minimise } from './minimise.js';
 import type { Platform } from './platforms.js';
 import { classifyResponse, classifyTransportError, maxAttempts, retryDelay, type Decision } from './policy.js';
-import type { DeliveryJobData } from './queues.js';
+import { addOps, extendLeases, finishOps, giveBackRate, rescheduleOps, reserveRate, runOps, take, type WorkJob } from './work.js';
 
-/** Thrown to hand a retry to BullMQ with the delay the policy chose. */
+/** Thrown to try a job again later with the delay the policy chose (a reschedule in its work set). */
 export class RetryLaterError extends Error {
   constructor(
     readonly delayMs: number,
@@ -57,10 +56,14 @@ export interface EngineOptions {
   prefix: string;
   platforms: Map<string, Platform>;
   log: Logger;
-  /** BullMQ lock duration: how long before a silent worker's job is taken over. Default 30 s. */
+  /** The lease of a taken job: how long before a silent worker's job is taken over. Default 30 s. */
   lockDurationMs?: number;
-  /** How often stalled jobs are looked for. Default 15 s. */
+  /** How often expired leases are looked for (a timer of each engine). Default 15 s. */
   stalledIntervalMs?: number;
+  /** How long an idle platform loop sleeps before it looks again (work enqueued by another process). Default 200 ms; on Redis Cluster 1 s. */
+  pollMs?: number;
+  /** Lease expiries before a job is given up (its delivery dead-lettered). Default 10. */
+  maxStalled?: number;
   /** Side effects of state changes (feedback, SLA, poll index); absent in bare engine tests. */
   lifecycle?: Lifecycle;
 }
@@ -74,58 +77,256 @@ interface Exchange {
   payload?: string;
 }
 
-/** Attempt counts are kept by fenliu; BullMQ's own limit is only a backstop. */
-export const BULLMQ_ATTEMPTS_BACKSTOP = 1_000;
+function isDeliver(job: WorkJob): boolean {
+  return !job.data.kind || job.data.kind === 'deliver';
+}
+
+/** Unexpected failures (not a policy retry) of one job before it is given up. */
+const BACKSTOP_ATTEMPTS = 1_000;
+
+/** Jobs asked for in one take at most (the script's reply stays small). */
+const MAX_TAKE = 256;
+
+/** One platform's loop in this process: what it has in flight and when it looks next. */
+interface PlatformLoop {
+  p: Platform;
+  inFlight: Map<string, WorkJob>;
+  running: Set<Promise<void>>;
+  /** A take is running (at most one per platform and process). */
+  pumping?: Promise<void>;
+  /** A kick arrived during a take: look again as soon as it ends. */
+  kicked: boolean;
+  scheduled: boolean;
+  timer?: NodeJS.Timeout;
+  rotate: number;
+  failures: number;
+}
 
 /**
- * The delivery engine: one BullMQ worker per platform, so a slow or dead platform never holds up
- * another. Each job is one attempt: minimise, translate, validate, sign, send, classify, record.
+ * The delivery engine: per platform one loop that takes due jobs from the platform's work sets
+ * (src/delivery/work.ts) in batches, with a lease each, and runs at most `concurrency` attempts
+ * at once, so a slow or dead platform never holds up another. Each job is one attempt: minimise,
+ * translate, validate, sign, send, classify, record; the record script also ends the job (or
+ * puts it back for its retry), so a delivery costs a share of one take, one claim and one record.
  */
 export class DeliveryEngine {
-  readonly workers = new Map<string, Worker<DeliveryJobData>>();
+  /** One loop per platform. */
+  readonly workers = new Map<string, PlatformLoop>();
   readonly circuits = new Map<string, Circuit>();
-  private connection?: Redis;
+  private closing = false;
+  private leaseTimer?: NodeJS.Timeout;
+  private recoverTimer?: NodeJS.Timeout;
+  private readonly offs: (() => void)[] = [];
+  private readonly leaseMs: number;
+  private readonly stalledIntervalMs: number;
+  private readonly pollMs: number;
+  private readonly maxStalled: number;
 
   constructor(private readonly o: EngineOptions) {
     for (const p of o.platforms.values()) this.circuits.set(p.id, new Circuit(o.redis, o.prefix, p.id, p.settings.circuitBreaker));
+    this.leaseMs = o.lockDurationMs ?? 30_000;
+    this.stalledIntervalMs = o.stalledIntervalMs ?? 15_000;
+    // Cluster: an idle look is one call per bucket, so it looks less often.
+    this.pollMs = o.pollMs ?? (isStandalone(o.prefix) ? 200 : 1_000);
+    this.maxStalled = o.maxStalled ?? 10;
   }
 
   async start(): Promise<void> {
-    this.connection = workerConnection(this.o.redisTarget);
-    this.connection.on('error', () => undefined);
     for (const p of this.o.platforms.values()) {
-      const worker = new Worker<DeliveryJobData>(deliveryQueueName(p.id), (job, token) => this.process(p, job, token), {
-        connection: this.connection,
-        prefix: this.o.keys.queuePrefixOf(p.id),
-        concurrency: p.settings.concurrency,
-        limiter: p.settings.rateLimit ? { max: p.settings.rateLimit.max, duration: p.settings.rateLimit.durationMs } : undefined,
-        lockDuration: this.o.lockDurationMs ?? 30_000,
-        stalledInterval: this.o.stalledIntervalMs ?? 15_000,
-        // A job is taken over this many times after worker crashes before it is given up.
-        maxStalledCount: 10,
-        settings: {
-          backoffStrategy: (_attemptsMade: number, _type?: string, err?: Error) => (err instanceof RetryLaterError ? err.delayMs : 5_000),
-        },
-      });
-      worker.on('failed', (job, err) => void this.onFailed(p, job, err));
-      worker.on('error', (err) => this.o.log.warn({ platform: p.id, err: { message: err.message } }, 'worker error'));
-      this.workers.set(p.id, worker);
+      this.workers.set(p.id, { p, inFlight: new Map(), running: new Set(), kicked: false, scheduled: false, rotate: Math.floor(Math.random() * 16), failures: 0 });
     }
-    await Promise.all([...this.workers.values()].map((w) => w.waitUntilReady()));
+    this.offs.push(
+      bus.onEvent('ingest.materialised', () => {
+        for (const l of this.workers.values()) this.kick(l);
+      }),
+      bus.onEvent('work.enqueued', ({ platformId }) => {
+        const l = this.workers.get(platformId);
+        if (l) this.kick(l);
+      }),
+    );
+    this.leaseTimer = setInterval(() => void this.extendLeases(), Math.max(100, Math.floor(this.leaseMs / 3)));
+    this.leaseTimer.unref();
+    // On a timer of its own, like BullMQ's stalled check: a loop whose slots are all busy still
+    // returns the jobs of a dead worker, for whichever worker has room.
+    this.recoverTimer = setInterval(() => void this.recover(), this.stalledIntervalMs);
+    this.recoverTimer.unref();
+    for (const l of this.workers.values()) this.kick(l);
   }
 
-  /** Finishes in-flight attempts (or leaves them to be taken over), then closes. */
+  /** Stops taking, finishes the attempts in flight (their records end their jobs), then returns. */
   async close(): Promise<void> {
-    await Promise.all([...this.workers.values()].map((w) => w.close()));
-    this.connection?.disconnect();
+    this.closing = true;
+    if (this.recoverTimer) clearInterval(this.recoverTimer);
+    for (const off of this.offs) off();
+    for (const l of this.workers.values()) if (l.timer) clearTimeout(l.timer);
+    await Promise.all([...this.workers.values()].map((l) => l.pumping));
+    for (;;) {
+      const running = [...this.workers.values()].flatMap((l) => [...l.running]);
+      if (!running.length) break;
+      await Promise.all(running);
+    }
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
   }
 
-  private async process(p: Platform, job: Job<DeliveryJobData>, token?: string): Promise<void> {
+  /** Returns jobs whose lease expired to their work sets (one call per group of buckets and platform); gives up those past maxStalled. */
+  private async recover(): Promise<void> {
+    if (this.closing) return;
+    const { redis, keys: k } = this.o;
+    for (const l of this.workers.values()) {
+      try {
+        for (const g of k.groups(k.bucketList)) {
+          const res = await take(redis, k, l.p.id, g, { n: 0, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover: true, rotate: 0 });
+          for (const job of res.dead) await this.onDead(l.p, job);
+        }
+        this.kick(l);
+      } catch {
+        // Redis away: the next round looks again (the loops report the outage).
+      }
+    }
+  }
+
+  /** Looks for work soon (coalesced): after a kick, a finished attempt, or a sleep. */
+  private kick(l: PlatformLoop): void {
+    if (this.closing) return;
+    if (l.pumping) {
+      l.kicked = true;
+      return;
+    }
+    if (l.timer) {
+      clearTimeout(l.timer);
+      l.timer = undefined;
+    }
+    if (l.scheduled) return;
+    l.scheduled = true;
+    setImmediate(() => {
+      l.scheduled = false;
+      if (!l.pumping && !this.closing) l.pumping = this.pump(l).finally(() => (l.pumping = undefined));
+    });
+  }
+
+  private async pump(l: PlatformLoop): Promise<void> {
+    const free = l.p.settings.concurrency - l.inFlight.size;
+    // While busy, take in batches of a quarter of the slots at least: a take per finished attempt
+    // would cost a scan of the work sets per delivery (each finish kicks again).
+    if (free <= 0 || (l.inFlight.size > 0 && free < Math.max(1, Math.floor(l.p.settings.concurrency / 4)))) return;
+    l.kicked = false;
+    let sleepMs: number | undefined;
+    let full = false;
+    const { redis, keys: k } = this.o;
+    try {
+      let want = Math.min(free, MAX_TAKE);
+      const rl = l.p.settings.rateLimit;
+      if (rl) {
+        const r = await reserveRate(redis, k, l.p.id, want, rl.max, rl.durationMs);
+        if (!r.granted) {
+          sleepMs = r.waitMs;
+          return;
+        }
+        want = r.granted;
+      }
+      // Due times and leases are compared on Redis's clock (the script reads it), not this host's.
+      const groups = k.groups(k.bucketList);
+      const start = l.rotate++;
+      let got = 0;
+      let next: number | undefined;
+      for (let g = 0; g < groups.length; g++) {
+        const n = want - got;
+        if (n <= 0) break;
+        const res = await take(redis, k, l.p.id, groups[(start + g) % groups.length], { n, leaseMs: this.leaseMs, maxStalled: this.maxStalled, recover: false, rotate: start });
+        got += res.jobs.length;
+        if (res.nextDueMs !== undefined && (next === undefined || res.nextDueMs < next)) next = res.nextDueMs;
+        if (res.jobs.length) this.runBatch(l, res.jobs);
+      }
+      l.failures = 0;
+      if (rl && got < want) await giveBackRate(redis, k, l.p.id, want - got).catch(() => undefined);
+      full = got >= want;
+      if (!full) sleepMs = Math.max(1, Math.min(this.pollMs, next !== undefined ? next - Date.now() : this.pollMs));
+    } catch (err) {
+      // Redis away (a restart, a failover): said once per streak, tried again with a growing pause.
+      if (l.failures++ === 0) this.o.log.warn({ platform: l.p.id, err: { message: (err as Error).message } }, 'delivery engine: taking work failed; retrying');
+      sleepMs = Math.min(50 * 2 ** l.failures, 2_000);
+    } finally {
+      if (!this.closing) {
+        if (l.kicked || (full && l.inFlight.size < l.p.settings.concurrency)) setImmediate(() => this.kick(l));
+        else if (sleepMs !== undefined) l.timer = setTimeout(() => this.kick(l), sleepMs);
+      }
+    }
+  }
+
+  /** Runs the jobs of one take, their deliveries claimed in one call (one bucket on Cluster, as the take). */
+  private runBatch(l: PlatformLoop, jobs: WorkJob[]): void {
+    const { redis, keys: k, prefix } = this.o;
+    const reqs = jobs.map((j) => ({ deliveryId: j.data.deliveryId, deliver: isDeliver(j), alertId: j.data.alertId }));
+    const claims = claimMany(redis, k, prefix, reqs, this.circuits.get(l.p.id)!.key);
+    // Each job's run awaits its own answer (a failed call fails each of them, rescheduled as usual).
+    claims.catch(() => undefined);
+    jobs.forEach((job, i) => this.run(l, job, claims.then((c) => c[i])));
+  }
+
+  /** Runs one taken job; when the attempt did not end the job in its own write, ends it here. */
+  private run(l: PlatformLoop, job: WorkJob, claimed: Promise<Claim>): void {
+    l.inFlight.set(job.id, job);
+    const done: Promise<void> = this.process(l.p, job, claimed)
+      .then(async (ended) => {
+        if (!ended) await runOps(this.o.redis, finishOps(this.o.keys, job));
+      })
+      .catch((err: Error) => this.retryLater(l.p, job, err))
+      .catch((err: Error) => this.putBack(l.p, job, err))
+      .finally(() => {
+        l.inFlight.delete(job.id);
+        l.running.delete(done);
+        this.kick(l);
+      });
+    l.running.add(done);
+  }
+
+  /** A job that asked to be tried later (RetryLaterError), or failed unexpectedly (tried again in 5 s, as BullMQ's backoff did). */
+  private async retryLater(p: Platform, job: WorkJob, err: Error): Promise<void> {
+    const { redis, keys: k } = this.o;
+    if (!(err instanceof RetryLaterError)) {
+      this.o.log.warn({ platform: p.id, job: job.id, err: { message: err.message } }, 'delivery job failed unexpectedly; tried again in 5 s');
+      if (job.attemptsMade + 1 >= BACKSTOP_ATTEMPTS) {
+        await this.onDead(p, job, `gave up after ${BACKSTOP_ATTEMPTS} unexpected failures: ${err.message}`);
+        await runOps(redis, finishOps(k, job));
+        return;
+      }
+    }
+    await runOps(redis, rescheduleOps(k, job, Date.now() + (err instanceof RetryLaterError ? err.delayMs : 5_000), true));
+  }
+
+  /**
+   * The job could not be ended nor rescheduled (Redis away, a failover): tried again while its
+   * lease holds (it is still renewed), so the job runs again soon after Redis is back rather
+   * than after its lease expired. It may have been recorded already (a lost reply): the re-run
+   * then finds the delivery past `sending` and only ends the job.
+   */
+  private async putBack(p: Platform, job: WorkJob, err: Error): Promise<void> {
+    const until = Date.now() + this.leaseMs / 2;
+    for (let i = 0; !this.closing && Date.now() < until; i++) {
+      await new Promise((res) => setTimeout(res, Math.min(100 * 2 ** i, 2_000)));
+      try {
+        await runOps(this.o.redis, rescheduleOps(this.o.keys, job, Date.now(), false));
+        return;
+      } catch {
+        // Still away.
+      }
+    }
+    this.o.log.warn({ platform: p.id, job: job.id, err: { message: err.message } }, 'delivery job not ended (Redis away?); its lease expiry brings it back');
+  }
+
+  /** Renews the leases of this process's jobs in flight (every lease/3). */
+  private async extendLeases(): Promise<void> {
+    const jobs = [...this.workers.values()].flatMap((l) => [...l.inFlight.values()]);
+    if (jobs.length) await extendLeases(this.o.redis, this.o.keys, jobs, this.leaseMs).catch(() => undefined);
+  }
+
+  /** Returns whether the job was ended (or put back) by its own write. `claimed`: the claim made with its take's batch. */
+  private async process(p: Platform, job: WorkJob, claimed: Promise<Claim>): Promise<boolean> {
     const { redis, keys: k, prefix } = this.o;
     const circuit = this.circuits.get(p.id)!;
-    const deliver = !job.data.kind || job.data.kind === 'deliver';
+    const deliver = isDeliver(job);
     let alertId = job.data.alertId;
-    let c = await claim(redis, k, prefix, { deliveryId: job.data.deliveryId, deliver, alertId, circuitKey: circuit.key });
+    let c = await claimed;
     const probeToken = randomUUID();
     let admitted: { ok: true; probe: boolean } | { ok: false; waitMs: number } = { ok: true, probe: false };
     for (let tries = 0; ; tries++) {
@@ -133,7 +334,7 @@ export class DeliveryEngine {
       const d = c.status === 'missing' ? undefined : parseDelivery(c.hash);
       if (!d) {
         this.o.log.warn({ delivery: job.data.deliveryId }, 'job without a delivery record; dropped');
-        return;
+        return false;
       }
       if (!deliver) return this.followUp(p, job, d);
       // A re-run after a crash may find the work already done, or the case withdrawn.
@@ -143,25 +344,29 @@ export class DeliveryEngine {
         if (admitted.probe) await circuit.releaseProbe(probeToken);
         throw new RetryLaterError(1_000, 'delivery changed while being claimed');
       }
-      if (c.status === 'ok') return this.attempt(p, circuit, c.rec, { ...d, state: 'sending', updatedAt: c.at }, admitted.probe ? probeToken : undefined, c.circuitDirty);
+      if (c.status === 'ok') return this.attempt(p, circuit, c.rec, { ...d, state: 'sending', updatedAt: c.at }, admitted.probe ? probeToken : undefined, c.circuitDirty, job);
       if (c.status === 'circuit') {
         // Not closed: the slow path asks the circuit (cool-down, half-open probe), then claims without it.
         admitted = await circuit.admit(probeToken);
         if (!admitted.ok) {
-          await job.moveToDelayed(Date.now() + admitted.waitMs, token);
-          await redis.hset(k.delivery(d.id), 'nextAttemptAt', new Date(Date.now() + admitted.waitMs).toISOString(), 'lastError', 'circuit open: platform is failing, waiting for the cool-down');
-          throw new DelayedError();
+          const due = Date.now() + admitted.waitMs;
+          await runOps(redis, [
+            ...rescheduleOps(k, job, due, false),
+            { cmd: 'HSET', key: k.delivery(d.id), args: ['nextAttemptAt', new Date(due).toISOString(), 'lastError', 'circuit open: platform is failing, waiting for the cool-down'] },
+          ]);
+          return true;
         }
       } else if (c.status === 'other-alert') alertId = d.alertId;
       else if (c.status === 'no-alert') {
         if (admitted.probe) await circuit.releaseProbe(probeToken);
         await this.fail(p, d, 'translate', `alert ${d.alertId} is missing`);
-        return;
+        return false;
       }
       c = await claim(redis, k, prefix, { deliveryId: job.data.deliveryId, deliver, alertId, circuitKey: admitted.probe || c.status === 'circuit' ? undefined : circuit.key });
     }
     // Nothing to send; a held probe slot must not wait for its expiry.
     if (admitted.probe) await circuit.releaseProbe(probeToken);
+    return false;
   }
 
   /**
@@ -169,7 +374,7 @@ export class DeliveryEngine {
    * (record.ts) with one audit event: `delivery.attempt`, which carries the request body on the
    * first attempt and the state change the attempt led to (docs/audit.md).
    */
-  private async attempt(p: Platform, circuit: Circuit, rec: AlertRecord, d: DeliveryRecord, probeToken: string | undefined, circuitDirty: boolean): Promise<void> {
+  private async attempt(p: Platform, circuit: Circuit, rec: AlertRecord, d: DeliveryRecord, probeToken: string | undefined, circuitDirty: boolean, job: WorkJob): Promise<boolean> {
     const { redis, keys: k, prefix } = this.o;
     const n = d.attempts + 1;
     const started = new Date();
@@ -252,6 +457,8 @@ export class DeliveryEngine {
     // where they are plain index writes; otherwise (a failure tells 110) after() runs them.
     const folded = to !== 'queued' ? this.o.lifecycle?.foldAfter({ ...d, ...(set as Partial<DeliveryRecord>), state: to }, to, at) : undefined;
     if (folded) ifApplied.push(...folded.ops);
+    // The job ends (or waits for its retry) in the same script, whatever the state check says.
+    after.push(...(to === 'queued' ? rescheduleOps(k, job, now + delay!, false) : finishOps(k, job)));
     const t = await recordAttempt(redis, k, prefix, {
       deliveryId: d.id,
       to,
@@ -280,7 +487,7 @@ export class DeliveryEngine {
         this.o.log.warn({ delivery: d.id, platform: p.id, errorClass: decision.errorClass ?? 'unknown' }, 'delivery failed: dead-lettered');
       }
     } else if (to === 'failed') this.o.log.info({ delivery: d.id, platform: p.id, errorClass: decision.errorClass, state: t.current }, 'delivery gave up, but its state moved on meanwhile; not dead-lettered');
-    if (to === 'queued') throw new RetryLaterError(delay!, decision.reason ?? 'retry');
+    return true;
   }
 
   /** Builds, checks, signs and sends one request, and classifies what happened. Never throws. */
@@ -325,7 +532,7 @@ export class DeliveryEngine {
    * Same transport, retries and audit as the first delivery; the delivery's state is not changed
    * by it (the lifecycle already set it).
    */
-  private async followUp(p: Platform, job: Job<DeliveryJobData>, d: DeliveryRecord): Promise<void> {
+  private async followUp(p: Platform, job: WorkJob, d: DeliveryRecord): Promise<boolean> {
     const { redis, keys: k, prefix } = this.o;
     const kind = job.data.kind as 'cancel' | 'update' | 'urge' | 'redeliver';
     if (kind !== 'redeliver' && !d.remoteTicketId && !d.pendingToken) {
@@ -333,15 +540,15 @@ export class DeliveryEngine {
       if (d.state === 'queued' || d.state === 'sending') throw new RetryLaterError(2_000, 'waiting for the first delivery');
       // Cancelled mid-send: the attempt in flight may still bring a ticket id; wait a little for it.
       if (kind === 'cancel' && job.attemptsMade < 5) throw new RetryLaterError(2_000, 'waiting for the in-flight attempt');
-      return;
+      return false;
     }
     const rec = await getAlertRecord(redis, k, d.alertId);
-    if (!rec) return;
+    if (!rec) return false;
     const hook = kind === 'cancel' ? p.adapter.translateCancel : kind === 'update' ? p.adapter.translateUpdate : kind === 'urge' ? p.adapter.translateUrge : p.adapter.translate;
     const at = new Date();
     if (!hook) {
       await redis.rpush(k.history(d.id), JSON.stringify({ at: at.toISOString(), from: d.state, to: d.state, source: 'engine', note: `${kind} not sent: adapter ${p.adapter.id} has no ${kind} hook` }));
-      return;
+      return false;
     }
     // A redelivery is the original request again, so its output schema still applies.
     const ctx = { ...this.context(p, rec, d, at), followUp: kind !== 'redeliver' };
@@ -382,10 +589,12 @@ export class DeliveryEngine {
       const note = x.decision.outcome === 'delivered' ? `${kind} delivered` : `${kind} failed: ${x.decision.reason}`;
       m.rpush(k.history(d.id), JSON.stringify({ at: new Date().toISOString(), from: d.state, to: d.state, source: 'engine', note }));
     }
+    // The job ends, or waits for its retry (an attempt counted), in the same MULTI.
+    addOps(m, delay !== undefined ? rescheduleOps(k, job, Date.now() + delay, true) : finishOps(k, job));
     await m.exec();
     void relayAudit(redis, prefix, bucketOf(d.id)).catch(() => 0);
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: x.decision.outcome, errorClass: x.decision.errorClass, durationMs: x.durationMs });
-    if (delay !== undefined) throw new RetryLaterError(delay, x.decision.reason ?? 'retry');
+    return true;
   }
 
   private context(p: Platform, rec: AlertRecord, d: DeliveryRecord, now: Date): TranslateContext {
@@ -400,7 +609,7 @@ export class DeliveryEngine {
   }
 
   /**
-   * Gives a delivery up without an attempt (its alert is gone, BullMQ gave the job up): state
+   * Gives a delivery up without an attempt (its alert is gone, its job stalled too often): state
    * failed, reason kept, a dead letter that outlives queue cleanup, and a `delivery.state` event
    * (an attempt that gives up records all of this on its own event, in attempt()).
    */
@@ -426,13 +635,14 @@ export class DeliveryEngine {
     else this.o.log.info({ delivery: d.id, platform: p.id, errorClass, state: t.current }, 'delivery gave up, but its state moved on meanwhile; not dead-lettered');
   }
 
-  /** BullMQ gave a job up without fenliu deciding (stalled too often, unexpected errors): still a dead letter. */
-  private async onFailed(p: Platform, job: Job<DeliveryJobData> | undefined, err: Error): Promise<void> {
-    if (!job || err instanceof RetryLaterError || err instanceof DelayedError) return;
-    const exhausted = job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError' || /stalled more than/i.test(err.message);
-    if (!exhausted) return;
+  /** A job given up without an attempt deciding (its lease expired maxStalled times, or the backstop): still a dead letter. */
+  private async onDead(p: Platform, job: WorkJob, why = `job stalled more than ${this.maxStalled} times`): Promise<void> {
+    if (job.data.kind && job.data.kind !== 'deliver') {
+      this.o.log.warn({ platform: p.id, job: job.id }, `delivery follow-up given up: ${why}`);
+      return;
+    }
     const d = parseDelivery(await this.o.redis.hgetall(this.o.keys.delivery(job.data.deliveryId)).catch(() => ({})));
-    if (d && (d.state === 'queued' || d.state === 'sending')) await this.fail(p, d, 'engine', err.message).catch(() => undefined);
+    if (d && (d.state === 'queued' || d.state === 'sending')) await this.fail(p, d, 'engine', why).catch(() => undefined);
   }
 }
 

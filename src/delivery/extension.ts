@@ -9,6 +9,7 @@ import { LifecycleWorker } from '../lifecycle/worker.js';
 import { lifecycleRoutes } from '../routes/lifecycle.js';
 import { workerConnection } from '../redis/connect.js';
 import type { Redis } from 'ioredis';
+import { migrateDeliveryQueues } from '../store/migrate.js';
 
 /** The delivery engine as a part of the process: workers in worker roles, routes in API roles. */
 export const engineExtension: ExtensionFactory = async (rt, role) => {
@@ -19,6 +20,9 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
   if (delivers(role)) {
     // Before the first translate: the platform's own description may set options (Open311 format).
     await discoverPlatforms(platforms, rt.log);
+    // Jobs left in the BullMQ delivery queues (or outboxes) of an earlier version go to the work sets first.
+    const moved = await migrateDeliveryQueues(rt.redis, rt.keys, rt.cfg.platforms.map((p) => p.id));
+    if (moved) rt.log.warn({ jobs: moved }, 'moved pending delivery jobs from the BullMQ queues of an earlier version to the work sets');
     engine = new DeliveryEngine({
       redisTarget: rt.redisTarget,
       redis: rt.redis,
@@ -27,8 +31,9 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       platforms,
       log: rt.log,
       lifecycle: rt.lifecycle,
-      lockDurationMs: (rt.cfg as { engine?: { lockDurationMs?: number } }).engine?.lockDurationMs,
-      stalledIntervalMs: (rt.cfg as { engine?: { stalledIntervalMs?: number } }).engine?.stalledIntervalMs,
+      lockDurationMs: rt.cfg.engine?.lockDurationMs,
+      stalledIntervalMs: rt.cfg.engine?.stalledIntervalMs,
+      pollMs: rt.cfg.engine?.pollMs,
     });
     await engine.start();
     lwConnection = workerConnection(rt.redisTarget);

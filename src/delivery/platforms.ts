@@ -13,7 +13,7 @@ import { DEFAULT_RETRY, type RetryPolicy } from './policy.js';
 export interface PlatformSettings {
   /** Parallel attempts per worker process. Default 4. */
   concurrency: number;
-  /** BullMQ limiter: at most `max` jobs per `durationMs` across all workers. */
+  /** At most `max` attempts per `durationMs` window, shared by all workers (src/delivery/work.ts). */
   rateLimit?: { max: number; durationMs: number };
   timeouts: Timeouts;
   retry: RetryPolicy;

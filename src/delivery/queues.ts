@@ -1,74 +1,76 @@
-import { Queue, type JobsOptions } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { deliveryQueueName, platformQueuePrefix } from '../store/keys.js';
+import { bus } from '../events.js';
+import type { Keys } from '../store/keys.js';
+import { counts, enqueue, listJobs, oldest, type DeliveryJobData, type QueueCounts, type QueuedJob } from './work.js';
 
-/** What every delivery job carries: enough to find the records, nothing else (no personal data in the queue). */
-export interface DeliveryJobData {
-  alertId: string;
-  deliveryId: string;
-  platformId: string;
-  /** `deliver` (first send), or a follow-up kind added by the lifecycle (cancel, update, urge). */
-  kind?: 'deliver' | 'cancel' | 'update' | 'urge' | 'redeliver';
-  /** For cancel: why 110 withdrew the alert. */
-  reason?: string;
-  /** For urge: the repeat call that prompted it. */
-  repeat?: { alertId: string; reportedAt: string; summary: string };
+export { jobPriority, type DeliveryJobData, type QueuedJob } from './work.js';
+
+export interface AddOptions {
+  /** Idempotency: a job id waiting or being attempted is not added again. It starts with the delivery id. */
+  jobId: string;
+  /** jobPriority(): 1 urgent, anything else normal. */
+  priority: number;
+  /** Due this long from now. */
+  delayMs?: number;
 }
-
-/** BullMQ priority: lower runs first. Every job gets one so urgent alerts overtake normal ones in order. */
-export function jobPriority(priority: 'normal' | 'urgent' | undefined): number {
-  return priority === 'urgent' ? 1 : 10;
-}
-
-export const DEFAULT_JOB_OPTIONS: JobsOptions = {
-  // Retries are decided by the engine's classifier; BullMQ only carries them out.
-  attempts: 1_000,
-  backoff: { type: 'fenliu' },
-  // The delivery record, its attempt log and the dead-letter store keep the history; the queue
-  // need not. Removing at once (as the naive baseline does) spares BullMQ a trim on every finish.
-  removeOnComplete: true,
-  removeOnFail: { age: 7 * 24 * 3600 },
-};
 
 /**
- * One BullMQ queue per platform, so a dead platform never delays the others. `prefix` is the
- * lifecycle queue's (`keys().queuePrefix`); each platform's queue has its own hash tag derived from
- * it (`keys().queuePrefixOf`), so on Redis Cluster platforms spread over shards.
+ * The delivery queues: fenliu's own per-bucket, per-platform work sets (src/delivery/work.ts),
+ * taken by the engine (src/delivery/engine.ts); one set per platform, so a dead platform never
+ * delays the others. Only the lifecycle queue (SLA sweeps, poll rounds, job schedulers) is a
+ * BullMQ queue: it is not per alert.
  */
 export class QueueRegistry {
-  readonly queues = new Map<string, Queue<DeliveryJobData>>();
-  /** SLA timers and poll rounds (src/lifecycle). */
+  readonly platforms: Set<string>;
+  /** SLA sweeps, poll rounds and retention (src/lifecycle). */
   readonly lifecycle: Queue;
 
   constructor(
     readonly connection: Redis,
-    readonly prefix: string,
+    readonly keys: Keys,
     platformIds: string[],
-    readonly jobOptions: (platformId: string) => JobsOptions = () => DEFAULT_JOB_OPTIONS,
   ) {
-    this.lifecycle = new Queue('lifecycle', { connection, prefix });
-    for (const id of platformIds) {
-      this.queues.set(
-        id,
-        new Queue<DeliveryJobData>(deliveryQueueName(id), { connection, prefix: platformQueuePrefix(prefix, id), defaultJobOptions: jobOptions(id) }),
-      );
-    }
+    this.platforms = new Set(platformIds);
+    this.lifecycle = new Queue('lifecycle', { connection, prefix: keys.queuePrefix });
     // The shared connection's errors are the runtime's to report (once per state change); a
     // queue without a listener would print a stack trace per reconnect attempt (a failover).
-    for (const q of [this.lifecycle, ...this.queues.values()]) q.on('error', () => undefined);
+    this.lifecycle.on('error', () => undefined);
   }
 
-  get(platformId: string): Queue<DeliveryJobData> {
-    const q = this.queues.get(platformId);
-    if (!q) throw new Error(`no queue for platform ${platformId}`);
-    return q;
+  has(platformId: string): boolean {
+    return this.platforms.has(platformId);
+  }
+
+  /** Enqueues a job (idempotent by job id) and wakes this process's engine; true when it was added. */
+  async add(data: DeliveryJobData, o: AddOptions): Promise<boolean> {
+    if (!this.has(data.platformId)) throw new Error(`no queue for platform ${data.platformId}`);
+    const added = await enqueue(this.connection, this.keys, { jobId: o.jobId, data, urgent: o.priority <= 1, delayMs: o.delayMs });
+    if (added) bus.emitEvent('work.enqueued', { platformId: data.platformId });
+    return added;
+  }
+
+  counts(platformId: string): Promise<QueueCounts> {
+    return counts(this.connection, this.keys, platformId);
+  }
+
+  oldest(platformId: string): Promise<number | undefined> {
+    return oldest(this.connection, this.keys, platformId);
+  }
+
+  jobs(platformId: string): Promise<QueuedJob[]> {
+    return listJobs(this.connection, this.keys, platformId);
+  }
+
+  async job(platformId: string, id: string): Promise<QueuedJob | undefined> {
+    return (await this.jobs(platformId)).find((j) => j.id === id);
   }
 
   async waitUntilReady(): Promise<void> {
-    await Promise.all([...this.queues.values(), this.lifecycle].map((q) => q.waitUntilReady()));
+    await this.lifecycle.waitUntilReady();
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values(), this.lifecycle].map((q) => q.close()));
+    await this.lifecycle.close();
   }
 }

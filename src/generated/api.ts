@@ -647,6 +647,7 @@ export interface components {
             adapter: string;
             /** @enum {string} */
             circuit: "closed" | "open" | "half-open";
+            /** @description Jobs of the platform by state: waiting (due now), delayed (retries and circuit waits due later), active (being attempted); prioritized and failed are always 0 (urgent jobs wait with the others, failed deliveries are dead letters) */
             queue: {
                 [key: string]: number;
             };
@@ -662,11 +663,11 @@ export interface components {
              * @description End of the cool-down while the circuit is open
              */
             circuitOpenUntil?: string;
-            /** @description Jobs in the queue: waiting + prioritized + delayed (retries) + active */
+            /** @description Jobs in the queue: waiting + delayed (retries) + active */
             queueDepth?: number;
             /**
              * Format: date-time
-             * @description Creation time of the oldest job still waiting (retries included)
+             * @description Due time of the earliest job still waiting (retries included): for a first delivery, when it was queued
              */
             oldestWaitingAt?: string;
             /** @description Age of that job now */

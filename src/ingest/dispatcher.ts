@@ -1,17 +1,15 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AUDIT_FIELD } from '../audit/events.js';
-import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
 import { bus } from '../events.js';
 import { nextSla } from '../lifecycle/service.js';
 import { duplicateConnection } from '../redis/connect.js';
 import { relayAudit } from '../store/audit-relay.js';
 import { INGEST_GROUP, alertOfDelivery, itemDeliveries, parseEntry, type LogItem } from '../store/ingest-log.js';
 import { bucketOf, isStandalone, type Keys } from '../store/keys.js';
-import { deliveryHash, getAlertRecord, type AlertRecord, type DeliveryRecord } from '../store/records.js';
+import { deliveryHash, getAlertRecord, type AlertRecord } from '../store/records.js';
 import { MATERIALISE_SCRIPT } from './script.js';
 
 /** One entry of a bucket's ingest log; `fields` null for an entry deleted since it was read. */
@@ -25,27 +23,15 @@ export interface LogEntry {
 const MAX_ALERTS = 500;
 
 const COMMAND = 'fenliuMaterialise';
-const OUTBOX_DONE = 'fenliuOutboxDone';
-
-/** Removes outbox entries whose jobs are added. KEYS: a key of the group. ARGV: per outbox: key, count, ids. */
-const OUTBOX_DONE_SCRIPT = `
-local i = 1
-while i <= #ARGV do
-  local key, n = ARGV[i], tonumber(ARGV[i + 1])
-  for s = i + 2, i + 1 + n, 1000 do redis.call('ZREM', key, unpack(ARGV, s, math.min(s + 999, i + 1 + n))) end
-  i = i + 2 + n
-end
-return 0`;
 
 type Scripted = Redis & Record<string, (...a: unknown[]) => Promise<unknown>>;
 
 /**
  * Turns ingest log entries into everything else an accepted alert implies: delivery hashes,
- * history, SLA timers, audit events and outbox entries (one MATERIALISE_SCRIPT per group of
- * buckets, which also acknowledges and deletes the entries), then the BullMQ jobs (one MULTI per
- * platform queue, job id = delivery id), then the outbox entries go. Every step may be repeated:
- * the script writes an entry once (src/ingest/script.ts), a job id is added once, and a delivery
- * whose job was not added stays in its outbox until `relayOutbox` adds it.
+ * history, SLA timers, audit events and each delivery's job in its platform's work set (one
+ * MATERIALISE_SCRIPT per group of buckets, which also acknowledges and deletes the entries, so
+ * a delivery and its job are written together or not at all). The script writes an entry once
+ * (src/ingest/script.ts), so a repeated run adds nothing.
  *
  * Used by the dispatcher's loop (worker processes) and, on demand, by any write on an alert the
  * dispatcher has not reached yet (`alert`, `delivery`), in every process.
@@ -55,7 +41,6 @@ export class Materialiser {
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly prefix: string,
-    private readonly queues: QueueRegistry,
     private readonly log?: Logger,
   ) {}
 
@@ -108,9 +93,6 @@ export class Materialiser {
       }
       await flush();
     }
-    const deliveries = done.flatMap(({ items }) => [...items.values()].flatMap((item) => itemDeliveries(item)));
-    await this.addJobs(deliveries);
-    await this.outboxDone(deliveries);
     // Redis Cluster: the events went to the buckets' own streams (src/store/audit-relay.ts).
     if (!isStandalone(this.prefix)) await Promise.all([...new Set(done.map((d) => d.entry.bucket))].map((b) => relayAudit(this.redis, this.prefix, b).catch(() => 0)));
     const n = done.reduce((a, d) => a + d.items.size, 0);
@@ -137,7 +119,7 @@ export class Materialiser {
     const args: (string | number)[] = [INGEST_GROUP, AUDIT_FIELD, chunk.length];
     for (const { entry, items } of chunk) {
       const b = entry.bucket;
-      args.push(k.ingestLog(b), entry.id, k.audit(b), k.slaDue(b), k.outbox(b), items.size);
+      args.push(k.ingestLog(b), entry.id, k.audit(b), k.slaDue(b), items.size);
       for (const item of items.values()) this.args(args, item);
     }
     const res = (await client[COMMAND](k.ingestLog(chunk[0].entry.bucket), ...args)) as number[];
@@ -155,7 +137,7 @@ export class Materialiser {
       const fields = Object.keys(h);
       out.push(d.id, k.delivery(d.id), fields.length);
       for (const f of fields) out.push(f, h[f]);
-      out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '');
+      out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '', k.work(bucketOf(d.id), d.platformId, d.priority === 'urgent'));
     }
     const head = { at: r.receivedAt, alertId: r.id, sourceId: r.sourceId };
     // alert.received holds the alert: its rest here, the alert spliced in by the script.
@@ -164,52 +146,6 @@ export class Materialiser {
       ? { type: 'alert.repeat', ...head, data: { repeatOf: r.repeatOf, ruleId: r.route.ruleId, matchedBy: r.repeatMatch?.key, on: r.repeatMatch?.on, crossSource: r.repeatMatch?.crossSource } }
       : { type: 'alert.routed', ...head, data: { ruleId: r.route.ruleId, targets: r.route.targets, deliveryIds: r.deliveryIds } };
     out.push(JSON.stringify(second), '');
-  }
-
-  /** One MULTI per platform queue: a job per delivery, its id the delivery id (added once). */
-  private async addJobs(ds: DeliveryRecord[]): Promise<void> {
-    const byPlatform = new Map<string, DeliveryRecord[]>();
-    for (const d of ds) {
-      // A platform no longer configured here: its outbox entry stays for a process that has it.
-      if (!this.queues.queues.has(d.platformId)) continue;
-      const list = byPlatform.get(d.platformId);
-      if (list) list.push(d);
-      else byPlatform.set(d.platformId, [d]);
-    }
-    await Promise.all(
-      [...byPlatform].map(async ([platformId, list]) => {
-        const queue = this.queues.get(platformId);
-        const client = (await queue.getBackend().client) as unknown as Redis;
-        const multi = client.multi();
-        for (const d of list) {
-          const data: DeliveryJobData = { alertId: d.alertId, deliveryId: d.id, platformId, kind: 'deliver' };
-          new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(d.priority), jobId: d.id }, d.id).addJob(multi as never).catch(() => undefined);
-        }
-        const res = await multi.exec();
-        const failed = (res ?? []).find(([e]) => e);
-        if (!res || failed) throw failed?.[0] ?? new Error('MULTI aborted');
-      }),
-    );
-  }
-
-  /** The outbox entries of deliveries whose jobs are added: one call per group of buckets. */
-  private async outboxDone(ds: DeliveryRecord[]): Promise<void> {
-    const byBucket = new Map<number, string[]>();
-    for (const d of ds) {
-      if (!this.queues.queues.has(d.platformId)) continue;
-      const b = bucketOf(d.id);
-      const list = byBucket.get(b);
-      if (list) list.push(d.id);
-      else byBucket.set(b, [d.id]);
-    }
-    const client = this.redis as Scripted;
-    if (!client[OUTBOX_DONE]) client.defineCommand(OUTBOX_DONE, { numberOfKeys: 1, lua: OUTBOX_DONE_SCRIPT });
-    await Promise.all(
-      this.keys.groups(byBucket.keys()).map((buckets) => {
-        const args = buckets.flatMap((b) => [this.keys.outbox(b), byBucket.get(b)!.length, ...byBucket.get(b)!]);
-        return client[OUTBOX_DONE](this.keys.outbox(buckets[0]), ...args);
-      }),
-    );
   }
 }
 
@@ -389,28 +325,4 @@ export class Dispatcher {
     }
     return entries;
   }
-}
-
-/**
- * Adds the jobs of deliveries left in an outbox for longer than `olderThanMs` (a dispatcher died
- * between its materialise script and its job MULTI, or a queue shard was away), then clears them.
- * Adding is idempotent (`jobId` = delivery id; a delivery no longer `queued` needs no job), so
- * two relays at once, or a relay racing the dispatcher, add nothing twice. Returns how many it handled.
- */
-export async function relayOutbox(redis: Redis, k: Keys, queues: QueueRegistry, olderThanMs = 10_000, now = Date.now()): Promise<number> {
-  let handled = 0;
-  for (const b of k.bucketList) {
-    const ids = await redis.zrangebyscore(k.outbox(b), '-inf', now - olderThanMs, 'LIMIT', 0, 500);
-    for (const id of ids) {
-      const [platformId, alertId, priority, state] = await redis.hmget(k.delivery(id), 'platformId', 'alertId', 'priority', 'state');
-      if (platformId && alertId && state === 'queued' && queues.queues.has(platformId)) {
-        const queue = queues.get(platformId);
-        const data: DeliveryJobData = { alertId, deliveryId: id, platformId, kind: 'deliver' };
-        await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, ...queue.defaultJobOptions, priority: jobPriority(priority === 'urgent' ? 'urgent' : 'normal'), jobId: id });
-      }
-      await redis.zrem(k.outbox(b), id);
-      handled++;
-    }
-  }
-  return handled;
 }

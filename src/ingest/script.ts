@@ -104,18 +104,18 @@ return out
  * Materialises ingest log entries (src/store/ingest-log.ts), each at most once: an entry still in
  * its log is written out and deleted (XACK + XDEL) in this one script, so a second run for it (a
  * dispatcher that crashed before its XACK, an on-demand call racing the dispatcher) finds it gone
- * and writes nothing. Per alert: its deliveries (hash, history, SLA timer, outbox entry) and its
+ * and writes nothing. Per alert: its deliveries (hash, history, SLA timer, job in its platform's
+ * work set, src/delivery/work.ts: a plain first delivery, job id = delivery id) and its
  * audit events, where an event holding the alert gets the alert's JSON cut from the head of its
  * record (it is most of an alert's bytes and is never sent back from Redis). An alert whose record
  * is gone (retention, a record rewritten without its log id) is skipped.
  *
  * KEYS: a log of the group (routes the call on Redis Cluster).
- * ARGV: group, auditField, entryCount, then per entry: log, entryId, auditStream, slaDue, outbox,
+ * ARGV: group, auditField, entryCount, then per entry: log, entryId, auditStream, slaDue,
  *   alertCount, then per alert: alertKey, alertBytes, deliveryCount, per delivery:
- *   [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey, historyEntry, slaDueAt or ''],
+ *   [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey, historyEntry, slaDueAt or '', workSet],
  *   eventCount, per event: [eventJson, ''] or [eventRest, dataRest] for an event whose data holds the alert.
- * Outbox entries are scored with the time of this call, so the outbox relay (which adds the jobs
- * of entries older than its threshold) leaves a backlog just materialised to its dispatcher.
+ * Jobs are due at once (the time of this call, by Redis's clock).
  * Returns per entry 1 when this call materialised it, 0 when it was gone already.
  */
 export const MATERIALISE_SCRIPT = `
@@ -133,8 +133,8 @@ local function zadd(key, score, member)
 end
 local i = 4
 for e = 1, tonumber(ARGV[3]) do
-  local log, id, audit, slaDue, outbox, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
-  i = i + 6
+  local log, id, audit, slaDue, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  i = i + 5
   local live = #redis.call('XRANGE', log, id, id) > 0
   for a = 1, n do
     local rec = live and redis.call('GET', ARGV[i])
@@ -155,9 +155,9 @@ for e = 1, tonumber(ARGV[3]) do
         redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
         redis.call('RPUSH', ARGV[h], ARGV[h + 1])
         if ARGV[h + 2] ~= '' then zadd(slaDue, ARGV[h + 2], did) end
-        zadd(outbox, now, did)
+        zadd(ARGV[h + 3], now, did)
       end
-      i = h + 3
+      i = h + 4
     end
     local ne = tonumber(ARGV[i])
     i = i + 1

@@ -1,12 +1,12 @@
 import { createHmac } from 'node:crypto';
-import { Job, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CaseEvent, StatusEvent } from '../../adapters/sdk.js';
 import { addAudit, AUDIT_FIELD, type AuditEvent } from '../audit/events.js';
 import { feedbackPlatformId } from '../config/load.js';
 import type { Config, PlatformConfig, SlaConfig } from '../config/types.js';
-import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
+import { jobPriority, type DeliveryJobData, type QueueRegistry } from '../delivery/queues.js';
 import { bus } from '../events.js';
 import { bucketOf, type Keys } from '../store/keys.js';
 import { each, hgetAny } from '../store/fanout.js';
@@ -316,25 +316,18 @@ export class Lifecycle {
       event: event ? JSON.stringify(event) : undefined,
     };
     if (kind === 'primary') Object.assign(d, deadlines(slaFor(this.cfg, rec.route.ruleId, platformId), now));
-    const queue = this.queues.get(platformId);
     const b = bucketOf(id);
     // Written only if the delivery does not exist yet: two returns of one alert at once may both
     // re-route to the same platform, and the second must not reset the first to queued. Its job
     // add is then a no-op (same job id) or finds the delivery past queued (engine: nothing to do).
     const ev: AuditEvent = { type: kind === 'primary' ? 'alert.rerouted' : `delivery.${kind}`, at: now, alertId: rec.id, deliveryId: id, platformId, data: { note, event } };
     const hash = deliveryHash(d as DeliveryRecord);
-    // The delivery (with an outbox entry) in its alert's slot, then its job in the queue's slot;
-    // the outbox relay adds a job this process did not get to (src/ingest/writer.ts).
-    const keys = [this.keys.delivery(id), this.keys.history(id), this.keys.alertPlatforms(rec.id), this.keys.alertDeliveries(rec.id), this.keys.audit(b), this.keys.slaDue(b), this.keys.outbox(b)];
+    // The delivery and its job (a plain first delivery in its platform's work set), in one script in the alert's slot.
+    const keys = [this.keys.delivery(id), this.keys.history(id), this.keys.alertPlatforms(rec.id), this.keys.alertDeliveries(rec.id), this.keys.audit(b), this.keys.slaDue(b), this.keys.work(b, platformId, d.priority === 'urgent')];
     const sla = kind === 'primary' ? nextSla(d as DeliveryRecord)?.dueAt : undefined;
     await this.redis.eval(CREATE_DELIVERY, keys.length, ...keys, platformId, id, JSON.stringify({ at: now, to: 'queued', source: kind === 'primary' ? 'reroute' : kind, note }), AUDIT_FIELD, JSON.stringify(ev), sla ?? '', ...Object.entries(hash).flat());
-    const data: DeliveryJobData = { alertId: rec.id, deliveryId: id, platformId, kind: 'deliver' };
-    const client = (await queue.getBackend().client) as any;
-    const m = client.multi();
-    new Job(queue, 'deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: id }, id).addJob(m).catch(() => undefined);
-    await m.exec();
+    bus.emitEvent('work.enqueued', { platformId });
     void relayAudit(this.redis, this.prefix, b).catch(() => 0);
-    await this.redis.zrem(this.keys.outbox(b), id);
     return id;
   }
 
@@ -354,7 +347,7 @@ export class Lifecycle {
     await m.exec();
     for (const d of ds) {
       const data: DeliveryJobData = { alertId: caseId, deliveryId: d.id, platformId: d.platformId, kind: 'urge', repeat: { alertId: repeat.alert.source.alertId, reportedAt: repeat.alert.reportedAt, summary: repeat.alert.summary } };
-      await this.queues.get(d.platformId).add('urge', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority('urgent'), jobId: `${d.id}.urge.${repeat.id}` });
+      await this.queues.add(data, { priority: jobPriority('urgent'), jobId: `${d.id}.urge.${repeat.id}` });
     }
     if (ds[0]) await this.feedback(ds[0], { type: 'repeat', deliveryId: ds[0].id, platformId: ds[0].platformId, at, note: `repeat call ${repeat.alert.source.alertId} linked to case ${caseId}` });
     return ds.length;
@@ -515,7 +508,7 @@ redis.call('RPUSH', KEYS[4], ARGV[2])
 redis.call('XADD', KEYS[5], '*', ARGV[4], ARGV[5])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[2]) end
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[7], t[1] * 1000, ARGV[2])
+redis.call('ZADD', KEYS[7], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[2])
 return 1`;
 
 const SLA_CLAIM = `

@@ -10,7 +10,6 @@ import type { Lifecycle, LifecycleJobData } from './service.js';
 import { LIFECYCLE_QUEUE } from './service.js';
 import { sweepRetention } from '../store/retention.js';
 import { relayAllAudit } from '../store/audit-relay.js';
-import { relayOutbox } from '../ingest/dispatcher.js';
 
 /** How many open deliveries one poll round asks a platform about. */
 const POLL_BATCH = 200;
@@ -57,9 +56,8 @@ export class LifecycleWorker {
     // Judge the deadline at the instant the timer was due, so a timer that fires a millisecond
     // early cannot re-arm itself under its own (still active) job id and be lost.
     if (data.kind === 'sla-sweep') {
-      // Catch-alls of the key layout, on the same schedule: jobs left in an outbox, audit
-      // events left in a bucket stream (both by a process that died between two steps).
-      await relayOutbox(this.lc.redis, this.lc.keys, this.lc.queues).catch((err) => this.log.warn({ err: { message: (err as Error).message } }, 'outbox relay failed'));
+      // Catch-all of the key layout, on the same schedule: audit events left in a bucket stream
+      // (by a process that died between two steps).
       await relayAllAudit(this.lc.redis, this.lc.prefix).catch((err) => this.log.warn({ err: { message: (err as Error).message } }, 'audit relay failed'));
       return this.lc.sweepSla();
     }

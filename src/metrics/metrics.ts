@@ -82,14 +82,15 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
 
   new Gauge({
     name: 'fenliu_queue_jobs',
-    help: 'BullMQ jobs per platform queue and job state (read on scrape)',
+    help: 'Delivery jobs per platform work set and state: waiting (due), delayed (due later), active (leased) (read on scrape)',
     labelNames: ['platform', 'state'] as const,
     registers: [registry],
     async collect() {
       this.reset();
       await Promise.all(
         platformIds.map(async (id) => {
-          const counts = await rt.queues.get(id).getJobCounts(...QUEUE_STATES);
+          // prioritized and failed were BullMQ's states: kept at 0 so dashboards keep their series.
+          const counts: Record<string, number> = { prioritized: 0, failed: 0, ...(await rt.queues.counts(id)) };
           for (const s of QUEUE_STATES) this.set({ platform: id, state: s }, counts[s] ?? 0);
         }),
       );

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { Job } from 'bullmq';
 import { ProblemError } from '../errors.js';
 import { transition } from '../lifecycle/transition.js';
-import { DEFAULT_JOB_OPTIONS, jobPriority, type DeliveryJobData } from '../delivery/queues.js';
+import { jobPriority, type DeliveryJobData } from '../delivery/queues.js';
 import { getAlertRecord, getDeliveries, parseDelivery, type DeliveryRecord } from '../store/records.js';
 import { each, zByRank, zByScore, zcardAll } from '../store/fanout.js';
 import { bucketOf } from '../store/keys.js';
@@ -24,7 +23,7 @@ const reasonBody = {
 
 /**
  * Puts a failed delivery back in its queue: state failed → queued, dead letter removed, a new job
- * (a fresh job id, because the old job may still be kept by BullMQ), and an audit event naming
+ * (a fresh job id: the old one may still be waiting, as a retry of the failed send), and an audit event naming
  * the operator and the reason.
  */
 export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Principal, reason: string, action = 'retry'): Promise<boolean> {
@@ -43,12 +42,11 @@ export async function retryDelivery(rt: Runtime, d: DeliveryRecord, actor: Princ
   if (!t.ok) return false;
   await rt.audit(operatorActionEvent(actor, action, { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId }, reason));
   const n = await rt.redis.hincrby(k.delivery(d.id), 'retries', 1);
-  const queue = rt.queues.get(d.platformId);
   const data: DeliveryJobData = { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'deliver' };
   // Before the job exists: a job that fails again at once must be able to dead-letter itself anew.
   await rt.redis.zrem(k.deadLetters(bucketOf(d.id), d.platformId), d.id);
   try {
-    await queue.add('deliver', data, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.r${n}` });
+    await rt.queues.add(data, { priority: jobPriority(d.priority), jobId: `${d.id}.r${n}` });
   } catch (err) {
     // No job, no delivery: put it back where it was (failed, still a dead letter) rather than
     // leave it queued with nothing to send it.
@@ -117,7 +115,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
         // One replay.delivery per delivery sent again; replayId ties it to its run's replay.started.
         addAudit(m, rt.cfg.redis.prefix, replayEvent('replay.delivery', { replayId: req.body.replayId ?? `single-${d.id}-${n}`, mode: 'redeliver', actor: { kind: p.kind, id: p.ownerId ?? p.keyId, keyId: p.keyId }, reason: req.body.reason, ...target }));
         await m.exec();
-        await rt.queues.get(d.platformId).add('redeliver', { alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'redeliver', reason: req.body.reason }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(d.priority), jobId: `${d.id}.redeliver.${n}` });
+        await rt.queues.add({ alertId: d.alertId, deliveryId: d.id, platformId: d.platformId, kind: 'redeliver', reason: req.body.reason }, { priority: jobPriority(d.priority), jobId: `${d.id}.redeliver.${n}` });
         reply.code(202);
         return d;
       },
@@ -127,16 +125,15 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
       const now = Date.now();
       const items = await Promise.all(
         rt.cfg.platforms.map(async (p) => {
-          const queue = rt.queues.get(p.id);
           // The engine's own circuit object where this process runs one; the same Redis hash otherwise.
           const circuit = engine?.circuits.get(p.id) ?? new Circuit(rt.redis, rt.cfg.redis.prefix, p.id, platformSettings(p).circuitBreaker);
           const [counts, dead, cb, lastErr, lastDelivered, oldest] = await Promise.all([
-            queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
+            rt.queues.counts(p.id),
             zcardAll(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, p.id))),
             circuit.state(now),
             newestLastError(rt, p.id),
             zByScore(rt.redis, each(k.bucketList, (b) => k.flowDelivered(b, p.id)), '+inf', '-inf', 1, true),
-            oldestWaiting(rt, queue),
+            rt.queues.oldest(p.id),
           ]);
           const lastFailure = lastErr.at
             ? {
@@ -150,7 +147,7 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
           // Before the engine recorded last errors (an older deployment's data), the newest dead letter says most.
           const lastDead = lastFailure ? undefined : (await zByRank(rt.redis, each(k.bucketList, (b) => k.deadLetters(b, p.id)), 0, 0, true))[0];
           const deadError = lastDead ? parseDelivery(await rt.redis.hgetall(k.delivery(lastDead)))?.lastError : undefined;
-          const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0);
+          const depth = counts.waiting + counts.delayed + counts.active;
           return {
             id: p.id,
             name: p.name,
@@ -159,7 +156,8 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
             circuitFailures: cb.failures,
             circuitThreshold: circuit.opts.failureThreshold,
             ...(cb.openUntil ? { circuitOpenUntil: new Date(cb.openUntil).toISOString() } : {}),
-            queue: counts,
+            // prioritized and failed were BullMQ's: urgent jobs wait with the others now, and failed deliveries are dead letters.
+            queue: { ...counts, prioritized: 0, failed: 0 },
             queueDepth: depth,
             ...(oldest !== undefined ? { oldestWaitingAt: new Date(oldest).toISOString(), oldestWaitingAgeMs: Math.max(0, now - oldest) } : {}),
             deadLetters: dead,
@@ -205,36 +203,8 @@ export function deliveryRoutes(engine?: DeliveryEngine) {
   };
 }
 
-/** Jobs looked at per queue state to find the oldest waiting one; beyond this the age is a lower bound. */
-const OLDEST_SCAN = 500;
-
-/**
- * Creation time (epoch ms) of the oldest job that waits in a platform's queue (waiting,
- * prioritized or delayed, i.e. retries too), read as each job's `timestamp` in one pipeline.
- */
 /** The platform's last failed attempt: one hash per key-layout bucket (written with the attempt), the newest of them. */
 async function newestLastError(rt: Runtime, platformId: string): Promise<Record<string, string>> {
   const all = await Promise.all(rt.keys.bucketList.map((b) => rt.redis.hgetall(rt.keys.platformLastError(b, platformId))));
   return all.reduce((a, h) => (h.at && (!a.at || h.at > a.at) ? h : a), {} as Record<string, string>);
 }
-
-async function oldestWaiting(rt: Runtime, queue: ReturnType<Runtime['queues']['get']>): Promise<number | undefined> {
-  const qk = queue.keys;
-  const [wait, prio, delayed] = await Promise.all([
-    rt.redis.lrange(qk.wait, -OLDEST_SCAN, -1),
-    rt.redis.zrange(qk.prioritized, '0', String(OLDEST_SCAN - 1)),
-    rt.redis.zrange(qk.delayed, '0', String(OLDEST_SCAN - 1)),
-  ]);
-  const ids = [...new Set([...wait, ...prio, ...delayed])];
-  if (!ids.length) return undefined;
-  const p = rt.redis.pipeline();
-  for (const id of ids) p.hget(queue.toKey(id), 'timestamp');
-  let oldest: number | undefined;
-  for (const [err, v] of (await p.exec()) ?? []) {
-    const ts = err || v === null ? NaN : Number(v);
-    if (Number.isFinite(ts) && (oldest === undefined || ts < oldest)) oldest = ts;
-  }
-  return oldest;
-}
-
-export type { Job };

@@ -14,7 +14,7 @@ export default async function healthRoutes(app: FastifyInstance) {
       checks.redis = `unreachable: ${(err as Error).message}`;
       ready = false;
     }
-    checks.queues = rt.queues.queues.size;
+    checks.queues = rt.queues.platforms.size;
     if (checks.redis === 'ok') {
       // The audit stream holds what the archiver has not moved to files yet; unbounded, it fills
       // Redis until ingest fails. Above the limit the instance says so before that happens.

@@ -7,7 +7,7 @@ import { bucketOf } from '../store/keys.js';
 import { operatorActionEvent } from '../audit/operator.js';
 import type { Platform } from '../delivery/platforms.js';
 import { webhookKey } from '../delivery/webhook-secret.js';
-import { DEFAULT_JOB_OPTIONS, jobPriority } from '../delivery/queues.js';
+import { jobPriority } from '../delivery/queues.js';
 import { ProblemError } from '../errors.js';
 import { canonicalJson, validateAlert } from '../ingest/validate.js';
 import { FINAL_STATES } from '../lifecycle/states.js';
@@ -129,7 +129,7 @@ export async function cancelAlert(rt: Runtime, p: Principal, rec: AlertRecord, r
     const wasSent = d.state !== 'queued';
     const t = await rt.lifecycle.apply({ deliveryId: d.id, to: 'cancelled', source: p.kind === 'operator' ? 'operator' : 'source', note: reason, audit: { alertId: rec.id, platformId: d.platformId, actor, reason } });
     if (t.ok && wasSent) {
-      await rt.queues.get(d.platformId).add('cancel', { alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'cancel', reason }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority('urgent'), jobId: `${d.id}.cancel` });
+      await rt.queues.add({ alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'cancel', reason }, { priority: jobPriority('urgent'), jobId: `${d.id}.cancel` });
     }
   }
   return getAlertView(rt.redis, k, rec.id);
@@ -175,7 +175,7 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   for (const d of ds) {
     // Queued deliveries send the new version anyway; the others get an update notice.
     if (FINAL_STATES.has(d.state) || d.state === 'queued') continue;
-    await rt.queues.get(d.platformId).add('update', { alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'update' }, { ...DEFAULT_JOB_OPTIONS, priority: jobPriority(v.alert.priority), jobId: `${d.id}.update.${updated.version}` });
+    await rt.queues.add({ alertId: rec.id, deliveryId: d.id, platformId: d.platformId, kind: 'update' }, { priority: jobPriority(v.alert.priority), jobId: `${d.id}.update.${updated.version}` });
   }
   return getAlertView(rt.redis, k, rec.id);
 }

@@ -107,7 +107,22 @@ export function keys(prefix: string) {
      * consumer group and deleted once materialised (src/ingest/dispatcher.ts).
      */
     ingestLog: (b: number) => `${inB(b)}:ingest`,
-    /** Delivery ids written with their alert whose BullMQ job may not be added yet (score: epoch ms). */
+    /**
+     * A platform's work set in a bucket (src/delivery/work.ts): member a job id (it starts with its
+     * delivery's id, so it is in the delivery's bucket), score the epoch ms it is due. Urgent jobs
+     * have their own set, taken before the normal one.
+     */
+    work: (b: number, platformId: string, urgent: boolean) => `${inB(b)}:work:${platformId}:${urgent ? 'u' : 'n'}`,
+    /** Jobs of a platform being attempted in a bucket: member a job id, score its lease expiry (epoch ms). */
+    working: (b: number, platformId: string) => `${inB(b)}:working:${platformId}`,
+    /**
+     * Job data of a bucket's jobs that are not plain first deliveries (field: job id → JSON), and
+     * per job its attempts made (`<id>#n`) and lease expiries (`<id>#s`); removed when the job ends.
+     */
+    jobs: (b: number) => `${inB(b)}:jobs`,
+    /** A platform's shared rate-limit window (a counter with a TTL), one key per platform. */
+    rate: (platformId: string) => `${prefix}:rate:{${platformId}}`,
+    /** Before the fenliu work sets: delivery ids whose BullMQ job may not be added yet. Read only by the migration (src/store/migrate.ts). */
     outbox: (b: number) => `${inB(b)}:outbox`,
     /** Where a script writing bucket b's keys appends audit events: the bucket's stream, relayed to the one stream the archiver reads; that stream itself on a standalone Redis (setStandalone). */
     audit: (b: number) => (standalone.has(prefix) ? auditStream : `${inB(b)}:audit`),
@@ -129,7 +144,7 @@ export function keys(prefix: string) {
     repeatPlace: (hash: string) => `${inB(bucketOfString(hash))}:repeat:place:${hash}`,
     /** Queue prefix of the lifecycle queue (its own hash tag: all of a BullMQ queue's keys share a slot). */
     queuePrefix: `{${prefix}:q}`,
-    /** Queue prefix of a platform's delivery queue: one hash tag per platform, so platforms spread over shards. */
+    /** Queue prefix of a platform's BullMQ delivery queue before the work sets (read by the migration). */
     queuePrefixOf: (platformId: string) => platformQueuePrefix(`{${prefix}:q}`, platformId),
     /** A replay run started through the API and not finished yet (its mode, for replay.finished): in the audit stream's slot, written in one MULTI with replay.started. */
     replayRun: (id: string) => `${prefix}:{audit}:replay:${id}`,
@@ -143,7 +158,7 @@ export function platformQueuePrefix(queuePrefix: string, platformId: string): st
   return queuePrefix.endsWith('}') ? `${queuePrefix.slice(0, -1)}:${platformId}}` : `${queuePrefix}:${platformId}`;
 }
 
-/** BullMQ queue name of a platform's deliveries. */
+/** BullMQ queue name of a platform's deliveries before the work sets (the migration reads it: src/store/migrate.ts). */
 export function deliveryQueueName(platformId: string): string {
   return `deliver.${platformId}`;
 }

@@ -1,5 +1,6 @@
-import { Queue } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { enqueue, type DeliveryJobData } from '../delivery/work.js';
 import { auditHeadKey, auditStreamKey } from '../audit/events.js';
 import { auditCheckpointKey } from '../audit/checkpoint-log.js';
 import { bucketOf, deliveryQueueName, keys, type Keys } from './keys.js';
@@ -13,7 +14,7 @@ export const LAYOUT_VERSION = '2';
  * Converts data written in the layout before hash-tag buckets (one Redis, no `{…}` in key names)
  * to the bucket layout of src/store/keys.ts, at start: keys are renamed (one Redis: no slot
  * limits), index entries are re-added to their bucket with their scores, jobs waiting in the old
- * queues are re-added to the new ones (same job ids) and the old queues removed. Runs once (a
+ * queues are put in the delivery work sets (same job ids, src/delivery/work.ts) and the old queues removed. Runs once (a
  * marker key, and a lock against a second process starting at the same time); every step is
  * idempotent, so a conversion cut short is finished by the next start. Stop every process of the
  * old version first. Returns the number of alerts converted.
@@ -120,19 +121,73 @@ async function moveGlobals(redis: Redis, k: Keys, prefix: string, platformIds: s
 async function moveQueues(redis: Redis, k: Keys, prefix: string, platformIds: string[]): Promise<void> {
   for (const p of platformIds) {
     const oldQ = new Queue(deliveryQueueName(p), { connection: redis, prefix: `${prefix}:q` });
-    const newQ = new Queue(deliveryQueueName(p), { connection: redis, prefix: k.queuePrefixOf(p) });
     try {
-      const jobs = await oldQ.getJobs(['waiting', 'prioritized', 'delayed', 'active'], 0, -1);
-      for (const j of jobs.filter(Boolean)) {
-        // Retries keep their delay from now; a job that was active is sent again (at least once).
-        await newQ.add(j.name, j.data, { ...j.opts, jobId: j.id, delay: undefined, priority: j.opts.priority });
-      }
+      await moveJobs(redis, k, p, oldQ);
       await oldQ.obliterate({ force: true });
     } finally {
-      await Promise.all([oldQ.close(), newQ.close()]);
+      await oldQ.close();
     }
   }
   // The lifecycle queue holds only schedulers and timers the workers set up again at start.
   const oldLc = new Queue('lifecycle', { connection: redis, prefix: `${prefix}:q` });
   await oldLc.obliterate({ force: true }).finally(() => oldLc.close());
+}
+
+/** States a BullMQ delivery job may wait in (`waiting` includes a paused queue's), or run in: an active job is sent again (at least once). */
+const JOB_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'waiting-children'] as const;
+
+/** Puts a BullMQ queue's pending jobs in the work sets: delay → due time, priority 1 → urgent, same job id. */
+async function moveJobs(redis: Redis, k: Keys, platformId: string, q: Queue): Promise<number> {
+  const jobs = (await q.getJobs([...JOB_STATES], 0, -1)).filter(Boolean) as Job<DeliveryJobData>[];
+  let n = 0;
+  for (const j of jobs) {
+    const data = { ...j.data, platformId };
+    if (!data.deliveryId) continue;
+    const id = String(j.id);
+    // Every fenliu job id starts with its delivery id; one that does not (hand-made) gets one that does.
+    const jobId = id.startsWith(data.deliveryId) && bucketOf(id) === bucketOf(data.deliveryId) ? id : `${data.deliveryId}.m${id}`;
+    await enqueue(redis, k, { jobId, data, urgent: (j.priority || j.opts.priority) === 1, dueMs: j.timestamp + (j.delay ?? 0) });
+    n++;
+  }
+  return n;
+}
+
+/**
+ * From the BullMQ delivery queues to fenliu's work sets (src/delivery/work.ts), at a worker's
+ * start (and `fenliu migrate`): the jobs still pending in a platform's old queue are put in its
+ * work sets, then the old queue is removed; each delivery an outbox still lists (a dispatcher died
+ * before adding its job) gets its job if it is still queued, and the outboxes go. Idempotent
+ * (enqueue is, by job id); a platform without an old queue costs one EXISTS. Returns the jobs moved.
+ */
+export async function migrateDeliveryQueues(redis: Redis, k: Keys, platformIds: string[]): Promise<number> {
+  let moved = 0;
+  for (const p of platformIds) {
+    const prefix = k.queuePrefixOf(p);
+    const base = `${prefix}:${deliveryQueueName(p)}`;
+    // One call: all of a queue's keys share its hash tag.
+    if (!(await redis.exists(`${base}:meta`, `${base}:id`, `${base}:wait`, `${base}:prioritized`, `${base}:delayed`, `${base}:active`, `${base}:paused`))) continue;
+    const q = new Queue(deliveryQueueName(p), { connection: redis, prefix });
+    q.on('error', () => undefined);
+    try {
+      moved += await moveJobs(redis, k, p, q);
+      await q.obliterate({ force: true });
+    } finally {
+      await q.close();
+    }
+  }
+  for (const b of k.bucketList) {
+    for (;;) {
+      const ids = await redis.zrange(k.outbox(b), '0', '499');
+      if (!ids.length) break;
+      for (const id of ids) {
+        const [platformId, alertId, priority, state] = await redis.hmget(k.delivery(id), 'platformId', 'alertId', 'priority', 'state');
+        // A platform this process does not have keeps its job in its work set for one that does.
+        if (platformId && alertId && state === 'queued') {
+          if (await enqueue(redis, k, { jobId: id, data: { alertId, deliveryId: id, platformId, kind: 'deliver' }, urgent: priority === 'urgent' })) moved++;
+        }
+      }
+      await redis.zrem(k.outbox(b), ...ids);
+    }
+  }
+  return moved;
 }

@@ -10,7 +10,7 @@ const JOB_SETS = ['completed', 'failed', 'delayed', 'wait', 'paused', 'prioritiz
  * Retention of alert records: removes every alert received before `cutoffMs` with everything
  * fenliu keeps about it in Redis — the record, its idempotency claim, its deliveries (hash,
  * history, attempt log), index entries (by time, by source, flow, open, overdue, dead letters,
- * remote tickets), its finished BullMQ jobs and pending SLA timers, and, given the matcher, its
+ * remote tickets), its waiting first-delivery job (and any BullMQ job an earlier version left) and pending SLA timers, and, given the matcher, its
  * repeat-call keys. The audit trail is not touched: it lives on in the archived segment files.
  * Runs in chunks of `chunk` alerts; returns how many alerts it removed.
  */
@@ -63,8 +63,9 @@ export async function sweepRetention(
         tx.del(k.delivery(dId), k.history(dId), k.attempts(dId));
         tx.zrem(k.overdue(b), dId);
         tx.zrem(k.slaDue(b), dId);
-        tx.zrem(k.outbox(b), dId);
         if (!platformId) continue;
+        // A first-delivery job still waiting (its follow-ups end by themselves: no delivery, no attempt).
+        tx.zrem(k.work(b, platformId, false), dId).zrem(k.work(b, platformId, true), dId);
         tx.zrem(k.flowDelivered(b, platformId), dId);
         tx.zrem(k.open(b, platformId), dId);
         tx.zrem(k.deadLetters(b, platformId), dId);

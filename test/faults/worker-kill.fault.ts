@@ -1,7 +1,7 @@
 /**
  * Worker processes SIGKILLed mid-attempt, again and again, while a backlog is delivered to a
- * slow platform: BullMQ's stalled-job check (engine.lockDurationMs / stalledIntervalMs, see
- * docs/reliability.md) hands each interrupted job to a surviving worker, so every delivery
+ * slow platform: expired leases (engine.lockDurationMs / stalledIntervalMs, see
+ * docs/reliability.md) hand each interrupted job to a surviving worker, so every delivery
  * completes; a killed attempt is re-sent with the same idempotency key, never concurrently.
  */
 import t from 'tap';

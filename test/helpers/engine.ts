@@ -6,7 +6,7 @@
  *   const { deliveries } = await env.submit();
  *   await env.waitForState(deliveries.p1, 'delivered');
  *
- * Real Redis, real BullMQ, real HTTP; nothing mocked. Waiting polls Redis, never sleeps blindly.
+ * Real Redis, real HTTP; nothing mocked. Waiting polls Redis, never sleeps blindly.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -83,7 +83,7 @@ let seq = 0;
 
 /**
  * Pass a SUBTEST as `t`: its teardown closes everything. (Root-level teardowns in tap run only
- * once the event loop is idle, which BullMQ workers never let happen.)
+ * once the event loop is idle, which the delivery loops and the lifecycle worker never let happen.)
  */
 export async function startEngineEnv(t: { teardown(fn: () => unknown): void }, o: EngineEnvOptions): Promise<EngineEnv> {
   const redis = o.redis ?? (await startRedis());

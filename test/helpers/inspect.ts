@@ -1,20 +1,14 @@
 /**
  * Test helper: look at what fenliu wrote to Redis, with our own connections (not fenliu's).
  */
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { deliveryQueueName, keys } from '../../src/store/keys.js';
+import { listJobs, type QueuedJob } from '../../src/delivery/work.js';
+import { keys } from '../../src/store/keys.js';
 
-export interface QueuedJob {
-  id: string;
-  name: string;
-  data: { alertId: string; deliveryId: string; platformId: string; kind?: string };
-  priority: number;
-}
+export type { QueuedJob };
 
 export class RedisInspector {
   readonly redis: Redis;
-  private readonly queues = new Map<string, Queue>();
 
   constructor(
     readonly url: string,
@@ -24,25 +18,13 @@ export class RedisInspector {
     this.redis.on('error', () => undefined);
   }
 
-  queue(platformId: string): Queue {
-    let q = this.queues.get(platformId);
-    if (!q) {
-      q = new Queue(deliveryQueueName(platformId), { connection: { url: this.url, maxRetriesPerRequest: 1 } as any, prefix: keys(this.prefix).queuePrefixOf(platformId) });
-      q.on('error', () => undefined);
-      this.queues.set(platformId, q);
-    }
-    return q;
-  }
-
-  /** Every job that is still waiting in a platform's queue (any waiting state). */
+  /** Every job of a platform's work sets, waiting (due now or later) or being attempted. */
   async jobs(platformId: string): Promise<QueuedJob[]> {
-    const list = await this.queue(platformId).getJobs(['waiting', 'prioritized', 'delayed', 'active', 'waiting-children'], 0, -1);
-    return list.filter(Boolean).map((j) => ({ id: String(j.id), name: j.name, data: j.data, priority: j.priority }));
+    return listJobs(this.redis, keys(this.prefix), platformId);
   }
 
   async job(platformId: string, id: string): Promise<QueuedJob | undefined> {
-    const j = await this.queue(platformId).getJob(id);
-    return j ? { id: String(j.id), name: j.name, data: j.data, priority: j.priority } : undefined;
+    return (await this.jobs(platformId)).find((j) => j.id === id);
   }
 
   async alertIds(): Promise<string[]> {
@@ -61,7 +43,6 @@ export class RedisInspector {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
     this.redis.disconnect();
   }
 }
