@@ -36,10 +36,16 @@ t.test('before the dispatcher runs: reads show queued deliveries, and a cancel m
   const stats = await e.source.get('/v1/stats');
   t.equal(stats.body.diverted, 1, 'stats count it');
 
+  const before = JSON.parse((await e.r.get(e.k.alert(id)))!);
+  t.match(before.log, /^\d+-\d+$/, 'before materialisation the record names its log entry');
   const cancel = await e.source.post(`/v1/alerts/${id}/cancel`, { reason: '报警人撤销' });
   t.equal(cancel.status, 200, 'cancel right after the 202');
   t.same(cancel.body.deliveries.map((d: any) => d.state), ['cancelled', 'cancelled']);
   t.equal(await logLength(e), 0, 'the cancel materialised the alert (its log entry is gone)');
+  const after = JSON.parse((await e.r.get(e.k.alert(id)))!);
+  t.notOk('log' in after, 'and the record no longer names it');
+  t.same({ ...after, log: before.log, status: before.status, updatedAt: before.updatedAt }, { ...before, status: before.status, updatedAt: before.updatedAt }, 'the rest of the record is as it was');
+  t.same(after.alert, alert('LOG-1'), 'the alert in it byte for byte');
   const events = (await auditEvents(e.r, prefix)).filter((ev) => ev.alertId === id);
   t.same(events.map((ev) => ev.type), ['alert.received', 'alert.routed', 'delivery.state', 'delivery.state'], 'received and routed come before the cancel');
   t.same(events[0].data.alert, alert('LOG-1'), 'alert.received holds the alert');
