@@ -78,6 +78,23 @@ t.test('a dispatcher stopped mid-way through a backlog: the next one finishes it
   const second = new Dispatcher(rt.redis, rt.keys, prefix, rt.materialiser, rt.log);
   t.equal(await second.drain(), N - done, 'the next dispatcher materialises the rest');
   await checkOnce(t, e, N);
+  const groups = await Promise.all(e.k.bucketList.map((b) => e.r.xinfo('CONSUMERS', e.k.ingestLog(b), 'dispatch') as Promise<unknown[][]>));
+  t.ok(groups.every((list) => !list.some((c) => c.includes(first.consumer))), 'the stopped dispatcher, holding nothing, left the group');
+  t.ok(groups.some((list) => list.some((c) => c.includes(second.consumer))), 'one still running is there');
+});
+
+t.test('an unreadable log entry is moved to the parked stream, not lost, and does not block the log', async (t) => {
+  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const rt = e.f.rt;
+  const d = new Dispatcher(rt.redis, rt.keys, e.f.cfg.redis.prefix, rt.materialiser, rt.log);
+  await d.drain();
+  const bad = await e.r.xadd(e.k.ingestLog(3), '*', 'alt_x3', '{not json');
+  const ok = await e.source.post('/v1/alerts', alert('PARK-1'));
+  t.equal(ok.status, 202);
+  t.equal(await d.drain(), 1, 'the readable alert is materialised');
+  t.equal(await logLength(e), 0, 'the log is empty');
+  const parked = await e.r.xrange(e.k.ingestParked(3), '-', '+');
+  t.same(parked.map(([, f]) => f), [['entry', bad, 'alt_x3', '{not json']], 'the unreadable entry is kept as it was, with its id');
 });
 
 t.test('stop redis', async () => redis.stop());
