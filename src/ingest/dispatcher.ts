@@ -49,15 +49,18 @@ export class Materialiser {
 
   /**
    * Materialises an alert still in the ingest log, now (before a write on it or its deliveries).
-   * Returns whether this call did; false when it was done already (or is no alert of the log).
+   * Returns whether the alert exists: its deliveries are then written (by this call, by a
+   * dispatcher that got there first, or long ago), so a caller that found one missing reads again.
+   * Not "whether this call did it": a dispatcher racing the caller also drops the record's `log`.
    */
   async alert(alertId: string, rec?: AlertRecord): Promise<boolean> {
     const r = rec ?? (await getAlertRecord(this.redis, this.keys, alertId));
-    if (!r?.log) return false;
+    if (!r) return false;
+    if (!r.log) return true;
     const b = bucketOf(alertId);
     const found = (await this.redis.xrange(this.keys.ingestLog(b), r.log, r.log)) as [string, string[]][];
-    if (!found.length) return false;
-    return (await this.run(found.map(([id, fields]) => ({ bucket: b, id, fields })))) > 0;
+    if (found.length) await this.run(found.map(([id, fields]) => ({ bucket: b, id, fields })));
+    return true;
   }
 
   /** `alert` for the alert of a primary delivery id (`dlv_<alert>.<platform>`). */
