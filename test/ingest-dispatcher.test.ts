@@ -36,14 +36,24 @@ t.test('before the dispatcher runs: reads show queued deliveries, and a cancel m
   const stats = await e.source.get('/v1/stats');
   t.equal(stats.body.diverted, 1, 'stats count it');
 
+  const before = JSON.parse((await e.r.get(e.k.alert(id)))!);
+  t.match(before.log, /^\d+-\d+$/, 'before materialisation the record names its log entry');
   const cancel = await e.source.post(`/v1/alerts/${id}/cancel`, { reason: '报警人撤销' });
   t.equal(cancel.status, 200, 'cancel right after the 202');
   t.same(cancel.body.deliveries.map((d: any) => d.state), ['cancelled', 'cancelled']);
   t.equal(await logLength(e), 0, 'the cancel materialised the alert (its log entry is gone)');
+  const after = JSON.parse((await e.r.get(e.k.alert(id)))!);
+  t.notOk('log' in after, 'and the record no longer names it');
+  t.same({ ...after, log: before.log, status: before.status, updatedAt: before.updatedAt }, { ...before, status: before.status, updatedAt: before.updatedAt }, 'the rest of the record is as it was');
+  t.same(after.alert, alert('LOG-1'), 'the alert in it byte for byte');
   const events = (await auditEvents(e.r, prefix)).filter((ev) => ev.alertId === id);
   t.same(events.map((ev) => ev.type), ['alert.received', 'alert.routed', 'delivery.state', 'delivery.state'], 'received and routed come before the cancel');
   t.same(events[0].data.alert, alert('LOG-1'), 'alert.received holds the alert');
   t.equal(await materialise(e.f), 0, 'a dispatcher later finds nothing left to do');
+  // A write that found a delivery missing just before a dispatcher wrote it must read again: the
+  // answer says the alert exists, though this call had nothing left to do.
+  t.equal(await e.f.rt.materialiser.delivery(res.body.deliveries[0].id), true, 'materialised already: read again');
+  t.equal(await e.f.rt.materialiser.delivery('dlv_01nosuchalert0000000000000.p1'), false, 'no such alert: nothing to read');
   t.equal((await auditEvents(e.r, prefix)).filter((ev) => ev.alertId === id).length, 4, 'and writes nothing twice');
 });
 
@@ -72,6 +82,23 @@ t.test('a dispatcher stopped mid-way through a backlog: the next one finishes it
   const second = new Dispatcher(rt.redis, rt.keys, prefix, rt.materialiser, rt.log);
   t.equal(await second.drain(), N - done, 'the next dispatcher materialises the rest');
   await checkOnce(t, e, N);
+  const groups = await Promise.all(e.k.bucketList.map((b) => e.r.xinfo('CONSUMERS', e.k.ingestLog(b), 'dispatch') as Promise<unknown[][]>));
+  t.ok(groups.every((list) => !list.some((c) => c.includes(first.consumer))), 'the stopped dispatcher, holding nothing, left the group');
+  t.ok(groups.some((list) => list.some((c) => c.includes(second.consumer))), 'one still running is there');
+});
+
+t.test('an unreadable log entry is moved to the parked stream, not lost, and does not block the log', async (t) => {
+  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const rt = e.f.rt;
+  const d = new Dispatcher(rt.redis, rt.keys, e.f.cfg.redis.prefix, rt.materialiser, rt.log);
+  await d.drain();
+  const bad = await e.r.xadd(e.k.ingestLog(3), '*', 'alt_x3', '{not json');
+  const ok = await e.source.post('/v1/alerts', alert('PARK-1'));
+  t.equal(ok.status, 202);
+  t.equal(await d.drain(), 1, 'the readable alert is materialised');
+  t.equal(await logLength(e), 0, 'the log is empty');
+  const parked = await e.r.xrange(e.k.ingestParked(3), '-', '+');
+  t.same(parked.map(([, f]) => f), [['entry', bad, 'alt_x3', '{not json']], 'the unreadable entry is kept as it was, with its id');
 });
 
 t.test('stop redis', async () => redis.stop());

@@ -19,6 +19,9 @@ export interface LogEntry {
   fields: string[] | null;
 }
 
+/** What parse gives for an entry it cannot read (the script then acknowledges and deletes it). */
+const UNREADABLE: Map<string, LogItem> = new Map();
+
 /** Alerts per materialise script call: a longer script would hold Redis (and every API request) longer. */
 const MAX_ALERTS = 500;
 
@@ -46,15 +49,18 @@ export class Materialiser {
 
   /**
    * Materialises an alert still in the ingest log, now (before a write on it or its deliveries).
-   * Returns whether this call did; false when it was done already (or is no alert of the log).
+   * Returns whether the alert exists: its deliveries are then written (by this call, by a
+   * dispatcher that got there first, or long ago), so a caller that found one missing reads again.
+   * Not "whether this call did it": a dispatcher racing the caller also drops the record's `log`.
    */
   async alert(alertId: string, rec?: AlertRecord): Promise<boolean> {
     const r = rec ?? (await getAlertRecord(this.redis, this.keys, alertId));
-    if (!r?.log) return false;
+    if (!r) return false;
+    if (!r.log) return true;
     const b = bucketOf(alertId);
     const found = (await this.redis.xrange(this.keys.ingestLog(b), r.log, r.log)) as [string, string[]][];
-    if (!found.length) return false;
-    return (await this.run(found.map(([id, fields]) => ({ bucket: b, id, fields })))) > 0;
+    if (found.length) await this.run(found.map(([id, fields]) => ({ bucket: b, id, fields })));
+    return true;
   }
 
   /** `alert` for the alert of a primary delivery id (`dlv_<alert>.<platform>`). */
@@ -86,6 +92,8 @@ export class Materialiser {
       for (const b of buckets) {
         for (const entry of byBucket.get(b)!) {
           const items = this.parse(entry);
+          // Kept before the script deletes it: accepted alerts may be in it (fenliu ingest-log parked).
+          if (items === UNREADABLE) await this.park(entry);
           if (alerts && alerts + items.size > MAX_ALERTS) await flush();
           chunk.push({ entry, items });
           alerts += items.size;
@@ -104,11 +112,16 @@ export class Materialiser {
     try {
       return parseEntry(entry.fields);
     } catch (err) {
-      // Only fenliu's own script writes the log: an unreadable entry is said loudly, and dropped
-      // rather than left to block the log behind it.
-      this.log?.error({ entry: entry.id, bucket: entry.bucket, err: { message: (err as Error).message } }, 'unreadable ingest log entry dropped');
-      return new Map();
+      // Only fenliu's own script writes the log: an unreadable entry is said loudly and moved
+      // aside (park), rather than left to block the log behind it.
+      this.log?.error({ entry: entry.id, bucket: entry.bucket, err: { message: (err as Error).message } }, 'unreadable ingest log entry moved to the parked stream');
+      return UNREADABLE;
     }
+  }
+
+  /** Copies an unreadable entry, as it is, to its bucket's parked stream (same slot) for an operator to look at. */
+  private async park(entry: LogEntry): Promise<void> {
+    if (entry.fields) await this.redis.xadd(this.keys.ingestParked(entry.bucket), '*', 'entry', entry.id, ...entry.fields);
   }
 
   /** One MATERIALISE_SCRIPT call for entries of one group of buckets; per entry, whether it was live. */
@@ -212,8 +225,9 @@ export class Dispatcher {
         return;
       }
       const r: Reader = { buckets, logs: buckets.map((b) => this.keys.ingestLog(b)), conn, backlog: true, reading: false };
-      if (isStandalone(this.prefix)) r.clientId = Number(await conn.client('ID'));
+      // Pushed first: a start that fails here (Redis away) leaves the connection to stop(), not open.
       this.readers.push(r);
+      if (isStandalone(this.prefix)) r.clientId = Number(await conn.client('ID'));
     }
     for (const r of this.readers) r.loop = this.loop(r);
     // Takes over a dead dispatcher's entries; also this one's after a failed batch.
@@ -235,6 +249,18 @@ export class Dispatcher {
     await Promise.race([Promise.all([...this.readers.map((r) => r.loop), this.claiming?.catch(() => 0)]), bound]);
     clearTimeout(timer);
     for (const r of this.readers) r.conn.disconnect();
+    // A consumer holding no entry is forgotten, so restarts do not pile names up in the group;
+    // one that still holds entries stays, for XAUTOCLAIM to take them over.
+    // Bounded like the reads above: with Redis gone a stop must still end.
+    const forget = Promise.all(
+      this.keys.bucketList.map(async (b) => {
+        const log = this.keys.ingestLog(b);
+        const pending = (await this.redis.xpending(log, INGEST_GROUP, '-', '+', 1, this.consumer)) as unknown[];
+        if (!pending.length) await this.redis.xgroup('DELCONSUMER', log, INGEST_GROUP, this.consumer);
+      }),
+    ).catch(() => undefined);
+    await Promise.race([forget, new Promise<void>((res) => (timer = setTimeout(res, 1_000)))]);
+    clearTimeout(timer);
   }
 
   /** Creates the consumer group on every log (from its start: entries written before any dispatcher ran are read too). */

@@ -107,8 +107,8 @@ return out
  * and writes nothing. Per alert: its deliveries (hash, history, SLA timer, job in its platform's
  * work set, src/delivery/work.ts: a plain first delivery, job id = delivery id) and its
  * audit events, where an event holding the alert gets the alert's JSON cut from the head of its
- * record (it is most of an alert's bytes and is never sent back from Redis). An alert whose record
- * is gone (retention, a record rewritten without its log id) is skipped.
+ * record (it is most of an alert's bytes and is never sent back from Redis), and the record loses
+ * its `log` field (the entry it names is gone). An alert whose record is gone (retention) is skipped.
  *
  * KEYS: a log of the group (routes the call on Redis Cluster).
  * ARGV: group, auditField, entryCount, then per entry: log, entryId, auditStream, slaDue,
@@ -143,6 +143,12 @@ for e = 1, tonumber(ARGV[3]) do
     if rec then
       if string.sub(rec, 1, 9) == '{"alert":' and string.sub(rec, 10 + bytes, 10 + bytes) == ',' then
         alert = string.sub(rec, 10, 9 + bytes)
+        -- The record's log id has served its purpose once the entry is written out: dropped, the
+        -- record goes back to the allocator size class it had before the log existed (~256 B).
+        if string.sub(rec, 10 + bytes, 17 + bytes) == ',"log":"' then
+          local q = string.find(rec, '"', 18 + bytes, true)
+          if q then redis.call('SET', ARGV[i], '{"alert":' .. alert .. string.sub(rec, q + 1), 'KEEPTTL') end
+        end
       else
         alert = cjson.encode(cjson.decode(rec).alert)
       end

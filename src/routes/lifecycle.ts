@@ -161,7 +161,9 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   // Before the record is rewritten: materialising cuts the first version's JSON from its head.
   await rt.materialiser.alert(rec.id, rec);
   const at = new Date().toISOString();
-  const updated: AlertRecord = { ...rec, alert: v.alert, version: (rec.version ?? 1) + 1 };
+  // Materialised now: the log id names an entry that is gone.
+  const { log: _log, ...kept } = rec;
+  const updated: AlertRecord = { ...kept, alert: v.alert, version: (rec.version ?? 1) + 1 };
   const m = rt.redis.multi();
   m.set(k.alert(rec.id), JSON.stringify(updated));
   m.rpush(`${k.alert(rec.id)}:versions`, JSON.stringify({ at, version: updated.version, alert: rec.alert }));

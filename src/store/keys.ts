@@ -107,6 +107,8 @@ export function keys(prefix: string) {
      * consumer group and deleted once materialised (src/ingest/dispatcher.ts).
      */
     ingestLog: (b: number) => `${inB(b)}:ingest`,
+    /** Ingest log entries the dispatcher could not read, copied as they were (field `entry`: their id) before deletion. */
+    ingestParked: (b: number) => `${inB(b)}:ingest:parked`,
     /**
      * A platform's work set in a bucket (src/delivery/work.ts): member a job id (it starts with its
      * delivery's id, so it is in the delivery's bucket), score the epoch ms it is due. Urgent jobs
