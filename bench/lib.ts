@@ -235,6 +235,14 @@ export async function redisCommandCalls(redis: Redis): Promise<Map<string, numbe
   return out;
 }
 
+/** Redis CPU µs per command so far (INFO commandstats `usec`; a script's time includes its inner calls, which are also listed on their own). */
+export async function redisCommandUsec(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=\d+,usec=(\d+)/gm)) out.set(m[1], Number(m[2]));
+  return out;
+}
+
 /** `after - before` per unit, largest first, as `cmd 1.0` pairs. */
 export function commandBreakdown(before: Map<string, number>, after: Map<string, number>, units: number): string {
   return [...after]

@@ -35,6 +35,7 @@ import {
   redisCalls,
   redisCommandCalls,
   commandBreakdown,
+  redisCommandUsec,
   redisCpu,
   redisMemory,
   rssOf,
@@ -290,6 +291,7 @@ async function main(): Promise<void> {
     await receipts(receiver.url);
     const dc0 = await redisCalls(r);
     const dcmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
+    const dus0 = opt.commands ? await redisCommandUsec(r) : undefined;
     const w = await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } });
     const drain: Receipt[] = [];
     const cpu = new DrainCpu(w.child.pid!, r);
@@ -297,6 +299,7 @@ async function main(): Promise<void> {
     const drainEnd = Math.max(...drain.map((x) => x.at));
     const dc1 = await redisCalls(r);
     if (dcmd0) log(`d commands/delivery: ${commandBreakdown(dcmd0, await redisCommandCalls(r), N)}`);
+    if (dus0) log(`d Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(dus0, await redisCommandUsec(r), N)}`);
     const dcpu = await cpu.end(N);
     await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'dp' });
     await sleep(1_000);
@@ -321,6 +324,9 @@ async function main(): Promise<void> {
     await receipts(receiver.url);
     const ec0 = await redisCalls(r);
     const ecmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
+    const eus0 = opt.commands ? await redisCommandUsec(r) : undefined;
+    // Every command of the drain in the slow log, to split the scripts' time (commandstats lumps them under evalsha).
+    if (opt.commands) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
     const audit0 = await auditEventCount(r);
     const worker = await startFenliuProcess(cfg, 'worker', profArgs);
     const drain: Receipt[] = [];
@@ -339,6 +345,11 @@ async function main(): Promise<void> {
     );
     const ec1 = await redisCalls(r);
     if (ecmd0) log(`e commands/delivery: ${commandBreakdown(ecmd0, await redisCommandCalls(r), N)}`);
+    if (eus0) log(`e Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(eus0, await redisCommandUsec(r), N)}`);
+    if (opt.commands) {
+      await r.config('SET', 'slowlog-log-slower-than', '10000');
+      log(`e Redis µs/delivery by script (slow log; sha, calls/delivery): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], N)}`);
+    }
     const auditEventsPerDelivery = ((await auditEventCount(r)) - audit0) / N;
     const ecpu = await cpu.end(N);
     // The drain ends when the last delivery is `delivered` in Redis (polled every 20 ms), not when the receiver saw it.
@@ -479,3 +490,23 @@ main().then(
     process.exit(1);
   },
 );
+
+type SlowEntry = [number, number, number, string[], ...unknown[]];
+
+/** Slow-log entries summed per script (EVALSHA's sha) and per other command: µs and calls per unit, largest first. */
+function scriptBreakdown(entries: SlowEntry[], units: number): string {
+  const by = new Map<string, { us: number; n: number }>();
+  for (const [, , us, args] of entries) {
+    const cmd = String(args[0]).toLowerCase();
+    const name = cmd === 'evalsha' ? `script ${String(args[1]).slice(0, 8)} (${args[2]} keys)` : cmd;
+    const x = by.get(name) ?? { us: 0, n: 0 };
+    x.us += us;
+    x.n++;
+    by.set(name, x);
+  }
+  return [...by]
+    .sort((a, b) => b[1].us - a[1].us)
+    .slice(0, 12)
+    .map(([name, x]) => `${name} ${(x.us / units).toFixed(1)} µs ${(x.n / units).toFixed(2)}`)
+    .join('; ');
+}
