@@ -87,6 +87,35 @@ for (const standalone of [true, false]) {
   });
 }
 
+t.test('one Redis: a take gets the earliest due jobs over all buckets, however they are spread', async (t) => {
+  const redis = await useRedis(t);
+  const r = new Redis(redis.url);
+  t.teardown(() => r.disconnect());
+  setStandalone('wqm', true);
+  t.teardown(() => setStandalone('wqm', false));
+  const k = keys('wqm');
+  const now = Date.now();
+  // 60 jobs: the 25 earliest mostly in one bucket (a take reads a few members per bucket at a
+  // time, so this one is read again and again), the rest spread, some not due yet.
+  const chars = '0123456789abcdefghjkmnpqrstvwxyz';
+  const jobs: { id: string; due: number }[] = [];
+  for (let i = 0; i < 60; i++) {
+    const alert = `m${String(i).padStart(2, '0')}${i < 20 ? '5' : chars[i % 32]}`;
+    const due = i < 50 ? now - 100_000 + i * 10 : now + 60_000 + i;
+    jobs.push({ id: deliver(alert).deliveryId, due });
+    await enqueue(r, k, { jobId: deliver(alert).deliveryId, data: deliver(alert), urgent: false, dueMs: due });
+  }
+  for (const n of [25, 20, 5]) {
+    const got = await take(r, k, 'p', k.bucketList, { ...base, n, now, rotate: n });
+    const want = jobs.filter((j) => j.due <= now).slice(0, n);
+    t.same(got.jobs.map((j) => j.id).sort(), want.map((j) => j.id).sort(), `the ${n} earliest due`);
+    jobs.splice(0, jobs.length, ...jobs.filter((j) => !want.includes(j)));
+  }
+  const last = await take(r, k, 'p', k.bucketList, { ...base, n: 10, now, rotate: 3 });
+  t.equal(last.jobs.length, 0, 'nothing due is left');
+  t.equal(last.nextDueMs, Math.min(...jobs.map((j) => j.due)), 'the earliest due time left');
+});
+
 t.test('job ids stay in their delivery bucket; the alert of a plain job', async (t) => {
   for (const d of ['dlv_01hx4k.p1', 'fb_01hx4m.3', 'esc_01hx4z.12']) {
     for (const suffix of ['', '.r2', '.urge.alt_x', '.update.3', '.redeliver.1', '.cancel']) t.equal(bucketOf(d + suffix), bucketOf(d), `${d}${suffix}`);

@@ -102,8 +102,9 @@ return added`;
  * handed back as dead instead. Then up to n due jobs, urgent sets before normal ones, the
  * earliest due first over the group's buckets (so first come, first served on one Redis; on
  * Cluster, where a group is one bucket, only within a bucket), each moved to `working` with its
- * lease expiry. One EXISTS per priority skips empty sets; one ZRANGE by rank per set finds both
- * the due jobs and the earliest due time of the rest (for the sleep).
+ * lease expiry. One EXISTS per priority skips empty sets; the sets are merged by due time, read
+ * a few members at a time (about need / buckets + 2 per set), which also gives the earliest due
+ * time of the rest (for the sleep).
  *
  * KEYS: per bucket: urgent set, normal set, working, jobs.
  * ARGV: now ('' for Redis's clock; tests pass one), n, lease ms, maxStalled, rotation, recover (1|0).
@@ -144,30 +145,45 @@ for set = 1, 2 do
   local sk = {}
   for b = 0, nb - 1 do sk[#sk + 1] = KEYS[b * 4 + set] end
   if need > 0 and redis.call('EXISTS', unpack(sk)) > 0 then
-    -- The earliest due jobs over the group's buckets (first come, first served across buckets).
-    local cand = {}
+    -- The earliest due jobs over the group's buckets (first come, first served across buckets):
+    -- a merge of the sets (each sorted by due), read a few members at a time, so a take reads
+    -- about what it takes, not need members of every bucket (and sorts nothing).
+    local chunk = math.floor(need / nb) + 2
+    local heads = {}
     for i = 0, nb - 1 do
       local b = (i + rot) % nb
-      local z = redis.call('ZRANGE', KEYS[b * 4 + set], 0, need - 1, 'WITHSCORES')
-      for r = 1, #z, 2 do
-        local due = tonumber(z[r + 1])
-        if due <= now then
-          cand[#cand + 1] = {due, i, z[r], b}
-        else
-          if next == nil or due < next then next = due end
-          break
+      local key = KEYS[b * 4 + set]
+      local z = redis.call('ZRANGE', key, 0, chunk - 1, 'WITHSCORES')
+      if #z > 0 then heads[#heads + 1] = {b = b, key = key, z = z, p = 1, off = chunk, done = #z < chunk * 2} end
+    end
+    local per = {}
+    local picked = 0
+    while picked < need do
+      local best, bestDue
+      for h = 1, #heads do
+        local L = heads[h]
+        if L.p > #L.z and not L.done then
+          L.z = redis.call('ZRANGE', L.key, L.off, L.off + chunk - 1, 'WITHSCORES')
+          L.p, L.off, L.done = 1, L.off + chunk, #L.z < chunk * 2
+        end
+        if L.p <= #L.z then
+          local due = tonumber(L.z[L.p + 1])
+          if due <= now and (bestDue == nil or due < bestDue) then best, bestDue = h, due end
         end
       end
+      if not best then break end
+      local L = heads[best]
+      if not per[L.b] then per[L.b] = {} end
+      per[L.b][#per[L.b] + 1] = L.z[L.p]
+      L.p = L.p + 2
+      picked = picked + 1
     end
-    table.sort(cand, function(x, y) if x[1] ~= y[1] then return x[1] < y[1] end return x[2] < y[2] end)
-    local per = {}
-    for c = 1, math.min(need, #cand) do
-      local b = cand[c][4]
-      if not per[b] then per[b] = {} end
-      per[b][#per[b] + 1] = cand[c][3]
-    end
-    for c = need + 1, #cand do
-      if next == nil or cand[c][1] < next then next = cand[c][1] end
+    for h = 1, #heads do
+      local L = heads[h]
+      if L.p <= #L.z then
+        local due = tonumber(L.z[L.p + 1])
+        if next == nil or due < next then next = due end
+      end
     end
     for b, ids in pairs(per) do
       local lz, f = {}, {}
