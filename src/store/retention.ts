@@ -1,16 +1,13 @@
 import type { Redis } from 'ioredis';
-import { deliveryQueueName, type Keys } from './keys.js';
+import type { Keys } from './keys.js';
 import type { AlertRecord } from './records.js';
 import type { RepeatMatcher } from '../lifecycle/repeat.js';
-
-/** Queue states a finished or pending job may sit in (BullMQ keeps each as a list or sorted set). */
-const JOB_SETS = ['completed', 'failed', 'delayed', 'wait', 'paused', 'prioritized'];
 
 /**
  * Retention of alert records: removes every alert received before `cutoffMs` with everything
  * fenliu keeps about it in Redis — the record, its idempotency claim, its deliveries (hash,
  * history, attempt log), index entries (by time, by source, flow, open, overdue, dead letters,
- * remote tickets), its waiting first-delivery job (and any BullMQ job an earlier version left) and pending SLA timers, and, given the matcher, its
+ * remote tickets), its waiting first-delivery job and pending SLA timers, and, given the matcher, its
  * repeat-call keys. The audit trail is not touched: it lives on in the archived segment files.
  * Runs in chunks of `chunk` alerts; returns how many alerts it removed.
  */
@@ -24,8 +21,9 @@ export async function sweepRetention(
   const chunk = opts.chunk ?? 500;
   let removed = 0;
   // Bucket by bucket: an alert's keys and its index entries share its bucket's slot, so each
-  // chunk is one MULTI; queue jobs (a slot per platform) and repeat keys (the slot of their
-  // hash) are removed beside it.
+  // chunk is one MULTI (waiting jobs are in the same bucket); idempotency claims and repeat keys
+  // (the slot of their hash) are removed beside it. BullMQ delivery jobs of an earlier version
+  // need nothing here: a worker's start moved them and removed those queues (src/store/migrate.ts).
   for (const b of k.bucketList) for (;;) {
     const ids = await redis.zrangebyscore(k.alerts(b), '-inf', `(${cutoffMs}`, 'LIMIT', 0, chunk);
     if (!ids.length) break;
@@ -48,7 +46,6 @@ export async function sweepRetention(
     let di = 0;
     const tx = redis.multi();
     const elsewhere: Promise<unknown>[] = [];
-    const jobs = new Map<string, string[]>();
     for (const { id, rec, dIds } of recs) {
       tx.zrem(k.alerts(b), id);
       tx.del(k.alert(id), k.alertDeliveries(id), k.alertPlatforms(id), k.alertAux(id));
@@ -71,15 +68,7 @@ export async function sweepRetention(
         tx.zrem(k.deadLetters(b, platformId), dId);
         if (ticket) tx.hdel(k.ticket(b, platformId), ticket);
         if (token) tx.hdel(k.ticket(b, platformId), `token:${token}`);
-        const list = jobs.get(platformId);
-        if (list) list.push(dId);
-        else jobs.set(platformId, [dId]);
       }
-    }
-    for (const [platformId, dIds] of jobs) {
-      const jx = redis.multi();
-      for (const dId of dIds) removeJob(jx, `${k.queuePrefixOf(platformId)}:${deliveryQueueName(platformId)}`, dId);
-      elsewhere.push(jx.exec());
     }
     await Promise.all([tx.exec(), ...elsewhere]);
     removed += ids.length;
@@ -87,13 +76,4 @@ export async function sweepRetention(
   }
   void prefix;
   return { alerts: removed };
-}
-
-/** Removes a finished or pending BullMQ job by id from every state set of its queue (the job's own keys too). */
-function removeJob(tx: { del(...k: string[]): unknown; zrem(k: string, m: string): unknown; lrem(k: string, n: number, m: string): unknown }, queueKey: string, jobId: string): void {
-  tx.del(`${queueKey}:${jobId}`, `${queueKey}:${jobId}:logs`);
-  for (const s of JOB_SETS) {
-    if (s === 'wait' || s === 'paused') tx.lrem(`${queueKey}:${s}`, 0, jobId);
-    else tx.zrem(`${queueKey}:${s}`, jobId);
-  }
 }
