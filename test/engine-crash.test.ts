@@ -51,4 +51,25 @@ t.test('SIGKILL during an attempt: the delivery is taken over and completes', as
   t.equal(second.exitCode, 0, 'the second worker stops cleanly on SIGTERM');
 });
 
+t.test('a stop with an attempt hanging and Redis gone still ends, within the shutdown budget', async (t) => {
+  const own = await startRedis();
+  const e = await startEngineEnv(t, {
+    redis: own,
+    platforms: [{ id: 'p1', kind: 'hotline-12345', timeouts: { connectMs: 1000, headersMs: 60_000, bodyMs: 1000 } }],
+  });
+  const sb = e.sandbox.get('p1');
+  sb.setFault({ fault: 'hang', times: 1 });
+  const { deliveries } = await e.submit();
+  await sb.waitFor(1, 10_000);
+  t.equal(await e.r.hget(e.k.delivery(deliveries.p1), 'state'), 'sending', 'the attempt is in flight');
+  await own.kill();
+  const at = Date.now();
+  // The attempt neither answers (60 s) nor could record; the engine waits half the 5 s budget.
+  await e.f.stop();
+  const took = Date.now() - at;
+  t.ok(took < 5_000, `stopped in ${took} ms (shutdownTimeoutMs 5000)`);
+  t.ok(took >= 2_000, `after waiting for the attempt (${took} ms)`);
+  await e.sandbox.close();
+});
+
 t.test('stop redis', async () => redis.stop());

@@ -66,6 +66,12 @@ export interface EngineOptions {
   maxStalled?: number;
   /** Side effects of state changes (feedback, SLA, poll index); absent in bare engine tests. */
   lifecycle?: Lifecycle;
+  /**
+   * How long `close()` waits for the attempts in flight. Past it the engine stops waiting: an
+   * attempt whose record never reached Redis (Redis away, a Cluster whose nodes are gone) keeps
+   * its job leased, and the lease's expiry brings it back to another worker. Default 10 s.
+   */
+  closeTimeoutMs?: number;
 }
 
 interface Exchange {
@@ -153,19 +159,32 @@ export class DeliveryEngine {
     for (const l of this.workers.values()) this.kick(l);
   }
 
-  /** Stops taking, finishes the attempts in flight (their records end their jobs), then returns. */
+  /**
+   * Stops taking, finishes the attempts in flight (their records end their jobs), then returns;
+   * bounded by `closeTimeoutMs`, so a close with Redis gone still ends.
+   */
   async close(): Promise<void> {
     this.closing = true;
     if (this.recoverTimer) clearInterval(this.recoverTimer);
     for (const off of this.offs) off();
     for (const l of this.workers.values()) if (l.timer) clearTimeout(l.timer);
-    await Promise.all([...this.workers.values()].map((l) => l.pumping));
-    for (;;) {
-      const running = [...this.workers.values()].flatMap((l) => [...l.running]);
-      if (!running.length) break;
-      await Promise.all(running);
-    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((res) => (timer = setTimeout(() => res(true), this.o.closeTimeoutMs ?? 10_000)));
+    const drained = (async () => {
+      await Promise.all([...this.workers.values()].map((l) => l.pumping));
+      for (;;) {
+        const running = [...this.workers.values()].flatMap((l) => [...l.running]);
+        if (!running.length) return false;
+        await Promise.all(running);
+      }
+    })();
+    const timedOut = await Promise.race([drained, late]);
+    clearTimeout(timer);
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (timedOut) {
+      const left = [...this.workers.values()].reduce((n, l) => n + l.inFlight.size, 0);
+      this.o.log.warn({ inFlight: left }, 'delivery engine: attempts still in flight at close; their leases expire and bring their jobs back');
+    }
   }
 
   /** Returns jobs whose lease expired to their work sets (one call per group of buckets and platform); gives up those past maxStalled. */

@@ -34,6 +34,8 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       lockDurationMs: rt.cfg.engine?.lockDurationMs,
       stalledIntervalMs: rt.cfg.engine?.stalledIntervalMs,
       pollMs: rt.cfg.engine?.pollMs,
+      // Half the shutdown's budget (the lifecycle worker closes alongside): the dispatcher's stop and the connections need the rest.
+      closeTimeoutMs: Math.floor(rt.cfg.server.shutdownTimeoutMs / 2),
     });
     await engine.start();
     lwConnection = workerConnection(rt.redisTarget);
@@ -53,9 +55,8 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       return engine ? { workers: engine.workers.size, circuits } : { circuits };
     },
     close: async () => {
-      await lifecycleWorker?.close();
-      lwConnection?.disconnect();
-      await engine?.close();
+      // Side by side: each is bounded, and a stop with Redis gone must fit the shutdown budget.
+      await Promise.all([lifecycleWorker?.close(Math.floor(rt.cfg.server.shutdownTimeoutMs / 4)).then(() => lwConnection?.disconnect()), engine?.close()]);
     },
   };
 };

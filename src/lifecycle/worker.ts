@@ -20,6 +20,8 @@ const POLL_BATCH = 200;
  */
 export class LifecycleWorker {
   private worker?: Worker<LifecycleJobData>;
+  /** The jobs running now: a close waits for them (bounded). */
+  private readonly active = new Set<Promise<unknown>>();
 
   constructor(
     private readonly lc: Lifecycle,
@@ -38,7 +40,12 @@ export class LifecycleWorker {
     await this.lc.lifecycleQueue.upsertJobScheduler('sla', { every: this.lc.cfg.engine?.slaSweepMs ?? 1_000 }, { name: 'sla-sweep', data: { kind: 'sla-sweep' }, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } });
     const r = this.lc.cfg.retention;
     await this.lc.lifecycleQueue.upsertJobScheduler('retention', { every: r.sweepEveryMs }, { name: 'retention', data: { kind: 'retention' }, opts: { removeOnComplete: true, removeOnFail: { count: 10 } } });
-    this.worker = new Worker<LifecycleJobData>(LIFECYCLE_QUEUE, (job) => this.process(job), {
+    this.worker = new Worker<LifecycleJobData>(LIFECYCLE_QUEUE, (job) => {
+      const run = this.process(job);
+      this.active.add(run);
+      void run.catch(() => undefined).finally(() => this.active.delete(run));
+      return run;
+    }, {
       connection: this.connection,
       prefix: this.lc.keys.queuePrefix,
       concurrency: 8,
@@ -47,8 +54,25 @@ export class LifecycleWorker {
     await this.worker.waitUntilReady();
   }
 
-  async close(): Promise<void> {
-    await this.worker?.close();
+  /**
+   * Lets the jobs in hand finish, bounded by `timeoutMs`, then closes without BullMQ's own wait:
+   * with Redis gone that wait never ends (nor its lock and stalled-check timers, which then keep
+   * the process alive). A job cut short is idempotent (a sweep, a poll round, retention) and
+   * BullMQ's stalled check runs it again.
+   */
+  async close(timeoutMs = 5_000): Promise<void> {
+    const w = this.worker;
+    if (!w) return;
+    const bound = (ms: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      return { late: new Promise<void>((res) => (timer = setTimeout(res, ms))), clear: () => clearTimeout(timer) };
+    };
+    const b = bound(timeoutMs);
+    await Promise.race([Promise.allSettled([...this.active]), b.late]);
+    b.clear();
+    const c = bound(1_000);
+    await Promise.race([w.close(true).catch(() => undefined), c.late]);
+    c.clear();
   }
 
   private async process(job: Job<LifecycleJobData>): Promise<unknown> {

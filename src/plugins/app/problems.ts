@@ -2,8 +2,14 @@ import fp from 'fastify-plugin';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError, toProblem } from '../../errors.js';
 
-/** OOM: maxmemory reached under noeviction (also inside EXECABORT of a MULTI): nothing stored, retry later. */
-const UNAVAILABLE = /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|LOADING|READONLY|MISCONF|Reached the max retries|OOM command not allowed|NOREPLICAS|sentinels are unreachable|failed to connect to sentinel|CLUSTERDOWN|TRYAGAIN/i;
+/**
+ * Redis unreachable or not accepting writes: nothing stored, retry later. OOM: maxmemory reached
+ * under noeviction (also inside EXECABORT of a MULTI). Redis Cluster during a failover: ioredis
+ * wraps the last connection error in "Too many Cluster redirections" (its code lost), or has no
+ * node left to ask.
+ */
+const UNAVAILABLE =
+  /enableOfflineQueue|Connection is closed|Stream isn't writeable|Command timed out|Socket timeout|LOADING|READONLY|MISCONF|Reached the max retries|OOM command not allowed|NOREPLICAS|sentinels are unreachable|failed to connect to sentinel|CLUSTERDOWN|TRYAGAIN|Too many Cluster redirections|None of startup nodes is available|Cluster is disconnect|Node is disconnected|Failed to refresh slots cache|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE/i;
 
 /** Redis or connection failures: the gateway cannot store, so it must not accept. */
 export function isUnavailable(err: unknown): boolean {
