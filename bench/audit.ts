@@ -3,11 +3,11 @@
  *
  * Events go through the real path: `addAudit` onto the Redis Stream (pipelined), the real
  * AuditArchiver (with the index hook, as in production) into segment files. An alert with two
- * deliveries writes 16 events as fenliu writes them today (received, routed, one delivery.attempt
- * per attempt, the first with the body sent, the lifecycle changes, feedback to 110, an SLA
- * expiry; every tenth alert has a retried delivery: 17), spread over two days and interleaved with
- * other alerts' events in time order, as a province's log is (10,000 alerts a day: 1M events ≈ 6.2
- * days). `--batch`: events written to the stream between two archive runs (the worker's archiver
+ * deliveries writes 15 events as fenliu writes them today (received with the route, one
+ * delivery.attempt per attempt, the first with the body sent, the lifecycle changes, feedback to
+ * 110, an SLA expiry; every tenth alert has a retried delivery: 16), spread over two days and
+ * interleaved with other alerts' events in time order, as a province's log is (10,000 alerts a
+ * day: 1M events ≈ 6.6 days). `--batch`: events written to the stream between two archive runs (the worker's archiver
  * takes what 250 ms brought, ≈ 500 events at 700 deliveries/s; 20,000 measures the bulk rate).
  *
  * Reported at each size in --at and at --events: archive throughput (events/s, archiver time
@@ -60,15 +60,15 @@ const ALERT_EVERY_MS = 86_400_000 / 10_000;
 const H = 3_600_000;
 /** Every RETRY_EVERY-th alert's 12345 delivery needs a second attempt (the first answered 503). */
 const RETRY_EVERY = 10;
-/** Events of an alert: 16, 17 with a retried delivery. Mean, for the span of a log of n events. */
-const PER_ALERT = 16 + 1 / RETRY_EVERY;
+/** Events of an alert: 15, 16 with a retried delivery. Mean, for the span of a log of n events. */
+const PER_ALERT = 15 + 1 / RETRY_EVERY;
 /** A timeline is complete this long after receipt (the last lifecycle change: closed by poll at 44 h). */
 const COMPLETE_AFTER = 45 * H;
 
 /**
  * The events of alert n, with their times (ms after receipt), as fenliu writes them today
- * (docs/audit.md, "One event per attempt"): alert.received (the alert, a body) and alert.routed
- * from the dispatcher; per delivery one delivery.attempt per attempt (the first carrying the
+ * (docs/audit.md, "One event per attempt", "One event per received alert"): alert.received (the
+ * alert, a body, and the route) from the dispatcher; per delivery one delivery.attempt per attempt (the first carrying the
  * adapter, sha256 and the body sent, each the request, response and the state change it led to);
  * then the platform's lifecycle changes (callbacks, poll); feedback to 110 (deliveries of their
  * own, one attempt each); an SLA expiry.
@@ -84,9 +84,8 @@ function alertEvents(n: number): [number, () => AuditEvent][] {
     { platformId: 'huangshi-12345', id: `${alertId}.1` },
     { platformId: 'xialu-grid', id: `${alertId}.2` },
   ];
-  // the dispatcher's event: the alert first in data (spliced in by its script), then the rest
-  add(0, () => ({ data: { alert: { ...benchAlert(String(n)), id: alertId, receivedAt: at(0) }, bodyHash: 'a'.repeat(64), idempotencyKey: `${sourceId}:${n}` }, type: 'alert.received', sourceId, actor: { kind: 'source', id: sourceId, keyId: `${sourceId}-2026a` } }));
-  add(1, () => ({ type: 'alert.routed', sourceId, data: { ruleId: 'consumer-huangshi', targets: ['huangshi-12345', 'xialu-grid'], deliveryIds: deliveries.map((d) => d.id) } }));
+  // the dispatcher's one event: the alert first in data (spliced in by its script), then the rest, the route last
+  add(0, () => ({ data: { alert: { ...benchAlert(String(n)), id: alertId, receivedAt: at(0) }, bodyHash: 'a'.repeat(64), idempotencyKey: `${sourceId}:${n}`, ruleId: 'consumer-huangshi', targets: ['huangshi-12345', 'xialu-grid'], deliveryIds: deliveries.map((d) => d.id) }, type: 'alert.received', sourceId, actor: { kind: 'source', id: sourceId, keyId: `${sourceId}-2026a` } }));
   /** One attempt (engine.ts attempt()): the attempt record, the first also what was sent, then the state change. */
   const attempt = (ms: number, d: { platformId: string; id: string }, k: number, o: { first: boolean; status: number; body?: () => string; response: string; to: string; ticket?: string; nextAttemptAt?: string }) =>
     add(ms, () => {

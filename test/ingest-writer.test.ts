@@ -89,13 +89,12 @@ for (const standalone of [true, false]) {
       t.same((await r.lrange(k.history(dl.id), 0, -1)).map((h) => JSON.parse(h)), [{ at: dl.createdAt, to: 'queued', source: 'ingest' }]);
     }
     const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([, f]) => JSON.parse(f[1]));
-    t.equal(events.length, 1400, 'two audit events per alert');
+    t.equal(events.length, 700, 'one audit event per alert');
     const of = (id: string) => events.filter((e) => e.alertId === id);
     const x = items[3].record;
     t.same(of(x.id), [
-      { type: 'alert.received', at: x.receivedAt, alertId: x.id, sourceId: 's1', actor, data: { alert: x.alert, bodyHash: x.bodyHash, idempotencyKey: x.idempotencyKey } },
-      { type: 'alert.routed', at: x.receivedAt, alertId: x.id, sourceId: 's1', data: { ruleId: 'default', targets: ['p1'], deliveryIds: x.deliveryIds } },
-    ], 'alert.received (the alert spliced from the record) and alert.routed');
+      { type: 'alert.received', at: x.receivedAt, alertId: x.id, sourceId: 's1', actor, data: { alert: x.alert, bodyHash: x.bodyHash, idempotencyKey: x.idempotencyKey, ruleId: 'default', targets: ['p1'], deliveryIds: x.deliveryIds } },
+    ], 'one alert.received: the alert spliced from the record, and the route (no separate alert.routed)');
 
     // Copies: the same keys again, in one turn, with one body changed.
     const again = [pending(k, PREFIX, 5), pending(k, PREFIX, 6)];
@@ -107,6 +106,45 @@ for (const standalone of [true, false]) {
     t.equal(await r.exists(k.alert(again[0].record.id)), 0);
   });
 }
+
+t.test('audit events: one alert.received with the route per routed alert; a repeat call also its alert.repeat, in the same script call', async (t) => {
+  const PREFIX = 'we';
+  const k = keys(PREFIX);
+  setStandalone(PREFIX, true);
+  const redis = await startRedis();
+  const r = new Redis(redis.url);
+  t.teardown(async () => {
+    r.disconnect();
+    await redis.stop();
+  });
+  const writer = new IngestWriter(r, k, PREFIX);
+  const [a, rep, c] = [1, 2, 3].map((n) => pending(k, PREFIX, n));
+  // A repeat call of a (src/ingest/ingest.ts): no deliveries, the link on the record.
+  Object.assign(rep.record, { deliveryIds: [], repeatOf: a.record.id, repeatMatch: { key: 'phone+family', on: 'consumer', crossSource: false } });
+  rep.deliveries = [];
+  t.same((await Promise.all([a, rep, c].map((x) => writer.submit(x)))).map((o) => o.kind), ['created', 'created', 'created']);
+  const calls0 = await commandCalls(r);
+  t.equal(await new Dispatcher(r, k, PREFIX, new Materialiser(r, k, PREFIX), createLogger('silent')).drain(), 3);
+  // One materialise call: the script reads an event count per alert (1 or 2) from one argument list.
+  t.equal((await commandCalls(r)).script - calls0.script, 1, 'one script call for the three alerts');
+  const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([, f]) => JSON.parse(f[1]));
+  t.equal(events.length, 4, 'four events for three alerts');
+  t.equal(events.filter((e) => e.type === 'alert.routed').length, 0, 'no alert.routed');
+  const types = (x: PendingAlert) => events.filter((e) => e.alertId === x.record.id).map((e) => e.type);
+  t.same([types(a), types(rep), types(c)], [['alert.received'], ['alert.received', 'alert.repeat'], ['alert.received']]);
+  // Events are in argument order (buckets in order): an alert after the repeat call's two events
+  // reads its own arguments only if the count was read right.
+  const last = events.findIndex((e) => e.type === 'alert.repeat');
+  t.ok(last >= 0 && last < events.length - 1, 'a routed alert comes after the repeat call in the call (deterministic buckets)');
+  const after = events[last + 1];
+  t.same([after.type, after.data.targets], ['alert.received', ['p1']], 'and its event is whole');
+  const ev = (x: PendingAlert, type: string) => events.find((e) => e.alertId === x.record.id && e.type === type);
+  const route = (x: PendingAlert) => ({ ruleId: 'default', targets: ['p1'], deliveryIds: x.record.deliveryIds });
+  t.same(ev(a, 'alert.received').data, { alert: a.record.alert, bodyHash: a.record.bodyHash, idempotencyKey: a.record.idempotencyKey, ...route(a) }, 'a routed alert: the route on alert.received');
+  t.same(ev(c, 'alert.received').data, { alert: c.record.alert, bodyHash: c.record.bodyHash, idempotencyKey: c.record.idempotencyKey, ...route(c) }, 'the other too');
+  t.same(ev(rep, 'alert.received').data, { alert: rep.record.alert, bodyHash: rep.record.bodyHash, idempotencyKey: rep.record.idempotencyKey }, 'a repeat call: no route on alert.received');
+  t.same(ev(rep, 'alert.repeat'), { type: 'alert.repeat', at: rep.record.receivedAt, alertId: rep.record.id, sourceId: 's1', data: { repeatOf: a.record.id, ruleId: 'default', matchedBy: 'phone+family', on: 'consumer', crossSource: false } }, 'and its alert.repeat');
+});
 
 /** Script calls (EVALSHA and EVAL) so far, from INFO commandstats. */
 async function commandCalls(r: Redis): Promise<{ script: number }> {

@@ -39,7 +39,8 @@ t.test('audit.archiveIn: archiver — only the archiver process archives', async
   t.equal(res.status, 202);
   // The `all` process delivers but does not archive: events wait in the stream.
   await new Promise((resolve) => setTimeout(resolve, 1_000));
-  t.ok((await r.xlen(auditStreamKey(prefix))) >= 2, 'events wait in the stream');
+  // At least the alert's alert.received (the dispatcher's one event); its delivery's attempt may follow.
+  t.ok((await r.xlen(auditStreamKey(prefix))) >= 1, 'events wait in the stream');
   t.equal(await r.get(auditHeadKey(prefix)), null, 'nothing archived by the delivering process');
   archiver = await startTestFenliu({ redisUrl: redis.url, cfg: doc, role: 'archiver' });
   t.equal(archiver.app, undefined, 'the archiver serves no HTTP');
@@ -47,6 +48,6 @@ t.test('audit.archiveIn: archiver — only the archiver process archives', async
     const h = await r.get(auditHeadKey(prefix));
     return h ? (JSON.parse(h) as { seq: number }) : undefined;
   }, 10_000, 'archived by the archiver process');
-  t.ok(head.seq >= 2, 'the archiver wrote the events to segment files');
+  t.ok(head.seq >= 1, 'the archiver wrote the events to segment files');
   t.ok((await readdir(dir)).some((n) => n.startsWith('audit-')), 'a segment file exists');
 });

@@ -73,7 +73,10 @@ export async function collectAlerts(dir: string, sel: ReplaySelection): Promise<
       if (sel.source && ev.sourceId !== sel.source) continue;
       const data = ev.data ?? {};
       const alert = typeof data.alert === 'object' && data.alert && !(data.alert as { redacted?: boolean }).redacted ? (data.alert as Alert) : undefined;
-      byId.set(ev.alertId, { alertId: ev.alertId, receivedAt: ev.at, sourceId: ev.sourceId, alert, sent: new Map(), events: new Map() });
+      // A routed alert's route is on its alert.received; older logs have it on a separate
+      // alert.routed (below; docs/audit.md, "One event per received alert").
+      const routed = data.ruleId !== undefined && Array.isArray(data.targets) ? { ruleId: String(data.ruleId), targets: data.targets as string[] } : undefined;
+      byId.set(ev.alertId, { alertId: ev.alertId, receivedAt: ev.at, sourceId: ev.sourceId, alert, routed, sent: new Map(), events: new Map() });
       continue;
     }
     const a = byId.get(ev.alertId);

@@ -141,8 +141,8 @@ export class IngestService {
       deliveryIds: deliveries.map((d) => d.id),
       ...(match ? { repeatOf, repeatMatch: { key: match.key, on: match.on, crossSource: match.crossSource } } : {}),
     };
-    // Its audit events (alert.received, alert.routed or alert.repeat) are written by the
-    // dispatcher from the record and this actor (src/ingest/dispatcher.ts).
+    // Its audit events (alert.received holding the route; for a repeat call alert.received and
+    // alert.repeat) are written by the dispatcher from the record and this actor (src/ingest/dispatcher.ts).
     const actor = { kind: principal.kind, id: principal.ownerId ?? principal.keyId, keyId: principal.keyId } as const;
     return { record, deliveries, idemKey, alertJson, actor };
   }

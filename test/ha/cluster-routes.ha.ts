@@ -215,7 +215,11 @@ t.test('Cluster: callback, feedback, SLA, stats, audit, replay diff and retentio
   const au = await auditor.get(`/v1/audit?alertId=${aId}&limit=1000`);
   t.equal(au.status, 200, au.text);
   const auTypes = typesOf(au.body.items);
-  for (const want of ['alert.received', 'alert.routed', 'delivery.attempt', 'delivery.state']) t.ok(auTypes.includes(want), `GET /v1/audit has ${want}: ${auTypes.join(',')}`);
+  for (const want of ['alert.received', 'delivery.attempt', 'delivery.state']) t.ok(auTypes.includes(want), `GET /v1/audit has ${want}: ${auTypes.join(',')}`);
+  // One event per received alert (docs/audit.md): the route is on alert.received, relayed from the alert's bucket stream.
+  t.notOk(auTypes.includes('alert.routed'), 'no separate alert.routed');
+  const rd = (au.body.items as Item[]).find((i) => i.event.type === 'alert.received')?.event.data;
+  t.same([rd?.ruleId, rd?.targets, rd?.deliveryIds], ['default', ['p-hot'], [aDel]], 'alert.received holds the route');
   t.ok((au.body.items as Item[]).every((i) => i.event.alertId === aId), 'only events of this alert');
   const bItems = (await auditor.get(`/v1/audit?alertId=${bId}&limit=1000`)).body.items as Item[];
   const bAudit = typesOf(bItems);
