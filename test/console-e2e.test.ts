@@ -198,6 +198,7 @@ t.test('console end to end in headless Chromium', { skip, timeout: 90_000 }, asy
   t.match(await page.getByTestId('ticket-p-grid').textContent(), /\S{3,}/, 'remote ticket id shown');
   t.match(await page.getByTestId('caller').textContent(), /张三丰/, 'admin sees personal data');
   await page.getByTestId('timeline').filter({ hasNotText: /加载中/ }).waitFor();
+  t.match(await page.getByTestId('timeline').textContent(), /接收警情[^]*分流 → \S/, 'the timeline says where the alert went (from its alert.received)');
   await shot(page, '03-alert-detail');
 
   // ── A dead letter (sandbox 4xx is never retried), retried from the console, then delivered.

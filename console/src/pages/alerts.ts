@@ -252,7 +252,15 @@ export async function renderAlertDetail(ctx: PageContext): Promise<void> {
           const ev = x.event as { type: string; at: string; platformId?: string; sourceId?: string; actor?: { kind?: string; id?: string }; reason?: string; data?: Record<string, unknown> };
           // An attempt's event carries its answer and the state change it led to (docs/audit.md).
           const status = ev.type === 'delivery.attempt' && typeof ev.data?.status === 'number' ? `HTTP ${ev.data.status} ` : '';
-          const note = ev.reason ? verbatim(ev.reason) : ev.data && typeof ev.data.to === 'string' ? `${status}→ ${label('state', ev.data.to)}` : status;
+          // Where the alert went: on its alert.received (one event per received alert), or on alert.routed in older logs.
+          const targets = Array.isArray(ev.data?.targets) ? (ev.data.targets as string[]).map((p) => platformName(ctx.me, p)).join('、') : '';
+          const note = ev.reason
+            ? verbatim(ev.reason)
+            : ev.data && typeof ev.data.to === 'string'
+              ? `${status}→ ${label('state', ev.data.to)}`
+              : targets
+                ? `${label('auditType', 'alert.routed')} → ${targets}`
+                : status;
           return [fmtTime(ev.at), label('auditType', ev.type), ev.platformId ? platformName(ctx.me, ev.platformId) : '', actorText(ctx, ev.actor), note];
         }),
         'timeline-table',
