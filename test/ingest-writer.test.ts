@@ -108,16 +108,7 @@ for (const standalone of [true, false]) {
 }
 
 t.test('audit events: one alert.received with the route per routed alert; a repeat call also its alert.repeat, in the same script call', async (t) => {
-  const PREFIX = 'we';
-  const k = keys(PREFIX);
-  setStandalone(PREFIX, true);
-  const redis = await startRedis();
-  const r = new Redis(redis.url);
-  t.teardown(async () => {
-    r.disconnect();
-    await redis.stop();
-  });
-  const writer = new IngestWriter(r, k, PREFIX);
+  const { PREFIX, k, r, writer } = await standaloneWriter(t, 'we');
   const [a, rep, c] = [1, 2, 3].map((n) => pending(k, PREFIX, n));
   // A repeat call of a (src/ingest/ingest.ts): no deliveries, the link on the record.
   Object.assign(rep.record, { deliveryIds: [], repeatOf: a.record.id, repeatMatch: { key: 'phone+family', on: 'consumer', crossSource: false } });
@@ -184,16 +175,7 @@ t.test('canonicalJson: key order comes from each object itself, whatever shapes 
 });
 
 t.test('repeat-call keys claimed with the record: both free, or nothing of the alert is written', async (t) => {
-  const PREFIX = 'wr';
-  const k = keys(PREFIX);
-  setStandalone(PREFIX, true);
-  const redis = await startRedis();
-  const r = new Redis(redis.url);
-  t.teardown(async () => {
-    r.disconnect();
-    await redis.stop();
-  });
-  const writer = new IngestWriter(r, k, PREFIX);
+  const { PREFIX, k, r, writer } = await standaloneWriter(t, 'wr');
   const [a, b, c, d] = [1, 2, 3, 4].map((n) => pending(k, PREFIX, n));
   a.repeat = { place: k.repeatPlace('p1'), phone: k.repeatPhone('f1'), windowMs: 60_000 };
   // Same batch: b repeats a's place, c a's phone (its place is free); d has other keys.
@@ -220,3 +202,16 @@ t.test('repeat-call keys claimed with the record: both free, or nothing of the a
   t.equal((await writer.submit(copy)).kind, 'duplicate');
   t.equal(await r.get(k.repeatPlace('p9')), null, 'no key claimed for a copy');
 });
+
+/** A private Redis, standalone key layout under `prefix`, and a writer on it (stopped at teardown). */
+async function standaloneWriter(t: { teardown(fn: () => unknown): void }, prefix: string) {
+  const k = keys(prefix);
+  setStandalone(prefix, true);
+  const redis = await startRedis();
+  const r = new Redis(redis.url);
+  t.teardown(async () => {
+    r.disconnect();
+    await redis.stop();
+  });
+  return { PREFIX: prefix, k, r, writer: new IngestWriter(r, k, prefix) };
+}
