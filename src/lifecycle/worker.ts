@@ -9,6 +9,7 @@ import { bucketOf } from '../store/keys.js';
 import type { Lifecycle, LifecycleJobData } from './service.js';
 import { LIFECYCLE_QUEUE } from './service.js';
 import { sweepRetention } from '../store/retention.js';
+import { migrateDeliveryQueues } from '../store/migrate.js';
 import { relayAllAudit } from '../store/audit-relay.js';
 
 /** How many open deliveries one poll round asks a platform about. */
@@ -87,9 +88,14 @@ export class LifecycleWorker {
     }
     if (data.kind === 'sla') return this.lc.checkSla(data.deliveryId, Math.max(Date.now(), job.timestamp + (job.opts.delay ?? 0)));
     if (data.kind === 'retention') {
+      // A worker's start moves an earlier version's BullMQ delivery jobs to the work sets; a job
+      // such a version added after that (a rolling upgrade, against docs/scaling.md's advice)
+      // would wait for the next start. This round moves it, so it waits one sweep at most.
+      const moved = await migrateDeliveryQueues(this.lc.redis, this.lc.keys, [...this.platforms.keys()]);
+      if (moved) this.log.warn({ jobs: moved }, 'moved delivery jobs an earlier version added to its BullMQ queues to the work sets');
       const res = await sweepRetention(this.lc.redis, this.lc.keys, this.lc.prefix, Date.now() - this.lc.cfg.retention.alertsDays * 86_400_000);
       if (res.alerts) this.log.info({ alerts: res.alerts }, 'retention: old alerts removed from Redis');
-      return res;
+      return { ...res, moved };
     }
     if (data.kind === 'poll') {
       const p = this.platforms.get(data.platformId);

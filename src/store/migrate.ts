@@ -154,10 +154,11 @@ async function moveJobs(redis: Redis, k: Keys, platformId: string, q: Queue): Pr
 
 /**
  * From the BullMQ delivery queues to fenliu's work sets (src/delivery/work.ts), at a worker's
- * start (and `fenliu migrate`): the jobs still pending in a platform's old queue are put in its
- * work sets, then the old queue is removed; each delivery an outbox still lists (a dispatcher died
- * before adding its job) gets its job if it is still queued, and the outboxes go. Idempotent
- * (enqueue is, by job id); a platform without an old queue costs one EXISTS. Returns the jobs moved.
+ * start and in every retention sweep (src/lifecycle/worker.ts): the jobs still pending in a
+ * platform's old queue are put in its work sets, then the old queue is removed; each delivery an
+ * outbox still lists (a dispatcher died before adding its job) gets its job if it is still
+ * queued, and the outboxes go. Idempotent (enqueue is, by job id); a platform without an old
+ * queue costs one EXISTS. Returns the jobs moved.
  */
 export async function migrateDeliveryQueues(redis: Redis, k: Keys, platformIds: string[]): Promise<number> {
   let moved = 0;

@@ -54,6 +54,8 @@ export interface EngineEnvOptions {
   /** Routes; default: one default route to every platform. */
   routes?: unknown[];
   engine?: { lockDurationMs?: number; stalledIntervalMs?: number; ingestClaimIdleMs?: number };
+  /** Other top-level config keys (retention, audit, ...), as testConfig takes them. */
+  extra?: ConfigDoc;
   role?: 'all' | 'api' | 'worker';
   /** Use this Redis instead of starting one (give each env its own `prefix` then). */
   redis?: TestRedis;
@@ -103,6 +105,7 @@ export async function startEngineEnv(t: { teardown(fn: () => unknown): void }, o
     routes: o.routes ?? [{ id: 'default', default: true, targets: platforms.map((p) => p.id) }],
     redis: { prefix: o.prefix ?? `eng${++seq}` },
     ...(o.engine ? { engine: o.engine } : {}),
+    ...o.extra,
   });
   const f = await startTestFenliu({ redisUrl: redis.url, cfg: doc, role: o.role ?? 'all' });
   const r = new Redis(redis.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
