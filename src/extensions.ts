@@ -1,5 +1,4 @@
-import type { FastifyInstance } from 'fastify';
-import type { Runtime } from './runtime.js';
+import type { ExtensionFactory } from './extension-types.js';
 import { servesApi, type Role } from './roles.js';
 import { engineExtension } from './delivery/extension.js';
 import { dispatcherExtension } from './ingest/extension.js';
@@ -9,18 +8,7 @@ import { startAutopilot } from './sandbox/autopilot.js';
 import { consoleExtension } from './console/extension.js';
 import { metricsExtension } from './metrics/extension.js';
 
-/**
- * A part of fenliu that starts with the process: the delivery engine, the audit archiver, the
- * sandbox platforms. Each contributes routes, readiness checks and a close step.
- */
-export interface Extension {
-  name: string;
-  routes?: ((app: FastifyInstance) => Promise<void>)[];
-  readiness?: () => Promise<Record<string, unknown>>;
-  close?: () => Promise<void>;
-}
-
-export type ExtensionFactory = (rt: Runtime, role: Role) => Promise<Extension | undefined>;
+export type { Extension, ExtensionFactory } from './extension-types.js';
 
 /** Simulated platforms for the demo (`sandbox.enabled`); only the process that serves the API starts them. */
 const sandboxExtension: ExtensionFactory = async (rt, role) => {

@@ -60,7 +60,7 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
       if (ext) exts.push(ext);
     }
   } catch (err) {
-    for (const e of exts.reverse()) await e.close?.().catch(() => undefined);
+    for (const e of exts.reverse()) await e.close?.(Date.now() + cfg.server.shutdownTimeoutMs).catch(() => undefined);
     await rt.close();
     await embedded?.stop();
     throw portError(err, cfg, role);
@@ -74,7 +74,7 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
     try {
       url = await app.listen({ host: cfg.server.host, port: cfg.server.port });
     } catch (err) {
-      for (const e of [...exts].reverse()) await e.close?.().catch(() => undefined);
+      for (const e of [...exts].reverse()) await e.close?.(Date.now() + cfg.server.shutdownTimeoutMs).catch(() => undefined);
       await app.close().catch(() => undefined);
       await rt.close();
       await embedded?.stop();
@@ -86,9 +86,12 @@ export async function startFenliu(cfg: Config, opts: StartOptions = {}): Promise
   const stop = () =>
     (stopping ??= (async () => {
       rt.shuttingDown = true;
+      // One budget for the whole stop (the CLI exits hard at shutdownTimeoutMs), less a margin for
+      // the connections and an embedded Redis: each part that waits for work in hand gets what is left.
+      const deadline = Date.now() + cfg.server.shutdownTimeoutMs - Math.min(1_000, cfg.server.shutdownTimeoutMs / 5);
       // In-flight requests finish; new ones get 503 while the listener closes.
       await app?.close();
-      for (const e of [...exts].reverse()) await e.close?.();
+      for (const e of [...exts].reverse()) await e.close?.(deadline);
       await rt.close();
       await embedded?.stop();
       log.info('fenliu stopped');

@@ -7,7 +7,7 @@
  * jobs written by BullMQ itself, and outbox leftovers.
  */
 import t from 'tap';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { useRedis } from './helpers/redis.js';
 import { auditHeadKey, auditStreamKey } from '../src/audit/events.js';
@@ -113,4 +113,25 @@ t.test('BullMQ delivery jobs and outbox leftovers move to the work sets, once', 
   t.equal((await r.keys(`*${deliveryQueueName('p1')}*`)).length, 0, 'the old queue is gone');
   t.equal((await r.keys(`${P}:*outbox*`)).length, 0, 'and the outboxes');
   t.equal(await migrateDeliveryQueues(r, k, ['p1']), 0, 'a second start moves nothing');
+});
+
+t.test('a BullMQ queue an earlier version still serves is left to it, and moved once its worker is gone', async (t) => {
+  const redis = await useRedis(t);
+  const r = new Redis(redis.url, { maxRetriesPerRequest: null });
+  t.teardown(() => r.disconnect());
+  const k = keys('bw');
+  const prefix = k.queuePrefixOf('p1');
+  const q = new Queue(deliveryQueueName('p1'), { connection: r, prefix });
+  const id = 'dlv_0000000000000000000000009.p1';
+  await q.add('deliver', { alertId: 'alt_0000000000000000000000009', deliveryId: id, platformId: 'p1', kind: 'deliver' }, { jobId: id, delay: 60_000 });
+  await q.close();
+  // The earlier version's worker (its job is delayed, so it stays in the queue meanwhile).
+  const old = new Worker(deliveryQueueName('p1'), async () => undefined, { connection: r, prefix });
+  await old.waitUntilReady();
+  t.equal(await migrateDeliveryQueues(r, k, ['p1']), 0, 'nothing moved while a worker serves the queue');
+  t.equal((await listJobs(r, k, 'p1')).length, 0, 'no job in the work sets');
+  t.ok(await r.exists(`${prefix}:${deliveryQueueName('p1')}:delayed`), 'the old queue is still there');
+  await old.close();
+  t.equal(await migrateDeliveryQueues(r, k, ['p1']), 1, 'moved once the worker is gone');
+  t.same((await listJobs(r, k, 'p1')).map((j) => j.id), [id]);
 });

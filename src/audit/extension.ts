@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { addAudit } from './events.js';
 import { replayEvent, type ReplayMode, type ReplaySelectionDoc } from './operator.js';
 import type { FastifyInstance } from 'fastify';
-import type { ExtensionFactory } from '../extensions.js';
+import type { ExtensionFactory } from '../extension-types.js';
 import { archives, servesApi } from '../roles.js';
 import { ProblemError } from '../errors.js';
 import { getAlertRecord } from '../store/records.js';

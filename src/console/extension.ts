@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import type { ExtensionFactory } from '../extensions.js';
+import type { ExtensionFactory } from '../extension-types.js';
 import { servesApi } from '../roles.js';
 import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';

@@ -161,15 +161,15 @@ export class DeliveryEngine {
 
   /**
    * Stops taking, finishes the attempts in flight (their records end their jobs), then returns;
-   * bounded by `closeTimeoutMs`, so a close with Redis gone still ends.
+   * bounded by `timeoutMs` (default `closeTimeoutMs`), so a close with Redis gone still ends.
    */
-  async close(): Promise<void> {
+  async close(timeoutMs = this.o.closeTimeoutMs ?? 10_000): Promise<void> {
     this.closing = true;
     if (this.recoverTimer) clearInterval(this.recoverTimer);
     for (const off of this.offs) off();
     for (const l of this.workers.values()) if (l.timer) clearTimeout(l.timer);
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((res) => (timer = setTimeout(() => res(true), this.o.closeTimeoutMs ?? 10_000)));
+    const late = new Promise<boolean>((res) => (timer = setTimeout(() => res(true), timeoutMs)));
     const drained = (async () => {
       await Promise.all([...this.workers.values()].map((l) => l.pumping));
       for (;;) {

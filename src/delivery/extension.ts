@@ -1,4 +1,4 @@
-import type { ExtensionFactory } from '../extensions.js';
+import type { ExtensionFactory } from '../extension-types.js';
 import { delivers } from '../roles.js';
 import { deliveryRoutes } from '../routes/deliveries.js';
 import { Circuit } from './circuit.js';
@@ -34,8 +34,6 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       lockDurationMs: rt.cfg.engine?.lockDurationMs,
       stalledIntervalMs: rt.cfg.engine?.stalledIntervalMs,
       pollMs: rt.cfg.engine?.pollMs,
-      // Half the shutdown's budget (the lifecycle worker closes alongside): the dispatcher's stop and the connections need the rest.
-      closeTimeoutMs: Math.floor(rt.cfg.server.shutdownTimeoutMs / 2),
     });
     await engine.start();
     lwConnection = workerConnection(rt.redisTarget);
@@ -54,9 +52,11 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       for (const [id, c] of circuitsOf) circuits[id] = (await c.state()).state;
       return engine ? { workers: engine.workers.size, circuits } : { circuits };
     },
-    close: async () => {
-      // Side by side: each is bounded, and a stop with Redis gone must fit the shutdown budget.
-      await Promise.all([lifecycleWorker?.close(Math.floor(rt.cfg.server.shutdownTimeoutMs / 4)).then(() => lwConnection?.disconnect()), engine?.close()]);
+    close: async (deadline) => {
+      // Side by side, each until the stop's deadline: with Redis gone nothing in hand can end,
+      // and the stop must still fit server.shutdownTimeoutMs.
+      const left = Math.max(500, deadline - Date.now());
+      await Promise.all([lifecycleWorker?.close(left).then(() => lwConnection?.disconnect()), engine?.close(left)]);
     },
   };
 };

@@ -1,4 +1,4 @@
-import type { ExtensionFactory } from '../extensions.js';
+import type { ExtensionFactory } from '../extension-types.js';
 import { delivers } from '../roles.js';
 import { Dispatcher } from './dispatcher.js';
 

@@ -21,8 +21,12 @@ const POLL_BATCH = 200;
  */
 export class LifecycleWorker {
   private worker?: Worker<LifecycleJobData>;
-  /** The jobs running now: a close waits for them (bounded). */
-  private readonly active = new Set<Promise<unknown>>();
+  /**
+   * The jobs taken and not yet recorded as completed or failed (BullMQ's events, after its own
+   * write of the outcome): a close waits for them, bounded.
+   */
+  private readonly active = new Set<string>();
+  private onSettled?: () => void;
 
   constructor(
     private readonly lc: Lifecycle,
@@ -41,39 +45,45 @@ export class LifecycleWorker {
     await this.lc.lifecycleQueue.upsertJobScheduler('sla', { every: this.lc.cfg.engine?.slaSweepMs ?? 1_000 }, { name: 'sla-sweep', data: { kind: 'sla-sweep' }, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } });
     const r = this.lc.cfg.retention;
     await this.lc.lifecycleQueue.upsertJobScheduler('retention', { every: r.sweepEveryMs }, { name: 'retention', data: { kind: 'retention' }, opts: { removeOnComplete: true, removeOnFail: { count: 10 } } });
-    this.worker = new Worker<LifecycleJobData>(LIFECYCLE_QUEUE, (job) => {
-      const run = this.process(job);
-      this.active.add(run);
-      void run.catch(() => undefined).finally(() => this.active.delete(run));
-      return run;
-    }, {
-      connection: this.connection,
-      prefix: this.lc.keys.queuePrefix,
-      concurrency: 8,
-    });
+    let seq = 0;
+    this.worker = new Worker<LifecycleJobData>(
+      LIFECYCLE_QUEUE,
+      (job) => {
+        this.active.add(job.id ?? `#${++seq}`);
+        return this.process(job);
+      },
+      { connection: this.connection, prefix: this.lc.keys.queuePrefix, concurrency: 8 },
+    );
+    const settled = (job?: Job) => {
+      if (job?.id && this.active.delete(job.id)) this.onSettled?.();
+    };
+    this.worker.on('completed', settled);
+    this.worker.on('failed', settled);
     this.worker.on('error', (err) => this.log.warn({ err: { message: err.message } }, 'lifecycle worker error'));
     await this.worker.waitUntilReady();
   }
 
   /**
-   * Lets the jobs in hand finish, bounded by `timeoutMs`, then closes without BullMQ's own wait:
-   * with Redis gone that wait never ends (nor its lock and stalled-check timers, which then keep
-   * the process alive). A job cut short is idempotent (a sweep, a poll round, retention) and
-   * BullMQ's stalled check runs it again.
+   * Stops taking jobs, lets those in hand finish and their outcome be written (bounded by
+   * `timeoutMs`), then closes without BullMQ's own wait: with Redis gone that wait never ends (nor
+   * its lock and stalled-check timers, which then keep the process alive). A job cut short by the
+   * bound is one Redis could not be asked about anyway; BullMQ's stalled check runs it again.
    */
   async close(timeoutMs = 5_000): Promise<void> {
     const w = this.worker;
     if (!w) return;
-    const bound = (ms: number) => {
+    const within = (p: Promise<unknown>, ms: number) => {
       let timer: NodeJS.Timeout | undefined;
-      return { late: new Promise<void>((res) => (timer = setTimeout(res, ms))), clear: () => clearTimeout(timer) };
+      return Promise.race([p.catch(() => undefined), new Promise<void>((res) => (timer = setTimeout(res, ms)))]).finally(() => clearTimeout(timer));
     };
-    const b = bound(timeoutMs);
-    await Promise.race([Promise.allSettled([...this.active]), b.late]);
-    b.clear();
-    const c = bound(1_000);
-    await Promise.race([w.close(true).catch(() => undefined), c.late]);
-    c.clear();
+    // No Redis call: no new job is started from here on.
+    await within(w.pause(true), 1_000);
+    const deadline = Date.now() + timeoutMs;
+    while (this.active.size && Date.now() < deadline) {
+      await within(new Promise<void>((res) => (this.onSettled = res)), deadline - Date.now());
+    }
+    this.onSettled = undefined;
+    await within(w.close(true), 1_000);
   }
 
   private async process(job: Job<LifecycleJobData>): Promise<unknown> {
@@ -91,7 +101,11 @@ export class LifecycleWorker {
       // A worker's start moves an earlier version's BullMQ delivery jobs to the work sets; a job
       // such a version added after that (a rolling upgrade, against docs/scaling.md's advice)
       // would wait for the next start. This round moves it, so it waits one sweep at most.
-      const moved = await migrateDeliveryQueues(this.lc.redis, this.lc.keys, [...this.platforms.keys()]);
+      // Its own failure must not stop retention (Redis would grow).
+      const moved = await migrateDeliveryQueues(this.lc.redis, this.lc.keys, [...this.platforms.keys()]).catch((err: Error) => {
+        this.log.warn({ err: { message: err.message } }, 'moving an earlier version\'s delivery jobs failed; the next sweep tries again');
+        return 0;
+      });
       if (moved) this.log.warn({ jobs: moved }, 'moved delivery jobs an earlier version added to its BullMQ queues to the work sets');
       const res = await sweepRetention(this.lc.redis, this.lc.keys, this.lc.prefix, Date.now() - this.lc.cfg.retention.alertsDays * 86_400_000);
       if (res.alerts) this.log.info({ alerts: res.alerts }, 'retention: old alerts removed from Redis');

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { ExtensionFactory } from '../extensions.js';
+import type { ExtensionFactory } from '../extension-types.js';
 import { servesApi } from '../roles.js';
 import { createMetrics, metricsRoutes, startWorkerMetricsServer } from './metrics.js';
 

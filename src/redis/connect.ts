@@ -126,32 +126,33 @@ function openCluster(t: Extract<RedisTarget, { kind: 'cluster' }>, purpose: Redi
     slotsRefreshInterval: 2_000,
     scaleReads: 'master',
   });
-  stopSlotsRefreshOnClose(cluster);
   return cluster as unknown as Redis;
 }
 
 /**
  * ioredis 6.0: a slots refresh still in flight when `disconnect()` runs re-arms the
  * `slotsRefreshInterval` timer when it ends, and that timer then re-arms itself for ever, keeping
- * a stopped process alive (seen after a Cluster failover, test/ha/cluster.ha.ts). Once the client
- * is being closed by us, such a timer is cleared as it is set. `manuallyClosing` and `slotsTimer`
- * are ioredis internals: test/ha/cluster.ha.ts exits only if this holds.
+ * a stopped process alive (seen after a Cluster failover, test/ha/cluster.ha.ts). Once a client is
+ * being closed by us, such a timer is cleared as it is set. Installed on the prototype, so it
+ * holds for every Cluster client, the duplicates ioredis and BullMQ make included. `slotsTimer`
+ * and `manuallyClosing` are ioredis internals (never set in its constructor, so the accessor sees
+ * every assignment): test/redis-cluster-timer.test.ts fails if that changes.
  */
-function stopSlotsRefreshOnClose(cluster: Cluster): void {
-  const c = cluster as unknown as { manuallyClosing?: boolean; slotsTimer: NodeJS.Timeout | null };
-  let timer = c.slotsTimer ?? null;
-  Object.defineProperty(c, 'slotsTimer', {
-    configurable: true,
-    get: () => timer,
-    set: (v: NodeJS.Timeout | null) => {
-      timer = v;
-      if (v && c.manuallyClosing) {
-        clearTimeout(v);
-        timer = null;
-      }
-    },
-  });
-}
+const slotsTimers = new WeakMap<object, NodeJS.Timeout>();
+Object.defineProperty(Cluster.prototype, 'slotsTimer', {
+  configurable: true,
+  get(this: object) {
+    return slotsTimers.get(this) ?? null;
+  },
+  set(this: { manuallyClosing?: boolean }, v: NodeJS.Timeout | null) {
+    if (v && this.manuallyClosing) clearTimeout(v);
+    else if (v) {
+      slotsTimers.set(this, v);
+      return;
+    }
+    slotsTimers.delete(this);
+  },
+});
 
 /**
  * The one factory of Redis connections: every connection fenliu opens (API, workers, queues,

@@ -158,7 +158,8 @@ async function moveJobs(redis: Redis, k: Keys, platformId: string, q: Queue): Pr
  * platform's old queue are put in its work sets, then the old queue is removed; each delivery an
  * outbox still lists (a dispatcher died before adding its job) gets its job if it is still
  * queued, and the outboxes go. Idempotent (enqueue is, by job id); a platform without an old
- * queue costs one EXISTS. Returns the jobs moved.
+ * queue costs one EXISTS; a queue a worker of the earlier version still serves is left to it.
+ * Returns the jobs moved.
  */
 export async function migrateDeliveryQueues(redis: Redis, k: Keys, platformIds: string[]): Promise<number> {
   let moved = 0;
@@ -170,6 +171,11 @@ export async function migrateDeliveryQueues(redis: Redis, k: Keys, platformIds: 
     const q = new Queue(deliveryQueueName(p), { connection: redis, prefix });
     q.on('error', () => undefined);
     try {
+      // A worker of the earlier version still serves this queue (a rolling upgrade): its jobs,
+      // the one it is sending included, stay with it; a later sweep moves what is left once it is
+      // gone. (Where Redis refuses CLIENT LIST, BullMQ answers with a placeholder: no worker known.)
+      const workers = (await q.getWorkers()).filter((w) => w.name && !/does not support client list/.test(w.name));
+      if (workers.length) continue;
       moved += await moveJobs(redis, k, p, q);
       await q.obliterate({ force: true });
     } finally {
