@@ -19,6 +19,7 @@ import { minimise } from './minimise.js';
 import type { Platform } from './platforms.js';
 import { classifyResponse, classifyTransportError, maxAttempts, retryDelay, type Decision } from './policy.js';
 import { addOps, extendLeases, finishOps, giveBackRate, rescheduleOps, reserveRate, runOps, take, type WorkJob } from './work.js';
+import { settledWithin } from '../bounded.js';
 
 /** Thrown to try a job again later with the delay the policy chose (a reschedule in its work set). */
 export class RetryLaterError extends Error {
@@ -66,12 +67,6 @@ export interface EngineOptions {
   maxStalled?: number;
   /** Side effects of state changes (feedback, SLA, poll index); absent in bare engine tests. */
   lifecycle?: Lifecycle;
-  /**
-   * How long `close()` waits for the attempts in flight. Past it the engine stops waiting: an
-   * attempt whose record never reached Redis (Redis away, a Cluster whose nodes are gone) keeps
-   * its job leased, and the lease's expiry brings it back to another worker. Default 10 s.
-   */
-  closeTimeoutMs?: number;
 }
 
 interface Exchange {
@@ -161,27 +156,25 @@ export class DeliveryEngine {
 
   /**
    * Stops taking, finishes the attempts in flight (their records end their jobs), then returns;
-   * bounded by `timeoutMs` (default `closeTimeoutMs`), so a close with Redis gone still ends.
+   * waits `timeoutMs` at most, so a close with Redis gone still ends: an attempt whose record
+   * never reached Redis keeps its job leased, and the lease's expiry brings it back.
    */
-  async close(timeoutMs = this.o.closeTimeoutMs ?? 10_000): Promise<void> {
+  async close(timeoutMs = 10_000): Promise<void> {
     this.closing = true;
     if (this.recoverTimer) clearInterval(this.recoverTimer);
     for (const off of this.offs) off();
     for (const l of this.workers.values()) if (l.timer) clearTimeout(l.timer);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((res) => (timer = setTimeout(() => res(true), timeoutMs)));
     const drained = (async () => {
       await Promise.all([...this.workers.values()].map((l) => l.pumping));
       for (;;) {
         const running = [...this.workers.values()].flatMap((l) => [...l.running]);
-        if (!running.length) return false;
+        if (!running.length) return;
         await Promise.all(running);
       }
     })();
-    const timedOut = await Promise.race([drained, late]);
-    clearTimeout(timer);
+    const inTime = await settledWithin(drained, timeoutMs);
     if (this.leaseTimer) clearInterval(this.leaseTimer);
-    if (timedOut) {
+    if (!inTime) {
       const left = [...this.workers.values()].reduce((n, l) => n + l.inFlight.size, 0);
       this.o.log.warn({ inFlight: left }, 'delivery engine: attempts still in flight at close; their leases expire and bring their jobs back');
     }

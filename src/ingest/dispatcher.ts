@@ -11,6 +11,7 @@ import { INGEST_GROUP, alertOfDelivery, itemDeliveries, parseEntry, type LogItem
 import { bucketOf, isStandalone, type Keys } from '../store/keys.js';
 import { deliveryHash, getAlertRecord, type AlertRecord } from '../store/records.js';
 import { MATERIALISE_SCRIPT } from './script.js';
+import { settledWithin } from '../bounded.js';
 
 /** One entry of a bucket's ingest log; `fields` null for an entry deleted since it was read. */
 export interface LogEntry {
@@ -249,10 +250,7 @@ export class Dispatcher {
     await Promise.all(this.readers.map((r) => (r.reading && r.clientId !== undefined ? this.redis.client('UNBLOCK', r.clientId, 'TIMEOUT').catch(() => 0) : 0)));
     // Bounded: with Redis gone (a Cluster whose nodes are down) a read queued for a reconnect
     // would never end, and a stop must not hang; closing the connections ends what is left.
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<void>((res) => (timer = setTimeout(res, this.blockMs + 1_000)));
-    await Promise.race([Promise.all([...this.readers.map((r) => r.loop), this.claiming?.catch(() => 0)]), bound]);
-    clearTimeout(timer);
+    await settledWithin(Promise.all([...this.readers.map((r) => r.loop), this.claiming?.catch(() => 0)]), this.blockMs + 1_000);
     for (const r of this.readers) r.conn.disconnect();
     // A consumer holding no entry is forgotten, so restarts do not pile names up in the group;
     // one that still holds entries stays, for XAUTOCLAIM to take them over.
@@ -263,9 +261,8 @@ export class Dispatcher {
         const pending = (await this.redis.xpending(log, INGEST_GROUP, '-', '+', 1, this.consumer)) as unknown[];
         if (!pending.length) await this.redis.xgroup('DELCONSUMER', log, INGEST_GROUP, this.consumer);
       }),
-    ).catch(() => undefined);
-    await Promise.race([forget, new Promise<void>((res) => (timer = setTimeout(res, 1_000)))]);
-    clearTimeout(timer);
+    );
+    await settledWithin(forget, 1_000);
   }
 
   /** Creates the consumer group on every log (from its start: entries written before any dispatcher ran are read too). */

@@ -10,6 +10,7 @@ import type { Lifecycle, LifecycleJobData } from './service.js';
 import { LIFECYCLE_QUEUE } from './service.js';
 import { sweepRetention } from '../store/retention.js';
 import { migrateDeliveryQueues } from '../store/migrate.js';
+import { settledWithin } from '../bounded.js';
 import { relayAllAudit } from '../store/audit-relay.js';
 
 /** How many open deliveries one poll round asks a platform about. */
@@ -45,11 +46,10 @@ export class LifecycleWorker {
     await this.lc.lifecycleQueue.upsertJobScheduler('sla', { every: this.lc.cfg.engine?.slaSweepMs ?? 1_000 }, { name: 'sla-sweep', data: { kind: 'sla-sweep' }, opts: { removeOnComplete: true, removeOnFail: { count: 100 } } });
     const r = this.lc.cfg.retention;
     await this.lc.lifecycleQueue.upsertJobScheduler('retention', { every: r.sweepEveryMs }, { name: 'retention', data: { kind: 'retention' }, opts: { removeOnComplete: true, removeOnFail: { count: 10 } } });
-    let seq = 0;
     this.worker = new Worker<LifecycleJobData>(
       LIFECYCLE_QUEUE,
       (job) => {
-        this.active.add(job.id ?? `#${++seq}`);
+        if (job.id) this.active.add(job.id);
         return this.process(job);
       },
       { connection: this.connection, prefix: this.lc.keys.queuePrefix, concurrency: 8 },
@@ -72,18 +72,14 @@ export class LifecycleWorker {
   async close(timeoutMs = 5_000): Promise<void> {
     const w = this.worker;
     if (!w) return;
-    const within = (p: Promise<unknown>, ms: number) => {
-      let timer: NodeJS.Timeout | undefined;
-      return Promise.race([p.catch(() => undefined), new Promise<void>((res) => (timer = setTimeout(res, ms)))]).finally(() => clearTimeout(timer));
-    };
     // No Redis call: no new job is started from here on.
-    await within(w.pause(true), 1_000);
+    await settledWithin(w.pause(true), 1_000);
     const deadline = Date.now() + timeoutMs;
     while (this.active.size && Date.now() < deadline) {
-      await within(new Promise<void>((res) => (this.onSettled = res)), deadline - Date.now());
+      await settledWithin(new Promise<void>((res) => (this.onSettled = res)), deadline - Date.now());
     }
     this.onSettled = undefined;
-    await within(w.close(true), 1_000);
+    await settledWithin(w.close(true), 1_000);
   }
 
   private async process(job: Job<LifecycleJobData>): Promise<unknown> {

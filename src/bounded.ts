@@ -1,0 +1,14 @@
+/**
+ * Waits for `work` at most `ms`: true when it settled in time (a rejection counts, and is
+ * swallowed), false when the time ran out. The timer never outlives the wait. For stops that
+ * must end even with Redis gone, where what they wait for may never settle.
+ */
+export async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((res) => (timer = setTimeout(() => res(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([work.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
