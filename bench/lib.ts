@@ -252,6 +252,12 @@ export async function redisCommandUsec(redis: Redis): Promise<Map<string, number
   return out;
 }
 
+/** Bytes Redis has read from and written to its clients so far (INFO stats). */
+export async function redisNet(redis: Redis): Promise<[number, number]> {
+  const info = await redis.info('stats');
+  return [Number(/total_net_input_bytes:(\d+)/.exec(info)?.[1]), Number(/total_net_output_bytes:(\d+)/.exec(info)?.[1])];
+}
+
 /** `after - before` per unit, largest first, as `cmd 1.0` pairs. */
 export function commandBreakdown(before: Map<string, number>, after: Map<string, number>, units: number): string {
   return [...after]

@@ -11,7 +11,10 @@
  *            the naive pair, then fenliu (api + worker, archiving on); fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
  *            fenliu API RSS before/after a sustained run
- * Prints a table and writes bench/results.json. `--commands`: Redis calls per delivery by command for (d) and (e).
+ *   `--variants noarchive,norepeat,noaccess`: after (s), fenliu again with one piece of its work turned
+ *            off each (audit archiving, repeat-call matching, the per-request access log line), to
+ *            put a figure on what each costs; never part of the targets.
+ * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
  */
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -64,6 +67,7 @@ const { values: opt } = parseArgs({
     'system-backlog': { type: 'string', default: '500' },
     only: { type: 'string' },
     commands: { type: 'boolean', default: false },
+    variants: { type: 'string' },
   },
 });
 const DURATION = Number(opt.duration);
@@ -420,11 +424,31 @@ async function main(): Promise<void> {
         true,
       ],
     ];
+    for (const v of opt.variants?.split(',').filter(Boolean) ?? []) {
+      const change = VARIANTS[v];
+      if (!change) throw new Error(`--variants: unknown ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
+      pairs.push([
+        `fenliu-${v}`,
+        async () => {
+          const cfg = writeConfig(change(cfgDoc(await freePort())));
+          return [await startFenliuProcess(cfg, 'api', profArgs), await startFenliuProcess(cfg, 'worker', profArgs)];
+        },
+        true,
+      ]);
+    }
     for (const [row, start, auth] of pairs) {
       const [api, worker] = await start();
-      system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPid: worker.child.pid!, redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}` });
+      if (opt.commands) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
+      system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPid: worker.child.pid!, redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}`, commands: opt.commands });
       const x = system[row];
       log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice`);
+      if (opt.commands) {
+        await r.config('SET', 'slowlog-log-slower-than', '10000');
+        log(`s ${row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], x.accepted)}`);
+        await r.slowlog('RESET');
+        await r.config('SET', 'slowlog-max-len', '128');
+      }
+      if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
       await worker.stop();
       await api.stop();
       await r.flushall();
@@ -468,7 +492,8 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
     rows.push(`| system (api + worker, POST → receiver, ${res.options.systemSeconds} s, ≤ ${res.options.systemBacklog} alerts in flight) | alerts/s delivered | accepted/s | p50 ms | p99 ms (POST sent → receiver) | accepted / lost / sent twice | Redis calls/alert | API CPU µs/alert | worker CPU µs/alert | Redis CPU µs/alert |`);
     rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: '(s) fenliu api + worker (archiving on)' };
-    for (const x of ['naive', 'fenliu']) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
+    for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANT_LABEL[v]} (--variants ${v}; not a target row)`;
+    for (const x of Object.keys(sn)) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
     if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);
     rows.push('');
   }
@@ -497,6 +522,15 @@ main().then(
 type SlowEntry = [number, number, number, string[], ...unknown[]];
 
 /** Slow-log entries summed per script (EVALSHA's sha) and per other command: µs and calls per unit, largest first. */
+/** `--variants`: fenliu's bench config with one piece of work turned off, to measure what it costs. */
+const VARIANTS: Record<string, (doc: Record<string, unknown>) => Record<string, unknown>> = {
+  noarchive: (doc) => ({ ...doc, audit: { ...(doc.audit as object), archive: false } }),
+  norepeat: (doc) => ({ ...doc, repeat: { enabled: false } }),
+  // warn: the per-request access line (info) is not written; errors still are.
+  noaccess: (doc) => ({ ...doc, log: { ...(doc.log as object), level: 'warn' } }),
+};
+const VARIANT_LABEL: Record<string, string> = { noarchive: 'audit archiving off', norepeat: 'repeat matching off', noaccess: 'access log off' };
+
 function scriptBreakdown(entries: SlowEntry[], units: number): string {
   const by = new Map<string, { us: number; n: number }>();
   for (const [, , us, args] of entries) {

@@ -12,7 +12,7 @@
  */
 import { Pool } from 'undici';
 import type { Redis } from 'ioredis';
-import { SOURCE_KEY, benchAlert, cpuOf, percentile, redisCalls, redisCpu, sleep } from './lib.js';
+import { SOURCE_KEY, benchAlert, commandBreakdown, cpuOf, percentile, redisCalls, redisCommandCalls, redisCommandUsec, redisCpu, redisNet, sleep } from './lib.js';
 
 export interface SystemOptions {
   /** Base URL of the API process. */
@@ -36,6 +36,8 @@ export interface SystemOptions {
   /** How long to wait, after the load, for every accepted alert to reach the receiver. @default 120000 */
   drainTimeoutMs?: number;
   tag: string;
+  /** Also break the window's Redis calls and CPU down by command (`--commands`). */
+  commands?: boolean;
 }
 
 export interface SystemResult {
@@ -61,6 +63,11 @@ export interface SystemResult {
   apiCpuUsPerAlert: number;
   workerCpuUsPerAlert: number;
   redisCpuUsPerAlert: number;
+  /** With `commands`: calls and Redis µs per alert by command (scripts include their inner calls). */
+  commandCalls?: string;
+  commandUsec?: string;
+  /** With `commands`: bytes per alert into and out of Redis (INFO stats, every client). */
+  netBytes?: [number, number];
 }
 
 interface Sample {
@@ -71,6 +78,9 @@ interface Sample {
   redisCalls: number;
   received: number;
   accepted: number;
+  calls?: Map<string, number>;
+  usec?: Map<string, number>;
+  net?: [number, number];
 }
 
 /** Runs the load, then waits for the backlog to drain and checks that every accepted alert arrived. */
@@ -122,6 +132,7 @@ export async function measureSystem(o: SystemOptions): Promise<SystemResult> {
     redisCalls: await redisCalls(o.redis),
     received: arrivedAt.size,
     accepted,
+    ...(o.commands ? { calls: await redisCommandCalls(o.redis), usec: await redisCommandUsec(o.redis), net: await redisNet(o.redis) } : {}),
   });
 
   const t0 = Date.now();
@@ -194,5 +205,6 @@ export async function measureSystem(o: SystemOptions): Promise<SystemResult> {
     apiCpuUsPerAlert: (s1.api - s0.api) / nAccepted,
     workerCpuUsPerAlert: (s1.worker - s0.worker) / n,
     redisCpuUsPerAlert: (s1.redisCpu - s0.redisCpu) / n,
+    ...(s0.calls && s1.calls ? { commandCalls: commandBreakdown(s0.calls, s1.calls, n), commandUsec: commandBreakdown(s0.usec!, s1.usec!, n), netBytes: [(s1.net![0] - s0.net![0]) / n, (s1.net![1] - s0.net![1]) / n] as [number, number] } : {}),
   };
 }
