@@ -201,7 +201,7 @@ async function main(): Promise<void> {
   const r = new Redis(redis.url);
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
-  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG } };
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, archiver: opt.archiver } };
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
@@ -406,7 +406,14 @@ async function main(): Promise<void> {
   // (s) the system: API and worker together, the naive pair then fenliu, same load, same receiver
   if (want('s')) {
     await r.flushall();
-    const pairs: [string, () => Promise<[Proc, Proc]>, boolean][] = [
+    // fenliu's API and worker, and with --archiver separate the archiver process (its CPU counts with the worker's).
+    const fenliuProcs = async (doc: Record<string, unknown>): Promise<Proc[]> => {
+      const cfg = writeConfig(doc);
+      const procs = [await startFenliuProcess(cfg, 'api', profArgs), await startFenliuProcess(cfg, 'worker', profArgs)];
+      if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', profArgs));
+      return procs;
+    };
+    const pairs: [string, () => Promise<Proc[]>, boolean][] = [
       [
         'naive',
         async () => [
@@ -415,31 +422,17 @@ async function main(): Promise<void> {
         ],
         false,
       ],
-      [
-        'fenliu',
-        async () => {
-          const cfg = writeConfig(cfgDoc(await freePort()));
-          return [await startFenliuProcess(cfg, 'api', profArgs), await startFenliuProcess(cfg, 'worker', profArgs)];
-        },
-        true,
-      ],
+      ['fenliu', async () => fenliuProcs(cfgDoc(await freePort())), true],
     ];
     for (const v of opt.variants?.split(',').filter(Boolean) ?? []) {
       const change = VARIANTS[v];
       if (!change) throw new Error(`--variants: unknown ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
-      pairs.push([
-        `fenliu-${v}`,
-        async () => {
-          const cfg = writeConfig(change(cfgDoc(await freePort())));
-          return [await startFenliuProcess(cfg, 'api', profArgs), await startFenliuProcess(cfg, 'worker', profArgs)];
-        },
-        true,
-      ]);
+      pairs.push([`fenliu-${v}`, async () => fenliuProcs(change(cfgDoc(await freePort()))), true]);
     }
     for (const [row, start, auth] of pairs) {
-      const [api, worker] = await start();
+      const [api, ...workers] = await start();
       if (opt.commands) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
-      system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPid: worker.child.pid!, redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}`, commands: opt.commands });
+      system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPids: workers.map((w) => w.child.pid!), redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}`, commands: opt.commands });
       const x = system[row];
       log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice`);
       if (opt.commands) {
@@ -449,7 +442,7 @@ async function main(): Promise<void> {
         await r.config('SET', 'slowlog-max-len', '128');
       }
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
-      await worker.stop();
+      for (const w of workers) await w.stop();
       await api.stop();
       await r.flushall();
     }
@@ -491,7 +484,7 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   if (s.naive || s.fenliu) {
     rows.push(`| system (api + worker, POST → receiver, ${res.options.systemSeconds} s, ≤ ${res.options.systemBacklog} alerts in flight) | alerts/s delivered | accepted/s | p50 ms | p99 ms (POST sent → receiver) | accepted / lost / sent twice | Redis calls/alert | API CPU µs/alert | worker CPU µs/alert | Redis CPU µs/alert |`);
     rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-    const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: '(s) fenliu api + worker (archiving on)' };
+    const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: `(s) fenliu api + worker (archiving on${res.options.archiver === 'separate' ? ', in an archiver process counted as worker CPU' : ''})` };
     for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANT_LABEL[v]} (--variants ${v}; not a target row)`;
     for (const x of Object.keys(sn)) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
     if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);

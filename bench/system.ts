@@ -20,7 +20,8 @@ export interface SystemOptions {
   /** Base URL of bench/receiver.ts (its `/_stats` is drained by this run). */
   receiverUrl: string;
   apiPid: number;
-  workerPid: number;
+  /** The worker process, and any other whose CPU counts as the worker's (a separate archiver). */
+  workerPids: number[];
   /** The bench Redis, for INFO cpu / commandstats. */
   redis: Redis;
   /** Seconds measured, after `warmup`. */
@@ -127,7 +128,7 @@ export async function measureSystem(o: SystemOptions): Promise<SystemResult> {
   const sample = async (): Promise<Sample> => ({
     at: Date.now(),
     api: cpuOf(o.apiPid),
-    worker: cpuOf(o.workerPid),
+    worker: o.workerPids.reduce((sum, pid) => sum + cpuOf(pid), 0),
     redisCpu: await redisCpu(o.redis),
     redisCalls: await redisCalls(o.redis),
     received: arrivedAt.size,
