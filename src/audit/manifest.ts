@@ -1,6 +1,7 @@
 /** Manifest appends (shared by the archiver and compaction) and segment descriptions. */
+import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, fsync, openSync, writeSync } from 'node:fs';
-import { open, readFile, stat, truncate, unlink } from 'node:fs/promises';
+import { open, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GENESIS, MANIFEST, chainHash, parseRecord, readLastLine, sha256Hex, type ManifestEntry } from './format.js';
@@ -94,23 +95,56 @@ export async function appendManifestEntry(dir: string, entry: Omit<ManifestEntry
   });
 }
 
-/** Describes a segment file from its content (the file is the truth). */
+/** Bytes read per step when a segment is described: the event loop runs between steps. */
+const DESCRIBE_CHUNK = 1 << 20;
+
+/**
+ * Describes a segment file from its content (the file is the truth). Read in steps of
+ * DESCRIBE_CHUNK bytes, hashed and counted as bytes: a closed segment is up to
+ * `segmentMaxBytes` (64 MB), and decoding it whole into one string and its lines stalled the
+ * archiving process for a few hundred milliseconds and held several times its size in memory.
+ */
 export async function describeSegment(dir: string, name: string): Promise<Omit<ManifestEntry, 'type' | 'at' | 'prev'>> {
-  const buf = await readFile(join(dir, name));
-  const lines = buf.toString('utf8').split('\n');
-  if (lines.pop() !== '') throw new Error(`${name}: last line is not terminated`);
-  if (lines.length === 0) throw new Error(`${name}: empty segment`);
-  const first = parseRecord(lines[0]);
-  const lastLine = lines[lines.length - 1];
-  const last = parseRecord(lastLine);
+  const fh = await open(join(dir, name), 'r');
+  const h = createHash('sha256');
+  let count = 0;
+  let firstLine: string | undefined;
+  const head: Buffer[] = [];
+  let lastByte = -1;
+  let size = 0;
+  try {
+    const buf = Buffer.allocUnsafe(DESCRIBE_CHUNK);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, size);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      h.update(chunk);
+      let nl = chunk.indexOf(0x0a);
+      if (firstLine === undefined) {
+        // Copied: the buffer is read into again.
+        head.push(Buffer.from(nl < 0 ? chunk : chunk.subarray(0, nl)));
+        if (nl >= 0) firstLine = Buffer.concat(head).toString('utf8');
+      }
+      for (; nl >= 0; nl = chunk.indexOf(0x0a, nl + 1)) count++;
+      lastByte = chunk[bytesRead - 1];
+      size += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  if (size === 0) throw new Error(`${name}: empty segment`);
+  if (lastByte !== 0x0a) throw new Error(`${name}: last line is not terminated`);
+  const { line: lastLine } = await readLastLine(join(dir, name));
+  const firstRec = parseRecord(firstLine!);
+  const last = parseRecord(lastLine!);
   return {
     segment: name,
-    firstSeq: first.seq,
+    firstSeq: firstRec.seq,
     lastSeq: last.seq,
-    count: lines.length,
-    firstStreamId: first.streamId,
+    count,
+    firstStreamId: firstRec.streamId,
     lastStreamId: last.streamId,
-    lastHash: chainHash(lastLine),
-    sha256: sha256Hex(buf),
+    lastHash: chainHash(lastLine!),
+    sha256: h.digest('hex'),
   };
 }
