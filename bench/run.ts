@@ -1,12 +1,13 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
  *   ingest   (a) bare Fastify + Ajv, (b) naive handler + one BullMQ queue.add, (c) fenliu POST /v1/alerts (role api)
  *            (w) = (c) with one replica attached, without and with `redis.waitReplicas: 1` (WAIT 1 before each 202)
  *   delivery (d) naive BullMQ worker + undici POST, (e) fenliu worker (adapter → receiver → delivered)
- *            throughput: drain of a pre-loaded backlog; latency: acceptance → receipt at a paced rate
+ *            throughput: drain of a pre-loaded backlog, measured after its first --delivery-warmup
+ *            deliveries (both workers start cold); latency: acceptance → receipt at a paced rate
  *   system   (s) API + worker together, POST → request at the receiver, sustained `--system-seconds`:
  *            the naive pair, then fenliu (api + worker, archiving on); fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
@@ -16,6 +17,7 @@
  *            put a figure on what each costs; never part of the targets.
  * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
  */
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +28,7 @@ import { Redis } from 'ioredis';
 import { sweepRetention } from '../src/store/retention.js';
 import { keys } from '../src/store/keys.js';
 import { RepeatMatcher } from '../src/lifecycle/repeat.js';
+import { INGEST_SCRIPT, MATERIALISE_SCRIPT } from '../src/ingest/script.js';
 import { measureSystem, type SystemResult } from './system.js';
 import {
   ROOT,
@@ -58,6 +61,7 @@ const { values: opt } = parseArgs({
     connections: { type: 'string', default: '50' },
     sustain: { type: 'string', default: '20' },
     deliveries: { type: 'string', default: '4000' },
+    'delivery-warmup': { type: 'string', default: '2000' },
     rate: { type: 'string', default: '100' },
     concurrency: { type: 'string', default: '50' },
     profile: { type: 'string' },
@@ -74,6 +78,8 @@ const DURATION = Number(opt.duration);
 const CONNECTIONS = Number(opt.connections);
 const SUSTAIN = Number(opt.sustain);
 const N = Number(opt.deliveries);
+/** Deliveries drained before the measured ones, in the same drain: JIT and connections warm, as the ingest rows' warm-up run. */
+const W = Number(opt['delivery-warmup']);
 const RATE = Number(opt.rate);
 const CONCURRENCY = Number(opt.concurrency);
 const SYSTEM_SECONDS = Number(opt['system-seconds']);
@@ -146,7 +152,7 @@ class DrainCpu {
     private readonly redis: Redis,
   ) {}
   async poll(done: number): Promise<void> {
-    if (!this.start && done > 0) this.start = { done, worker: cpuOf(this.pid), redis: await redisCpu(this.redis) };
+    if (!this.start && done > 0 && done >= W) this.start = { done, worker: cpuOf(this.pid), redis: await redisCpu(this.redis) };
   }
   async end(total: number): Promise<{ workerCpuUsPerDelivery?: number; redisCpuUsPerDelivery?: number }> {
     if (!this.start || total <= this.start.done) return {};
@@ -183,11 +189,14 @@ interface DeliveryResult {
   duplicates: number;
 }
 
+/** Throughput from the W-th receipt of the drain (the warm-up before it is not counted) to its end. */
 function summarise(drain: Receipt[], drainEnd: number, paced: { at: number; acceptedAt: number }[], duplicates: number): DeliveryResult {
-  const t0 = Math.min(...drain.map((r) => r.at));
+  const times = drain.map((r) => r.at).sort((a, b) => a - b);
+  const t0 = times[Math.min(W, times.length - 1)];
+  const counted = times.length - Math.min(W, times.length - 1);
   const ms = Math.max(1, drainEnd - t0);
   const lat = paced.map((r) => r.at - r.acceptedAt).sort((a, b) => a - b);
-  return { perSec: ((drain.length - 1) * 1000) / ms, drained: drain.length, drainMs: ms, p50: percentile(lat, 50), p99: percentile(lat, 99), paced: lat.length, duplicates };
+  return { perSec: ((counted - 1) * 1000) / ms, drained: drain.length, drainMs: ms, p50: percentile(lat, 50), p99: percentile(lat, 99), paced: lat.length, duplicates };
 }
 
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '—');
@@ -201,7 +210,7 @@ async function main(): Promise<void> {
   const r = new Redis(redis.url);
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
-  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, archiver: opt.archiver } };
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, archiver: opt.archiver } };
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
@@ -291,7 +300,7 @@ async function main(): Promise<void> {
   // (d) naive delivery: pre-load N jobs with the worker stopped, then drain; then a paced run for latency
   if (want('d')) {
     const api = await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } });
-    await load(api.url, { amount: N, tag: 'd' });
+    await load(api.url, { amount: W + N, tag: 'd' });
     await receipts(receiver.url);
     const dc0 = await redisCalls(r);
     const dcmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
@@ -299,16 +308,16 @@ async function main(): Promise<void> {
     const w = await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } });
     const drain: Receipt[] = [];
     const cpu = new DrainCpu(w.child.pid!, r);
-    await waitFor(async () => (drain.push(...(await receipts(receiver.url)).records), await cpu.poll(drain.length), drain.length >= N), 120_000, 'naive drain');
+    await waitFor(async () => (drain.push(...(await receipts(receiver.url)).records), await cpu.poll(drain.length), drain.length >= W + N), 120_000, 'naive drain');
     const drainEnd = Math.max(...drain.map((x) => x.at));
     const dc1 = await redisCalls(r);
-    if (dcmd0) log(`d commands/delivery: ${commandBreakdown(dcmd0, await redisCommandCalls(r), N)}`);
-    if (dus0) log(`d Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(dus0, await redisCommandUsec(r), N)}`);
-    const dcpu = await cpu.end(N);
+    if (dcmd0) log(`d commands/delivery: ${commandBreakdown(dcmd0, await redisCommandCalls(r), W + N)}`);
+    if (dus0) log(`d Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(dus0, await redisCommandUsec(r), W + N)}`);
+    const dcpu = await cpu.end(W + N);
     await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'dp' });
     await sleep(1_000);
     const paced = (await receipts(receiver.url)).records.filter((x) => x.acceptedAt) as { at: number; acceptedAt: number }[];
-    delivery.d = { ...summarise(drain, drainEnd, paced, 0), redisCallsPerDelivery: (dc1 - dc0) / N, ...dcpu };
+    delivery.d = { ...summarise(drain, drainEnd, paced, 0), redisCallsPerDelivery: (dc1 - dc0) / (W + N), ...dcpu };
     log(`d ${fmt(delivery.d.perSec)} deliveries/s`);
     await w.stop();
     await api.stop();
@@ -323,8 +332,8 @@ async function main(): Promise<void> {
     const archiver = separateArchiver ? await startFenliuProcess(cfg, 'archiver', profArgs) : undefined;
     const k = keys('fenliu');
     const baseline = await redisMemory(r);
-    const pre = await load(api.url, { amount: N, tag: 'e', auth: true });
-    if (pre.total !== N) throw new Error(`fenliu accepted ${pre.total} of ${N} alerts`);
+    const pre = await load(api.url, { amount: W + N, tag: 'e', auth: true });
+    if (pre.total !== W + N) throw new Error(`fenliu accepted ${pre.total} of ${W + N} alerts`);
     await receipts(receiver.url);
     const ec0 = await redisCalls(r);
     const ecmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
@@ -341,36 +350,36 @@ async function main(): Promise<void> {
         drain.push(...(await receipts(receiver.url)).records);
         const delivered = await zcardAll(r, each(k.bucketList, (b) => k.flowDelivered(b, 'p-hook')));
         await cpu.poll(delivered);
-        if (delivered >= N) drainEnd = Date.now();
-        return delivered >= N;
+        if (delivered >= W + N) drainEnd = Date.now();
+        return delivered >= W + N;
       },
       300_000,
       'fenliu drain',
     );
     const ec1 = await redisCalls(r);
-    if (ecmd0) log(`e commands/delivery: ${commandBreakdown(ecmd0, await redisCommandCalls(r), N)}`);
-    if (eus0) log(`e Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(eus0, await redisCommandUsec(r), N)}`);
+    if (ecmd0) log(`e commands/delivery: ${commandBreakdown(ecmd0, await redisCommandCalls(r), W + N)}`);
+    if (eus0) log(`e Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(eus0, await redisCommandUsec(r), W + N)}`);
     if (opt.commands) {
       await r.config('SET', 'slowlog-log-slower-than', '10000');
-      log(`e Redis µs/delivery by script (slow log; sha, calls/delivery): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], N)}`);
+      log(`e Redis µs/delivery by script (slow log; sha, calls/delivery): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], W + N)}`);
       // Emptied at once: its entries would count as the alerts' memory below.
       await r.slowlog('RESET');
       await r.config('SET', 'slowlog-max-len', '128');
     }
-    const auditEventsPerDelivery = ((await auditEventCount(r)) - audit0) / N;
-    const ecpu = await cpu.end(N);
+    const auditEventsPerDelivery = ((await auditEventCount(r)) - audit0) / (W + N);
+    const ecpu = await cpu.end(W + N);
     // The drain ends when the last delivery is `delivered` in Redis (polled every 20 ms), not when the receiver saw it.
     const duplicates = drain.length - new Set(drain.map((x) => x.key)).size;
     const paceStart = Date.now();
     const paced = await load(api.url, { duration: Math.min(DURATION, 10), rate: RATE, connections: 10, tag: 'ep', auth: true });
-    const total = N + paced.total;
+    const total = W + N + paced.total;
     await waitFor(async () => (await zcardAll(r, each(k.bucketList, (b) => k.flowDelivered(b, 'p-hook')))) >= total, 60_000, 'fenliu paced deliveries');
     const recs = (await receipts(receiver.url)).records.filter((x) => x.at >= paceStart);
     const p = r.pipeline();
     for (const x of recs) p.hget(k.delivery(x.key), 'createdAt');
     const created = ((await p.exec()) ?? []).map(([, v]) => Date.parse(String(v)));
     // Includes the worker's start-up, the archiver and this script's polling (a few hundred calls).
-    delivery.e = { ...summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates), redisCallsPerDelivery: (ec1 - ec0) / N, auditEventsPerDelivery, ...ecpu };
+    delivery.e = { ...summarise(drain, drainEnd, recs.map((x, i) => ({ at: x.at, acceptedAt: created[i] })), duplicates), redisCallsPerDelivery: (ec1 - ec0) / (W + N), auditEventsPerDelivery, ...ecpu };
     log(`e ${fmt(delivery.e.perSec)} deliveries/s, ${fmt(auditEventsPerDelivery, 1)} audit events/delivery`);
 
     // Memory: everything delivered; wait for the archiver to move the audit stream to files.
@@ -474,7 +483,7 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   for (const x of ['cr1', 'cw1']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
   if (ratios.waitCostSerial !== undefined) rows.push(`| **waitReplicas: 1 / 0, 1 connection** | **${fmt(ratios.waitCostSerial, 2)}** | | | | | | |`);
   rows.push('');
-  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery | worker CPU µs/delivery | Redis CPU µs/delivery | audit events/delivery |`);
+  rows.push(`| delivery | deliveries/s (drain of ${res.options.deliveries} after ${res.options.deliveryWarmup ?? 0}) | p50 ms | p99 ms (acceptance → receipt at ${res.options.rate}/s) | Redis calls/delivery | worker CPU µs/delivery | Redis CPU µs/delivery | audit events/delivery |`);
   rows.push('|---|---:|---:|---:|---:|---:|---:|---:|');
   const dn: Record<string, string> = { d: '(d) naive BullMQ worker + undici', e: '(e) fenliu worker → delivered' };
   for (const x of ['d', 'e']) if (d[x]) rows.push(`| ${dn[x]} | ${fmt(d[x].perSec)} | ${d[x].p50} | ${d[x].p99} | ${fmt((d[x] as any).redisCallsPerDelivery ?? NaN, 1)} | ${fmt((d[x] as any).workerCpuUsPerDelivery ?? NaN)} | ${fmt((d[x] as any).redisCpuUsPerDelivery ?? NaN)} | ${fmt((d[x] as any).auditEventsPerDelivery ?? NaN, 1)} |`);
@@ -515,6 +524,11 @@ main().then(
 type SlowEntry = [number, number, number, string[], ...unknown[]];
 
 /** Slow-log entries summed per script (EVALSHA's sha) and per other command: µs and calls per unit, largest first. */
+/** The scripts the slow log names by their SHA-1 (first 8 hex digits). */
+const SCRIPT_NAMES: Record<string, string> = Object.fromEntries(
+  Object.entries({ ingest: INGEST_SCRIPT, materialise: MATERIALISE_SCRIPT }).map(([name, lua]) => [createHash('sha1').update(lua).digest('hex').slice(0, 8), name]),
+);
+
 /** `--variants`: fenliu's bench config with one piece of work turned off, to measure what it costs. */
 const VARIANTS: Record<string, (doc: Record<string, unknown>) => Record<string, unknown>> = {
   noarchive: (doc) => ({ ...doc, audit: { ...(doc.audit as object), archive: false } }),
@@ -525,18 +539,21 @@ const VARIANTS: Record<string, (doc: Record<string, unknown>) => Record<string, 
 const VARIANT_LABEL: Record<string, string> = { noarchive: 'audit archiving off', norepeat: 'repeat matching off', noaccess: 'access log off' };
 
 function scriptBreakdown(entries: SlowEntry[], units: number): string {
-  const by = new Map<string, { us: number; n: number }>();
+  const by = new Map<string, { us: number; n: number; keys: number }>();
   for (const [, , us, args] of entries) {
     const cmd = String(args[0]).toLowerCase();
-    const name = cmd === 'evalsha' ? `script ${String(args[1]).slice(0, 8)} (${args[2]} keys)` : cmd;
-    const x = by.get(name) ?? { us: 0, n: 0 };
+    // One entry per script whatever its key count (the claim's varies with its batch), named when known.
+    const sha = String(args[1]).slice(0, 8);
+    const name = cmd === 'evalsha' ? `script ${SCRIPT_NAMES[sha] ?? sha}` : cmd;
+    const x = by.get(name) ?? { us: 0, n: 0, keys: 0 };
     x.us += us;
     x.n++;
+    if (cmd === 'evalsha') x.keys += Number(args[2]);
     by.set(name, x);
   }
   return [...by]
     .sort((a, b) => b[1].us - a[1].us)
-    .slice(0, 12)
-    .map(([name, x]) => `${name} ${(x.us / units).toFixed(1)} µs ${(x.n / units).toFixed(2)}`)
+    .slice(0, 14)
+    .map(([name, x]) => `${name} ${(x.us / units).toFixed(1)} µs ${(x.n / units).toFixed(2)}${x.keys ? ` (${(x.keys / x.n).toFixed(0)} keys)` : ''}`)
     .join('; ');
 }
