@@ -20,6 +20,7 @@ import type { Platform } from './platforms.js';
 import { classifyResponse, classifyTransportError, maxAttempts, retryDelay, type Decision } from './policy.js';
 import { addOps, extendLeases, finishOps, giveBackRate, rescheduleOps, reserveRate, runOps, take, type WorkJob } from './work.js';
 import { settledWithin } from '../bounded.js';
+import { subscribeWork } from './wake.js';
 
 /** Thrown to try a job again later with the delay the policy chose (a reschedule in its work set). */
 export class RetryLaterError extends Error {
@@ -61,7 +62,11 @@ export interface EngineOptions {
   lockDurationMs?: number;
   /** How often expired leases are looked for (a timer of each engine). Default 15 s. */
   stalledIntervalMs?: number;
-  /** How long an idle platform loop sleeps before it looks again (work enqueued by another process). Default 200 ms; on Redis Cluster 1 s. */
+  /**
+   * How long an idle platform loop sleeps before it looks again. Work another process adds also
+   * wakes it at once (src/delivery/wake.ts); the look is what finds work whose wake-up was lost.
+   * Default 200 ms; on Redis Cluster 1 s.
+   */
   pollMs?: number;
   /** Lease expiries before a job is given up (its delivery dead-lettered). Default 10. */
   maxStalled?: number;
@@ -118,6 +123,8 @@ export class DeliveryEngine {
   private leaseTimer?: NodeJS.Timeout;
   private recoverTimer?: NodeJS.Timeout;
   private readonly offs: (() => void)[] = [];
+  /** Work published by other processes (src/delivery/wake.ts). */
+  private wake?: { close(): void };
   private readonly leaseMs: number;
   private readonly stalledIntervalMs: number;
   private readonly pollMs: number;
@@ -145,6 +152,14 @@ export class DeliveryEngine {
         if (l) this.kick(l);
       }),
     );
+    // Not subscribed (Redis refused, or is away): the loops still find the work at their next look.
+    this.wake = await subscribeWork(this.o.redis, this.o.prefix, (platformId) => {
+      const l = this.workers.get(platformId);
+      if (l) this.kick(l);
+    }).catch((err: Error) => {
+      this.o.log.warn({ err: { message: err.message } }, 'delivery engine: no wake-up for work added by other processes; it is found within engine.pollMs');
+      return undefined;
+    });
     this.leaseTimer = setInterval(() => void this.extendLeases(), Math.max(100, Math.floor(this.leaseMs / 3)));
     this.leaseTimer.unref();
     // On a timer of its own, like BullMQ's stalled check: a loop whose slots are all busy still
@@ -163,6 +178,7 @@ export class DeliveryEngine {
     this.closing = true;
     if (this.recoverTimer) clearInterval(this.recoverTimer);
     for (const off of this.offs) off();
+    this.wake?.close();
     for (const l of this.workers.values()) if (l.timer) clearTimeout(l.timer);
     const drained = (async () => {
       await Promise.all([...this.workers.values()].map((l) => l.pumping));

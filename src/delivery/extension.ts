@@ -10,6 +10,7 @@ import { lifecycleRoutes } from '../routes/lifecycle.js';
 import { workerConnection } from '../redis/connect.js';
 import type { Redis } from 'ioredis';
 import { migrateDeliveryQueues } from '../store/migrate.js';
+import { publishWork } from './wake.js';
 
 /** The delivery engine as a part of the process: workers in worker roles, routes in API roles. */
 export const engineExtension: ExtensionFactory = async (rt, role) => {
@@ -43,6 +44,8 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
   }
   const circuitsOf =
     engine?.circuits ?? new Map([...platforms.values()].map((p) => [p.id, new Circuit(rt.redis, rt.cfg.redis.prefix, p.id, p.settings.circuitBreaker)]));
+  // Every role adds work (an API process a cancel, an urge, a redelivery): the engines hear of it.
+  const stopPublishing = publishWork(rt.redis, rt.cfg.redis.prefix);
   return {
     name: 'engine',
     routes: [deliveryRoutes(engine), lifecycleRoutes(platforms)],
@@ -56,6 +59,7 @@ export const engineExtension: ExtensionFactory = async (rt, role) => {
       // Side by side, each until the stop's deadline: with Redis gone nothing in hand can end,
       // and the stop must still fit server.shutdownTimeoutMs.
       const left = Math.max(500, deadline - Date.now());
+      stopPublishing();
       await Promise.all([lifecycleWorker?.close(left).then(() => lwConnection?.disconnect()), engine?.close(left)]);
     },
   };

@@ -1,0 +1,43 @@
+import type { Redis } from 'ioredis';
+import { bus } from '../events.js';
+import { duplicateConnection } from '../redis/connect.js';
+
+/**
+ * Work enqueued in one process wakes the engines of the others at once, instead of at their next
+ * look (`engine.pollMs`: 200 ms, 1 s on Redis Cluster). A follow-up added by an API process (a
+ * cancel from 110, an urge for a repeat call, an operator's redelivery) reaches its platform as
+ * soon as one added by the worker itself. First deliveries need none of this: the dispatcher that
+ * writes them runs in the worker and wakes its engine in-process.
+ *
+ * One Redis pub/sub message per job added (by platform id). A lost message costs only the delay
+ * the poll already bounds: the work sets in Redis, not the message, say what is due.
+ */
+export function workChannel(prefix: string): string {
+  return `${prefix}:work`;
+}
+
+/** Publishes this process's `work.enqueued` events; returns the function that stops it. */
+export function publishWork(redis: Redis, prefix: string): () => void {
+  const channel = workChannel(prefix);
+  return bus.onEvent('work.enqueued', ({ platformId }) => {
+    redis.publish(channel, platformId).catch(() => 0);
+  });
+}
+
+/**
+ * Calls `onWork(platformId)` for work published by any process (this one's included), on a
+ * connection of its own (a subscribed connection runs no other command); ioredis subscribes
+ * again after a reconnect or a failover.
+ */
+export async function subscribeWork(redis: Redis, prefix: string, onWork: (platformId: string) => void): Promise<{ close(): void }> {
+  const sub = duplicateConnection(redis, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null });
+  sub.on('error', () => undefined);
+  sub.on('message', (_channel: string, platformId: string) => onWork(platformId));
+  try {
+    await sub.subscribe(workChannel(prefix));
+  } catch (err) {
+    sub.disconnect();
+    throw err;
+  }
+  return { close: () => sub.disconnect() };
+}

@@ -1,0 +1,53 @@
+/**
+ * Work an API process adds wakes the engine of a worker process at once (src/delivery/wake.ts),
+ * not at its next look: with `engine.pollMs` at 30 s, a cancel from 110 still reaches the
+ * platform within seconds. The worker is a child process, so nothing in-process (the event bus)
+ * can carry the wake-up.
+ */
+import t from 'tap';
+import { Redis } from 'ioredis';
+import { startRedis } from './helpers/redis.js';
+import { startEngineEnv, until, workerChildren } from './helpers/engine.js';
+import { subscribeWork, workChannel } from '../src/delivery/wake.js';
+
+const redis = await startRedis();
+t.teardown(() => redis.stop());
+
+t.test('a cancel added by the API reaches the platform long before the worker would look again', async (t) => {
+  const e = await startEngineEnv(t, { redis, role: 'api', engine: { pollMs: 30_000 }, platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const startWorker = workerChildren(t, e.doc, redis.url);
+  await startWorker();
+  const { alertId, deliveries } = await e.submit();
+  const d = await e.waitForState(deliveries.p1, 'delivered', 15_000);
+  // The worker's loop has nothing due now: it sleeps for pollMs (30 s) unless woken.
+  const sb = e.sandbox.get('p1');
+  const asked = Date.now();
+  const res = await e.source.post(`/v1/alerts/${alertId}/cancel`, { reason: '报警人已自行解决' });
+  t.equal(res.status, 200);
+  const cancel = await until(() => sb.received.find((r) => r.path === `/api/workorders/${d.remoteTicketId}/cancel`), 10_000, 'the cancel at the platform');
+  t.ok(cancel, 'the platform got the cancel');
+  t.ok(Date.now() - asked < 10_000, `sent ${Date.now() - asked} ms after the API added it (the worker's poll is 30 s)`);
+});
+
+t.test('subscribeWork hears what any connection publishes, and unsubscribes when closed', async (t) => {
+  const pub = new Redis(redis.url);
+  const sub = new Redis(redis.url);
+  t.teardown(() => {
+    pub.disconnect();
+    sub.disconnect();
+  });
+  const heard: string[] = [];
+  let wake!: () => void;
+  const woken = new Promise<void>((r) => (wake = r));
+  const w = await subscribeWork(sub, 'wk', (p) => {
+    heard.push(p);
+    wake();
+  });
+  t.equal(await pub.publish(workChannel('wk'), 'p-grid'), 1, 'one subscriber');
+  await woken;
+  t.same(heard, ['p-grid']);
+  t.equal(await pub.publish(workChannel('other'), 'p-x'), 0, 'another installation prefix is another channel');
+  w.close();
+  await until(async () => ((await pub.pubsub('NUMSUB', workChannel('wk'))) as [string, number])[1] === 0, 5_000, 'the subscription gone');
+  t.pass('closed: no subscriber left on the channel');
+});
