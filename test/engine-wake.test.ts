@@ -51,3 +51,23 @@ t.test('subscribeWork hears what any connection publishes, and unsubscribes when
   await until(async () => ((await pub.pubsub('NUMSUB', workChannel('wk'))) as [string, number])[1] === 0, 5_000, 'the subscription gone');
   t.pass('closed: no subscriber left on the channel');
 });
+
+t.test('with Redis away, subscribing does not hold the start: it waits waitMs, and subscribes once Redis is back', async (t) => {
+  const own = await startRedis();
+  const client = new Redis(own.url, { lazyConnect: true, enableOfflineQueue: true, maxRetriesPerRequest: null, retryStrategy: () => 100 });
+  client.on('error', () => undefined);
+  t.teardown(() => client.disconnect());
+  await own.stop();
+  const heard: string[] = [];
+  const started = Date.now();
+  const w = await subscribeWork(client, 'away', (p) => heard.push(p), 300);
+  t.teardown(() => w.close());
+  t.ok(Date.now() - started < 2_000, `returned after ${Date.now() - started} ms with Redis away`);
+  await own.restart();
+  const pub = new Redis(own.url);
+  t.teardown(() => pub.disconnect());
+  await until(async () => (await pub.publish(workChannel('away'), 'p-back')) === 1, 10_000, 'subscribed after Redis came back');
+  await until(() => heard.includes('p-back'), 5_000, 'the message heard');
+  t.pass('heard once Redis was back');
+  await own.stop();
+});

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { bus } from '../events.js';
 import { duplicateConnection } from '../redis/connect.js';
+import { settledWithin } from '../bounded.js';
 
 /**
  * Work enqueued in one process wakes the engines of the others at once, instead of at their next
@@ -27,17 +28,22 @@ export function publishWork(redis: Redis, prefix: string): () => void {
 /**
  * Calls `onWork(platformId)` for work published by any process (this one's included), on a
  * connection of its own (a subscribed connection runs no other command); ioredis subscribes
- * again after a reconnect or a failover.
+ * again after a reconnect or a failover. Waits at most `waitMs` for the subscription: with Redis
+ * away it is made once Redis is back, and a start must not hang on it. A refusal (an ACL without
+ * pub/sub) rejects.
  */
-export async function subscribeWork(redis: Redis, prefix: string, onWork: (platformId: string) => void): Promise<{ close(): void }> {
+export async function subscribeWork(redis: Redis, prefix: string, onWork: (platformId: string) => void, waitMs = 2_000): Promise<{ close(): void }> {
   const sub = duplicateConnection(redis, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null });
   sub.on('error', () => undefined);
   sub.on('message', (_channel: string, platformId: string) => onWork(platformId));
-  try {
-    await sub.subscribe(workChannel(prefix));
-  } catch (err) {
+  let refused: Error | undefined;
+  const subscribed = sub.subscribe(workChannel(prefix)).catch((err: Error) => {
+    refused = err;
+  });
+  await settledWithin(subscribed, waitMs);
+  if (refused) {
     sub.disconnect();
-    throw err;
+    throw refused;
   }
   return { close: () => sub.disconnect() };
 }
