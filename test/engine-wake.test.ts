@@ -8,7 +8,8 @@ import t from 'tap';
 import { Redis } from 'ioredis';
 import { startRedis } from './helpers/redis.js';
 import { startEngineEnv, until, workerChildren } from './helpers/engine.js';
-import { subscribeWork, workChannel } from '../src/delivery/wake.js';
+import { publishWork, subscribeWork, workChannel } from '../src/delivery/wake.js';
+import { bus } from '../src/events.js';
 
 const redis = await startRedis();
 t.teardown(() => redis.stop());
@@ -70,4 +71,31 @@ t.test('with Redis away, subscribing does not hold the start: it waits waitMs, a
   await until(() => heard.includes('p-back'), 5_000, 'the message heard');
   t.pass('heard once Redis was back');
   await own.stop();
+});
+
+t.test('publishWork sends one message per platform per event-loop turn', async (t) => {
+  const pub = new Redis(redis.url);
+  const sub = new Redis(redis.url);
+  t.teardown(() => {
+    pub.disconnect();
+    sub.disconnect();
+  });
+  const heard: string[] = [];
+  const w = await subscribeWork(sub, 'burst', (p) => heard.push(p));
+  t.teardown(() => w.close());
+  const stop = publishWork(pub, 'burst');
+  t.teardown(stop);
+  // A burst in one turn: 50 jobs for p1, 1 for p2.
+  for (let i = 0; i < 50; i++) bus.emitEvent('work.enqueued', { platformId: 'p1' });
+  bus.emitEvent('work.enqueued', { platformId: 'p2' });
+  await until(() => heard.length >= 2, 5_000, 'the burst heard');
+  // A marker published after the burst's messages: once it is heard, nothing of the burst is still on its way.
+  await pub.publish(workChannel('burst'), 'marker');
+  await until(() => heard.includes('marker'), 5_000, 'the marker heard');
+  t.same(heard.sort(), ['marker', 'p1', 'p2'], 'one message per platform');
+  stop();
+  bus.emitEvent('work.enqueued', { platformId: 'p3' });
+  await pub.publish(workChannel('burst'), 'marker2');
+  await until(() => heard.includes('marker2'), 5_000, 'the second marker heard');
+  t.notOk(heard.includes('p3'), 'nothing published once stopped');
 });

@@ -17,11 +17,21 @@ export function workChannel(prefix: string): string {
   return `${prefix}:work`;
 }
 
-/** Publishes this process's `work.enqueued` events; returns the function that stops it. */
+/**
+ * Publishes this process's `work.enqueued` events, one message per platform per event-loop turn
+ * (a sweep that enqueues many jobs at once wakes each engine once); returns the function that
+ * stops it.
+ */
 export function publishWork(redis: Redis, prefix: string): () => void {
   const channel = workChannel(prefix);
+  const pending = new Set<string>();
+  const flush = () => {
+    for (const platformId of pending) redis.publish(channel, platformId).catch(() => 0);
+    pending.clear();
+  };
   return bus.onEvent('work.enqueued', ({ platformId }) => {
-    redis.publish(channel, platformId).catch(() => 0);
+    if (pending.size === 0) setImmediate(flush);
+    pending.add(platformId);
   });
 }
 
