@@ -101,8 +101,8 @@ const DESCRIBE_CHUNK = 1 << 20;
 /**
  * Describes a segment file from its content (the file is the truth). Read in steps of
  * DESCRIBE_CHUNK bytes, hashed and counted as bytes: a closed segment is up to
- * `segmentMaxBytes` (64 MB), and decoding it whole into one string and its lines stalled the
- * archiving process for a few hundred milliseconds and held several times its size in memory.
+ * `segmentMaxBytes` (64 MB), and decoding it whole into one string and its lines blocked the
+ * archiving process's event loop for ~180 ms per roll and held it several times over in memory.
  */
 export async function describeSegment(dir: string, name: string): Promise<Omit<ManifestEntry, 'type' | 'at' | 'prev'>> {
   const fh = await open(join(dir, name), 'r');
