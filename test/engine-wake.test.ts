@@ -14,6 +14,17 @@ import { bus } from '../src/events.js';
 const redis = await startRedis();
 t.teardown(() => redis.stop());
 
+/** A publishing and a subscribing connection to the file's Redis, closed with the test. */
+function clients(t: { teardown(fn: () => unknown): void }): { pub: Redis; sub: Redis } {
+  const pub = new Redis(redis.url);
+  const sub = new Redis(redis.url);
+  t.teardown(() => {
+    pub.disconnect();
+    sub.disconnect();
+  });
+  return { pub, sub };
+}
+
 t.test('a cancel added by the API reaches the platform long before the worker would look again', async (t) => {
   const e = await startEngineEnv(t, { redis, role: 'api', engine: { pollMs: 30_000 }, platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
   const startWorker = workerChildren(t, e.doc, redis.url);
@@ -31,21 +42,11 @@ t.test('a cancel added by the API reaches the platform long before the worker wo
 });
 
 t.test('subscribeWork hears what any connection publishes, and unsubscribes when closed', async (t) => {
-  const pub = new Redis(redis.url);
-  const sub = new Redis(redis.url);
-  t.teardown(() => {
-    pub.disconnect();
-    sub.disconnect();
-  });
+  const { pub, sub } = clients(t);
   const heard: string[] = [];
-  let wake!: () => void;
-  const woken = new Promise<void>((r) => (wake = r));
-  const w = await subscribeWork(sub, 'wk', (p) => {
-    heard.push(p);
-    wake();
-  });
+  const w = await subscribeWork(sub, 'wk', (p) => heard.push(p));
   t.equal(await pub.publish(workChannel('wk'), 'p-grid'), 1, 'one subscriber');
-  await woken;
+  await until(() => heard.length > 0, 5_000, 'the message heard');
   t.same(heard, ['p-grid']);
   t.equal(await pub.publish(workChannel('other'), 'p-x'), 0, 'another installation prefix is another channel');
   w.close();
@@ -74,12 +75,7 @@ t.test('with Redis away, subscribing does not hold the start: it waits waitMs, a
 });
 
 t.test('publishWork sends one message per platform per event-loop turn', async (t) => {
-  const pub = new Redis(redis.url);
-  const sub = new Redis(redis.url);
-  t.teardown(() => {
-    pub.disconnect();
-    sub.disconnect();
-  });
+  const { pub, sub } = clients(t);
   const heard: string[] = [];
   const w = await subscribeWork(sub, 'burst', (p) => heard.push(p));
   t.teardown(() => w.close());
