@@ -16,6 +16,8 @@
  *            off each (audit archiving, repeat-call matching, the per-request access log line), to
  *            put a figure on what each costs; never part of the targets.
  * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
+ *   `--slowlog`: with it, the script split (and plain commands by key shape) from the slow log, which
+ *   inflates every figure of its run (Redis logs each call): a split, not a cost.
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -71,6 +73,7 @@ const { values: opt } = parseArgs({
     'system-backlog': { type: 'string', default: '500' },
     only: { type: 'string' },
     commands: { type: 'boolean', default: false },
+    slowlog: { type: 'boolean', default: false },
     variants: { type: 'string' },
   },
 });
@@ -339,7 +342,7 @@ async function main(): Promise<void> {
     const ecmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
     const eus0 = opt.commands ? await redisCommandUsec(r) : undefined;
     // Every command of the drain in the slow log, to split the scripts' time (commandstats lumps them under evalsha).
-    if (opt.commands) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
+    if (opt.slowlog) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
     const audit0 = await auditEventCount(r);
     const worker = await startFenliuProcess(cfg, 'worker', profArgs);
     const drain: Receipt[] = [];
@@ -359,7 +362,7 @@ async function main(): Promise<void> {
     const ec1 = await redisCalls(r);
     if (ecmd0) log(`e commands/delivery: ${commandBreakdown(ecmd0, await redisCommandCalls(r), W + N)}`);
     if (eus0) log(`e Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(eus0, await redisCommandUsec(r), W + N)}`);
-    if (opt.commands) {
+    if (opt.slowlog) {
       await r.config('SET', 'slowlog-log-slower-than', '10000');
       log(`e Redis µs/delivery by script (slow log; sha, calls/delivery): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], W + N)}`);
       // Emptied at once: its entries would count as the alerts' memory below.
@@ -440,11 +443,11 @@ async function main(): Promise<void> {
     }
     for (const [row, start, auth] of pairs) {
       const [api, ...workers] = await start();
-      if (opt.commands) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
+      if (opt.slowlog) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
       system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPids: workers.map((w) => w.child.pid!), redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}`, commands: opt.commands });
       const x = system[row];
       log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice`);
-      if (opt.commands) {
+      if (opt.slowlog) {
         await r.config('SET', 'slowlog-log-slower-than', '10000');
         log(`s ${row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], x.accepted)}`);
         await r.slowlog('RESET');
@@ -544,7 +547,9 @@ function scriptBreakdown(entries: SlowEntry[], units: number): string {
     const cmd = String(args[0]).toLowerCase();
     // One entry per script whatever its key count (the claim's varies with its batch), named when known.
     const sha = String(args[1]).slice(0, 8);
-    const name = cmd === 'evalsha' ? `script ${SCRIPT_NAMES[sha] ?? sha}` : cmd;
+    // Plain commands by key shape (ids and bucket tags folded), so two ZADDs to different indexes are told apart.
+    const shape = String(args[1] ?? '').replace(/\{[^}]*\}/, '{b}').replace(/(alt|dlv|fb|esc|evt)_[^:]*/g, '$1_*');
+    const name = cmd === 'evalsha' ? `script ${SCRIPT_NAMES[sha] ?? sha}` : `${cmd} ${shape}`;
     const x = by.get(name) ?? { us: 0, n: 0, keys: 0 };
     x.us += us;
     x.n++;
@@ -553,7 +558,7 @@ function scriptBreakdown(entries: SlowEntry[], units: number): string {
   }
   return [...by]
     .sort((a, b) => b[1].us - a[1].us)
-    .slice(0, 14)
+    .slice(0, 24)
     .map(([name, x]) => `${name} ${(x.us / units).toFixed(1)} µs ${(x.n / units).toFixed(2)}${x.keys ? ` (${(x.keys / x.n).toFixed(0)} keys)` : ''}`)
     .join('; ');
 }

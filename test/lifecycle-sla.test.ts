@@ -14,11 +14,16 @@ t.test('polling Open311 (realtime and batch tokens)', async (t) => {
     platforms: [
       { id: 'o-rt', kind: 'open311', poll: { everyMs: 100 }, options },
       { id: 'o-batch', kind: 'open311', open311Mode: 'batch', poll: { everyMs: 100 }, options },
+      { id: 'w-hook', kind: 'webhook' },
     ],
     sla: {},
   });
   const { deliveries } = await env.submit();
   const rt = await env.waitFor(deliveries['o-rt'], 'delivered');
+  // Only a platform that polls keeps a poll index: nothing would ever read a webhook platform's.
+  const hook = await env.waitFor(deliveries['w-hook'], 'delivered');
+  t.ok(await env.r.zscore(env.k.open(bucketOf(rt.id), 'o-rt'), rt.id), 'a polling platform\'s delivered delivery is in its poll index');
+  t.equal(await env.r.zscore(env.k.open(bucketOf(hook.id), 'w-hook'), hook.id), null, 'a webhook platform\'s is not');
   t.ok(rt.remoteTicketId, 'realtime: ticket id at once');
   const batch = await env.waitFor(deliveries['o-batch'], 'delivered');
   t.ok(batch.pendingToken, 'batch: a token first');

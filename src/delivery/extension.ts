@@ -15,6 +15,8 @@ import { publishWork } from './wake.js';
 /** The delivery engine as a part of the process: workers in worker roles, routes in API roles. */
 export const engineExtension: ExtensionFactory = async (rt, role) => {
   const platforms = await loadPlatforms(rt.cfg);
+  // Every role changes states (an API process applies callbacks), so every role knows which platforms poll.
+  rt.lifecycle.polls = (id) => platforms.get(id)?.adapter.poll !== undefined;
   let engine: DeliveryEngine | undefined;
   let lifecycleWorker: LifecycleWorker | undefined;
   let lwConnection: Redis | undefined;

@@ -116,6 +116,23 @@ export class Lifecycle {
     this.prefix = cfg.redis.prefix;
   }
 
+  /**
+   * Whether a platform's adapter polls (has a `poll` hook), set by the engine extension, which
+   * loads the adapters. Only such a platform's deliveries go to its poll index (`open`), the one
+   * thing that reads it: a webhook platform's delivered deliveries would sit there until retention,
+   * one sorted-set insert and ~100 bytes of Redis each, read by nobody. Unset (bare tests): every
+   * platform's are indexed.
+   */
+  polls?: (platformId: string) => boolean;
+
+  /** The poll index write a state change implies: out when final, in (or moved to the back) once delivered, if the platform polls. */
+  private openOp(d: DeliveryRecord, to: DeliveryState, at: string): ScriptOp | undefined {
+    const open = this.keys.open(bucketOf(d.id), d.platformId);
+    if (FINAL_STATES.has(to)) return { cmd: 'ZREM', key: open, args: [d.id] };
+    if ((rank(to) ?? 0) >= PROGRESS.delivered! && (this.polls?.(d.platformId) ?? true)) return { cmd: 'ZADD', key: open, args: [Date.parse(at), d.id] };
+    return undefined;
+  }
+
   /** {size, root} of the latest signed audit checkpoint, carried by feedback to 110 (set by the audit extension; a cached value). */
   auditCheckpoint?: () => { size: number; root: string } | undefined;
 
@@ -165,10 +182,10 @@ export class Lifecycle {
     bus.emitEvent('delivery.state', { platformId: d.platformId, deliveryId, from, to, source });
     const kind = (d as DeliveryRecord & { kind?: string }).kind ?? 'primary';
     if (kind !== 'primary') return;
-    const open = this.keys.open(bucketOf(deliveryId), d.platformId);
+    const open = this.openOp(d, to, at);
     // Sent together (one round trip), not one after another.
     await Promise.all([
-      FINAL_STATES.has(to) ? this.redis.zrem(open, deliveryId) : (rank(to) ?? 0) >= PROGRESS.delivered! ? this.redis.zadd(open, Date.parse(at), deliveryId) : undefined,
+      open && (open.cmd === 'ZREM' ? this.redis.zrem(open.key, deliveryId) : this.redis.zadd(open.key, open.args[0], deliveryId)),
       // The deadline this state met is dropped: the timer moves to the next open one, or goes.
       this.armSla(this.redis, d),
       // Only a flagged delivery is on the SLA board; it leaves once every flag is settled.
@@ -196,8 +213,8 @@ export class Lifecycle {
   foldAfter(d: DeliveryRecord, to: DeliveryState, at: string): { ops: ScriptOp[]; sla?: SlaDeadline[] } | undefined {
     if (to === 'returned' || FEEDBACK_STATES.has(to) || to === 'reopened' || to === 'in_progress' || to === 'cancelled') return undefined;
     if ((d.kind ?? 'primary') !== 'primary') return { ops: [] };
-    const open = this.keys.open(bucketOf(d.id), d.platformId);
-    const ops: ScriptOp[] = FINAL_STATES.has(to) ? [{ cmd: 'ZREM', key: open, args: [d.id] }] : (rank(to) ?? 0) >= PROGRESS.delivered! ? [{ cmd: 'ZADD', key: open, args: [Date.parse(at), d.id] }] : [];
+    const open = this.openOp(d, to, at);
+    const ops: ScriptOp[] = open ? [open] : [];
     const next: DeliveryRecord = { ...d, state: to };
     const sla: SlaDeadline[] = [];
     for (const k of SLA_KINDS) {
