@@ -1,12 +1,16 @@
 /**
- * `npm run bench:scale-out [-- --alerts 3000 --connections 50 --delay 20 --concurrency 50]`
+ * `npm run bench:scale-out [-- --alerts 3000 --connections 50 --delay 20 --concurrency 50 --workers 2 --rate 0]`
  *
- * Two API processes and two worker processes (`node --import tsx src/cli.ts serve --role api|worker`)
+ * Two API processes and `--workers` worker processes (default two) (`node --import tsx src/cli.ts serve --role api|worker`)
  * against one private Redis (AOF everysec) and one receiver that records every request with its
  * Idempotency-Key and keeps each in flight `--delay` ms. Load is split across both APIs. Then:
  *   - no delivery was sent twice concurrently (no request arrived while one with the same key was in flight),
  *   - none was lost (every accepted alert's delivery reached the receiver and is `delivered`),
  *   - throughput of ingest and of delivery.
+ * Also the Redis script calls (EVALSHA: fenliu's scripts, the bench sends none) per alert, which
+ * is where extra worker processes would show a cost of their own (each one woken by every
+ * enqueue, src/delivery/wake.ts, makes its take). `--rate N`: alerts sent at N/s in all instead of
+ * as fast as the connections go, so the workers idle between alerts, as on a quiet day.
  * Exits 1 when a check fails. Writes bench/scale-out.json.
  *
  * `--cluster`: the same run against a Redis Cluster of 1, 2 and 3 masters (no replicas, AOF
@@ -32,6 +36,8 @@ const { values: opt } = parseArgs({
     delay: { type: 'string', default: '20' },
     concurrency: { type: 'string', default: '50' },
     cluster: { type: 'boolean', default: false },
+    workers: { type: 'string', default: '2' },
+    rate: { type: 'string', default: '0' },
   },
 });
 const N = Number(opt.alerts);
@@ -84,8 +90,9 @@ async function run(r: Redis, target: { redisUrl: string } | { cluster: { host: s
   // The first API process creates the shared repeat-matching secret; the others read it.
   const apis = [await startFenliuProcess(await cfgFor(), 'api')];
   apis.push(await startFenliuProcess(await cfgFor(), 'api'));
-  const workers = await Promise.all([cfgFor(), cfgFor()].map(async (c) => startFenliuProcess(await c, 'worker')));
-  log(`2 APIs (${apis.map((a) => a.url).join(', ')}), 2 workers, receiver ${receiver.url} (${opt.delay} ms per request)`);
+  const workers = await Promise.all(Array.from({ length: Number(opt.workers) }, async () => startFenliuProcess(await cfgFor(), 'worker')));
+  log(`2 APIs (${apis.map((a) => a.url).join(', ')}), ${workers.length} workers, receiver ${receiver.url} (${opt.delay} ms per request)`);
+  const scripts0 = await scriptCalls(r);
 
   const t0 = Date.now();
   const runs = await Promise.all(
@@ -94,6 +101,7 @@ async function run(r: Redis, target: { redisUrl: string } | { cluster: { host: s
         url: a.url,
         connections: Math.ceil(Number(opt.connections) / 2),
         amount: Math.ceil(N / 2),
+        ...(Number(opt.rate) > 0 ? { overallRate: Number(opt.rate) / 2 } : {}),
         requests: [{ method: 'POST', path: '/v1/alerts', headers: { 'content-type': 'application/json', authorization: `Bearer ${SOURCE_KEY}` }, setupRequest: (req: any) => ({ ...req, body: JSON.stringify(benchAlert(`so${i}`)) }) }],
       } as autocannon.Options),
     ),
@@ -106,6 +114,7 @@ async function run(r: Redis, target: { redisUrl: string } | { cluster: { host: s
   while ((await deliveredCount()) < accepted * PLATFORMS.length && Date.now() < end) await sleep(50);
   const deliverMs = Date.now() - t0;
   await sleep(500);
+  const scripts = (await scriptCalls(r)) - scripts0;
   const stats = (await (await fetch(`${receiver.url}/_stats`)).json()) as { records: { key: string }[]; overlaps: string[] };
 
   const alertIds = await zMembersByScore(r, each(k.bucketList, k.alerts), '-inf', '+inf');
@@ -116,7 +125,9 @@ async function run(r: Redis, target: { redisUrl: string } | { cluster: { host: s
   const lost = expected.filter((d, i) => !received.has(d) || states[i] !== 'delivered');
   const sentTwice = [...received].filter(([, n]) => n > 1).map(([d]) => d);
   const result = {
-    processes: { api: 2, worker: 2 },
+    processes: { api: 2, worker: workers.length },
+    rate: Number(opt.rate) || undefined,
+    scriptCallsPerAlert: scripts / accepted,
     alertsSent: runs.reduce((a, x) => a + x.requests.sent, 0),
     accepted,
     stored: alertIds.length,
@@ -136,7 +147,7 @@ async function run(r: Redis, target: { redisUrl: string } | { cluster: { host: s
   if (!ok) console.error('scale-out: FAILED', JSON.stringify(result));
   if ('cluster' in target) return ok ? result : undefined;
   writeFileSync(join(ROOT, 'bench', 'scale-out.json'), `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`| scale-out (2 api + 2 worker, 1 Redis) | value |
+  console.log(`| scale-out (2 api + ${workers.length} worker${Number(opt.rate) > 0 ? `, ${opt.rate} alerts/s` : ''}, 1 Redis) | value |
 |---|---:|
 | alerts accepted / stored | ${accepted} / ${result.stored} |
 | ingest, alerts/s (both APIs) | ${result.ingestPerSec.toFixed(0)} |
@@ -144,8 +155,20 @@ async function run(r: Redis, target: { redisUrl: string } | { cluster: { host: s
 | receiver requests | ${result.receiverRequests} |
 | sent twice concurrently (same key in flight) | ${result.concurrentDoubleSends} |
 | sent more than once (at all) | ${result.sentMoreThanOnce} |
-| lost (accepted, not received or not delivered) | ${result.lost} |`);
+| lost (accepted, not received or not delivered) | ${result.lost} |
+| Redis script calls per alert (all processes) | ${result.scriptCallsPerAlert.toFixed(2)} |`);
   return ok ? result : undefined;
+}
+
+/** EVALSHA and EVAL calls so far, over every node of a Cluster (INFO commandstats). */
+async function scriptCalls(r: Redis): Promise<number> {
+  const nodes = 'nodes' in r && typeof (r as unknown as Cluster).nodes === 'function' ? (r as unknown as Cluster).nodes('master') : [r];
+  let n = 0;
+  for (const x of nodes) {
+    const info = await x.info('commandstats');
+    for (const m of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) n += Number(m[1]);
+  }
+  return n;
 }
 
 main().then(
