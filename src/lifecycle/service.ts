@@ -185,7 +185,7 @@ export class Lifecycle {
     const open = this.openOp(d, to, at);
     // Sent together (one round trip), not one after another.
     await Promise.all([
-      open && (open.cmd === 'ZREM' ? this.redis.zrem(open.key, deliveryId) : this.redis.zadd(open.key, open.args[0], deliveryId)),
+      open && this.redis.call(open.cmd, open.key, ...open.args),
       // The deadline this state met is dropped: the timer moves to the next open one, or goes.
       this.armSla(this.redis, d),
       // Only a flagged delivery is on the SLA board; it leaves once every flag is settled.
