@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -342,7 +342,7 @@ async function main(): Promise<void> {
     const ecmd0 = opt.commands ? await redisCommandCalls(r) : undefined;
     const eus0 = opt.commands ? await redisCommandUsec(r) : undefined;
     // Every command of the drain in the slow log, to split the scripts' time (commandstats lumps them under evalsha).
-    if (opt.slowlog) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
+    if (opt.slowlog) await slowlogStart(r);
     const audit0 = await auditEventCount(r);
     const worker = await startFenliuProcess(cfg, 'worker', profArgs);
     const drain: Receipt[] = [];
@@ -362,13 +362,8 @@ async function main(): Promise<void> {
     const ec1 = await redisCalls(r);
     if (ecmd0) log(`e commands/delivery: ${commandBreakdown(ecmd0, await redisCommandCalls(r), W + N)}`);
     if (eus0) log(`e Redis µs/delivery by command (scripts include their inner calls): ${commandBreakdown(eus0, await redisCommandUsec(r), W + N)}`);
-    if (opt.slowlog) {
-      await r.config('SET', 'slowlog-log-slower-than', '10000');
-      log(`e Redis µs/delivery by script (slow log; sha, calls/delivery): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], W + N)}`);
-      // Emptied at once: its entries would count as the alerts' memory below.
-      await r.slowlog('RESET');
-      await r.config('SET', 'slowlog-max-len', '128');
-    }
+    // Emptied at once: its entries would count as the alerts' memory below.
+    if (opt.slowlog) log(`e Redis µs/delivery by script (slow log; sha, calls/delivery): ${await slowlogSplit(r, W + N)}`);
     const auditEventsPerDelivery = ((await auditEventCount(r)) - audit0) / (W + N);
     const ecpu = await cpu.end(W + N);
     // The drain ends when the last delivery is `delivered` in Redis (polled every 20 ms), not when the receiver saw it.
@@ -443,16 +438,11 @@ async function main(): Promise<void> {
     }
     for (const [row, start, auth] of pairs) {
       const [api, ...workers] = await start();
-      if (opt.slowlog) await r.config('SET', 'slowlog-log-slower-than', '0').then(() => r.config('SET', 'slowlog-max-len', '2000000')).then(() => r.slowlog('RESET'));
+      if (opt.slowlog) await slowlogStart(r);
       system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPids: workers.map((w) => w.child.pid!), redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}`, commands: opt.commands });
       const x = system[row];
       log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice`);
-      if (opt.slowlog) {
-        await r.config('SET', 'slowlog-log-slower-than', '10000');
-        log(`s ${row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], x.accepted)}`);
-        await r.slowlog('RESET');
-        await r.config('SET', 'slowlog-max-len', '128');
-      }
+      if (opt.slowlog) log(`s ${row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${await slowlogSplit(r, x.accepted)}`);
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
       for (const w of workers) await w.stop();
       await api.stop();
@@ -526,7 +516,6 @@ main().then(
 
 type SlowEntry = [number, number, number, string[], ...unknown[]];
 
-/** Slow-log entries summed per script (EVALSHA's sha) and per other command: µs and calls per unit, largest first. */
 /** The scripts the slow log names by their SHA-1 (first 8 hex digits). */
 const SCRIPT_NAMES: Record<string, string> = Object.fromEntries(
   Object.entries({ ingest: INGEST_SCRIPT, materialise: MATERIALISE_SCRIPT }).map(([name, lua]) => [createHash('sha1').update(lua).digest('hex').slice(0, 8), name]),
@@ -541,6 +530,23 @@ const VARIANTS: Record<string, (doc: Record<string, unknown>) => Record<string, 
 };
 const VARIANT_LABEL: Record<string, string> = { noarchive: 'audit archiving off', norepeat: 'repeat matching off', noaccess: 'access log off' };
 
+/** Every command into the slow log from now on (`--slowlog`), for slowlogSplit. */
+async function slowlogStart(r: Redis): Promise<void> {
+  await r.config('SET', 'slowlog-log-slower-than', '0');
+  await r.config('SET', 'slowlog-max-len', '2000000');
+  await r.slowlog('RESET');
+}
+
+/** The split since slowlogStart, per unit; then the slow log back to its defaults and emptied. */
+async function slowlogSplit(r: Redis, units: number): Promise<string> {
+  await r.config('SET', 'slowlog-log-slower-than', '10000');
+  const split = scriptBreakdown((await r.slowlog('GET', -1)) as SlowEntry[], units);
+  await r.slowlog('RESET');
+  await r.config('SET', 'slowlog-max-len', '128');
+  return split;
+}
+
+/** Slow-log entries summed per script (EVALSHA's sha, named when known) and per other command by key shape: µs and calls per unit, largest first. */
 function scriptBreakdown(entries: SlowEntry[], units: number): string {
   const by = new Map<string, { us: number; n: number; keys: number }>();
   for (const [, , us, args] of entries) {

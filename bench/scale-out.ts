@@ -26,7 +26,7 @@ import { Cluster, Redis } from 'ioredis';
 import { startCluster } from '../test/helpers/cluster.js';
 import { keys } from '../src/store/keys.js';
 import { deliveryId } from '../src/store/ids.js';
-import { ROOT, SOURCE_KEY, benchAlert, fenliuConfig, freePort, sleep, startFenliuProcess, startNode, startRedis, tempDir, writeConfig } from './lib.js';
+import { ROOT, SOURCE_KEY, benchAlert, fenliuConfig, freePort, redisCommandCalls, sleep, startFenliuProcess, startNode, startRedis, tempDir, writeConfig } from './lib.js';
 import { each, zcardAll, zMembersByScore } from '../src/store/fanout.js';
 
 const { values: opt } = parseArgs({
@@ -165,8 +165,8 @@ async function scriptCalls(r: Redis): Promise<number> {
   const nodes = 'nodes' in r && typeof (r as unknown as Cluster).nodes === 'function' ? (r as unknown as Cluster).nodes('master') : [r];
   let n = 0;
   for (const x of nodes) {
-    const info = await x.info('commandstats');
-    for (const m of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) n += Number(m[1]);
+    const calls = await redisCommandCalls(x);
+    n += (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0);
   }
   return n;
 }
