@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -9,7 +9,9 @@
  *            throughput: drain of a pre-loaded backlog, measured after its first --delivery-warmup
  *            deliveries (both workers start cold); latency: acceptance → receipt at a paced rate
  *   system   (s) API + worker together, POST → request at the receiver, sustained `--system-seconds`:
- *            the naive pair, then fenliu (api + worker, archiving on); fails the run if an accepted alert is lost
+ *            the naive pair and fenliu (api + worker, archiving on), all up side by side, the load taking
+ *            turns of `--system-slice` seconds (0: one stack after the other, as with --slowlog);
+ *            fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
  *            fenliu API RSS before/after a sustained run
  *   `--variants noarchive,norepeat,noaccess`: after (s), fenliu again with one piece of its work turned
@@ -31,7 +33,7 @@ import { sweepRetention } from '../src/store/retention.js';
 import { keys } from '../src/store/keys.js';
 import { RepeatMatcher } from '../src/lifecycle/repeat.js';
 import { INGEST_SCRIPT, MATERIALISE_SCRIPT } from '../src/ingest/script.js';
-import { measureSystem, type SystemResult } from './system.js';
+import { measureSystems, roundRatios, type SystemResult } from './system.js';
 import {
   ROOT,
   SOURCE_KEY,
@@ -71,6 +73,7 @@ const { values: opt } = parseArgs({
     archiver: { type: 'string', default: 'worker' },
     'system-seconds': { type: 'string', default: '60' },
     'system-backlog': { type: 'string', default: '500' },
+    'system-slice': { type: 'string', default: '10' },
     only: { type: 'string' },
     commands: { type: 'boolean', default: false },
     slowlog: { type: 'boolean', default: false },
@@ -87,6 +90,7 @@ const RATE = Number(opt.rate);
 const CONCURRENCY = Number(opt.concurrency);
 const SYSTEM_SECONDS = Number(opt['system-seconds']);
 const SYSTEM_BACKLOG = Number(opt['system-backlog']);
+const SYSTEM_SLICE = Number(opt['system-slice']);
 const only = opt.only ? new Set(opt.only.split(',')) : undefined;
 const want = (x: string) => !only || only.has(x);
 /** `--profile dir`: fenliu children run with --cpu-prof into that directory; `--node-args "..."`: more Node flags for them. */
@@ -213,7 +217,7 @@ async function main(): Promise<void> {
   const r = new Redis(redis.url);
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
-  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, archiver: opt.archiver } };
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, systemSlice: opt.slowlog ? 0 : SYSTEM_SLICE, archiver: opt.archiver } };
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
@@ -239,7 +243,7 @@ async function main(): Promise<void> {
   const auditDir = tempDir('audit');
   // `--archiver separate`: (e) runs the audit archiver in a third process (`--role archiver`).
   const separateArchiver = opt.archiver === 'separate';
-  const cfgDoc = (port: number) => fenliuConfig({ port, redisUrl: redis.url, receiverUrl: receiver.url, auditDir, concurrency: CONCURRENCY, archiveIn: separateArchiver ? 'archiver' : 'workers' });
+  const cfgDoc = (port: number, redisUrl = redis.url) => fenliuConfig({ port, redisUrl, receiverUrl: receiver.url, auditDir, concurrency: CONCURRENCY, archiveIn: separateArchiver ? 'archiver' : 'workers' });
 
   // (c) fenliu POST /v1/alerts, role api; then the sustained run for RSS
   if (want('c')) {
@@ -410,9 +414,9 @@ async function main(): Promise<void> {
     log(`redis ${fmt(memory.redisBytesPerAlert as number)} B/alert; after retention ${mb(after)} vs baseline ${mb(baseline)}`);
   }
 
-  // (s) the system: API and worker together, the naive pair then fenliu, same load, same receiver
+  // (s) the system: API and worker together, the naive pair and fenliu, same load, same receiver;
+  // each stack on a Redis of its own (bench/system.ts: a stack out of turn is frozen, Redis included)
   if (want('s')) {
-    await r.flushall();
     // fenliu's API and worker, and with --archiver separate the archiver process (its CPU counts with the worker's).
     const fenliuProcs = async (doc: Record<string, unknown>): Promise<Proc[]> => {
       const cfg = writeConfig(doc);
@@ -420,33 +424,65 @@ async function main(): Promise<void> {
       if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', profArgs));
       return procs;
     };
-    const pairs: [string, () => Promise<Proc[]>, boolean][] = [
+    const pairs: [string, (redisUrl: string) => Promise<Proc[]>, boolean][] = [
       [
         'naive',
-        async () => [
-          await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: redis.url } }),
-          await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
+        async (url) => [
+          await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: url } }),
+          await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
         ],
         false,
       ],
-      ['fenliu', async () => fenliuProcs(cfgDoc(await freePort())), true],
+      ['fenliu', async (url) => fenliuProcs(cfgDoc(await freePort(), url)), true],
     ];
     for (const v of opt.variants?.split(',').filter(Boolean) ?? []) {
       const change = VARIANTS[v];
       if (!change) throw new Error(`--variants: unknown ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
-      pairs.push([`fenliu-${v}`, async () => fenliuProcs(change(cfgDoc(await freePort()))), true]);
+      pairs.push([`fenliu-${v}`, async (url) => fenliuProcs(change(cfgDoc(await freePort(), url))), true]);
     }
-    for (const [row, start, auth] of pairs) {
-      const [api, ...workers] = await start();
-      if (opt.slowlog) await slowlogStart(r);
-      system[row] = await measureSystem({ apiUrl: api.url, receiverUrl: receiver.url, apiPid: api.child.pid!, workerPids: workers.map((w) => w.child.pid!), redis: r, seconds: SYSTEM_SECONDS, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, auth, tag: `s${row[0]}`, commands: opt.commands });
-      const x = system[row];
+    interface Up {
+      row: string;
+      procs: Proc[];
+      auth: boolean;
+      server: Awaited<ReturnType<typeof startRedis>>;
+      client: Redis;
+    }
+    const up = async ([row, start, auth]: (typeof pairs)[number]): Promise<Up> => {
+      const server = await startRedis();
+      return { row, procs: await start(server.url), auth, server, client: new Redis(server.url) };
+    };
+    const down = async (u: Up) => {
+      for (const p of [...u.procs].reverse()) await p.stop();
+      u.client.disconnect();
+      await u.server.stop();
+    };
+    const measure = (stacks: Up[]) =>
+      measureSystems(
+        stacks.map(({ row, procs: [api, ...workers], auth, server, client }) => ({ name: row, apiUrl: api.url, apiPid: api.child.pid!, workerPids: workers.map((w) => w.child.pid!), redis: client, redisPid: server.child.pid!, auth, tag: `s${row[0]}` })),
+        { receiverUrl: receiver.url, seconds: SYSTEM_SECONDS, sliceSeconds: SYSTEM_SLICE, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, commands: opt.commands, onSlice: (row, round, perSec) => log(`s ${row} round ${round + 1}: ${fmt(perSec)} alerts/s`) },
+      );
+    const report = (row: string, x: SystemResult) => {
+      system[row] = x;
       log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice`);
-      if (opt.slowlog) log(`s ${row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${await slowlogSplit(r, x.accepted)}`);
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
-      for (const w of workers) await w.stop();
-      await api.stop();
-      await r.flushall();
+    };
+    if (SYSTEM_SLICE > 0 && !opt.slowlog) {
+      // All stacks up side by side, the load taking turns (bench/system.ts).
+      const stacks: Up[] = [];
+      for (const p of pairs) stacks.push(await up(p));
+      const res = await measure(stacks);
+      for (const u of stacks) report(u.row, res[u.row]);
+      for (const u of stacks) await down(u);
+    } else {
+      // One stack at a time (`--system-slice 0`, and --slowlog, whose log would mix the stacks' calls).
+      for (const p of pairs) {
+        const u = await up(p);
+        if (opt.slowlog) await slowlogStart(u.client);
+        const res = await measure([u]);
+        report(u.row, res[u.row]);
+        if (opt.slowlog) log(`s ${u.row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${await slowlogSplit(u.client, res[u.row].accepted)}`);
+        await down(u);
+      }
     }
   }
 
@@ -454,7 +490,7 @@ async function main(): Promise<void> {
   r.disconnect();
   await redis.stop();
 
-  Object.assign(results, { ingest, delivery, system, memory, ratios: { ingestCoverB: ingest.c && ingest.b ? ingest.c.reqPerSec / ingest.b.reqPerSec : undefined, waitCost: ingest.cw && ingest.cr ? ingest.cw.reqPerSec / ingest.cr.reqPerSec : undefined, waitCostSerial: ingest.cw1 && ingest.cr1 ? ingest.cw1.reqPerSec / ingest.cr1.reqPerSec : undefined, deliveryEoverD: delivery.e && delivery.d ? delivery.e.perSec / delivery.d.perSec : undefined, systemFenliuOverNaive: system.fenliu && system.naive ? system.fenliu.deliveredPerSec / system.naive.deliveredPerSec : undefined }, ranAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000 });
+  Object.assign(results, { ingest, delivery, system, memory, ratios: { ingestCoverB: ingest.c && ingest.b ? ingest.c.reqPerSec / ingest.b.reqPerSec : undefined, waitCost: ingest.cw && ingest.cr ? ingest.cw.reqPerSec / ingest.cr.reqPerSec : undefined, waitCostSerial: ingest.cw1 && ingest.cr1 ? ingest.cw1.reqPerSec / ingest.cr1.reqPerSec : undefined, deliveryEoverD: delivery.e && delivery.d ? delivery.e.perSec / delivery.d.perSec : undefined, systemFenliuOverNaive: system.fenliu && system.naive ? system.fenliu.deliveredPerSec / system.naive.deliveredPerSec : undefined, systemRounds: system.fenliu && system.naive && system.fenliu.slicePerSec.length > 1 ? roundRatios(system.fenliu, system.naive) : undefined }, ranAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000 });
   writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`\n${table(results as any)}\n`);
   // The system row's check: every alert answered 202 reached the receiver.
@@ -484,12 +520,13 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   rows.push('');
   const s = res.system;
   if (s.naive || s.fenliu) {
-    rows.push(`| system (api + worker, POST → receiver, ${res.options.systemSeconds} s, ≤ ${res.options.systemBacklog} alerts in flight) | alerts/s delivered | accepted/s | p50 ms | p99 ms (POST sent → receiver) | accepted / lost / sent twice | Redis calls/alert | API CPU µs/alert | worker CPU µs/alert | Redis CPU µs/alert |`);
+    rows.push(`| system (api + worker, POST → receiver, ${res.options.systemSeconds} s${res.options.systemSlice ? ` in turns of ${res.options.systemSlice} s` : ''}, ≤ ${res.options.systemBacklog} alerts in flight) | alerts/s delivered | accepted/s | p50 ms | p99 ms (POST sent → receiver) | accepted / lost / sent twice | Redis calls/alert | API CPU µs/alert | worker CPU µs/alert | Redis CPU µs/alert |`);
     rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: `(s) fenliu api + worker (archiving on${res.options.archiver === 'separate' ? ', in an archiver process counted as worker CPU' : ''})` };
     for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANT_LABEL[v]} (--variants ${v}; not a target row)`;
     for (const x of Object.keys(sn)) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
     if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);
+    if (ratios.systemRounds) rows.push(`| fenliu/naive per round (slices moments apart): median, min–max | ${fmt(ratios.systemRounds.median, 2)} (${fmt(ratios.systemRounds.min, 2)}–${fmt(ratios.systemRounds.max, 2)}) | | | | | | | | |`);
     rows.push('');
   }
   rows.push('| memory | value |');

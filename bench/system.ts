@@ -9,47 +9,67 @@
  * and the row would measure how the CPU is split between the two processes, not what the pair
  * delivers; with it, throughput is what the pair sustains and latency is bounded by the cap
  * (Little's law: ≈ backlog / throughput at saturation).
+ *
+ * Stacks are measured in turns (`sliceSeconds`): all of them run side by side, and the load goes
+ * to one at a time, round after round, so the naive pair and fenliu see the same moments of this
+ * VM. Measured one after the other, a minute apart, the ratio swung 0.28–0.43 between runs of the
+ * same code, because the machine's speed drifts on that scale (the naive pair alone: 2322–3694
+ * alerts/s). After each slice the stack's backlog is drained and its processes are let go quiet
+ * (its archiver catching up, say) before the next stack's slice starts, so no stack works in
+ * another's slice; the CPU a slice caused is counted up to that quiet point.
  */
 import { Pool } from 'undici';
 import type { Redis } from 'ioredis';
 import { SOURCE_KEY, benchAlert, commandBreakdown, cpuOf, percentile, redisCalls, redisCommandCalls, redisCommandUsec, redisCpu, redisNet, sleep } from './lib.js';
 
-export interface SystemOptions {
+/** One API + worker stack under test. */
+export interface SystemStack {
+  /** Row name (`naive`, `fenliu`, `fenliu-noarchive`...). */
+  name: string;
   /** Base URL of the API process. */
   apiUrl: string;
-  /** Base URL of bench/receiver.ts (its `/_stats` is drained by this run). */
-  receiverUrl: string;
   apiPid: number;
   /** The worker process, and any other whose CPU counts as the worker's (a separate archiver). */
   workerPids: number[];
-  /** The bench Redis, for INFO cpu / commandstats. */
+  /** Send the source's API key (fenliu). */
+  auth: boolean;
+  /** Tag of its alerts' source ids. */
+  tag: string;
+  /** Its own Redis (INFO cpu / commandstats), and that server's pid (frozen with the stack). */
   redis: Redis;
-  /** Seconds measured, after `warmup`. */
+  redisPid: number;
+}
+
+export interface SystemOptions {
+  /** Base URL of bench/receiver.ts (its `/_stats` is drained by this run). */
+  receiverUrl: string;
+  /** Seconds measured per stack, in all. */
   seconds: number;
-  /** Seconds of load before the measured window. @default 2 */
+  /** Seconds measured per turn of one stack; the stacks take turns until each has had `seconds`. @default 10 */
+  sliceSeconds?: number;
+  /** Seconds of load before each stack's first measured slice (later slices: 1). @default 2 */
   warmup?: number;
   /** Concurrent HTTP clients. */
   connections: number;
   /** Most alerts accepted (or in flight) and not yet at the receiver. */
   backlog: number;
-  /** Send the source's API key (fenliu). */
-  auth: boolean;
-  /** How long to wait, after the load, for every accepted alert to reach the receiver. @default 120000 */
+  /** How long to wait, after a slice, for every accepted alert to reach the receiver. @default 120000 */
   drainTimeoutMs?: number;
-  tag: string;
-  /** Also break the window's Redis calls and CPU down by command (`--commands`). */
+  /** Also break the slices' Redis calls and CPU down by command (`--commands`). */
   commands?: boolean;
+  /** Told after each slice (progress). */
+  onSlice?: (stack: string, round: number, perSec: number) => void;
 }
 
 export interface SystemResult {
-  /** Alerts at the receiver per second over the measured window. */
+  /** Alerts at the receiver per second over the measured windows. */
   deliveredPerSec: number;
-  /** 2xx answers per second over the measured window. */
+  /** 2xx answers per second over the measured windows. */
   acceptedPerSec: number;
-  /** POST sent → request at the receiver, alerts sent in the measured window (ms). */
+  /** POST sent → request at the receiver, alerts sent in the measured windows (ms). */
   p50: number;
   p99: number;
-  /** Whole run, warm-up included. */
+  /** Whole run, warm-ups included. */
   accepted: number;
   /** Answers other than 202. */
   non2xx: number;
@@ -60,6 +80,9 @@ export interface SystemResult {
   lostSample: string[];
   /** Receiver requests beyond the first for the same Idempotency-Key. */
   duplicates: number;
+  /** Per slice, alerts/s delivered in its measured window (in round order). */
+  slicePerSec: number[];
+  /** Per alert accepted in the slices, everything it cost up to the stack's quiet point. */
   redisCallsPerAlert: number;
   apiCpuUsPerAlert: number;
   workerCpuUsPerAlert: number;
@@ -71,46 +94,56 @@ export interface SystemResult {
   netBytes?: [number, number];
 }
 
-interface Sample {
-  at: number;
+interface Costs {
   api: number;
   worker: number;
   redisCpu: number;
   redisCalls: number;
-  received: number;
-  accepted: number;
   calls?: Map<string, number>;
   usec?: Map<string, number>;
   net?: [number, number];
 }
 
-/** Runs the load, then waits for the backlog to drain and checks that every accepted alert arrived. */
-export async function measureSystem(o: SystemOptions): Promise<SystemResult> {
-  const warmup = o.warmup ?? 2;
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (o.auth) headers.authorization = `Bearer ${SOURCE_KEY}`;
-  const pool = new Pool(o.apiUrl, { connections: o.connections, keepAliveTimeout: 30_000 });
-  // The receiver's key for an accepted alert: fenliu's delivery id (its webhook's
-  // Idempotency-Key), or the naive job id.
-  const sentAt = new Map<string, number>();
+interface StackRun {
+  s: SystemStack;
+  pool: Pool;
+  headers: Record<string, string>;
+  /** The receiver's key of each accepted alert (fenliu's delivery id, its webhook's Idempotency-Key; or the naive job id) → sent at. */
+  sentAt: Map<string, number>;
+  accepted: number;
+  non2xx: number;
+  errors: number;
+  inFlight: number;
+  /** Measured windows [from, to) (ms). */
+  windows: [number, number][];
+  acceptedInWindows: number;
+  /** Alerts accepted in its slices, warm-ups included: what `cost` was spent on. */
+  acceptedInSlices: number;
+  cost: Costs;
+}
+
+function addMap(into: Map<string, number>, before: Map<string, number>, after: Map<string, number>): void {
+  for (const [k, v] of after) into.set(k, (into.get(k) ?? 0) + v - (before.get(k) ?? 0));
+}
+
+/** Runs the stacks' slices in turns, then checks that every accepted alert arrived. */
+export async function measureSystems(stacks: SystemStack[], o: SystemOptions): Promise<Record<string, SystemResult>> {
+  const sliceSeconds = Math.min(o.sliceSeconds ?? 10, o.seconds);
+  const rounds = Math.max(1, Math.round(o.seconds / sliceSeconds));
   const arrivedAt = new Map<string, number>();
-  let duplicates = 0;
-  let accepted = 0;
-  let non2xx = 0;
-  let errors = 0;
-  let inFlight = 0;
+  const duplicateKeys: string[] = [];
 
   const stats = async () => {
     const res = await fetch(`${o.receiverUrl}/_stats`);
     const body = (await res.json()) as { records: { key: string; at: number }[] };
     for (const r of body.records) {
-      if (arrivedAt.has(r.key)) duplicates++;
+      if (arrivedAt.has(r.key)) duplicateKeys.push(r.key);
       else arrivedAt.set(r.key, r.at);
     }
   };
   await stats(); // clears what earlier rows left
   arrivedAt.clear();
-  duplicates = 0;
+  duplicateKeys.length = 0;
 
   // Clients blocked on the backlog cap wake on the next receiver poll.
   let wake: (() => void)[] = [];
@@ -125,87 +158,174 @@ export async function measureSystem(o: SystemOptions): Promise<SystemResult> {
     }
   })();
 
-  const sample = async (): Promise<Sample> => ({
-    at: Date.now(),
-    api: cpuOf(o.apiPid),
-    worker: o.workerPids.reduce((sum, pid) => sum + cpuOf(pid), 0),
-    redisCpu: await redisCpu(o.redis),
-    redisCalls: await redisCalls(o.redis),
-    received: arrivedAt.size,
-    accepted,
-    ...(o.commands ? { calls: await redisCommandCalls(o.redis), usec: await redisCommandUsec(o.redis), net: await redisNet(o.redis) } : {}),
+  const runs: StackRun[] = stacks.map((s) => ({
+    s,
+    pool: new Pool(s.apiUrl, { connections: o.connections, keepAliveTimeout: 30_000 }),
+    headers: { 'content-type': 'application/json', ...(s.auth ? { authorization: `Bearer ${SOURCE_KEY}` } : {}) },
+    sentAt: new Map(),
+    accepted: 0,
+    non2xx: 0,
+    errors: 0,
+    inFlight: 0,
+    windows: [],
+    acceptedInWindows: 0,
+    acceptedInSlices: 0,
+    cost: { api: 0, worker: 0, redisCpu: 0, redisCalls: 0, ...(o.commands ? { calls: new Map(), usec: new Map(), net: [0, 0] as [number, number] } : {}) },
+  }));
+
+  const procCpu = (x: StackRun) => ({ api: cpuOf(x.s.apiPid), worker: x.s.workerPids.reduce((sum, pid) => sum + cpuOf(pid), 0) });
+  const costSample = async (x: StackRun) => ({
+    ...procCpu(x),
+    redisCpu: await redisCpu(x.s.redis),
+    redisCalls: await redisCalls(x.s.redis),
+    ...(o.commands ? { calls: await redisCommandCalls(x.s.redis), usec: await redisCommandUsec(x.s.redis), net: await redisNet(x.s.redis) } : {}),
   });
 
-  const t0 = Date.now();
-  const windowStart = t0 + warmup * 1000;
-  const end = windowStart + o.seconds * 1000;
-  const client = async () => {
-    while (Date.now() < end) {
-      while (accepted + inFlight - arrivedAt.size >= o.backlog && Date.now() < end) await new Promise<void>((r) => wake.push(r));
-      if (Date.now() >= end) break;
-      inFlight++;
-      const at = Date.now();
-      try {
-        const res = await pool.request({ method: 'POST', path: '/v1/alerts', headers, body: JSON.stringify(benchAlert(o.tag)) });
-        const text = await res.body.text();
-        // 202 is "stored, deliveries queued"; anything else (even a 200 `linked`) queues nothing.
-        if (res.statusCode === 202) {
-          const b = JSON.parse(text) as { id: string; deliveries?: { id: string }[] };
-          sentAt.set(b.deliveries?.[0]?.id ?? b.id, at);
-          accepted++;
-        } else non2xx++;
-      } catch {
-        errors++;
-      } finally {
-        inFlight--;
-      }
+  /** Until the stack's processes use under 5% of a core over 500 ms (or 30 s passed): the work its slice caused is done. */
+  const quiet = async (x: StackRun) => {
+    const until = Date.now() + 30_000;
+    let prev = procCpu(x);
+    while (Date.now() < until) {
+      await sleep(500);
+      const now = procCpu(x);
+      const used = now.api + now.worker - prev.api - prev.worker;
+      prev = now;
+      if (used < 25_000) return;
     }
   };
-  const clients = Array.from({ length: o.connections }, client);
-  await sleep(windowStart - Date.now());
-  const s0 = await sample();
-  await sleep(end - Date.now());
-  const s1 = await sample();
-  await Promise.all(clients);
 
-  // Everything accepted must reach the receiver.
-  const drainEnd = Date.now() + (o.drainTimeoutMs ?? 120_000);
-  while ([...sentAt.keys()].some((k) => !arrivedAt.has(k)) && Date.now() < drainEnd) await sleep(100);
+  const slice = async (x: StackRun, warmupS: number) => {
+    const c0 = await costSample(x);
+    const acceptedBefore = x.accepted;
+    // The other stacks are drained and quiet: what arrives during this slice is this stack's.
+    const arrivedBefore = arrivedAt.size;
+    const keys: string[] = [];
+    const t0 = Date.now();
+    const windowStart = t0 + warmupS * 1000;
+    const end = windowStart + sliceSeconds * 1000;
+    const client = async () => {
+      while (Date.now() < end) {
+        while (x.accepted - acceptedBefore + x.inFlight - (arrivedAt.size - arrivedBefore) >= o.backlog && Date.now() < end) await new Promise<void>((r) => wake.push(r));
+        if (Date.now() >= end) break;
+        x.inFlight++;
+        const at = Date.now();
+        try {
+          const res = await x.pool.request({ method: 'POST', path: '/v1/alerts', headers: x.headers, body: JSON.stringify(benchAlert(x.s.tag)) });
+          const text = await res.body.text();
+          // 202 is "stored, deliveries queued"; anything else (even a 200 `linked`) queues nothing.
+          if (res.statusCode === 202) {
+            const b = JSON.parse(text) as { id: string; deliveries?: { id: string }[] };
+            const key = b.deliveries?.[0]?.id ?? b.id;
+            x.sentAt.set(key, at);
+            keys.push(key);
+            x.accepted++;
+            if (at >= windowStart) x.acceptedInWindows++;
+          } else x.non2xx++;
+        } catch {
+          x.errors++;
+        } finally {
+          x.inFlight--;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: o.connections }, client));
+    x.windows.push([windowStart, end]);
+    // Everything accepted must reach the receiver; then the stack is let go quiet.
+    const drainEnd = Date.now() + (o.drainTimeoutMs ?? 120_000);
+    while (keys.some((k) => !arrivedAt.has(k)) && Date.now() < drainEnd) await sleep(100);
+    await quiet(x);
+    const c1 = await costSample(x);
+    x.acceptedInSlices += x.accepted - acceptedBefore;
+    x.cost.api += c1.api - c0.api;
+    x.cost.worker += c1.worker - c0.worker;
+    x.cost.redisCpu += c1.redisCpu - c0.redisCpu;
+    // The INFO calls of the second sample are not the system's.
+    x.cost.redisCalls += c1.redisCalls - c0.redisCalls - 2;
+    if (x.cost.calls && c0.calls && c1.calls) {
+      addMap(x.cost.calls, c0.calls, c1.calls);
+      addMap(x.cost.usec!, c0.usec!, c1.usec!);
+      x.cost.net![0] += c1.net![0] - c0.net![0];
+      x.cost.net![1] += c1.net![1] - c0.net![1];
+    }
+  };
+
+  // A stack out of turn is frozen (SIGSTOP), quiet and drained: its idle loops and timers (engine
+  // polls, archiver, dispatcher reads) would otherwise take CPU, and Redis CPU, from the stack in
+  // turn. They run when it is continued, in its own turn.
+  const signal = (x: StackRun, sig: NodeJS.Signals) => {
+    // Redis goes last into the freeze and first out of it: no process of the stack ever waits on a frozen Redis.
+    const pids = [x.s.apiPid, ...x.s.workerPids, x.s.redisPid];
+    for (const pid of sig === 'SIGSTOP' ? pids : pids.reverse()) process.kill(pid, sig);
+  };
+  if (runs.length > 1) for (const x of runs) signal(x, 'SIGSTOP');
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const x of runs) {
+        if (runs.length > 1) signal(x, 'SIGCONT');
+        await slice(x, round === 0 ? (o.warmup ?? 2) : 1);
+        if (runs.length > 1) signal(x, 'SIGSTOP');
+        const [from, to] = x.windows[x.windows.length - 1];
+        let n = 0;
+        for (const [k] of x.sentAt) {
+          const got = arrivedAt.get(k);
+          if (got !== undefined && got >= from && got < to) n++;
+        }
+        o.onSlice?.(x.s.name, round, n / ((to - from) / 1000));
+      }
+    }
+  } finally {
+    if (runs.length > 1) for (const x of runs) signal(x, 'SIGCONT');
+  }
+
   await sleep(200); // a late duplicate would show here
   polling = false;
   await poller;
   await stats();
-  await pool.close();
 
-  const lost = [...sentAt.keys()].filter((k) => !arrivedAt.has(k));
-  const lat: number[] = [];
-  for (const [k, at] of sentAt) {
-    const got = arrivedAt.get(k);
-    if (at >= s0.at && at < s1.at && got !== undefined) lat.push(got - at);
+  const out: Record<string, SystemResult> = {};
+  for (const x of runs) {
+    await x.pool.close();
+    const lost = [...x.sentAt.keys()].filter((k) => !arrivedAt.has(k));
+    const lat: number[] = [];
+    const perWindow = x.windows.map(() => 0);
+    for (const [k, at] of x.sentAt) {
+      const got = arrivedAt.get(k);
+      if (got === undefined) continue;
+      const w = x.windows.findIndex(([from, to]) => got >= from && got < to);
+      if (w >= 0) perWindow[w]++;
+      if (x.windows.some(([from, to]) => at >= from && at < to)) lat.push(got - at);
+    }
+    lat.sort((a, b) => a - b);
+    const secs = x.windows.reduce((a, [from, to]) => a + (to - from), 0) / 1000;
+    const n = Math.max(1, x.acceptedInSlices);
+    out[x.s.name] = {
+      deliveredPerSec: perWindow.reduce((a, b) => a + b, 0) / secs,
+      acceptedPerSec: x.acceptedInWindows / secs,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      accepted: x.accepted,
+      non2xx: x.non2xx,
+      errors: x.errors,
+      received: [...x.sentAt.keys()].filter((k) => arrivedAt.has(k)).length,
+      lost: lost.length,
+      lostSample: lost.slice(0, 5),
+      duplicates: duplicateKeys.filter((k) => x.sentAt.has(k)).length,
+      slicePerSec: perWindow.map((c, i) => c / ((x.windows[i][1] - x.windows[i][0]) / 1000)),
+      redisCallsPerAlert: x.cost.redisCalls / n,
+      apiCpuUsPerAlert: x.cost.api / n,
+      workerCpuUsPerAlert: x.cost.worker / n,
+      redisCpuUsPerAlert: x.cost.redisCpu / n,
+      ...(x.cost.calls
+        ? { commandCalls: commandBreakdown(new Map(), x.cost.calls, n), commandUsec: commandBreakdown(new Map(), x.cost.usec!, n), netBytes: [x.cost.net![0] / n, x.cost.net![1] / n] as [number, number] }
+        : {}),
+    };
   }
-  lat.sort((a, b) => a - b);
-  const secs = (s1.at - s0.at) / 1000;
-  // Per alert delivered in the window; the API's CPU per alert it accepted, which differs from the
-  // delivered count while the backlog is still filling (a short run, or one starting cold).
-  const n = Math.max(1, s1.received - s0.received);
-  const nAccepted = Math.max(1, s1.accepted - s0.accepted);
-  return {
-    deliveredPerSec: (s1.received - s0.received) / secs,
-    acceptedPerSec: (s1.accepted - s0.accepted) / secs,
-    p50: percentile(lat, 50),
-    p99: percentile(lat, 99),
-    accepted,
-    non2xx,
-    errors,
-    received: arrivedAt.size,
-    lost: lost.length,
-    lostSample: lost.slice(0, 5),
-    duplicates,
-    // The two INFO calls of the second sample are not the system's.
-    redisCallsPerAlert: (s1.redisCalls - s0.redisCalls - 2) / n,
-    apiCpuUsPerAlert: (s1.api - s0.api) / nAccepted,
-    workerCpuUsPerAlert: (s1.worker - s0.worker) / n,
-    redisCpuUsPerAlert: (s1.redisCpu - s0.redisCpu) / n,
-    ...(s0.calls && s1.calls ? { commandCalls: commandBreakdown(s0.calls, s1.calls, n), commandUsec: commandBreakdown(s0.usec!, s1.usec!, n), netBytes: [(s1.net![0] - s0.net![0]) / n, (s1.net![1] - s0.net![1]) / n] as [number, number] } : {}),
-  };
+  return out;
+}
+
+/** The median of per-round ratios of `a`'s slice rate to `b`'s (the rounds pair slices taken moments apart). */
+export function roundRatios(a: SystemResult, b: SystemResult): { median: number; min: number; max: number } {
+  const r = a.slicePerSec.map((v, i) => v / b.slicePerSec[i]).filter((v) => Number.isFinite(v)).sort((x, y) => x - y);
+  const mid = r.length / 2;
+  return { median: r.length % 2 ? r[Math.floor(mid)] : (r[mid - 1] + r[mid]) / 2, min: r[0], max: r[r.length - 1] };
 }
