@@ -45,7 +45,7 @@ export interface SystemOptions {
   receiverUrl: string;
   /** Seconds measured per stack, in all. */
   seconds: number;
-  /** Seconds measured per turn of one stack; the stacks take turns until each has had `seconds`. @default 10 */
+  /** Seconds measured per turn of one stack; the stacks take turns until each has had `seconds`. 0 or absent: one turn of `seconds`. */
   sliceSeconds?: number;
   /** Seconds of load before each stack's first measured slice (later slices: 1). @default 2 */
   warmup?: number;
@@ -128,7 +128,7 @@ function addMap(into: Map<string, number>, before: Map<string, number>, after: M
 
 /** Runs the stacks' slices in turns, then checks that every accepted alert arrived. */
 export async function measureSystems(stacks: SystemStack[], o: SystemOptions): Promise<Record<string, SystemResult>> {
-  const sliceSeconds = Math.min(o.sliceSeconds ?? 10, o.seconds);
+  const sliceSeconds = o.sliceSeconds ? Math.min(o.sliceSeconds, o.seconds) : o.seconds;
   const rounds = Math.max(1, Math.round(o.seconds / sliceSeconds));
   const arrivedAt = new Map<string, number>();
   const duplicateKeys: string[] = [];
