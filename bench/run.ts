@@ -10,7 +10,7 @@
  *            deliveries (both workers start cold); latency: acceptance → receipt at a paced rate
  *   system   (s) API + worker together, POST → request at the receiver, sustained `--system-seconds`:
  *            the naive pair and fenliu (api + worker, archiving on), all up side by side, the load taking
- *            turns of `--system-slice` seconds (0: one stack after the other, as with --slowlog);
+ *            turns of `--system-slice` seconds (0: one stack after the other, as with --slowlog and --profile);
  *            fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
  *            fenliu API RSS before/after a sustained run
@@ -90,7 +90,8 @@ const RATE = Number(opt.rate);
 const CONCURRENCY = Number(opt.concurrency);
 const SYSTEM_SECONDS = Number(opt['system-seconds']);
 const SYSTEM_BACKLOG = Number(opt['system-backlog']);
-const SYSTEM_SLICE = Number(opt['system-slice']);
+// --slowlog would mix the stacks' calls in one log, and a frozen process would put its pause into a --profile's samples: one stack at a time.
+const SYSTEM_SLICE = opt.slowlog || opt.profile ? 0 : Number(opt['system-slice']);
 const only = opt.only ? new Set(opt.only.split(',')) : undefined;
 const want = (x: string) => !only || only.has(x);
 /** `--profile dir`: fenliu children run with --cpu-prof into that directory; `--node-args "..."`: more Node flags for them. */
@@ -217,7 +218,7 @@ async function main(): Promise<void> {
   const r = new Redis(redis.url);
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
-  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, systemSlice: opt.slowlog ? 0 : SYSTEM_SLICE, archiver: opt.archiver } };
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, systemSlice: SYSTEM_SLICE, archiver: opt.archiver } };
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
@@ -466,7 +467,7 @@ async function main(): Promise<void> {
       log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice`);
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
     };
-    if (SYSTEM_SLICE > 0 && !opt.slowlog) {
+    if (SYSTEM_SLICE > 0) {
       // All stacks up side by side, the load taking turns (bench/system.ts).
       const stacks: Up[] = [];
       for (const p of pairs) stacks.push(await up(p));
@@ -474,7 +475,7 @@ async function main(): Promise<void> {
       for (const u of stacks) report(u.row, res[u.row]);
       for (const u of stacks) await down(u);
     } else {
-      // One stack at a time (`--system-slice 0`, and --slowlog, whose log would mix the stacks' calls).
+      // One stack at a time (`--system-slice 0`, --slowlog, --profile).
       for (const p of pairs) {
         const u = await up(p);
         if (opt.slowlog) await slowlogStart(u.client);
