@@ -82,6 +82,12 @@ export interface SystemResult {
   duplicates: number;
   /** Per slice, alerts/s delivered in its measured window (in round order). */
   slicePerSec: number[];
+  /**
+   * Share of the API + worker CPU spent after the turns' load ended: work the turns' throughput
+   * does not wait for (the last backlog draining, an archiver catching up). Sustained, that work
+   * competes with the load, so a high share means the turns overstate what the stack sustains.
+   */
+  tailCpuShare: number;
   /** Per alert accepted in the slices, everything it cost up to the stack's quiet point. */
   redisCallsPerAlert: number;
   apiCpuUsPerAlert: number;
@@ -120,6 +126,8 @@ interface StackRun {
   /** Alerts accepted in its slices, warm-ups included: what `cost` was spent on. */
   acceptedInSlices: number;
   cost: Costs;
+  /** API + worker CPU after the turns' load ended (the backlog draining, an archiver catching up), µs. */
+  tailCpu: number;
 }
 
 function addMap(into: Map<string, number>, before: Map<string, number>, after: Map<string, number>): void {
@@ -170,6 +178,7 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
     windows: [],
     acceptedInWindows: 0,
     acceptedInSlices: 0,
+    tailCpu: 0,
     cost: { api: 0, worker: 0, redisCpu: 0, redisCalls: 0, ...(o.commands ? { calls: new Map(), usec: new Map(), net: [0, 0] as [number, number] } : {}) },
   }));
 
@@ -230,12 +239,14 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
     };
     await Promise.all(Array.from({ length: o.connections }, client));
     x.windows.push([windowStart, end]);
+    const atEnd = procCpu(x);
     // Everything accepted must reach the receiver; then the stack is let go quiet.
     const drainEnd = Date.now() + (o.drainTimeoutMs ?? 120_000);
     while (keys.some((k) => !arrivedAt.has(k)) && Date.now() < drainEnd) await sleep(100);
     await quiet(x);
     const c1 = await costSample(x);
     x.acceptedInSlices += x.accepted - acceptedBefore;
+    x.tailCpu += c1.api + c1.worker - atEnd.api - atEnd.worker;
     x.cost.api += c1.api - c0.api;
     x.cost.worker += c1.worker - c0.worker;
     x.cost.redisCpu += c1.redisCpu - c0.redisCpu;
@@ -310,6 +321,7 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
       lost: lost.length,
       lostSample: lost.slice(0, 5),
       duplicates: duplicateKeys.filter((k) => x.sentAt.has(k)).length,
+      tailCpuShare: x.tailCpu / Math.max(1, x.cost.api + x.cost.worker),
       slicePerSec: perWindow.map((c, i) => c / ((x.windows[i][1] - x.windows[i][0]) / 1000)),
       redisCallsPerAlert: x.cost.redisCalls / n,
       apiCpuUsPerAlert: x.cost.api / n,
