@@ -37,14 +37,14 @@ t.test('before the dispatcher runs: reads show queued deliveries, and a cancel m
   t.equal(stats.body.diverted, 1, 'stats count it');
 
   const before = JSON.parse((await e.r.get(e.k.alert(id)))!);
-  t.match(before.log, /^\d+-\d+$/, 'before materialisation the record names its log entry');
+  t.match(await e.r.get(e.k.alertLog(id)), /^\d+-\d+$/, 'before materialisation the log key names its log entry');
   const cancel = await e.source.post(`/v1/alerts/${id}/cancel`, { reason: '报警人撤销' });
   t.equal(cancel.status, 200, 'cancel right after the 202');
   t.same(cancel.body.deliveries.map((d: any) => d.state), ['cancelled', 'cancelled']);
   t.equal(await logLength(e), 0, 'the cancel materialised the alert (its log entry is gone)');
   const after = JSON.parse((await e.r.get(e.k.alert(id)))!);
-  t.notOk('log' in after, 'and the record no longer names it');
-  t.same({ ...after, log: before.log, status: before.status, updatedAt: before.updatedAt }, { ...before, status: before.status, updatedAt: before.updatedAt }, 'the rest of the record is as it was');
+  t.equal(await e.r.exists(e.k.alertLog(id)), 0, 'and the log key is gone');
+  t.same({ ...after, status: before.status, updatedAt: before.updatedAt }, { ...before, status: before.status, updatedAt: before.updatedAt }, 'the record is as it was');
   t.same(after.alert, alert('LOG-1'), 'the alert in it byte for byte');
   const events = (await auditEvents(e.r, prefix)).filter((ev) => ev.alertId === id);
   t.same(events.map((ev) => ev.type), ['alert.received', 'delivery.state', 'delivery.state'], 'received (with the route) comes before the cancel');
@@ -56,6 +56,27 @@ t.test('before the dispatcher runs: reads show queued deliveries, and a cancel m
   t.equal(await e.f.rt.materialiser.delivery(res.body.deliveries[0].id), true, 'materialised already: read again');
   t.equal(await e.f.rt.materialiser.delivery('dlv_01nosuchalert0000000000000.p1'), false, 'no such alert: nothing to read');
   t.equal((await auditEvents(e.r, prefix)).filter((ev) => ev.alertId === id).length, 3, 'and writes nothing twice');
+});
+
+t.test('a record of the earlier version, which holds its log entry id itself: read as pending, then materialised and the field dropped', async (t) => {
+  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const res = await e.source.post('/v1/alerts', alert('LOG-OLD'));
+  t.equal(res.status, 202);
+  const id = res.body.id;
+  // What the earlier version wrote: the entry id in the record (right after the alert), no log key.
+  const entry = (await e.r.get(e.k.alertLog(id)))!;
+  const raw = (await e.r.get(e.k.alert(id)))!;
+  const alertJson = JSON.stringify(JSON.parse(raw).alert);
+  t.ok(raw.startsWith(`{"alert":${alertJson},`), 'the alert heads the record');
+  await e.r.set(e.k.alert(id), `{"alert":${alertJson},"log":"${entry}",${raw.slice(10 + alertJson.length)}`);
+  await e.r.del(e.k.alertLog(id));
+  const view = await e.source.get(`/v1/alerts/${id}`);
+  t.same(view.body.deliveries.map((d: any) => d.state), ['queued'], "read as pending from the record's own log id");
+  const cancel = await e.source.post(`/v1/alerts/${id}/cancel`, { reason: '报警人撤销' });
+  t.same(cancel.body.deliveries.map((d: any) => d.state), ['cancelled'], 'a write materialises it first');
+  const after = JSON.parse((await e.r.get(e.k.alert(id)))!);
+  t.notOk('log' in after, 'the record lost its log id');
+  t.same(after.alert, JSON.parse(alertJson), 'the alert in it as it was');
 });
 
 t.test('a dispatcher stopped mid-way through a backlog: the next one finishes it, nothing doubled', async (t) => {

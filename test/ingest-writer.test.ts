@@ -68,7 +68,8 @@ for (const standalone of [true, false]) {
     for (const i of [0, 1, 3, 350, 699]) {
       const rec = JSON.parse((await r.get(k.alert(items[i].record.id)))!) as AlertRecord;
       t.same(rec.alert, items[i].record.alert, `record ${i} holds the alert`);
-      t.match(rec.log, /^\d+-\d+$/, `record ${i} names its log entry`);
+      t.notOk('log' in rec, `record ${i} does not hold its log entry's id`);
+      t.match(await r.get(k.alertLog(rec.id)), /^\d+-\d+$/, `alert ${i}'s log key names its log entry`);
       t.equal(await r.get(items[i].idemKey), `${rec.id} ${rec.bodyHash}`, `claim ${i}`);
     }
     // A read before materialisation shows the deliveries as they will be written.

@@ -7,7 +7,7 @@ import { bus } from '../events.js';
 import { nextSla } from '../lifecycle/service.js';
 import { duplicateConnection } from '../redis/connect.js';
 import { relayAudit } from '../store/audit-relay.js';
-import { INGEST_GROUP, alertOfDelivery, itemDeliveries, parseEntry, type LogItem } from '../store/ingest-log.js';
+import { INGEST_GROUP, alertOfDelivery, itemDeliveries, logEntryOf, parseEntry, type LogItem } from '../store/ingest-log.js';
 import { bucketOf, isStandalone, type Keys } from '../store/keys.js';
 import { deliveryHash, getAlertRecord, type AlertRecord } from '../store/records.js';
 import { MATERIALISE_SCRIPT } from './script.js';
@@ -52,14 +52,15 @@ export class Materialiser {
    * Materialises an alert still in the ingest log, now (before a write on it or its deliveries).
    * Returns whether the alert exists: its deliveries are then written (by this call, by a
    * dispatcher that got there first, or long ago), so a caller that found one missing reads again.
-   * Not "whether this call did it": a dispatcher racing the caller also drops the record's `log`.
+   * Not "whether this call did it": a dispatcher racing the caller also deletes the log key.
    */
   async alert(alertId: string, rec?: AlertRecord): Promise<boolean> {
     const r = rec ?? (await getAlertRecord(this.redis, this.keys, alertId));
     if (!r) return false;
-    if (!r.log) return true;
+    const log = await logEntryOf(this.redis, this.keys, r);
+    if (!log) return true;
     const b = bucketOf(alertId);
-    const found = (await this.redis.xrange(this.keys.ingestLog(b), r.log, r.log)) as [string, string[]][];
+    const found = (await this.redis.xrange(this.keys.ingestLog(b), log, log)) as [string, string[]][];
     if (found.length) await this.run(found.map(([id, fields]) => ({ bucket: b, id, fields })));
     return true;
   }
@@ -145,7 +146,7 @@ export class Materialiser {
     const { r, x } = item;
     const k = this.keys;
     const ds = itemDeliveries(item);
-    out.push(k.alert(r.id), x.n, ds.length);
+    out.push(k.alert(r.id), k.alertLog(r.id), x.n, ds.length);
     for (const d of ds) {
       const h = deliveryHash(d);
       const fields = Object.keys(h);

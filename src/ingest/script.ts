@@ -19,12 +19,12 @@ end
  * Per alert it writes what a 202 promises and nothing more (docs/reliability.md): the idempotency
  * claim, the record and the two indexes, and its item in one XADD per bucket onto the bucket's
  * ingest log (src/store/ingest-log.ts), which the dispatcher turns into deliveries, timers, audit
- * events and jobs (src/ingest/dispatcher.ts). The record names that entry (`log`).
+ * events and jobs (src/ingest/dispatcher.ts). The alert's log key (`k.alertLog`) names that entry.
  *
  * KEYS: a log of the group.
  * ARGV: bucketCount, repeatWindowMs, then per bucket: alertsIndex, ingestLog, alertCount, then per
  *   alert: idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest,
- *   score, bySourceIndex, extra (LogExtra JSON), placeKey, phoneKey.
+ *   score, bySourceIndex, extra (LogExtra JSON), placeKey, phoneKey, logKey.
  * The alert's JSON travels once and is spliced into the record here (recordRest is the record's
  * JSON without it); the log item is `{"r":<recordRest>,"x":<extra>}`.
  *
@@ -83,14 +83,15 @@ for b = 1, tonumber(ARGV[1]) do
       push(items, alertId, '{"r":' .. recordRest .. ',"x":' .. ARGV[i + 8] .. '}')
     end
     out[#out + 1] = held or ''
-    i = i + 11
+    i = i + 12
   end
   -- One entry per bucket and call (500 alerts at most per entry: the stack limit above).
   for s = 1, #items, 1000 do
     local id = redis.call('XADD', log, '*', unpack(items, s, math.min(s + 999, #items)))
     for r = (s + 1) / 2, math.min((s + 999) / 2, #recs) do
       local at = recs[r]
-      push(mset, ARGV[at + 3], '{"alert":' .. ARGV[at + 4] .. ',"log":"' .. id .. '"' .. rest(ARGV[at + 5]))
+      push(mset, ARGV[at + 3], '{"alert":' .. ARGV[at + 4] .. rest(ARGV[at + 5]))
+      push(mset, ARGV[at + 11], id)
     end
   end
   each('ZADD', alerts, byScore)
@@ -107,12 +108,13 @@ return out
  * and writes nothing. Per alert: its deliveries (hash, history, SLA timer, job in its platform's
  * work set, src/delivery/work.ts: a plain first delivery, job id = delivery id) and its
  * audit events, where an event holding the alert gets the alert's JSON cut from the head of its
- * record (it is most of an alert's bytes and is never sent back from Redis), and the record loses
- * its `log` field (the entry it names is gone). An alert whose record is gone (retention) is skipped.
+ * record (it is most of an alert's bytes and is never sent back from Redis), and the alert's log
+ * key goes (the entry it names is gone). A record of an earlier version names the entry itself
+ * (`log`) and loses that field. An alert whose record is gone (retention) is skipped.
  *
  * KEYS: a log of the group (routes the call on Redis Cluster).
  * ARGV: group, auditField, entryCount, then per entry: log, entryId, auditStream, slaDue,
- *   alertCount, then per alert: alertKey, alertBytes, deliveryCount, per delivery:
+ *   alertCount, then per alert: alertKey, logKey, alertBytes, deliveryCount, per delivery:
  *   [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey, historyEntry, slaDueAt or '', workSet],
  *   eventCount, per event: [eventJson, ''] or [eventRest, dataRest] for an event whose data holds the alert.
  * Jobs are due at once (the time of this call, by Redis's clock).
@@ -138,13 +140,14 @@ for e = 1, tonumber(ARGV[3]) do
   local live = #redis.call('XRANGE', log, id, id) > 0
   for a = 1, n do
     local rec = live and redis.call('GET', ARGV[i])
-    local bytes, nd = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local bytes, nd = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
     local alert
     if rec then
+      redis.call('DEL', ARGV[i + 1])
       if string.sub(rec, 1, 9) == '{"alert":' and string.sub(rec, 10 + bytes, 10 + bytes) == ',' then
         alert = string.sub(rec, 10, 9 + bytes)
-        -- The record's log id has served its purpose once the entry is written out: dropped, the
-        -- record goes back to the allocator size class it had before the log existed (~256 B).
+        -- A record of an earlier version holds the log id itself: dropped, the record goes back
+        -- to the allocator size class it had before the log existed (~256 B).
         if string.sub(rec, 10 + bytes, 17 + bytes) == ',"log":"' then
           local q = string.find(rec, '"', 18 + bytes, true)
           if q then redis.call('SET', ARGV[i], '{"alert":' .. alert .. string.sub(rec, q + 1), 'KEEPTTL') end
@@ -153,7 +156,7 @@ for e = 1, tonumber(ARGV[3]) do
         alert = cjson.encode(cjson.decode(rec).alert)
       end
     end
-    i = i + 3
+    i = i + 4
     for d = 1, nd do
       local did, key, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
       local h = i + 3 + 2 * nf

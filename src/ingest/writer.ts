@@ -223,7 +223,7 @@ export class IngestWriter {
       a: item.actor,
       d: deliveries.map((d) => ({ ackBy: d.ackBy, interveneBy: d.interveneBy, resolveBy: d.resolveBy })),
     };
-    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), alertJson, JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), JSON.stringify(extra), item.repeat?.place ?? '', item.repeat?.phone ?? '');
+    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), alertJson, JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), JSON.stringify(extra), item.repeat?.place ?? '', item.repeat?.phone ?? '', k.alertLog(record.id));
   }
 
   /** Someone else stored this key first: answer with their alert. */

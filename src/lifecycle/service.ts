@@ -353,7 +353,7 @@ export class Lifecycle {
     const rec = await getAlertRecord(this.redis, this.keys, caseId);
     if (!rec) return 0;
     // A case opened a moment ago may still be in the ingest log: its deliveries are written first.
-    if (rec.log) await this.materialise?.(caseId, rec);
+    await this.materialise?.(caseId, rec);
     const ids = [...rec.deliveryIds, ...(await this.redis.lrange(this.keys.alertDeliveries(caseId), 0, -1))];
     const ds = (await Promise.all(ids.map(async (id) => parseDelivery(await this.redis.hgetall(this.keys.delivery(id)))))).filter((d): d is DeliveryRecord => !!d && (d.kind ?? 'primary') === 'primary' && !FINAL_STATES.has(d.state) && d.state !== 'resolved');
     const at = new Date().toISOString();

@@ -161,7 +161,7 @@ export async function updateAlert(rt: Runtime, p: Principal, rec: AlertRecord, b
   // Before the record is rewritten: materialising cuts the first version's JSON from its head.
   await rt.materialiser.alert(rec.id, rec);
   const at = new Date().toISOString();
-  // Materialised now: the log id names an entry that is gone.
+  // Materialised now: a record of an earlier version names its log entry, which is gone.
   const { log: _log, ...kept } = rec;
   const updated: AlertRecord = { ...kept, alert: v.alert, version: (rec.version ?? 1) + 1 };
   const m = rt.redis.multi();

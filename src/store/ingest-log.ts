@@ -64,6 +64,15 @@ export function alertOfDelivery(id: string): string | undefined {
 }
 
 /**
+ * The ingest log entry that still holds an alert's deliveries, if any: its log key (written with
+ * the record, deleted when the entry is materialised), or, in a record of an earlier version, the
+ * record's own `log` field.
+ */
+export async function logEntryOf(redis: Redis, k: Keys, rec: AlertRecord): Promise<string | null> {
+  return rec.log ?? (await redis.get(k.alertLog(rec.id)));
+}
+
+/**
  * Stand-ins for deliveries whose hash does not exist yet because their alert is still in the
  * ingest log: `queued`, as the dispatcher will write them. Ids of materialised (or unknown)
  * deliveries are left out; the caller reads those again (the entry may have gone meanwhile).
@@ -88,8 +97,9 @@ export async function pendingDeliveries(redis: Redis, k: Keys, ids: string[], re
         const raw = await redis.get(k.alert(alertId));
         rec = raw ? (JSON.parse(raw) as AlertRecord) : undefined;
       }
-      if (!rec?.log) return;
-      const entry = (await redis.xrange(k.ingestLog(bucketOf(alertId)), rec.log, rec.log)) as [string, string[]][];
+      const log = rec && (await logEntryOf(redis, k, rec));
+      if (!log) return;
+      const entry = (await redis.xrange(k.ingestLog(bucketOf(alertId)), log, log)) as [string, string[]][];
       const item = parseEntry(entry[0]?.[1]).get(alertId);
       if (!item) return;
       for (const d of itemDeliveries(item)) if (want.includes(d.id)) out.set(d.id, d);

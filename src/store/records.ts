@@ -25,8 +25,8 @@ export interface AlertRecord {
   /** Versions sent after the first (POST /v1/alerts/:id/update), newest last. */
   version?: number;
   /**
-   * The id of the ingest log entry that materialises this alert (src/store/ingest-log.ts): while
-   * that entry is in its bucket's log, the alert's deliveries exist only as that entry.
+   * Records of an earlier version only: the id of the ingest log entry that materialises this
+   * alert. Now in a key of its own (`k.alertLog`; read both with `logEntryOf`).
    */
   log?: string;
 }

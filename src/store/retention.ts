@@ -48,7 +48,7 @@ export async function sweepRetention(
     const elsewhere: Promise<unknown>[] = [];
     for (const { id, rec, dIds } of recs) {
       tx.zrem(k.alerts(b), id);
-      tx.del(k.alert(id), k.alertDeliveries(id), k.alertPlatforms(id), k.alertAux(id));
+      tx.del(k.alert(id), k.alertLog(id), k.alertDeliveries(id), k.alertPlatforms(id), k.alertAux(id));
       if (rec) {
         tx.zrem(k.alertsBySource(b, rec.sourceId), id);
         elsewhere.push(redis.del(k.idem(rec.sourceId, rec.idempotencyKey)));
