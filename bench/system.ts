@@ -190,16 +190,20 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
     ...(o.commands ? { calls: await redisCommandCalls(x.s.redis), usec: await redisCommandUsec(x.s.redis), net: await redisNet(x.s.redis) } : {}),
   });
 
-  /** Until the stack's processes use under 5% of a core over 500 ms (or 30 s passed): the work its slice caused is done. */
+  /**
+   * Until the stack's processes use under 5% of a core over 500 ms and its Redis has no fork at
+   * work (an AOF rewrite, which a SIGSTOP of Redis would not stop), or 60 s passed: the work its
+   * slice caused is done.
+   */
   const quiet = async (x: StackRun) => {
-    const until = Date.now() + 30_000;
+    const until = Date.now() + 60_000;
     let prev = procCpu(x);
     while (Date.now() < until) {
       await sleep(500);
       const now = procCpu(x);
       const used = now.api + now.worker - prev.api - prev.worker;
       prev = now;
-      if (used < 25_000) return;
+      if (used < 25_000 && !/(aof_rewrite|rdb_bgsave)_in_progress:1/.test(await x.s.redis.info('persistence'))) return;
     }
   };
 
