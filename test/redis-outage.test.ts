@@ -12,6 +12,23 @@ async function until(what: string, cond: () => Promise<boolean>, boundMs = 15_00
   }
 }
 
+t.test('a Redis that does not answer (hung): /readyz says 503 within about a second, not after the command timeout', async (t) => {
+  const redis = await useRedis(t);
+  const f = await startTestFenliu({ redisUrl: redis.url });
+  t.teardown(() => f.stop());
+  t.equal((await api(f.url).get('/readyz')).status, 200, 'ready while Redis answers');
+  const resume = redis.pause();
+  t.teardown(resume);
+  const started = Date.now();
+  const ready = await api(f.url).get('/readyz');
+  const ms = Date.now() - started;
+  t.equal(ready.status, 503, '/readyz is 503');
+  t.match(ready.body.checks.redis, /unreachable: no answer within 1000 ms/);
+  t.ok(ms < 2_500, `answered in ${ms} ms (the command timeout is 5 s)`);
+  resume();
+  await until('/readyz to recover', async () => (await api(f.url).get('/readyz')).status === 200);
+});
+
 t.test('Redis down → 503 (never 202/500); back → 202 without restarting fenliu; a gateway restart keeps records and jobs', async (t) => {
   const redis = await useRedis(t, { appendonly: true });
   let f: TestFenliu = await startTestFenliu({ redisUrl: redis.url });

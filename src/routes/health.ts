@@ -1,5 +1,20 @@
 import { auditStreamKey } from '../audit/events.js';
 import type { FastifyInstance } from 'fastify';
+import { settledWithin } from '../bounded.js';
+
+/**
+ * How long /readyz waits for Redis (its PING, then the extra checks). A command to a Redis that
+ * does not answer (hung, or mid-failover behind Sentinel, where the client holds commands until
+ * it finds the new master) waits up to the 5 s command timeout; a probe must say "not ready" sooner.
+ */
+const READY_WAIT_MS = 1_000;
+
+/** `work`, or an error when it has not settled within READY_WAIT_MS. */
+async function bounded<T>(work: Promise<T>): Promise<T> {
+  work.catch(() => undefined);
+  if (!(await settledWithin(work, READY_WAIT_MS))) throw new Error(`no answer within ${READY_WAIT_MS} ms`);
+  return work;
+}
 
 export default async function healthRoutes(app: FastifyInstance) {
   const rt = app.fenliu;
@@ -7,8 +22,11 @@ export default async function healthRoutes(app: FastifyInstance) {
   app.get('/readyz', async (_req, reply) => {
     const checks: Record<string, unknown> = {};
     let ready = !rt.shuttingDown;
+    // Side by side with the PING: with Redis not answering, the probe waits READY_WAIT_MS once.
+    const extras = bounded(Promise.resolve().then(() => app.readinessExtras?.()));
+    extras.catch(() => undefined); // awaited below; handled there
     try {
-      await rt.redis.ping();
+      await bounded(rt.redis.ping());
       checks.redis = 'ok';
     } catch (err) {
       checks.redis = `unreachable: ${(err as Error).message}`;
@@ -20,7 +38,7 @@ export default async function healthRoutes(app: FastifyInstance) {
       // Redis until ingest fails. Above the limit the instance says so before that happens.
       const limit = rt.cfg.audit.streamLimit;
       try {
-        const length = await rt.redis.xlen(auditStreamKey(rt.cfg.redis.prefix));
+        const length = await bounded(rt.redis.xlen(auditStreamKey(rt.cfg.redis.prefix)));
         checks.auditStream = { length, limit, archiving: rt.cfg.audit.archive };
         if (length > limit) {
           checks.auditStream = { length, limit, archiving: rt.cfg.audit.archive, problem: 'over audit.streamLimit: run the archiver (audit.archive: true in a worker or archiver process)' };
@@ -34,7 +52,7 @@ export default async function healthRoutes(app: FastifyInstance) {
     // Extra checks (engine, audit) may need Redis too: their failure makes the instance
     // unready; it never turns /readyz into an error response.
     try {
-      const extra = await app.readinessExtras?.();
+      const extra = await extras;
       if (extra) Object.assign(checks, extra);
     } catch (err) {
       checks.extras = `failed: ${(err as Error).message}`;

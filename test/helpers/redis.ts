@@ -24,6 +24,8 @@ export interface TestRedis {
   restart(): Promise<void>;
   /** SIGKILL (a crash); waits for the process to exit. */
   kill(): Promise<void>;
+  /** SIGSTOP: connections stay open but nothing is answered (a hung server) until the returned resume. */
+  pause(): () => void;
 }
 
 export interface StartRedisOptions {
@@ -187,7 +189,12 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
     await stop();
     child = await launch(port, dataDir, appendonly);
   };
-  return { port, url: `redis://127.0.0.1:${port}`, dir: dataDir, stop, restart, kill };
+  const pause = (): (() => void) => {
+    const c = child!;
+    c.kill('SIGSTOP');
+    return () => void c.kill('SIGCONT');
+  };
+  return { port, url: `redis://127.0.0.1:${port}`, dir: dataDir, stop, restart, kill, pause };
 }
 
 /** Starts a private Redis for one tap test and stops it in the test's teardown. */
