@@ -120,8 +120,10 @@ interface StackRun {
   non2xx: number;
   errors: number;
   inFlight: number;
-  /** Measured windows [from, to) (ms). */
-  windows: [number, number][];
+  /** Per turn, the alerts that reached the receiver in its measured window. */
+  delivered: number[];
+  /** POST sent → receiver (ms) of the alerts sent in the windows. */
+  lat: number[];
   acceptedInWindows: number;
   /** Alerts accepted in its slices, warm-ups included: what `cost` was spent on. */
   acceptedInSlices: number;
@@ -175,7 +177,8 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
     non2xx: 0,
     errors: 0,
     inFlight: 0,
-    windows: [],
+    delivered: [],
+    lat: [],
     acceptedInWindows: 0,
     acceptedInSlices: 0,
     tailCpu: 0,
@@ -242,11 +245,20 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
       }
     };
     await Promise.all(Array.from({ length: o.connections }, client));
-    x.windows.push([windowStart, end]);
     const atEnd = procCpu(x);
     // Everything accepted must reach the receiver; then the stack is let go quiet.
     const drainEnd = Date.now() + (o.drainTimeoutMs ?? 120_000);
     while (keys.some((k) => !arrivedAt.has(k)) && Date.now() < drainEnd) await sleep(100);
+    // The other stacks were drained before this turn: what arrived in its window is its own alerts.
+    let delivered = 0;
+    for (const k of keys) {
+      const got = arrivedAt.get(k);
+      if (got === undefined) continue;
+      if (got >= windowStart && got < end) delivered++;
+      const at = x.sentAt.get(k)!;
+      if (at >= windowStart && at < end) x.lat.push(got - at);
+    }
+    x.delivered.push(delivered);
     await quiet(x);
     const c1 = await costSample(x);
     x.acceptedInSlices += x.accepted - acceptedBefore;
@@ -279,13 +291,7 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
         if (runs.length > 1) signal(x, 'SIGCONT');
         await slice(x, round === 0 ? (o.warmup ?? 2) : 1);
         if (runs.length > 1) signal(x, 'SIGSTOP');
-        const [from, to] = x.windows[x.windows.length - 1];
-        let n = 0;
-        for (const [k] of x.sentAt) {
-          const got = arrivedAt.get(k);
-          if (got !== undefined && got >= from && got < to) n++;
-        }
-        o.onSlice?.(x.s.name, round, n / ((to - from) / 1000));
+        o.onSlice?.(x.s.name, round, x.delivered[round] / sliceSeconds);
       }
     }
   } finally {
@@ -301,20 +307,11 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
   for (const x of runs) {
     await x.pool.close();
     const lost = [...x.sentAt.keys()].filter((k) => !arrivedAt.has(k));
-    const lat: number[] = [];
-    const perWindow = x.windows.map(() => 0);
-    for (const [k, at] of x.sentAt) {
-      const got = arrivedAt.get(k);
-      if (got === undefined) continue;
-      const w = x.windows.findIndex(([from, to]) => got >= from && got < to);
-      if (w >= 0) perWindow[w]++;
-      if (x.windows.some(([from, to]) => at >= from && at < to)) lat.push(got - at);
-    }
-    lat.sort((a, b) => a - b);
-    const secs = x.windows.reduce((a, [from, to]) => a + (to - from), 0) / 1000;
+    const lat = [...x.lat].sort((a, b) => a - b);
+    const secs = x.delivered.length * sliceSeconds;
     const n = Math.max(1, x.acceptedInSlices);
     out[x.s.name] = {
-      deliveredPerSec: perWindow.reduce((a, b) => a + b, 0) / secs,
+      deliveredPerSec: x.delivered.reduce((a, b) => a + b, 0) / secs,
       acceptedPerSec: x.acceptedInWindows / secs,
       p50: percentile(lat, 50),
       p99: percentile(lat, 99),
@@ -326,7 +323,7 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
       lostSample: lost.slice(0, 5),
       duplicates: duplicateKeys.filter((k) => x.sentAt.has(k)).length,
       tailCpuShare: x.tailCpu / Math.max(1, x.cost.api + x.cost.worker),
-      slicePerSec: perWindow.map((c, i) => c / ((x.windows[i][1] - x.windows[i][0]) / 1000)),
+      slicePerSec: x.delivered.map((c) => c / sliceSeconds),
       redisCallsPerAlert: x.cost.redisCalls / n,
       apiCpuUsPerAlert: x.cost.api / n,
       workerCpuUsPerAlert: x.cost.worker / n,

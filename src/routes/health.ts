@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { settledWithin } from '../bounded.js';
 
 /**
- * How long /readyz waits for Redis (its PING, then the extra checks). A command to a Redis that
+ * How long /readyz waits for Redis (its PING and, beside it, the extra checks). A command to a Redis that
  * does not answer (hung, or mid-failover behind Sentinel, where the client holds commands until
  * it finds the new master) waits up to the 5 s command timeout; a probe must say "not ready" sooner.
  */
