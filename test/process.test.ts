@@ -1,13 +1,12 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { useRedis } from './helpers/redis.js';
 import { KEYS, ROOT, alert, api, childEnv, cli, testConfig, type ConfigDoc } from './helpers/fenliu.js';
-import { freePort } from '../src/redis/embedded.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fenliu-process-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -111,7 +110,12 @@ const SHUTDOWN_BOUND_MS = 5_000;
 const badDoc = testConfig();
 delete badDoc.platforms[1].url;
 const badConfig = serve(writeConfig(badDoc), { REDIS_URL: 'redis://127.0.0.1:1' });
-const deadPort = await freePort();
+// A port we hold, whose server drops every connection: a port that is merely free now may be
+// taken by another test file's redis-server before the child connects, and then it is reachable.
+const deadServer = createServer((sock) => sock.destroy());
+await new Promise<void>((resolve) => deadServer.listen(0, '127.0.0.1', resolve));
+t.teardown(() => deadServer.close());
+const deadPort = (deadServer.address() as AddressInfo).port;
 const unreachable = serve(writeConfig(testConfig()), { REDIS_URL: `redis://127.0.0.1:${deadPort}` });
 
 t.test('serve: answers over HTTP, SIGTERM → exit 0 within the bound', async (t) => {
