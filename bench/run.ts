@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -14,9 +14,10 @@
  *            fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
  *            fenliu API RSS before/after a sustained run
- *   `--variants noarchive,norepeat,noaccess`: after (s), fenliu again with one piece of its work turned
- *            off each (audit archiving, repeat-call matching, the per-request access log line), to
- *            put a figure on what each costs; never part of the targets.
+ *   `--variants noarchive,norepeat,noaccess,aof200,aof400`: with (s), fenliu again with one piece of
+ *            its work turned off each (audit archiving, repeat-call matching, the per-request access
+ *            log line), or on a Redis that rewrites its AOF less often (auto-aof-rewrite-percentage
+ *            200 or 400 instead of 100), to put a figure on what each costs; never part of the targets.
  * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
  *   `--slowlog`: with it, the script split (and plain commands by key shape) from the slow log, which
  *   inflates every figure of its run (Redis logs each call): a split, not a cost.
@@ -425,7 +426,7 @@ async function main(): Promise<void> {
       if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', profArgs));
       return procs;
     };
-    const pairs: [string, (redisUrl: string) => Promise<Proc[]>, boolean][] = [
+    const pairs: [string, (redisUrl: string) => Promise<Proc[]>, boolean, string[]?][] = [
       [
         'naive',
         async (url) => [
@@ -437,9 +438,10 @@ async function main(): Promise<void> {
       ['fenliu', async (url) => fenliuProcs(cfgDoc(await freePort(), url)), true],
     ];
     for (const v of opt.variants?.split(',').filter(Boolean) ?? []) {
-      const change = VARIANTS[v];
-      if (!change) throw new Error(`--variants: unknown ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
-      pairs.push([`fenliu-${v}`, async (url) => fenliuProcs(change(cfgDoc(await freePort(), url))), true]);
+      const variant = VARIANTS[v];
+      if (!variant) throw new Error(`--variants: unknown ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
+      const change = variant.config ?? ((doc) => doc);
+      pairs.push([`fenliu-${v}`, async (url) => fenliuProcs(change(cfgDoc(await freePort(), url))), true, variant.redisArgs]);
     }
     interface Up {
       row: string;
@@ -448,8 +450,8 @@ async function main(): Promise<void> {
       server: Awaited<ReturnType<typeof startRedis>>;
       client: Redis;
     }
-    const up = async ([row, start, auth]: (typeof pairs)[number]): Promise<Up> => {
-      const server = await startRedis();
+    const up = async ([row, start, auth, redisArgs]: (typeof pairs)[number]): Promise<Up> => {
+      const server = await startRedis(redisArgs);
       return { row, procs: await start(server.url), auth, server, client: new Redis(server.url) };
     };
     const down = async (u: Up) => {
@@ -524,7 +526,7 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
     rows.push(`| system (api + worker, POST → receiver, ${res.options.systemSeconds} s${res.options.systemSlice ? ` in turns of ${res.options.systemSlice} s` : ''}, ≤ ${res.options.systemBacklog} alerts in flight) | alerts/s delivered | accepted/s | p50 ms | p99 ms (POST sent → receiver) | accepted / lost / sent twice | Redis calls/alert | API CPU µs/alert | worker CPU µs/alert | Redis CPU µs/alert |`);
     rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: `(s) fenliu api + worker (archiving on${res.options.archiver === 'separate' ? ', in an archiver process counted as worker CPU' : ''})` };
-    for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANT_LABEL[v]} (--variants ${v}; not a target row)`;
+    for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANTS[v].label} (--variants ${v}; not a target row)`;
     for (const x of Object.keys(sn)) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
     if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);
     if (ratios.systemRounds) rows.push(`| fenliu/naive per round (slices moments apart): median, min–max | ${fmt(ratios.systemRounds.median, 2)} (${fmt(ratios.systemRounds.min, 2)}–${fmt(ratios.systemRounds.max, 2)}) | | | | | | | | |`);
@@ -559,14 +561,19 @@ const SCRIPT_NAMES: Record<string, string> = Object.fromEntries(
   Object.entries({ ingest: INGEST_SCRIPT, materialise: MATERIALISE_SCRIPT }).map(([name, lua]) => [createHash('sha1').update(lua).digest('hex').slice(0, 8), name]),
 );
 
-/** `--variants`: fenliu's bench config with one piece of work turned off, to measure what it costs. */
-const VARIANTS: Record<string, (doc: Record<string, unknown>) => Record<string, unknown>> = {
-  noarchive: (doc) => ({ ...doc, audit: { ...(doc.audit as object), archive: false } }),
-  norepeat: (doc) => ({ ...doc, repeat: { enabled: false } }),
+/**
+ * `--variants`: fenliu with one piece of its work turned off (its bench config changed), or on a
+ * Redis set up otherwise (`redisArgs`), to measure what it costs.
+ */
+const VARIANTS: Record<string, { label: string; config?: (doc: Record<string, unknown>) => Record<string, unknown>; redisArgs?: string[] }> = {
+  noarchive: { label: 'audit archiving off', config: (doc) => ({ ...doc, audit: { ...(doc.audit as object), archive: false } }) },
+  norepeat: { label: 'repeat matching off', config: (doc) => ({ ...doc, repeat: { enabled: false } }) },
   // warn: the per-request access line (info) is not written; errors still are.
-  noaccess: (doc) => ({ ...doc, log: { ...(doc.log as object), level: 'warn' } }),
+  noaccess: { label: 'access log off', config: (doc) => ({ ...doc, log: { ...(doc.log as object), level: 'warn' } }) },
+  // Redis rewrites its AOF when it has grown by this percentage of its size after the last rewrite (default 100).
+  aof200: { label: 'Redis with auto-aof-rewrite-percentage 200', redisArgs: ['--auto-aof-rewrite-percentage', '200'] },
+  aof400: { label: 'Redis with auto-aof-rewrite-percentage 400', redisArgs: ['--auto-aof-rewrite-percentage', '400'] },
 };
-const VARIANT_LABEL: Record<string, string> = { noarchive: 'audit archiving off', norepeat: 'repeat matching off', noaccess: 'access log off' };
 
 /** Every command into the slow log from now on (`--slowlog`), for slowlogSplit. */
 async function slowlogStart(r: Redis): Promise<void> {
