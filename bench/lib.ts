@@ -69,6 +69,8 @@ export interface Proc {
   url: string;
   stop(): Promise<void>;
   stderr(): string;
+  /** Log lines at warn or error (pino levels 40+) on stdout since it was ready: how many, and the first few. */
+  problems(): { count: number; sample: string[] };
 }
 
 /**
@@ -106,14 +108,29 @@ export async function startNode(args: string[], opts: { env?: NodeJS.ProcessEnv;
   // and matched against the READY pattern per chunk, it cost this process, which also runs the
   // load generator, CPU that the naive servers (which log nothing) did not make it spend.
   child.stdout!.removeAllListeners('data');
-  child.stdout!.resume();
+  // Only warn and error lines are looked at (the byte after `{"level":` of each line, no parse):
+  // a stack frozen and thawed by the system row must not have failed quietly (a command timing out).
+  const problems = { count: 0, sample: [] as string[] };
+  child.stdout!.on('data', (d: Buffer) => {
+    for (let at = d.indexOf(LEVEL); at !== -1; at = d.indexOf(LEVEL, at + LEVEL.length)) {
+      const level = d[at + LEVEL.length];
+      if (level !== 0x34 && level !== 0x35 && level !== 0x36) continue; // '4' warn, '5' error, '6' fatal
+      problems.count++;
+      if (problems.sample.length < 3) {
+        const end = d.indexOf(0x0a, at);
+        problems.sample.push(d.subarray(at, end === -1 ? Math.min(d.length, at + 400) : Math.min(end, at + 400)).toString());
+      }
+    }
+  });
   child.stderr!.removeAllListeners('data');
   child.stderr!.on('data', (d) => {
     err += d.toString();
     if (err.length > 200_000) err = err.slice(-100_000);
   });
-  return { child, url, stop: () => stopChild(child), stderr: () => err };
+  return { child, url, stop: () => stopChild(child), stderr: () => err, problems: () => problems };
 }
+
+const LEVEL = Buffer.from('{"level":');
 
 export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();

@@ -223,7 +223,7 @@ async function main(): Promise<void> {
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
-  const system: Record<string, SystemResult> = {};
+  const system: Record<string, SystemResult & { logProblems?: number }> = {};
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
   // (a) bare Fastify + Ajv
@@ -464,9 +464,12 @@ async function main(): Promise<void> {
         stacks.map(({ row, procs: [api, ...workers], auth, server, client }) => ({ name: row, apiUrl: api.url, apiPid: api.child.pid!, workerPids: workers.map((w) => w.child.pid!), redis: client, redisPid: server.child.pid!, auth, tag: `s${row[0]}` })),
         { receiverUrl: receiver.url, seconds: SYSTEM_SECONDS, sliceSeconds: SYSTEM_SLICE, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, commands: opt.commands, onSlice: (row, round, perSec) => log(`s ${row} round ${round + 1}: ${fmt(perSec)} alerts/s`) },
       );
-    const report = (row: string, x: SystemResult) => {
-      system[row] = x;
-      log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice; ${fmt(x.tailCpuShare * 100, 1)}% of its API + worker CPU after its turns' load ended`);
+    const report = (row: string, x: SystemResult, procs: Proc[]) => {
+      // Warn and error lines the stack's processes logged during the row (the naive servers log none).
+      const problems = procs.map((p) => p.problems());
+      const logProblems = problems.reduce((n, p) => n + p.count, 0);
+      system[row] = { ...x, logProblems };
+      log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice; ${fmt(x.tailCpuShare * 100, 1)}% of its API + worker CPU after its turns' load ended; ${logProblems} warn/error log lines${logProblems ? `, e.g. ${problems.flatMap((p) => p.sample).slice(0, 3).join(' | ')}` : ''}`);
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
     };
     if (SYSTEM_SLICE > 0) {
@@ -474,7 +477,7 @@ async function main(): Promise<void> {
       const stacks: Up[] = [];
       for (const p of pairs) stacks.push(await up(p));
       const res = await measure(stacks);
-      for (const u of stacks) report(u.row, res[u.row]);
+      for (const u of stacks) report(u.row, res[u.row], u.procs);
       for (const u of stacks) await down(u);
     } else {
       // One stack at a time (`--system-slice 0`, --slowlog, --profile).
@@ -482,7 +485,7 @@ async function main(): Promise<void> {
         const u = await up(p);
         if (opt.slowlog) await slowlogStart(u.client);
         const res = await measure([u]);
-        report(u.row, res[u.row]);
+        report(u.row, res[u.row], u.procs);
         if (opt.slowlog) log(`s ${u.row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${await slowlogSplit(u.client, res[u.row].accepted)}`);
         await down(u);
       }
