@@ -69,8 +69,8 @@ export interface Proc {
   url: string;
   stop(): Promise<void>;
   stderr(): string;
-  /** Log lines at warn or error (pino levels 40+) on stdout since it was ready: how many, and the first few. */
-  problems(): { count: number; sample: string[] };
+  /** Log lines at warn or error (pino levels 40+) on stdout since it was ready, counted by message. */
+  problems(): Map<string, number>;
 }
 
 /**
@@ -110,16 +110,17 @@ export async function startNode(args: string[], opts: { env?: NodeJS.ProcessEnv;
   child.stdout!.removeAllListeners('data');
   // Only warn and error lines are looked at (the byte after `{"level":` of each line, no parse):
   // a stack frozen and thawed by the system row must not have failed quietly (a command timing out).
-  const problems = { count: 0, sample: [] as string[] };
+  const problems = new Map<string, number>();
   child.stdout!.on('data', (d: Buffer) => {
     for (let at = d.indexOf(LEVEL); at !== -1; at = d.indexOf(LEVEL, at + LEVEL.length)) {
       const level = d[at + LEVEL.length];
       if (level !== 0x34 && level !== 0x35 && level !== 0x36) continue; // '4' warn, '5' error, '6' fatal
-      problems.count++;
-      if (problems.sample.length < 3) {
-        const end = d.indexOf(0x0a, at);
-        problems.sample.push(d.subarray(at, end === -1 ? Math.min(d.length, at + 400) : Math.min(end, at + 400)).toString());
-      }
+      const end = d.indexOf(0x0a, at);
+      const line = d.subarray(at, end === -1 ? d.length : end).toString();
+      const text = (key: string) => new RegExp(`"${key}":"((?:[^"\\\\]|\\\\.)*)"`).exec(line)?.[1];
+      const err = text('message');
+      const msg = `${level === 0x34 ? 'warn' : 'error'}: ${text('msg') ?? line.slice(0, 200)}${err ? ` (${err.slice(0, 120)})` : ''}`;
+      problems.set(msg, (problems.get(msg) ?? 0) + 1);
     }
   });
   child.stderr!.removeAllListeners('data');

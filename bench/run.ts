@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400,semi32]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -14,10 +14,11 @@
  *            fails the run if an accepted alert is lost
  *   memory   Redis bytes per retained alert (with deliveries, jobs, audit), after retention;
  *            fenliu API RSS before/after a sustained run
- *   `--variants noarchive,norepeat,noaccess,aof200,aof400`: with (s), fenliu again with one piece of
- *            its work turned off each (audit archiving, repeat-call matching, the per-request access
- *            log line), or on a Redis that rewrites its AOF less often (auto-aof-rewrite-percentage
- *            200 or 400 instead of 100), to put a figure on what each costs; never part of the targets.
+ *   `--variants noarchive,norepeat,noaccess,aof200,aof400,semi32`: with (s), fenliu again with one
+ *            piece of its work turned off each (audit archiving, repeat-call matching, the per-request
+ *            access log line), on a Redis that rewrites its AOF less often (auto-aof-rewrite-percentage
+ *            200 or 400 instead of 100), or with a larger V8 young generation (--max-semi-space-size=32),
+ *            to put a figure on what each costs; never part of the targets.
  * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
  *   `--slowlog`: with it, the script split (and plain commands by key shape) from the slow log, which
  *   inflates every figure of its run (Redis logs each call): a split, not a cost.
@@ -223,7 +224,7 @@ async function main(): Promise<void> {
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
-  const system: Record<string, SystemResult & { logProblems?: number }> = {};
+  const system: Record<string, SystemResult & { logProblems?: number; logProblemKinds?: Record<string, number>; rssMb?: number[] }> = {};
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
   // (a) bare Fastify + Ajv
@@ -242,10 +243,11 @@ async function main(): Promise<void> {
     await r.flushall();
   }
 
-  const auditDir = tempDir('audit');
   // `--archiver separate`: (e) runs the audit archiver in a third process (`--role archiver`).
   const separateArchiver = opt.archiver === 'separate';
-  const cfgDoc = (port: number, redisUrl = redis.url) => fenliuConfig({ port, redisUrl, receiverUrl: receiver.url, auditDir, concurrency: CONCURRENCY, archiveIn: separateArchiver ? 'archiver' : 'workers' });
+  // Each config its own audit directory: the archiver's lock is in Redis, so two stacks of the
+  // system row (each on its own Redis) would both append to one log and break its chain and tree.
+  const cfgDoc = (port: number, redisUrl = redis.url) => fenliuConfig({ port, redisUrl, receiverUrl: receiver.url, auditDir: tempDir('audit'), concurrency: CONCURRENCY, archiveIn: separateArchiver ? 'archiver' : 'workers' });
 
   // (c) fenliu POST /v1/alerts, role api; then the sustained run for RSS
   if (want('c')) {
@@ -420,10 +422,11 @@ async function main(): Promise<void> {
   // each stack on a Redis of its own (bench/system.ts: a stack out of turn is frozen, Redis included)
   if (want('s')) {
     // fenliu's API and worker, and with --archiver separate the archiver process (its CPU counts with the worker's).
-    const fenliuProcs = async (doc: Record<string, unknown>): Promise<Proc[]> => {
+    const fenliuProcs = async (doc: Record<string, unknown>, nodeArgs: string[] = []): Promise<Proc[]> => {
       const cfg = writeConfig(doc);
-      const procs = [await startFenliuProcess(cfg, 'api', profArgs), await startFenliuProcess(cfg, 'worker', profArgs)];
-      if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', profArgs));
+      const args = [...profArgs, ...nodeArgs];
+      const procs = [await startFenliuProcess(cfg, 'api', args), await startFenliuProcess(cfg, 'worker', args)];
+      if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', args));
       return procs;
     };
     const pairs: [string, (redisUrl: string) => Promise<Proc[]>, boolean, string[]?][] = [
@@ -441,7 +444,7 @@ async function main(): Promise<void> {
       const variant = VARIANTS[v];
       if (!variant) throw new Error(`--variants: unknown ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
       const change = variant.config ?? ((doc) => doc);
-      pairs.push([`fenliu-${v}`, async (url) => fenliuProcs(change(cfgDoc(await freePort(), url))), true, variant.redisArgs]);
+      pairs.push([`fenliu-${v}`, async (url) => fenliuProcs(change(cfgDoc(await freePort(), url)), variant.nodeArgs), true, variant.redisArgs]);
     }
     interface Up {
       row: string;
@@ -466,10 +469,13 @@ async function main(): Promise<void> {
       );
     const report = (row: string, x: SystemResult, procs: Proc[]) => {
       // Warn and error lines the stack's processes logged during the row (the naive servers log none).
-      const problems = procs.map((p) => p.problems());
-      const logProblems = problems.reduce((n, p) => n + p.count, 0);
-      system[row] = { ...x, logProblems };
-      log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice; ${fmt(x.tailCpuShare * 100, 1)}% of its API + worker CPU after its turns' load ended; ${logProblems} warn/error log lines${logProblems ? `, e.g. ${problems.flatMap((p) => p.sample).slice(0, 3).join(' | ')}` : ''}`);
+      const problems = new Map<string, number>();
+      for (const p of procs) for (const [msg, n] of p.problems()) problems.set(msg, (problems.get(msg) ?? 0) + n);
+      const logProblems = [...problems.values()].reduce((a, b) => a + b, 0);
+      // Resident memory of the stack's processes at the end of the row (API, worker[, archiver]), MB.
+      const rssMb = procs.map((p) => Math.round(rssOf(p.child.pid!) / 1048576));
+      system[row] = { ...x, logProblems, logProblemKinds: Object.fromEntries(problems), rssMb };
+      log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice; ${fmt(x.tailCpuShare * 100, 1)}% of its API + worker CPU after its turns' load ended; RSS ${rssMb.join(' / ')} MB; ${logProblems} warn/error log lines${logProblems ? `: ${[...problems].map(([msg, n]) => `${n} × ${msg}`).join('; ')}` : ''}`);
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
     };
     if (SYSTEM_SLICE > 0) {
@@ -568,7 +574,7 @@ const SCRIPT_NAMES: Record<string, string> = Object.fromEntries(
  * `--variants`: fenliu with one piece of its work turned off (its bench config changed), or on a
  * Redis set up otherwise (`redisArgs`), to measure what it costs.
  */
-const VARIANTS: Record<string, { label: string; config?: (doc: Record<string, unknown>) => Record<string, unknown>; redisArgs?: string[] }> = {
+const VARIANTS: Record<string, { label: string; config?: (doc: Record<string, unknown>) => Record<string, unknown>; redisArgs?: string[]; nodeArgs?: string[] }> = {
   noarchive: { label: 'audit archiving off', config: (doc) => ({ ...doc, audit: { ...(doc.audit as object), archive: false } }) },
   norepeat: { label: 'repeat matching off', config: (doc) => ({ ...doc, repeat: { enabled: false } }) },
   // warn: the per-request access line (info) is not written; errors still are.
@@ -576,6 +582,8 @@ const VARIANTS: Record<string, { label: string; config?: (doc: Record<string, un
   // Redis rewrites its AOF when it has grown by this percentage of its size after the last rewrite (default 100).
   aof200: { label: 'Redis with auto-aof-rewrite-percentage 200', redisArgs: ['--auto-aof-rewrite-percentage', '200'] },
   aof400: { label: 'Redis with auto-aof-rewrite-percentage 400', redisArgs: ['--auto-aof-rewrite-percentage', '400'] },
+  // V8's young generation is three semi-spaces: fewer scavenges, for more resident memory.
+  semi32: { label: 'node --max-semi-space-size=32', nodeArgs: ['--max-semi-space-size=32'] },
 };
 
 /** Every command into the slow log from now on (`--slowlog`), for slowlogSplit. */
