@@ -571,8 +571,8 @@ const SCRIPT_NAMES: Record<string, string> = Object.fromEntries(
 );
 
 /**
- * `--variants`: fenliu with one piece of its work turned off (its bench config changed), or on a
- * Redis set up otherwise (`redisArgs`), to measure what it costs.
+ * `--variants`: fenliu with one piece of its work turned off (its bench config changed), on a Redis
+ * set up otherwise (`redisArgs`), or with other Node options (`nodeArgs`), to measure what each costs.
  */
 const VARIANTS: Record<string, { label: string; config?: (doc: Record<string, unknown>) => Record<string, unknown>; redisArgs?: string[]; nodeArgs?: string[] }> = {
   noarchive: { label: 'audit archiving off', config: (doc) => ({ ...doc, audit: { ...(doc.audit as object), archive: false } }) },
