@@ -240,8 +240,25 @@ export function tempDir(tag: string): string {
 }
 
 /** `node --import tsx src/cli.ts serve --config <file> --role <role>` */
-export function startFenliuProcess(configPath: string, role: 'all' | 'api' | 'worker' | 'archiver', nodeArgs: string[] = []): Promise<Proc> {
-  return startNode([join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configPath, '--role', role], { nodeArgs, env: { REDIS_URL: '' } });
+export function startFenliuProcess(configPath: string, role: 'all' | 'api' | 'worker' | 'archiver', nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  return startNode([join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configPath, '--role', role], { nodeArgs, env: { REDIS_URL: '', ...env } });
+}
+
+/**
+ * The audit archiver's figures from a process's /metrics (docs/operations.md): events archived
+ * and, per phase, CPU and wall µs per event over the process's life. Its CPU per phase is exact
+ * only in an archiver process; in a worker, deliveries that ran while a phase waited count too.
+ */
+export async function archiverFigures(metricsUrl: string): Promise<{ events: number; cpuUsPerEvent: Record<string, number>; wallUsPerEvent: Record<string, number> }> {
+  const text = await (await fetch(metricsUrl)).text();
+  const get = (name: string) => {
+    const out: Record<string, number> = {};
+    for (const m of text.matchAll(new RegExp(`^${name}\\{[^}]*phase="(\\w+)"[^}]*\\} (\\S+)$`, 'gm'))) out[m[1]] = Number(m[2]);
+    return out;
+  };
+  const events = Number(/^fenliu_audit_archived_events_total(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? 0);
+  const per = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, (v * 1e6) / Math.max(1, events)]));
+  return { events, cpuUsPerEvent: per(get('fenliu_audit_archive_cpu_seconds_total')), wallUsPerEvent: per(get('fenliu_audit_archive_phase_seconds_total')) };
 }
 
 /** used_memory of Redis, in bytes. */

@@ -51,6 +51,7 @@ import {
   redisCpu,
   redisMemory,
   rssOf,
+  archiverFigures,
   sleep,
   startFenliuProcess,
   startNode,
@@ -224,7 +225,7 @@ async function main(): Promise<void> {
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
-  const system: Record<string, SystemResult & { logProblems?: number; logProblemKinds?: Record<string, number>; rssMb?: number[] }> = {};
+  const system: Record<string, SystemResult & { logProblems?: number; logProblemKinds?: Record<string, number>; rssMb?: number[]; archiver?: Awaited<ReturnType<typeof archiverFigures>> }> = {};
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
   // (a) bare Fastify + Ajv
@@ -422,11 +423,17 @@ async function main(): Promise<void> {
   // each stack on a Redis of its own (bench/system.ts: a stack out of turn is frozen, Redis included)
   if (want('s')) {
     // fenliu's API and worker, and with --archiver separate the archiver process (its CPU counts with the worker's).
+    // The process that archives serves /metrics on a port of its own: the archiver's cost by phase.
+    const archiverMetrics = new Map<Proc, string>();
     const fenliuProcs = async (doc: Record<string, unknown>, nodeArgs: string[] = []): Promise<Proc[]> => {
       const cfg = writeConfig(doc);
       const args = [...profArgs, ...nodeArgs];
-      const procs = [await startFenliuProcess(cfg, 'api', args), await startFenliuProcess(cfg, 'worker', args)];
-      if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', args));
+      const archives = (doc.audit as { archive?: boolean }).archive !== false;
+      const metricsPort = String(await freePort());
+      const archiverEnv = archives ? { FENLIU_METRICS_PORT: metricsPort } : {};
+      const procs = [await startFenliuProcess(cfg, 'api', args), await startFenliuProcess(cfg, 'worker', args, separateArchiver ? {} : archiverEnv)];
+      if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', args, archiverEnv));
+      if (archives) archiverMetrics.set(procs[procs.length - 1], `http://127.0.0.1:${metricsPort}/metrics`);
       return procs;
     };
     const pairs: [string, (redisUrl: string) => Promise<Proc[]>, boolean, string[]?][] = [
@@ -467,14 +474,22 @@ async function main(): Promise<void> {
         stacks.map(({ row, procs: [api, ...workers], auth, server, client }) => ({ name: row, apiUrl: api.url, apiPid: api.child.pid!, workerPids: workers.map((w) => w.child.pid!), redis: client, redisPid: server.child.pid!, auth, tag: `s${row[0]}` })),
         { receiverUrl: receiver.url, seconds: SYSTEM_SECONDS, sliceSeconds: SYSTEM_SLICE, connections: CONNECTIONS, backlog: SYSTEM_BACKLOG, commands: opt.commands, onSlice: (row, round, perSec) => log(`s ${row} round ${round + 1}: ${fmt(perSec)} alerts/s`) },
       );
-    const report = (row: string, x: SystemResult, procs: Proc[]) => {
+    const report = async (row: string, x: SystemResult, procs: Proc[]) => {
       // Warn and error lines the stack's processes logged during the row (the naive servers log none).
       const problems = new Map<string, number>();
       for (const p of procs) for (const [msg, n] of p.problems()) problems.set(msg, (problems.get(msg) ?? 0) + n);
       const logProblems = [...problems.values()].reduce((a, b) => a + b, 0);
       // Resident memory of the stack's processes at the end of the row (API, worker[, archiver]), MB.
       const rssMb = procs.map((p) => Math.round(rssOf(p.child.pid!) / 1048576));
-      system[row] = { ...x, logProblems, logProblemKinds: Object.fromEntries(problems), rssMb };
+      // The archiver's own figures (src/metrics/metrics.ts), over its process's life, warm-up included.
+      const metricsUrl = procs.map((p) => archiverMetrics.get(p)).find(Boolean);
+      const archiver = metricsUrl ? await archiverFigures(metricsUrl) : undefined;
+      system[row] = { ...x, logProblems, logProblemKinds: Object.fromEntries(problems), rssMb, ...(archiver ? { archiver } : {}) };
+      if (archiver) {
+        const phases = Object.keys(archiver.cpuUsPerEvent);
+        const cpu = phases.reduce((n, k) => n + archiver.cpuUsPerEvent[k], 0);
+        log(`s ${row} archiver: ${archiver.events} events, ${fmt(cpu, 1)} CPU µs per event (${separateArchiver ? 'its own process' : 'the worker process: includes deliveries run while a phase waited'}); by phase, CPU / wall µs: ${phases.map((k) => `${k} ${fmt(archiver.cpuUsPerEvent[k], 1)} / ${fmt(archiver.wallUsPerEvent[k], 1)}`).join(', ')}`);
+      }
       log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice; ${fmt(x.tailCpuShare * 100, 1)}% of its API + worker CPU after its turns' load ended; RSS ${rssMb.join(' / ')} MB; ${logProblems} warn/error log lines${logProblems ? `: ${[...problems].map(([msg, n]) => `${n} × ${msg}`).join('; ')}` : ''}`);
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
     };
@@ -483,7 +498,7 @@ async function main(): Promise<void> {
       const stacks: Up[] = [];
       for (const p of pairs) stacks.push(await up(p));
       const res = await measure(stacks);
-      for (const u of stacks) report(u.row, res[u.row], u.procs);
+      for (const u of stacks) await report(u.row, res[u.row], u.procs);
       for (const u of stacks) await down(u);
     } else {
       // One stack at a time (`--system-slice 0`, --slowlog, --profile).
@@ -491,7 +506,7 @@ async function main(): Promise<void> {
         const u = await up(p);
         if (opt.slowlog) await slowlogStart(u.client);
         const res = await measure([u]);
-        report(u.row, res[u.row], u.procs);
+        await report(u.row, res[u.row], u.procs);
         if (opt.slowlog) log(`s ${u.row} Redis µs/alert by script, whole run (slow log; sha, calls/alert): ${await slowlogSplit(u.client, res[u.row].accepted)}`);
         await down(u);
       }

@@ -17,7 +17,16 @@ export interface FenliuEvents {
   'ingest.materialised': { entries: number; alerts: number; alertIds: string[] };
   /** A job was put in a platform's work set by this process (src/delivery/queues.ts): the engine here takes it at once. */
   'work.enqueued': { platformId: string };
+  /** A batch of audit events made durable in the segment files (src/audit/archiver.ts), with the time each phase took. */
+  'audit.archived': { events: number; phases: Record<ArchivePhase, { seconds: number; cpuSeconds: number }> };
 }
+
+/**
+ * The phases of an archiver batch: reading the stream, encoding and hashing the lines, appending
+ * them (fsync), the Merkle tiles, the index, and trimming the stream.
+ */
+export const ARCHIVE_PHASES = ['read', 'encode', 'append', 'merkle', 'index', 'trim'] as const;
+export type ArchivePhase = (typeof ARCHIVE_PHASES)[number];
 
 class Bus extends EventEmitter {
   emitEvent<K extends keyof FenliuEvents>(name: K, payload: FenliuEvents[K]): void {

@@ -1,9 +1,13 @@
 /**
  * /metrics after a scripted scenario: alerts accepted and refused, deliveries delivered and
  * dead-lettered through sandbox platforms, and the scrape-time gauges (queues, dead letters,
- * circuits, Redis). Checks metric names and label sets, and who may scrape.
+ * circuits, Redis). Checks metric names and label sets, and who may scrape. Then the audit
+ * archiver's: events archived (against the segment files), time by phase, the stream backlog.
  */
 import t from 'tap';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startSandbox } from '../src/sandbox/index.js';
 import { useRedis } from './helpers/redis.js';
 import { alert, api, KEYS, startTestFenliu, testConfig } from './helpers/fenliu.js';
@@ -124,4 +128,42 @@ t.test('metrics after a scripted scenario', async (t) => {
   t.equal(value('fenliu_sla_overdue', { platform: 'p-grid', kind: 'ack' }), 0);
   t.equal(value('fenliu_sla_overdue', { platform: 'p-cityops', kind: 'intervene' }), 0);
   t.match(res.text, /# TYPE fenliu_delivery_state_changes_total counter/);
+});
+
+t.test('the audit archiver: events archived, time by phase, the stream backlog', async (t) => {
+  const redis = await useRedis(t);
+  const sandbox = await startSandbox({ platforms: [{ id: 'p-cityops', kind: 'city-ops' }] });
+  t.teardown(() => sandbox.close());
+  const dir = mkdtempSync(join(tmpdir(), 'fenliu-metrics-audit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const base = testConfig();
+  const cfg = testConfig({ audit: { dir, archive: true }, platforms: base.platforms.map((p: { id: string }) => (p.id === 'p-cityops' ? { ...p, url: sandbox.get(p.id).url } : p)) });
+  const f = await startTestFenliu({ redisUrl: redis.url, cfg, role: 'all' });
+  t.teardown(() => f.stop());
+  const src = api(f.url, KEYS.sourceA);
+  for (let i = 0; i < 5; i++) t.equal((await src.post('/v1/alerts', alert(`M-AUD-${i}`, { category: 'utility.water-leak' }))).status, 202);
+
+  // Every event written so far archived: the stream is empty and the files hold what was counted.
+  const scrape = async () => parse((await api(f.url).get('/metrics')).text);
+  const sum = (samples: ReturnType<typeof parse>, name: string, labels: Record<string, string> = {}) =>
+    samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+  const samples = await waitFor(async () => {
+    const s = await scrape();
+    // five received and five delivered: at least ten events
+    return sum(s, 'fenliu_audit_stream_entries') === 0 && sum(s, 'fenliu_audit_archived_events_total') >= 10 ? s : undefined;
+  });
+  const lines = readdirSync(dir)
+    .filter((n) => /^audit-.*\.jsonl$/.test(n))
+    .reduce((n, name) => n + readFileSync(join(dir, name), 'utf8').split('\n').filter(Boolean).length, 0);
+  t.equal(sum(samples, 'fenliu_audit_archived_events_total'), lines, 'the counter says how many lines the segments hold');
+  const batches = sum(samples, 'fenliu_audit_archive_batch_seconds_count');
+  t.ok(batches >= 1, 'batches observed');
+  let phases = 0;
+  for (const phase of ['read', 'encode', 'append', 'merkle', 'index', 'trim']) {
+    t.equal(samples.filter((s) => s.name === 'fenliu_audit_archive_phase_seconds_total' && s.labels.phase === phase).length, 1, `phase ${phase}`);
+    t.equal(samples.filter((s) => s.name === 'fenliu_audit_archive_cpu_seconds_total' && s.labels.phase === phase).length, 1, `cpu ${phase}`);
+    phases += sum(samples, 'fenliu_audit_archive_phase_seconds_total', { phase });
+  }
+  for (const phase of ['read', 'encode', 'append']) t.ok(sum(samples, 'fenliu_audit_archive_phase_seconds_total', { phase }) > 0, `time spent in ${phase}`);
+  t.ok(Math.abs(sum(samples, 'fenliu_audit_archive_batch_seconds_sum') - phases) < 1e-6 * Math.max(1, phases), 'a batch lasts the sum of its phases');
 });

@@ -24,6 +24,7 @@ import {
 import type { ArchivedLine } from './event-index.js';
 import { appendDurably, appendManifestEntry, describeSegment, fsyncDir } from './manifest.js';
 import { relayAllAudit } from '../store/audit-relay.js';
+import { ARCHIVE_PHASES, bus, type ArchivePhase, type FenliuEvents } from '../events.js';
 import {
   DEFAULT_BODY_PATHS,
   GENESIS,
@@ -393,10 +394,12 @@ export class AuditArchiver {
     for (;;) {
       if (!this.holding || !this.tail) throw new Error('audit archiver: lock lost during a batch');
       const tail = this.tail;
+      const clock = new PhaseClock();
       if (tail.streamId && tail.streamId !== this.trimmedTo) {
         // entries up to the tail are on disk already (a crash may have come between fsync and trim)
         await this.redis.xtrim(key, 'MINID', nextStreamId(tail.streamId));
         this.trimmedTo = tail.streamId;
+        clock.lap('trim');
       }
       const start = tail.streamId ? `(${tail.streamId}` : '-';
       let entries = (await this.redis.xrange(key, start, '+', 'COUNT', this.batchSize)) as [string, string[]][];
@@ -408,8 +411,9 @@ export class AuditArchiver {
         await this.maybeRollIdle(tail);
         return total;
       }
+      clock.lap('read');
       const got = entries.length;
-      total += await this.writeBatch(tail, entries);
+      total += await this.writeBatch(tail, entries, clock);
       if (got < this.batchSize) return total;
     }
   }
@@ -423,7 +427,7 @@ export class AuditArchiver {
     }
   }
 
-  private async writeBatch(tail: Tail, entries: [string, string[]][]): Promise<number> {
+  private async writeBatch(tail: Tail, entries: [string, string[]][], clock: PhaseClock): Promise<number> {
     // Every line is encoded once, straight into one buffer for the batch; the segments take
     // consecutive ranges of it. segments: [name, start, end, close after writing]
     const segs: { name: string; start: number; end: number; close: boolean }[] = [];
@@ -486,6 +490,7 @@ export class AuditArchiver {
     }
     // keep a buffer of the usual size for the next batch (not one grown by an odd huge batch)
     if (out.length <= BATCH_BUF_KEEP) this.batchBuf = out;
+    clock.lap('encode');
     for (const p of segs) {
       if (p.end > p.start) {
         const created = await appendDurably(join(this.dir, p.name), out.subarray(p.start, p.end));
@@ -493,7 +498,9 @@ export class AuditArchiver {
       }
       if (p.close) await this.closeSegment(p.name);
     }
+    clock.lap('append');
     await this.onBatchArchived(leaves);
+    clock.lap('merkle');
     tail.seq = seq;
     tail.hash = hash;
     tail.streamId = lastId;
@@ -504,6 +511,7 @@ export class AuditArchiver {
     } catch (err) {
       this.log?.warn({ err }, 'audit archiver: index update failed; it catches up from the files');
     }
+    clock.lap('index');
     await this.opts.hooks?.afterFsync?.({ lastSeq: seq, lastStreamId: lastId!, written: count });
     await this.redis
       .multi()
@@ -511,12 +519,35 @@ export class AuditArchiver {
       .set(auditHeadKey(this.prefix), JSON.stringify({ seq, hash, streamId: lastId }))
       .exec();
     this.trimmedTo = lastId;
+    clock.lap('trim');
+    bus.emitEvent('audit.archived', { events: count, phases: clock.phases });
     return count;
   }
 
   /** After a batch is durable in the segments: the tree grows by its records (a crash before this is caught up by prepare). */
   private async onBatchArchived(leaves: Buffer[]): Promise<void> {
     await this.merkle?.onBatchArchived(leaves);
+  }
+}
+
+/**
+ * Wall time and process CPU time of each phase of one batch (the `audit.archived` event, and so
+ * the archiver's metrics). The CPU is the whole process's: where the archiver shares a worker
+ * process, what else ran while a phase waited (on Redis, on an fsync) counts too.
+ */
+class PhaseClock {
+  readonly phases = Object.fromEntries(ARCHIVE_PHASES.map((p) => [p, { seconds: 0, cpuSeconds: 0 }])) as FenliuEvents['audit.archived']['phases'];
+  private at = performance.now();
+  private cpuAt = process.cpuUsage();
+
+  lap(phase: ArchivePhase): void {
+    const now = performance.now();
+    const cpu = process.cpuUsage();
+    const p = this.phases[phase];
+    p.seconds += (now - this.at) / 1000;
+    p.cpuSeconds += (cpu.user - this.cpuAt.user + cpu.system - this.cpuAt.system) / 1e6;
+    this.at = now;
+    this.cpuAt = cpu;
   }
 }
 

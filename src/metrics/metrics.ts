@@ -8,7 +8,8 @@ import { createServer, type Server } from 'node:http';
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { bus } from '../events.js';
+import { ARCHIVE_PHASES, bus } from '../events.js';
+import { auditStreamKey } from '../audit/events.js';
 import type { Runtime } from '../runtime.js';
 import { ProblemError } from '../errors.js';
 import { hasScope } from '../plugins/app/auth.js';
@@ -23,6 +24,7 @@ const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] a
 const CIRCUIT_STATES = ['closed', 'open', 'half-open'] as const;
 const OVERDUE_SCAN = 5_000;
 const REDIS_STATES = ['wait', 'connecting', 'connect', 'ready', 'reconnecting', 'close', 'end'] as const;
+const ARCHIVE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export interface Metrics {
   registry: Registry;
@@ -74,7 +76,24 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
   const circuitChanges = new Counter({ name: 'fenliu_circuit_changes_total', help: 'Circuit-breaker changes seen by this process', labelNames: ['platform', 'state'] as const, registers: [registry] });
   const slaExpired = new Counter({ name: 'fenliu_sla_overdue_total', help: 'SLA deadlines (ack, intervene, resolve) that passed before the state was reached', labelNames: ['platform', 'kind'] as const, registers: [registry] });
 
+  const archived = new Counter({ name: 'fenliu_audit_archived_events_total', help: 'Audit events this process made durable in the segment files', registers: [registry] });
+  const archiveBatch = new Histogram({ name: 'fenliu_audit_archive_batch_seconds', help: 'Duration of one archiver batch (read, encode, append with fsync, Merkle tiles, index, trim)', buckets: ARCHIVE_BUCKETS, registers: [registry] });
+  const archivePhase = new Counter({ name: 'fenliu_audit_archive_phase_seconds_total', help: 'Time the archiver spent in each phase of its batches', labelNames: ['phase'] as const, registers: [registry] });
+  const archiveCpu = new Counter({ name: 'fenliu_audit_archive_cpu_seconds_total', help: 'Process CPU time during each phase of the archiver batches (in a worker process, other work that ran meanwhile too)', labelNames: ['phase'] as const, registers: [registry] });
+  new Gauge({
+    name: 'fenliu_audit_stream_entries',
+    help: 'Audit events in the Redis stream, not yet archived (read on scrape)',
+    registers: [registry],
+    async collect() {
+      this.set(await rt.redis.xlen(auditStreamKey(rt.cfg.redis.prefix)));
+    },
+  });
+
   // Zero-initialise the known series so rate() and absent() behave from the first scrape.
+  for (const phase of ARCHIVE_PHASES) {
+    archivePhase.inc({ phase }, 0);
+    archiveCpu.inc({ phase }, 0);
+  }
   for (const p of platformIds) {
     deliveries.inc({ platform: p, outcome: 'delivered', error_class: '' }, 0);
     attempts.inc({ platform: p, outcome: 'delivered', error_class: '' }, 0);
@@ -163,6 +182,16 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
   });
 
   const offs = [
+    bus.onEvent('audit.archived', (e) => {
+      archived.inc(e.events);
+      let seconds = 0;
+      for (const phase of ARCHIVE_PHASES) {
+        archivePhase.inc({ phase }, e.phases[phase].seconds);
+        archiveCpu.inc({ phase }, e.phases[phase].cpuSeconds);
+        seconds += e.phases[phase].seconds;
+      }
+      archiveBatch.observe(seconds);
+    }),
     bus.onEvent('alert.accepted', (e) => accepted.inc({ source: e.sourceId, duplicate: String(e.duplicate) })),
     bus.onEvent('alert.refused', (e) => refused.inc({ source: e.sourceId ?? '', reason: e.code })),
     bus.onEvent('delivery.attempt', (e) => {
