@@ -167,3 +167,36 @@ t.test('the audit archiver: events archived, time by phase, the stream backlog',
   for (const phase of ['read', 'encode', 'append']) t.ok(sum(samples, 'fenliu_audit_archive_phase_seconds_total', { phase }) > 0, `time spent in ${phase}`);
   t.ok(Math.abs(sum(samples, 'fenliu_audit_archive_batch_seconds_sum') - phases) < 1e-6 * Math.max(1, phases), 'a batch lasts the sum of its phases');
 });
+
+t.test('a scrape answers while Redis does not: fenliu_redis_up 0, the gauges read from Redis left out', async (t) => {
+  const redis = await useRedis(t);
+  const f = await startTestFenliu({ redisUrl: redis.url });
+  t.teardown(() => f.stop());
+  const value = (samples: ReturnType<typeof parse>, name: string) => samples.filter((s) => s.name === name).reduce((n, s) => n + s.value, 0);
+  const has = (samples: ReturnType<typeof parse>, name: string) => samples.some((s) => s.name === name);
+  const before = parse((await api(f.url).get('/metrics')).text);
+  t.equal(value(before, 'fenliu_redis_up'), 1, 'up while Redis answers');
+  t.ok(has(before, 'fenliu_queue_jobs') && has(before, 'fenliu_audit_stream_entries'), 'the gauges read from Redis are there');
+
+  const resume = redis.pause();
+  t.teardown(resume);
+  const started = Date.now();
+  const res = await api(f.url).get('/metrics');
+  const ms = Date.now() - started;
+  t.equal(res.status, 200, 'the scrape answers');
+  t.ok(ms < 2_500, `within ${ms} ms (each read waits 1 s at most, side by side)`);
+  const during = parse(res.text);
+  t.equal(value(during, 'fenliu_redis_up'), 0, 'Redis is down, as far as alerting goes');
+  for (const name of ['fenliu_queue_jobs', 'fenliu_dead_letters', 'fenliu_circuit_state', 'fenliu_sla_overdue']) t.notOk(has(during, name), `${name} left out, not its last value`);
+  t.ok(Number.isNaN(value(during, 'fenliu_audit_stream_entries')), 'the backlog, a gauge without labels, is NaN (unknown), not 0');
+  t.equal(value(during, 'fenliu_build_info'), 1, 'the rest is there');
+  t.ok(has(during, 'fenliu_http_requests_total'));
+
+  resume();
+  const after = await waitFor(async () => {
+    const s = parse((await api(f.url).get('/metrics')).text);
+    return value(s, 'fenliu_redis_up') === 1 ? s : undefined;
+  });
+  t.ok(has(after, 'fenliu_queue_jobs'), 'back once Redis answers');
+  t.equal(value(after, 'fenliu_audit_stream_entries'), 0, 'the backlog too');
+});

@@ -16,6 +16,7 @@ import { hasScope } from '../plugins/app/auth.js';
 import { SLA_KINDS, slaSettled, type SlaKind } from '../lifecycle/service.js';
 import { getDeliveries } from '../store/records.js';
 import { each, spread, zByRank, zcardAll } from '../store/fanout.js';
+import { settledWithin } from '../bounded.js';
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const ATTEMPT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -25,6 +26,25 @@ const CIRCUIT_STATES = ['closed', 'open', 'half-open'] as const;
 const OVERDUE_SCAN = 5_000;
 const REDIS_STATES = ['wait', 'connecting', 'connect', 'ready', 'reconnecting', 'close', 'end'] as const;
 const ARCHIVE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** How long a scrape waits for a gauge read from Redis (Prometheus's default scrape timeout is 10 s). */
+const SCRAPE_WAIT_MS = 1_000;
+
+/**
+ * A gauge's read from Redis, waited for at most SCRAPE_WAIT_MS: with Redis gone or frozen the
+ * scrape still answers, with `fenliu_redis_up` 0 and the gauges Redis did not give left out (not
+ * their last values, which would look current). Every other series is unaffected. A gauge without
+ * labels cannot be left out (prom-client shows it as 0): `missing` makes it NaN instead.
+ */
+async function readOnScrape(gauge: { reset(): void }, read: () => Promise<void>, missing = () => gauge.reset()): Promise<void> {
+  let failed = false;
+  const settled = await settledWithin(
+    read().catch(() => {
+      failed = true;
+    }),
+    SCRAPE_WAIT_MS,
+  );
+  if (!settled || failed) missing();
+}
 
 export interface Metrics {
   registry: Registry;
@@ -85,7 +105,11 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     help: 'Audit events in the Redis stream, not yet archived (read on scrape)',
     registers: [registry],
     async collect() {
-      this.set(await rt.redis.xlen(auditStreamKey(rt.cfg.redis.prefix)));
+      await readOnScrape(
+        this,
+        async () => this.set(await rt.redis.xlen(auditStreamKey(rt.cfg.redis.prefix))),
+        () => this.set(NaN),
+      );
     },
   });
 
@@ -106,13 +130,15 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     registers: [registry],
     async collect() {
       this.reset();
-      await Promise.all(
-        platformIds.map(async (id) => {
-          // prioritized and failed were BullMQ's states: kept at 0 so dashboards keep their series.
-          const counts: Record<string, number> = { prioritized: 0, failed: 0, ...(await rt.queues.counts(id)) };
-          for (const s of QUEUE_STATES) this.set({ platform: id, state: s }, counts[s] ?? 0);
-        }),
-      );
+      await readOnScrape(this, async () => {
+        await Promise.all(
+          platformIds.map(async (id) => {
+            // prioritized and failed were BullMQ's states: kept at 0 so dashboards keep their series.
+            const counts: Record<string, number> = { prioritized: 0, failed: 0, ...(await rt.queues.counts(id)) };
+            for (const s of QUEUE_STATES) this.set({ platform: id, state: s }, counts[s] ?? 0);
+          }),
+        );
+      });
     },
   });
   new Gauge({
@@ -121,8 +147,10 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     labelNames: ['platform'] as const,
     registers: [registry],
     async collect() {
-      const res = await Promise.all(platformIds.map((id) => zcardAll(rt.redis, each(rt.keys.bucketList, (b) => rt.keys.deadLetters(b, id)))));
-      platformIds.forEach((id, i) => this.set({ platform: id }, res[i]));
+      await readOnScrape(this, async () => {
+        const res = await Promise.all(platformIds.map((id) => zcardAll(rt.redis, each(rt.keys.bucketList, (b) => rt.keys.deadLetters(b, id)))));
+        platformIds.forEach((id, i) => this.set({ platform: id }, res[i]));
+      });
     },
   });
   new Gauge({
@@ -131,8 +159,10 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     labelNames: ['platform', 'state'] as const,
     registers: [registry],
     async collect() {
-      const states = await circuitStates(rt);
-      for (const id of platformIds) for (const s of CIRCUIT_STATES) this.set({ platform: id, state: s }, states.get(id) === s ? 1 : 0);
+      await readOnScrape(this, async () => {
+        const states = await circuitStates(rt);
+        for (const id of platformIds) for (const s of CIRCUIT_STATES) this.set({ platform: id, state: s }, states.get(id) === s ? 1 : 0);
+      });
     },
   });
   new Gauge({
@@ -142,20 +172,22 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     registers: [registry],
     async collect() {
       this.reset();
-      const counts = new Map<string, number>();
-      for (const p of platformIds) for (const kind of SLA_KINDS) counts.set(`${p}\u0000${kind}`, 0);
-      const ids = await zByRank(rt.redis, each(rt.keys.bucketList, rt.keys.overdue), 0, OVERDUE_SCAN - 1);
-      for (const d of await getDeliveries(rt.redis, rt.keys, ids)) {
-        for (const kind of (d.overdue ?? []) as SlaKind[]) {
-          if (!SLA_KINDS.includes(kind) || slaSettled(d, kind)) continue;
-          const key = `${d.platformId}\u0000${kind}`;
-          counts.set(key, (counts.get(key) ?? 0) + 1);
+      await readOnScrape(this, async () => {
+        const counts = new Map<string, number>();
+        for (const p of platformIds) for (const kind of SLA_KINDS) counts.set(`${p}\u0000${kind}`, 0);
+        const ids = await zByRank(rt.redis, each(rt.keys.bucketList, rt.keys.overdue), 0, OVERDUE_SCAN - 1);
+        for (const d of await getDeliveries(rt.redis, rt.keys, ids)) {
+          for (const kind of (d.overdue ?? []) as SlaKind[]) {
+            if (!SLA_KINDS.includes(kind) || slaSettled(d, kind)) continue;
+            const key = `${d.platformId}\u0000${kind}`;
+            counts.set(key, (counts.get(key) ?? 0) + 1);
+          }
         }
-      }
-      for (const [key, n] of counts) {
-        const [platform, kind] = key.split('\u0000');
-        this.set({ platform, kind }, n);
-      }
+        for (const [key, n] of counts) {
+          const [platform, kind] = key.split('\u0000');
+          this.set({ platform, kind }, n);
+        }
+      });
     },
   });
   new Gauge({
@@ -163,12 +195,10 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     help: '1 when the API connection to Redis is ready and answers PING',
     registers: [registry],
     async collect() {
-      try {
-        await rt.redis.ping();
-        this.set(rt.redis.status === 'ready' ? 1 : 0);
-      } catch {
-        this.set(0);
-      }
+      // A PING that does not come back in time is Redis down, as far as alerting goes.
+      let up = false;
+      await settledWithin(rt.redis.ping().then(() => (up = rt.redis.status === 'ready')), SCRAPE_WAIT_MS);
+      this.set(up ? 1 : 0);
     },
   });
   new Gauge({
