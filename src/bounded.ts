@@ -12,3 +12,14 @@ export async function settledWithin(work: Promise<unknown>, ms: number): Promise
     clearTimeout(timer);
   }
 }
+
+/**
+ * `work`, or an error ("no answer within `ms` ms") when it has not settled in time. For reads that
+ * must answer while Redis does not (a readiness probe, a metrics scrape): a command to a Redis
+ * that is hung, or mid-failover behind Sentinel, waits up to the client's command timeout.
+ */
+export async function answerWithin<T>(work: Promise<T>, ms: number): Promise<T> {
+  work.catch(() => undefined);
+  if (!(await settledWithin(work, ms))) throw new Error(`no answer within ${ms} ms`);
+  return work;
+}

@@ -16,7 +16,7 @@ import { hasScope } from '../plugins/app/auth.js';
 import { SLA_KINDS, slaSettled, type SlaKind } from '../lifecycle/service.js';
 import { getDeliveries } from '../store/records.js';
 import { each, spread, zByRank, zcardAll } from '../store/fanout.js';
-import { settledWithin } from '../bounded.js';
+import { answerWithin } from '../bounded.js';
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const ATTEMPT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -36,14 +36,7 @@ const SCRAPE_WAIT_MS = 1_000;
  * labels cannot be left out (prom-client shows it as 0): `missing` makes it NaN instead.
  */
 async function readOnScrape(gauge: { reset(): void }, read: () => Promise<void>, missing = () => gauge.reset()): Promise<void> {
-  let failed = false;
-  const settled = await settledWithin(
-    read().catch(() => {
-      failed = true;
-    }),
-    SCRAPE_WAIT_MS,
-  );
-  if (!settled || failed) missing();
+  await answerWithin(read(), SCRAPE_WAIT_MS).catch(missing);
 }
 
 export interface Metrics {
@@ -196,8 +189,10 @@ export function createMetrics(rt: Runtime, role: string): Metrics {
     registers: [registry],
     async collect() {
       // A PING that does not come back in time is Redis down, as far as alerting goes.
-      let up = false;
-      await settledWithin(rt.redis.ping().then(() => (up = rt.redis.status === 'ready')), SCRAPE_WAIT_MS);
+      const up = await answerWithin(rt.redis.ping(), SCRAPE_WAIT_MS).then(
+        () => rt.redis.status === 'ready',
+        () => false,
+      );
       this.set(up ? 1 : 0);
     },
   });

@@ -1,6 +1,6 @@
 import { auditStreamKey } from '../audit/events.js';
 import type { FastifyInstance } from 'fastify';
-import { settledWithin } from '../bounded.js';
+import { answerWithin } from '../bounded.js';
 
 /**
  * How long /readyz waits for Redis (its PING and, beside it, the extra checks). A command to a Redis that
@@ -9,12 +9,7 @@ import { settledWithin } from '../bounded.js';
  */
 const READY_WAIT_MS = 1_000;
 
-/** `work`, or an error when it has not settled within READY_WAIT_MS. */
-async function bounded<T>(work: Promise<T>): Promise<T> {
-  work.catch(() => undefined);
-  if (!(await settledWithin(work, READY_WAIT_MS))) throw new Error(`no answer within ${READY_WAIT_MS} ms`);
-  return work;
-}
+const bounded = <T>(work: Promise<T>): Promise<T> => answerWithin(work, READY_WAIT_MS);
 
 export default async function healthRoutes(app: FastifyInstance) {
   const rt = app.fenliu;
