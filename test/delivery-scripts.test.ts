@@ -13,6 +13,7 @@ import { transition } from '../src/lifecycle/transition.js';
 import { bucketOf, keys, setStandalone } from '../src/store/keys.js';
 import { recordAttempt } from '../src/delivery/record.js';
 import { useRedis } from './helpers/redis.js';
+import { decodeStreamEntry } from '../src/audit/format.js';
 
 t.test('claim: queued → sending with the alert, or an early answer that changes nothing', async (t) => {
   const redis = await useRedis(t);
@@ -127,7 +128,7 @@ t.test('record: the attempt, its state change and its one event in one script; r
   const b = bucketOf('dlv_1.p');
   // Not standalone: the script writes the bucket's stream, relayed to the one stream.
   const stream = auditStreamKey(prefix);
-  const events = async () => (await relayAllAudit(r, prefix), await r.xrange(stream, '-', '+')).map(([, f]) => JSON.parse(f[1]) as { type: string; reason?: string; data: Record<string, unknown> });
+  const events = async () => (await relayAllAudit(r, prefix), await r.xrange(stream, '-', '+')).map(([id, f]) => decodeStreamEntry(id, f) as unknown as { type: string; reason?: string; data: Record<string, unknown> });
   const base = (to: 'delivered' | 'queued' | 'failed', extra: Partial<Parameters<typeof recordAttempt>[3]> = {}) => ({
     deliveryId: 'dlv_1.p',
     to,

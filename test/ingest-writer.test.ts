@@ -11,7 +11,7 @@ import { QueueRegistry } from '../src/delivery/queues.js';
 import { IngestWriter, type PendingAlert } from '../src/ingest/writer.js';
 import { Dispatcher, Materialiser } from '../src/ingest/dispatcher.js';
 import { canonicalJson } from '../src/ingest/validate.js';
-import { auditStreamKey } from '../src/audit/events.js';
+import { auditStreamKey, type AuditEvent } from '../src/audit/events.js';
 import { newId } from '../src/store/ids.js';
 import { newDelivery } from '../src/store/ingest-log.js';
 import { keys, setStandalone } from '../src/store/keys.js';
@@ -21,6 +21,7 @@ import { startRedis } from './helpers/redis.js';
 import { alert } from './helpers/fenliu.js';
 import { each, zcardAll } from '../src/store/fanout.js';
 import { bucketOf } from '../src/store/keys.js';
+import { decodeStreamEntry } from '../src/audit/format.js';
 
 const actor = { kind: 'source', id: 's1', keyId: 'k1' } as const;
 
@@ -89,7 +90,7 @@ for (const standalone of [true, false]) {
       t.same(got, dl, `delivery ${i} as ingest answered it`);
       t.same((await r.lrange(k.history(dl.id), 0, -1)).map((h) => JSON.parse(h)), [{ at: dl.createdAt, to: 'queued', source: 'ingest' }]);
     }
-    const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([, f]) => JSON.parse(f[1]));
+    const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([id, f]) => decodeStreamEntry(id, f));
     t.equal(events.length, 700, 'one audit event per alert');
     const of = (id: string) => events.filter((e) => e.alertId === id);
     const x = items[3].record;
@@ -119,7 +120,7 @@ t.test('audit events: one alert.received with the route per routed alert; a repe
   t.equal(await new Dispatcher(r, k, PREFIX, new Materialiser(r, k, PREFIX), createLogger('silent')).drain(), 3);
   // One materialise call: the script reads an event count per alert (1 or 2) from one argument list.
   t.equal((await commandCalls(r)).script - calls0.script, 1, 'one script call for the three alerts');
-  const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([, f]) => JSON.parse(f[1]));
+  const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([id, f]) => decodeStreamEntry(id, f) as AuditEvent & { data: Record<string, unknown> });
   t.equal(events.length, 4, 'four events for three alerts');
   t.equal(events.filter((e) => e.type === 'alert.routed').length, 0, 'no alert.routed');
   const types = (x: PendingAlert) => events.filter((e) => e.alertId === x.record.id).map((e) => e.type);
@@ -132,9 +133,9 @@ t.test('audit events: one alert.received with the route per routed alert; a repe
   t.same([after.type, after.data.targets], ['alert.received', ['p1']], 'and its event is whole');
   const ev = (x: PendingAlert, type: string) => events.find((e) => e.alertId === x.record.id && e.type === type);
   const route = (x: PendingAlert) => ({ ruleId: 'default', targets: ['p1'], deliveryIds: x.record.deliveryIds });
-  t.same(ev(a, 'alert.received').data, { alert: a.record.alert, bodyHash: a.record.bodyHash, idempotencyKey: a.record.idempotencyKey, ...route(a) }, 'a routed alert: the route on alert.received');
-  t.same(ev(c, 'alert.received').data, { alert: c.record.alert, bodyHash: c.record.bodyHash, idempotencyKey: c.record.idempotencyKey, ...route(c) }, 'the other too');
-  t.same(ev(rep, 'alert.received').data, { alert: rep.record.alert, bodyHash: rep.record.bodyHash, idempotencyKey: rep.record.idempotencyKey }, 'a repeat call: no route on alert.received');
+  t.same(ev(a, 'alert.received')?.data, { alert: a.record.alert, bodyHash: a.record.bodyHash, idempotencyKey: a.record.idempotencyKey, ...route(a) }, 'a routed alert: the route on alert.received');
+  t.same(ev(c, 'alert.received')?.data, { alert: c.record.alert, bodyHash: c.record.bodyHash, idempotencyKey: c.record.idempotencyKey, ...route(c) }, 'the other too');
+  t.same(ev(rep, 'alert.received')?.data, { alert: rep.record.alert, bodyHash: rep.record.bodyHash, idempotencyKey: rep.record.idempotencyKey }, 'a repeat call: no route on alert.received');
   t.same(ev(rep, 'alert.repeat'), { type: 'alert.repeat', at: rep.record.receivedAt, alertId: rep.record.id, sourceId: 's1', data: { repeatOf: a.record.id, ruleId: 'default', matchedBy: 'phone+family', on: 'consumer', crossSource: false } }, 'and its alert.repeat');
 });
 

@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { duplicateConnection } from '../redis/connect.js';
 import {
-  AUDIT_FIELD,
   auditHeadKey,
   auditLockKey,
   auditStreamKey,
@@ -26,8 +25,12 @@ import { appendDurably, appendManifestEntry, describeSegment, fsyncDir } from '.
 import { relayAllAudit } from '../store/audit-relay.js';
 import { ARCHIVE_PHASES, bus, type ArchivePhase, type FenliuEvents } from '../events.js';
 import {
+  BODIES_MARK,
   DEFAULT_BODY_PATHS,
   GENESIS,
+  bodiesJson,
+  decodeStreamEntry,
+  sealedEntryParts,
   SEGMENT_RE,
   chainHash,
   listSegments,
@@ -128,6 +131,8 @@ export class AuditArchiver {
   private readonly minIntervalMs: number;
   private lastBatchAt = 0;
   private readonly bodyPaths: string[];
+  /** Producers seal with the default paths: an entry they sealed is archived as it is only when this archiver uses the same. */
+  private readonly defaultBodyPaths: boolean;
   private readonly keyring?: AuditKeyring;
   private readonly log: AuditLogger | undefined;
   private readonly opts: AuditArchiverOptions;
@@ -160,6 +165,7 @@ export class AuditArchiver {
     this.blockMs = opts.blockMs ?? 5_000;
     this.minIntervalMs = opts.minIntervalMs ?? 250;
     this.bodyPaths = opts.bodyPaths ?? DEFAULT_BODY_PATHS;
+    this.defaultBodyPaths = this.bodyPaths.join('\n') === DEFAULT_BODY_PATHS.join('\n');
     this.keyring = opts.keyring;
     this.log = opts.logger;
     this.merkle = opts.merkle === false ? null : new MerkleAppender(opts.dir);
@@ -448,8 +454,21 @@ export class AuditArchiver {
       const [id, fields] = entries[i];
       (entries as unknown[])[i] = undefined;
       if (leaves.length % YIELD_EVERY === YIELD_EVERY - 1) await new Promise(setImmediate);
-      const sealed = sealEvent(decodeEvent(id, fields), this.bodyPaths, this.keyring, seq + 1, true);
-      const { head, tail: rest } = recordParts({ seq: seq + 1, streamId: id, prev: hash, ...sealed });
+      // An entry its producer sealed is joined as it is (no parse and re-serialise of its bodies)
+      // unless its bodies are to be encrypted, which needs the record's seq.
+      const pre = this.keyring?.current || !this.defaultBodyPaths ? null : presealed(fields);
+      let head: string;
+      let rest: string;
+      let e: AuditEvent;
+      if (pre) {
+        e = pre.event;
+        head = `{"seq":${seq + 1},"streamId":${JSON.stringify(id)},"prev":"${hash}","event":${pre.json}`;
+        rest = `${BODIES_MARK}${pre.bodies}}`;
+      } else {
+        const sealed = sealEvent(decodeStreamEntry(id, fields), this.bodyPaths, this.keyring, seq + 1, true);
+        ({ head, tail: rest } = recordParts({ seq: seq + 1, streamId: id, prev: hash, ...sealed }));
+        e = sealed.event;
+      }
       const room = 3 * (head.length + rest.length) + 4; // UTF-16 units → at most 3 UTF-8 bytes each
       if (out.length - pos < room) {
         const bigger = Buffer.allocUnsafe(Math.max(2 * out.length, pos + room));
@@ -479,7 +498,6 @@ export class AuditArchiver {
       if (cur?.name !== open.name) segs.push((cur = { name: open.name, start: pos, end: pos, close: false }));
       cur.end = pos + bytes;
       // only what the index reads: the event's data need not live until the batch is indexed
-      const e = sealed.event;
       const meta: AuditEvent = { type: e.type, at: e.at, alertId: e.alertId, deliveryId: e.deliveryId, platformId: e.platformId, sourceId: e.sourceId };
       archived.push({ seq: seq + 1, streamId: id, segment: open.name, offset: open.size, length: bytes - 1, event: meta });
       open.size += bytes;
@@ -551,17 +569,20 @@ class PhaseClock {
   }
 }
 
-/** Turns a stream entry into an event; a malformed entry is archived as `audit.malformed`, never dropped. */
-function decodeEvent(id: string, fields: string[]): AuditEvent {
-  const idx = fields.indexOf(AUDIT_FIELD);
-  const raw = idx >= 0 && idx % 2 === 0 ? fields[idx + 1] : undefined;
-  if (raw !== undefined) {
-    try {
-      const ev = JSON.parse(raw) as AuditEvent;
-      if (ev && typeof ev === 'object' && typeof ev.type === 'string') return ev;
-    } catch {
-      // fall through
-    }
+/**
+ * A sealed entry (src/audit/format.ts `sealForStream`) as the archiver writes it: the event JSON
+ * as it came, its bodies' JSON, and the event parsed (for the index, and to refuse what is not an
+ * event: that entry takes the whole path and becomes `audit.malformed`).
+ */
+function presealed(fields: string[]): { json: string; bodies: string; event: AuditEvent } | null {
+  const parts = sealedEntryParts(fields);
+  if (!parts) return null;
+  let event: AuditEvent;
+  try {
+    event = JSON.parse(parts.json) as AuditEvent;
+  } catch {
+    return null;
   }
-  return { type: 'audit.malformed', at: new Date(streamIdMs(id)).toISOString(), data: { fields } };
+  if (!event || typeof event !== 'object' || typeof event.type !== 'string') return null;
+  return { json: parts.json, bodies: bodiesJson(parts.bodies), event };
 }

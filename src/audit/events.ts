@@ -45,8 +45,15 @@ export const AUDIT_EVENT_TYPES = [
   'audit.malformed',
 ] as const;
 
-/** The stream entry field that holds the event JSON. */
+/** The stream entry field that holds the event JSON (an event written whole). */
 export const AUDIT_FIELD = 'e';
+/**
+ * An event sealed by its producer (src/audit/format.ts `sealForStream`): this field holds the
+ * event with each body replaced by its placeholder, and one `b:<path>` field per body holds the
+ * body's JSON text. docs/audit.md, "Stream entries".
+ */
+export const AUDIT_SEALED_FIELD = 's';
+export const AUDIT_BODY_FIELD_PREFIX = 'b:';
 
 // The stream, its lock, head anchor and relay cursor share one hash tag: the archiver trims the
 // stream and moves its anchor in one MULTI, and the relay appends and moves its cursor in one script.

@@ -12,7 +12,7 @@
 import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AuditEvent } from './events.js';
+import { AUDIT_BODY_FIELD_PREFIX, AUDIT_FIELD, AUDIT_SEALED_FIELD, type AuditEvent } from './events.js';
 
 export const GENESIS = '0'.repeat(64);
 export const MANIFEST = 'manifest.jsonl';
@@ -202,6 +202,71 @@ export function sealEvent(ev: AuditEvent, bodyPaths: string[], ring?: AuditKeyri
     setPath(event as unknown as Record<string, unknown>, path, { $body: sha256Hex(text) });
   }
   return { event, bodies };
+}
+
+/**
+ * An event as its producer writes it to the stream, sealed the way the archiver would seal it
+ * without encryption: `event` with each body replaced by its placeholder, and the stream entry's
+ * body fields (`b:<path>`, the body's JSON text, in DEFAULT_BODY_PATHS order). The archiver then
+ * joins strings instead of parsing and re-serialising (docs/audit.md, "Stream entries"). The
+ * event is changed in place.
+ */
+export function sealForStream(ev: AuditEvent): { event: AuditEvent; bodyFields: string[] } {
+  const { event, bodies } = sealEvent(ev, DEFAULT_BODY_PATHS, undefined, 0, true);
+  const bodyFields: string[] = [];
+  for (const p in bodies) bodyFields.push(AUDIT_BODY_FIELD_PREFIX + p, bodies[p]);
+  return { event, bodyFields };
+}
+
+/**
+ * A sealed stream entry's parts: its event JSON (placeholders in place of the bodies) and its
+ * bodies (path → body JSON text), or null when the entry is not one.
+ */
+export function sealedEntryParts(fields: string[]): { json: string; bodies: [string, string][] } | null {
+  if (fields[0] !== AUDIT_SEALED_FIELD || fields.length % 2 !== 0) return null;
+  const bodies: [string, string][] = [];
+  for (let i = 2; i < fields.length; i += 2) {
+    if (!fields[i].startsWith(AUDIT_BODY_FIELD_PREFIX)) return null;
+    bodies.push([fields[i].slice(AUDIT_BODY_FIELD_PREFIX.length), fields[i + 1]]);
+  }
+  return { json: fields[1], bodies };
+}
+
+/** `{"<path>":"<body JSON text>",…}`, as JSON.stringify(bodies) gives it. */
+export function bodiesJson(bodies: [string, string][]): string {
+  let out = '{';
+  for (let i = 0; i < bodies.length; i++) out += `${i ? ',' : ''}${JSON.stringify(bodies[i][0])}:${JSON.stringify(bodies[i][1])}`;
+  return `${out}}`;
+}
+
+/**
+ * The event a stream entry holds, complete (bodies in place): an event written whole (`e`) or
+ * sealed by its producer (`s` and `b:<path>`). An entry that is neither, or not JSON, is an
+ * `audit.malformed` event holding the entry's fields (archived, never dropped).
+ */
+export function decodeStreamEntry(id: string, fields: string[]): AuditEvent {
+  try {
+    const sealed = sealedEntryParts(fields);
+    if (sealed) {
+      const ev = JSON.parse(sealed.json) as AuditEvent;
+      if (ev && typeof ev === 'object' && typeof ev.type === 'string') {
+        for (const [p, text] of sealed.bodies) {
+          const path = splitPath(p);
+          if (getPath(ev, path) !== undefined) setPath(ev as unknown as Record<string, unknown>, path, JSON.parse(text));
+        }
+        return ev;
+      }
+    } else {
+      const idx = fields.indexOf(AUDIT_FIELD);
+      if (idx >= 0 && idx % 2 === 0) {
+        const ev = JSON.parse(fields[idx + 1]) as AuditEvent;
+        if (ev && typeof ev === 'object' && typeof ev.type === 'string') return ev;
+      }
+    }
+  } catch {
+    // malformed: below
+  }
+  return { type: 'audit.malformed', at: new Date(streamIdMs(id)).toISOString(), data: { fields } };
 }
 
 export function serializeRecord(r: AuditRecord): string {

@@ -9,10 +9,10 @@
  * the files first; only the matching lines are read from the segments.
  */
 import type { Redis } from 'ioredis';
-import { AUDIT_FIELD, auditStreamKey, type AuditEvent } from './events.js';
+import { auditStreamKey, type AuditEvent } from './events.js';
 import { relayAllAudit } from '../store/audit-relay.js';
 import { findRecords } from './event-index.js';
-import { compareStreamIds, openRecord, streamIdMs } from './format.js';
+import { compareStreamIds, decodeStreamEntry, openRecord } from './format.js';
 
 export interface AuditItem {
   /** archive sequence number; absent while the event is only in the stream */
@@ -73,16 +73,7 @@ async function readStream(redis: Redis, prefix: string, after: string | null): P
   let start = after ? `(${after}` : '-';
   for (;;) {
     const page = (await redis.xrange(key, start, '+', 'COUNT', 1000)) as [string, string[]][];
-    for (const [id, fields] of page) {
-      const i = fields.indexOf(AUDIT_FIELD);
-      let event: AuditEvent;
-      try {
-        event = JSON.parse(fields[i + 1]) as AuditEvent;
-      } catch {
-        event = { type: 'audit.malformed', at: new Date(streamIdMs(id)).toISOString(), data: { fields } };
-      }
-      out.push({ streamId: id, archived: false, event });
-    }
+    for (const [id, fields] of page) out.push({ streamId: id, archived: false, event: decodeStreamEntry(id, fields) });
     if (page.length < 1000) return out;
     start = `(${page[page.length - 1][0]}`;
   }

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
-import { AUDIT_FIELD, type AuditEvent } from '../audit/events.js';
+import { AUDIT_SEALED_FIELD, type AuditEvent } from '../audit/events.js';
+import { sealForStream } from '../audit/format.js';
 import { ARGS_LUA, encodeOps, type ScriptOp } from '../lifecycle/transition.js';
 import type { DeliveryState } from '../lifecycle/states.js';
 import { relayAudit } from '../store/audit-relay.js';
@@ -20,8 +21,11 @@ import { bucketOf, type Keys } from '../store/keys.js';
  * KEYS: delivery, history, audit stream, [SLA timers, SLA board,] then the keys the ops name.
  * ARGV: to, allowed from (comma list), history entry, event head, state fragment, event tail,
  *   audit field, n fields + pairs, n dels + names, SLA timer key index ('' none), overdue board
- *   key index, delivery id, n kinds + (kind, due ms, settled 0|1) triples, the ops
- *   (transition.ts, encodeOps).
+ *   key index, delivery id, n kinds + (kind, due ms, settled 0|1) triples, n bodies + (body field,
+ *   body JSON) pairs, the ops (transition.ts, encodeOps).
+ *
+ * The event goes to the stream sealed (src/audit/format.ts `sealForStream`): its bodies, the
+ * request sent above all, travel beside it, so the archiver joins strings instead of parsing them.
  */
 const SCRIPT = `${ARGS_LUA}
 i = 8
@@ -30,6 +34,7 @@ local dels = list(1)
 local slaKey, boardKey, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
 i = i + 3
 local kinds = list(3)
+local bodies = list(2)
 local ops = read_ops()
 run(ops, 'b')
 local cur = redis.call('HMGET', KEYS[1], 'state', 'overdue')
@@ -41,7 +46,7 @@ if applied then
   redis.call('HSET', KEYS[1], unpack(set))
   if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
   redis.call('RPUSH', KEYS[2], ARGV[3])
-  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[5] .. ARGV[6])
+  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[5] .. ARGV[6], unpack(bodies))
   if slaKey ~= '' then
     local flagged = {}
     local nflags = 0
@@ -64,7 +69,7 @@ if applied then
   end
   run(ops, 'y')
 else
-  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[6])
+  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[6], unpack(bodies))
   run(ops, 'n')
 end
 run(ops, 'a')
@@ -87,7 +92,7 @@ export interface AttemptRecordRequest {
   at: string;
   /** The history entry, complete (its `from` is the one allowed state the engine claimed). */
   history: string;
-  /** The attempt's event, without the state change; `change` is merged into its data when the change is made. */
+  /** The attempt's event, without the state change; `change` is merged into its data when the change is made. Sealed in place (its bodies replaced by placeholders). */
   event: AuditEvent & { data: Record<string, unknown> };
   change: Record<string, unknown>;
   set?: Record<string, string | number | undefined>;
@@ -129,7 +134,8 @@ export async function recordAttempt(redis: Redis, k: Keys, prefix: string, r: At
   const ops = encodeOps(keyList, r);
   const kinds: string[] = [];
   for (const s of r.sla ?? []) kinds.push(s.kind, String(s.dueAt), s.settled ? '1' : '0');
-  const [head, frag, tail] = eventParts(r.event, r.change);
+  const { event, bodyFields } = sealForStream(r.event);
+  const [head, frag, tail] = eventParts(event as AttemptRecordRequest['event'], r.change);
   const rr = redis as WithRecord;
   // Keys vary with the ops, so the key count travels with each call.
   if (!rr.fenliuRecordAttempt) rr.defineCommand('fenliuRecordAttempt', { lua: SCRIPT });
@@ -142,7 +148,7 @@ export async function recordAttempt(redis: Redis, k: Keys, prefix: string, r: At
     head,
     frag,
     tail,
-    AUDIT_FIELD,
+    AUDIT_SEALED_FIELD,
     String(fields.length / 2),
     ...fields,
     String(unset.length),
@@ -152,6 +158,8 @@ export async function recordAttempt(redis: Redis, k: Keys, prefix: string, r: At
     r.deliveryId,
     String(kinds.length / 3),
     ...kinds,
+    String(bodyFields.length / 2),
+    ...bodyFields,
     ...ops,
   )) as [string, string];
   // A no-op on a standalone Redis, where the script wrote to the one stream.

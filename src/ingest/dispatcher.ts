@@ -155,13 +155,16 @@ export class Materialiser {
       out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '', k.work(bucketOf(d.id), d.platformId, d.priority === 'urgent'));
     }
     const head = { at: r.receivedAt, alertId: r.id, sourceId: r.sourceId };
-    // alert.received holds the alert: its rest here, the alert spliced in by the script. A routed
-    // alert's route is on it too (one event, not a separate alert.routed: docs/audit.md, "One
-    // event per received alert"); a repeat call's link stays an alert.repeat of its own.
-    const rest = r.repeatOf
-      ? { bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey }
-      : { bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey, ruleId: r.route.ruleId, targets: r.route.targets, deliveryIds: r.deliveryIds };
-    out.push(r.repeatOf ? 2 : 1, JSON.stringify({ type: 'alert.received', ...head, actor: x.a }), JSON.stringify(rest));
+    // alert.received holds the alert: sealed here, its placeholder the alert's hash (data.alert
+    // first: the script can put the alert itself in its place), the alert's text added by the
+    // script from the record. A routed alert's route is on it too (one event, not a separate
+    // alert.routed: docs/audit.md, "One event per received alert"); a repeat call's link stays an
+    // alert.repeat of its own.
+    const alert = { $body: r.bodyHash };
+    const data = r.repeatOf
+      ? { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey }
+      : { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey, ruleId: r.route.ruleId, targets: r.route.targets, deliveryIds: r.deliveryIds };
+    out.push(r.repeatOf ? 2 : 1, JSON.stringify({ data, type: 'alert.received', ...head, actor: x.a }), 'alert');
     if (r.repeatOf) {
       const repeat = { type: 'alert.repeat', ...head, data: { repeatOf: r.repeatOf, ruleId: r.route.ruleId, matchedBy: r.repeatMatch?.key, on: r.repeatMatch?.on, crossSource: r.repeatMatch?.crossSource } };
       out.push(JSON.stringify(repeat), '');

@@ -1,3 +1,5 @@
+import { AUDIT_BODY_FIELD_PREFIX, AUDIT_SEALED_FIELD } from '../audit/events.js';
+
 /** Lua helpers both scripts splice JSON with. */
 const LUA_HELPERS = `-- The members of a JSON object after one spliced in front: '{"a":1}' -> ',"a":1}', '{}' -> '}'.
 local function rest(json)
@@ -116,7 +118,11 @@ return out
  * ARGV: group, auditField, entryCount, then per entry: log, entryId, auditStream, slaDue,
  *   alertCount, then per alert: alertKey, logKey, alertBytes, deliveryCount, per delivery:
  *   [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey, historyEntry, slaDueAt or '', workSet],
- *   eventCount, per event: [eventJson, ''] or [eventRest, dataRest] for an event whose data holds the alert.
+ *   eventCount, per event: [eventJson, ''], or [sealedJson, 'alert'] for an event whose data holds
+ *   the alert: the event sealed (src/audit/format.ts `sealForStream`), `data.alert` first and its
+ *   placeholder the record's bodyHash, written with the alert's text cut from the record as its
+ *   body (the text that hash was taken from). A record whose alert cannot be cut as it was
+ *   written (an earlier version's) gives the event whole, the alert where its placeholder was.
  * Jobs are due at once (the time of this call, by Redis's clock).
  * Returns per entry 1 when this call materialised it, 0 when it was gone already.
  */
@@ -141,11 +147,12 @@ for e = 1, tonumber(ARGV[3]) do
   for a = 1, n do
     local rec = live and redis.call('GET', ARGV[i])
     local bytes, nd = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-    local alert
+    local alert, exact
     if rec then
       redis.call('DEL', ARGV[i + 1])
       if string.sub(rec, 1, 9) == '{"alert":' and string.sub(rec, 10 + bytes, 10 + bytes) == ',' then
         alert = string.sub(rec, 10, 9 + bytes)
+        exact = true
         -- A record of an earlier version holds the log id itself: dropped, the record goes back
         -- to the allocator size class it had before the log existed (~256 B).
         if string.sub(rec, 10 + bytes, 17 + bytes) == ',"log":"' then
@@ -172,9 +179,11 @@ for e = 1, tonumber(ARGV[3]) do
     i = i + 1
     for v = 1, ne do
       if alert then
-        local ev, data = ARGV[i], ARGV[i + 1]
-        if data ~= '' then ev = '{"data":{"alert":' .. alert .. rest(data) .. rest(ev) end
-        redis.call('XADD', audit, '*', field, ev)
+        local ev, holds = ARGV[i], ARGV[i + 1]
+        if holds == '' then redis.call('XADD', audit, '*', field, ev)
+        elseif exact then redis.call('XADD', audit, '*', '${AUDIT_SEALED_FIELD}', ev, '${AUDIT_BODY_FIELD_PREFIX}data.alert', alert)
+        -- not the text its hash was taken from: the event whole, the alert where its placeholder was
+        else redis.call('XADD', audit, '*', field, string.sub(ev, 1, 17) .. alert .. string.sub(ev, 94)) end
       end
       i = i + 2
     end

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { AUDIT_FIELD, auditRelayCursorKey, auditStreamKey } from '../audit/events.js';
+import { auditRelayCursorKey, auditStreamKey } from '../audit/events.js';
 import { BUCKETS, isStandalone, keys } from './keys.js';
 
 /**
@@ -21,12 +21,15 @@ end
 local last = redis.call('HGET', KEYS[2], ARGV[1])
 if not last then last = nil end
 local moved = false
-for i = 3, #ARGV, 2 do
-  if newer(ARGV[i], last) then
-    redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i + 1])
-    last = ARGV[i]
+local i = 2
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 1])
+  if newer(id, last) then
+    redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + n))
+    last = id
     moved = true
   end
+  i = i + 2 + n
 end
 if moved then redis.call('HSET', KEYS[2], ARGV[1], last) end
 return last
@@ -44,11 +47,9 @@ async function relayNow(redis: Redis, prefix: string, b: number): Promise<number
   for (;;) {
     const entries = (await redis.xrange(source, '-', '+', 'COUNT', CHUNK)) as [string, string[]][];
     if (!entries.length) return moved;
-    const args: string[] = [String(b), AUDIT_FIELD];
-    for (const [id, fields] of entries) {
-      const i = fields.indexOf(AUDIT_FIELD);
-      args.push(id, i >= 0 ? fields[i + 1] : '{}');
-    }
+    // every field as it is: an event written whole (`e`) or sealed by its producer (`s`, `b:…`)
+    const args: string[] = [String(b)];
+    for (const [id, fields] of entries) args.push(id, String(fields.length), ...fields);
     await r.fenliuAuditRelay!(auditStreamKey(prefix), auditRelayCursorKey(prefix), ...args);
     const last = entries[entries.length - 1][0];
     const [ms, seq] = last.split('-');

@@ -7,9 +7,10 @@ import type { Redis } from 'ioredis';
 import { auditStreamKey } from '../../src/audit/events.js';
 import { bucketOf } from '../../src/store/keys.js';
 import type { EngineEnv } from './engine.js';
+import { decodeStreamEntry } from '../../src/audit/format.js';
 
 export async function auditEvents(r: Redis, prefix: string): Promise<any[]> {
-  return (await r.xrange(auditStreamKey(prefix), '-', '+')).map(([, f]) => JSON.parse(f[1]));
+  return (await r.xrange(auditStreamKey(prefix), '-', '+')).map(([id, f]) => decodeStreamEntry(id, f));
 }
 
 export async function logLength(e: { r: Redis; k: { bucketList: number[]; ingestLog(b: number): string } }): Promise<number> {
