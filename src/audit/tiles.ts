@@ -309,6 +309,7 @@ export class TileTree {
       const e = this.edge[L];
       if (e.length) writes.set(tilePath(L, Math.floor(counts[L] / TILE_WIDTH), e.length), Buffer.concat(e));
     }
+    const fresh: [string, Buffer][] = [];
     for (const [p, data] of writes) {
       const path = join(this.dir, p);
       const old = readIfExists(path);
@@ -316,8 +317,13 @@ export class TileTree {
         this.count -= leaves.length; // unusable now; the caller re-opens from the files
         throw new TileError(p, 'is stored with different hashes than the records give: the stored tiles do not match the log (refusing to extend the tree)');
       }
-      if (!old) await writeDurably(path, data);
+      if (!old) fresh.push([path, data]);
     }
+    // The batch's tiles at once: their fsyncs wait on the file system together (one journal
+    // commit can serve several), not one after another. The tree head follows once all are durable.
+    // All settle before a failure is thrown: none is left running when the caller re-opens the tree.
+    const failed = (await Promise.allSettled(fresh.map(([path, data]) => writeDurably(path, data)))).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
     const root = await this.root();
     await writeDurably(join(this.dir, TREE_FILE), JSON.stringify({ size: this.count, root: root.toString('base64') } satisfies TreeHead) + '\n');
     // a full tile replaces its partial versions
