@@ -103,6 +103,19 @@ t.test('readers see a sealed entry whole; what is not an event is archived as au
   t.same(openRecord(lines[0]).data, { fields: bad[0] }, 'with the fields as they came');
 });
 
+t.test('a producer slip is never archived as an altered record: a wrong placeholder is sealed again, a body without one kept as malformed', async (t) => {
+  const ev = EVENTS[1];
+  const [, json, ...bodyFields] = sealed(ev);
+  const wrongHash = json.replace(/"\$body":"[0-9a-f]{64}"/, `"$body":"${'0'.repeat(64)}"`);
+  t.not(wrongHash, json);
+  const noPlace = [AUDIT_SEALED_FIELD, json, ...bodyFields, 'b:data.elsewhere', '"x"'];
+  const lines = (await archive('slip', [[AUDIT_SEALED_FIELD, wrongHash, ...bodyFields], noPlace])).split('\n').filter(Boolean).map(parseRecord);
+  t.same(openRecord(lines[0]), ev, 'the wrong placeholder: the event with its body, sealed by the archiver');
+  t.equal(lines[1].event.type, 'audit.malformed', 'a body with no place: malformed');
+  t.same(openRecord(lines[1]).data, { fields: noPlace }, 'with every field as it came');
+  t.ok((await verifyAuditDir(join(root, 'slip'))).ok, 'and the log verifies');
+});
+
 t.test('with body encryption on, the archiver seals a sealed entry itself (the key depends on the record)', async (t) => {
   const ring: AuditKeyring = { current: 'k1', keys: new Map([['k1', randomBytes(32)]]) };
   const lines = (await archive('enc', EVENTS.map(sealed), { keyring: ring })).split('\n').filter(Boolean).map(parseRecord);

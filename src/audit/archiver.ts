@@ -30,6 +30,8 @@ import {
   GENESIS,
   bodiesJson,
   decodeStreamEntry,
+  placeholderAt,
+  sha256Hex,
   sealedEntryParts,
   SEGMENT_RE,
   chainHash,
@@ -571,8 +573,10 @@ class PhaseClock {
 
 /**
  * A sealed entry (src/audit/format.ts `sealForStream`) as the archiver writes it: the event JSON
- * as it came, its bodies' JSON, and the event parsed (for the index, and to refuse what is not an
- * event: that entry takes the whole path and becomes `audit.malformed`).
+ * as it came, its bodies' JSON, and the event parsed (for the index). Anything else takes the
+ * whole path (decodeStreamEntry, sealEvent): an entry that is not an event becomes
+ * `audit.malformed`, and one whose placeholders do not hash its bodies is sealed again, so no
+ * producer's slip is archived as a record that `fenliu audit verify` would call altered.
  */
 function presealed(fields: string[]): { json: string; bodies: string; event: AuditEvent } | null {
   const parts = sealedEntryParts(fields);
@@ -584,5 +588,6 @@ function presealed(fields: string[]): { json: string; bodies: string; event: Aud
     return null;
   }
   if (!event || typeof event !== 'object' || typeof event.type !== 'string') return null;
+  for (const [path, text] of parts.bodies) if (placeholderAt(event, path) !== sha256Hex(text)) return null;
   return { json: parts.json, bodies: bodiesJson(parts.bodies), event };
 }

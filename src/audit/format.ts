@@ -232,6 +232,14 @@ export function sealedEntryParts(fields: string[]): { json: string; bodies: [str
   return { json: fields[1], bodies };
 }
 
+/** The hash of the placeholder at a body path of a sealed event, or undefined when there is none. */
+export function placeholderAt(ev: AuditEvent, path: string): string | undefined {
+  const v = getPath(ev, splitPath(path));
+  if (!v || typeof v !== 'object') return undefined;
+  const h = (v as { $body?: unknown }).$body;
+  return typeof h === 'string' && Object.keys(v).length === 1 ? h : undefined;
+}
+
 /** `{"<path>":"<body JSON text>",…}`, as JSON.stringify(bodies) gives it. */
 export function bodiesJson(bodies: [string, string][]): string {
   let out = '{';
@@ -250,11 +258,13 @@ export function decodeStreamEntry(id: string, fields: string[]): AuditEvent {
     if (sealed) {
       const ev = JSON.parse(sealed.json) as AuditEvent;
       if (ev && typeof ev === 'object' && typeof ev.type === 'string') {
+        // a body goes back where its placeholder is; one with no place makes the entry malformed
+        let placed = true;
         for (const [p, text] of sealed.bodies) {
-          const path = splitPath(p);
-          if (getPath(ev, path) !== undefined) setPath(ev as unknown as Record<string, unknown>, path, JSON.parse(text));
+          if (placeholderAt(ev, p) === undefined) placed = false;
+          else setPath(ev as unknown as Record<string, unknown>, splitPath(p), JSON.parse(text));
         }
-        return ev;
+        if (placed) return ev;
       }
     } else {
       const idx = fields.indexOf(AUDIT_FIELD);
