@@ -5,9 +5,13 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
-import { AUDIT_FIELD, AUDIT_SEALED_FIELD, auditStreamKey, type AuditEvent } from '../src/audit/events.js';
+import { AUDIT_FIELD, AUDIT_SEALED_FIELD, auditLockKey, auditStreamKey, type AuditEvent } from '../src/audit/events.js';
+import { readStreamFormat, sealedStream } from '../src/audit/stream-format.js';
+import { recordAttempt } from '../src/delivery/record.js';
+import { keys, setStandalone } from '../src/store/keys.js';
 import { decodeStreamEntry, listSegments, openRecord, parseRecord, sealForStream, serializeRecord, type AuditKeyring } from '../src/audit/format.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
+import { until } from './helpers/engine.js';
 import { startRedis } from './helpers/redis.js';
 
 // Producers write the hot events sealed (`s` + `b:<path>`, src/audit/format.ts sealForStream) so
@@ -122,4 +126,51 @@ t.test('with body encryption on, the archiver seals a sealed entry itself (the k
   const body = lines[1].bodies['data.body'];
   t.ok(typeof body === 'string' && !body.includes('y/z') && JSON.parse(body).enc, 'the body is stored encrypted');
   t.same(lines.map((r) => openRecord(r, ring)), EVENTS, 'and opens to the event with the key');
+});
+
+t.test('producers write sealed entries only where no reader of an earlier version can meet them', async (t) => {
+  // An earlier version's archiver reads only `e`, and on Cluster its relay copies only `e`.
+  const prefix = 'gate';
+  setStandalone(prefix, true);
+  t.teardown(() => setStandalone(prefix, false));
+  const k = keys(prefix);
+  const attempt = async (id: string) => {
+    await redis.hset(k.delivery(id), { id, alertId: 'alt_1', platformId: 'p', state: 'sending', attempts: '0' });
+    await recordAttempt(redis, k, prefix, {
+      deliveryId: id,
+      to: 'delivered',
+      from: ['sending'],
+      at: '2026-01-01T00:00:01.000Z',
+      history: '{}',
+      event: { type: 'delivery.attempt', at: '2026-01-01T00:00:00.000Z', deliveryId: id, data: { n: 1, body: '{"a":1}' } },
+      change: { from: 'sending', to: 'delivered' },
+    });
+    const entries = await redis.xrange(auditStreamKey(prefix), '-', '+');
+    const [eid, fields] = entries[entries.length - 1];
+    t.same(decodeStreamEntry(eid, fields), { type: 'delivery.attempt', at: '2026-01-01T00:00:00.000Z', deliveryId: id, data: { n: 1, body: '{"a":1}', from: 'sending', to: 'delivered' } }, `${id}: the event complete either way`);
+    return fields[0];
+  };
+  t.equal(await readStreamFormat(redis, prefix), false, 'no archiver holds the lock');
+  t.equal(await attempt('dlv_a.p'), AUDIT_FIELD, 'whole');
+  await redis.set(auditLockKey(prefix), '3f2a9c0d');
+  t.equal(await readStreamFormat(redis, prefix), false, 'an archiver of an earlier version holds it');
+  t.equal(await attempt('dlv_b.p'), AUDIT_FIELD, 'whole');
+  await redis.del(auditLockKey(prefix)); // that archiver has stopped
+  const dir = join(root, prefix);
+  const archiver = new AuditArchiver({ redis, prefix, dir });
+  await archiver.start();
+  await until(() => readStreamFormat(redis, prefix), 10_000, 'this version\'s archiver holds the lock');
+  t.equal(await attempt('dlv_c.p'), AUDIT_SEALED_FIELD, 'sealed');
+  await archiver.stop();
+  t.equal(await readStreamFormat(redis, prefix), false, 'released: whole again');
+  await new AuditArchiver({ redis, prefix, dir }).flushOnce();
+  const lines = (await readFile(join(dir, (await listSegments(dir))[0]), 'utf8')).split('\n').filter(Boolean).map(parseRecord);
+  t.same(lines.map((r) => r.event.deliveryId), ['dlv_a.p', 'dlv_b.p', 'dlv_c.p'], 'both forms archived, in order');
+  t.ok((await verifyAuditDir(dir)).ok, 'into one verifiable log');
+
+  // Redis Cluster: scripts write bucket streams, which a relay of any version may move.
+  const cluster = 'gate-cluster';
+  await redis.set(auditLockKey(cluster), 's1.0123');
+  t.equal(await readStreamFormat(redis, cluster), false, 'never sealed on Cluster');
+  t.equal(sealedStream(redis, cluster), false);
 });

@@ -6,12 +6,13 @@
  * layout (one script for all buckets) and the Cluster one (one per bucket, events relayed).
  */
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { QueueRegistry } from '../src/delivery/queues.js';
 import { IngestWriter, type PendingAlert } from '../src/ingest/writer.js';
 import { Dispatcher, Materialiser } from '../src/ingest/dispatcher.js';
 import { canonicalJson } from '../src/ingest/validate.js';
-import { auditStreamKey, type AuditEvent } from '../src/audit/events.js';
+import { AUDIT_FIELD, AUDIT_SEALED_FIELD, auditLockKey, auditStreamKey, type AuditEvent } from '../src/audit/events.js';
 import { newId } from '../src/store/ids.js';
 import { newDelivery } from '../src/store/ingest-log.js';
 import { keys, setStandalone } from '../src/store/keys.js';
@@ -21,7 +22,8 @@ import { startRedis } from './helpers/redis.js';
 import { alert } from './helpers/fenliu.js';
 import { each, zcardAll } from '../src/store/fanout.js';
 import { bucketOf } from '../src/store/keys.js';
-import { decodeStreamEntry } from '../src/audit/format.js';
+import { decodeStreamEntry, placeholderAt } from '../src/audit/format.js';
+import { ARCHIVER_TOKEN_PREFIX, readStreamFormat } from '../src/audit/stream-format.js';
 
 const actor = { kind: 'source', id: 's1', keyId: 'k1' } as const;
 
@@ -109,9 +111,14 @@ for (const standalone of [true, false]) {
   });
 }
 
-t.test('audit events: one alert.received with the route per routed alert; a repeat call also its alert.repeat, in the same script call', async (t) => {
-  const { PREFIX, k, r, writer } = await standaloneWriter(t, 'we');
+// Sealed (the archiver holding the lock reads them) or whole (src/audit/stream-format.ts), the events read the same.
+for (const sealed of [false, true]) t.test(`audit events (written ${sealed ? 'sealed' : 'whole'}): one alert.received with the route per routed alert; a repeat call also its alert.repeat, in the same script call`, async (t) => {
+  const { PREFIX, k, r, writer } = await standaloneWriter(t, sealed ? 'ws2' : 'we');
+  if (sealed) await r.set(auditLockKey(PREFIX), `${ARCHIVER_TOKEN_PREFIX}test`);
+  t.equal(await readStreamFormat(r, PREFIX), sealed);
   const [a, rep, c] = [1, 2, 3].map((n) => pending(k, PREFIX, n));
+  // the alert's real hash: a sealed alert.received's placeholder is the record's bodyHash
+  for (const x of [a, rep, c]) x.record.bodyHash = createHash('sha256').update(x.alertJson ?? JSON.stringify(x.record.alert)).digest('hex');
   // A repeat call of a (src/ingest/ingest.ts): no deliveries, the link on the record.
   Object.assign(rep.record, { deliveryIds: [], repeatOf: a.record.id, repeatMatch: { key: 'phone+family', on: 'consumer', crossSource: false } });
   rep.deliveries = [];
@@ -120,7 +127,15 @@ t.test('audit events: one alert.received with the route per routed alert; a repe
   t.equal(await new Dispatcher(r, k, PREFIX, new Materialiser(r, k, PREFIX), createLogger('silent')).drain(), 3);
   // One materialise call: the script reads an event count per alert (1 or 2) from one argument list.
   t.equal((await commandCalls(r)).script - calls0.script, 1, 'one script call for the three alerts');
-  const events = (await r.xrange(auditStreamKey(PREFIX), '-', '+')).map(([id, f]) => decodeStreamEntry(id, f) as AuditEvent & { data: Record<string, unknown> });
+  const entries = await r.xrange(auditStreamKey(PREFIX), '-', '+');
+  const received = entries.filter(([, f]) => f.join(' ').includes('alert.received'));
+  t.same(
+    received.map(([, f]) => f.filter((_, i) => i % 2 === 0)),
+    received.map(() => (sealed ? [AUDIT_SEALED_FIELD, 'b:data.alert'] : [AUDIT_FIELD])),
+    sealed ? 'alert.received sealed, the alert beside it' : 'alert.received whole',
+  );
+  if (sealed) for (const [, f] of received) t.equal(placeholderAt(JSON.parse(f[1]) as AuditEvent, 'data.alert'), createHash('sha256').update(f[3]).digest('hex'), 'its placeholder hashes the alert beside it');
+  const events = entries.map(([id, f]) => decodeStreamEntry(id, f) as AuditEvent & { data: Record<string, unknown> });
   t.equal(events.length, 4, 'four events for three alerts');
   t.equal(events.filter((e) => e.type === 'alert.routed').length, 0, 'no alert.routed');
   const types = (x: PendingAlert) => events.filter((e) => e.alertId === x.record.id).map((e) => e.type);

@@ -50,6 +50,7 @@ import {
   utcDayCached,
 } from './format.js';
 import { MerkleAppender } from './merkle-log.js';
+import { ARCHIVER_TOKEN_PREFIX } from './stream-format.js';
 
 export interface AuditLogger {
   info(obj: object, msg?: string): void;
@@ -138,7 +139,8 @@ export class AuditArchiver {
   private readonly keyring?: AuditKeyring;
   private readonly log: AuditLogger | undefined;
   private readonly opts: AuditArchiverOptions;
-  private readonly token = randomBytes(16).toString('hex');
+  // Its prefix tells producers this archiver reads sealed entries (stream-format.ts).
+  private readonly token = ARCHIVER_TOKEN_PREFIX + randomBytes(16).toString('hex');
 
   private holding = false;
   private tail: Tail | null = null;

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
-import { AUDIT_SEALED_FIELD, type AuditEvent } from '../audit/events.js';
+import { AUDIT_FIELD, AUDIT_SEALED_FIELD, type AuditEvent } from '../audit/events.js';
 import { sealForStream } from '../audit/format.js';
+import { sealedStream } from '../audit/stream-format.js';
 import { ARGS_LUA, encodeOps, type ScriptOp } from '../lifecycle/transition.js';
 import type { DeliveryState } from '../lifecycle/states.js';
 import { relayAudit } from '../store/audit-relay.js';
@@ -24,8 +25,9 @@ import { bucketOf, type Keys } from '../store/keys.js';
  *   key index, delivery id, n kinds + (kind, due ms, settled 0|1) triples, n bodies + (body field,
  *   body JSON) pairs, the ops (transition.ts, encodeOps).
  *
- * The event goes to the stream sealed (src/audit/format.ts `sealForStream`): its bodies, the
- * request sent above all, travel beside it, so the archiver joins strings instead of parsing them.
+ * The event goes to the stream sealed (src/audit/format.ts `sealForStream`) where no reader of an
+ * earlier version can meet it (src/audit/stream-format.ts): its bodies, the request sent above
+ * all, travel beside it, so the archiver joins strings instead of parsing them. Otherwise whole.
  */
 const SCRIPT = `${ARGS_LUA}
 i = 8
@@ -92,7 +94,7 @@ export interface AttemptRecordRequest {
   at: string;
   /** The history entry, complete (its `from` is the one allowed state the engine claimed). */
   history: string;
-  /** The attempt's event, without the state change; `change` is merged into its data when the change is made. Sealed in place (its bodies replaced by placeholders). */
+  /** The attempt's event, without the state change; `change` is merged into its data when the change is made. It may be sealed in place (its bodies replaced by placeholders). */
   event: AuditEvent & { data: Record<string, unknown> };
   change: Record<string, unknown>;
   set?: Record<string, string | number | undefined>;
@@ -134,7 +136,8 @@ export async function recordAttempt(redis: Redis, k: Keys, prefix: string, r: At
   const ops = encodeOps(keyList, r);
   const kinds: string[] = [];
   for (const s of r.sla ?? []) kinds.push(s.kind, String(s.dueAt), s.settled ? '1' : '0');
-  const { event, bodyFields } = sealForStream(r.event);
+  const sealed = sealedStream(redis, prefix);
+  const { event, bodyFields } = sealed ? sealForStream(r.event) : { event: r.event, bodyFields: [] };
   const [head, frag, tail] = eventParts(event as AttemptRecordRequest['event'], r.change);
   const rr = redis as WithRecord;
   // Keys vary with the ops, so the key count travels with each call.
@@ -148,7 +151,7 @@ export async function recordAttempt(redis: Redis, k: Keys, prefix: string, r: At
     head,
     frag,
     tail,
-    AUDIT_SEALED_FIELD,
+    sealed ? AUDIT_SEALED_FIELD : AUDIT_FIELD,
     String(fields.length / 2),
     ...fields,
     String(unset.length),

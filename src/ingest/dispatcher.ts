@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AUDIT_FIELD } from '../audit/events.js';
+import { sealedStream } from '../audit/stream-format.js';
 import { bus } from '../events.js';
 import { nextSla } from '../lifecycle/service.js';
 import { duplicateConnection } from '../redis/connect.js';
@@ -132,17 +133,18 @@ export class Materialiser {
     const client = this.redis as Scripted;
     if (!client[COMMAND]) client.defineCommand(COMMAND, { numberOfKeys: 1, lua: MATERIALISE_SCRIPT });
     const args: (string | number)[] = [INGEST_GROUP, AUDIT_FIELD, chunk.length];
+    const sealed = sealedStream(this.redis, this.prefix);
     for (const { entry, items } of chunk) {
       const b = entry.bucket;
       args.push(k.ingestLog(b), entry.id, k.audit(b), k.slaDue(b), items.size);
-      for (const item of items.values()) this.args(args, item);
+      for (const item of items.values()) this.args(args, item, sealed);
     }
     const res = (await client[COMMAND](k.ingestLog(chunk[0].entry.bucket), ...args)) as number[];
     return res.map((x) => x === 1);
   }
 
   /** The script's arguments for one alert (layout documented in script.ts). */
-  private args(out: (string | number)[], item: LogItem): void {
+  private args(out: (string | number)[], item: LogItem, sealed: boolean): void {
     const { r, x } = item;
     const k = this.keys;
     const ds = itemDeliveries(item);
@@ -157,14 +159,15 @@ export class Materialiser {
     const head = { at: r.receivedAt, alertId: r.id, sourceId: r.sourceId };
     // alert.received holds the alert: sealed here, its placeholder the alert's hash (data.alert
     // first: the script can put the alert itself in its place), the alert's text added by the
-    // script from the record. A routed alert's route is on it too (one event, not a separate
+    // script from the record, as the body of a sealed entry or in the placeholder's place
+    // (src/audit/stream-format.ts). A routed alert's route is on it too (one event, not a separate
     // alert.routed: docs/audit.md, "One event per received alert"); a repeat call's link stays an
     // alert.repeat of its own.
     const alert = { $body: r.bodyHash };
     const data = r.repeatOf
       ? { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey }
       : { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey, ruleId: r.route.ruleId, targets: r.route.targets, deliveryIds: r.deliveryIds };
-    out.push(r.repeatOf ? 2 : 1, JSON.stringify({ data, type: 'alert.received', ...head, actor: x.a }), 'alert');
+    out.push(r.repeatOf ? 2 : 1, JSON.stringify({ data, type: 'alert.received', ...head, actor: x.a }), sealed ? 'sealed' : 'whole');
     if (r.repeatOf) {
       const repeat = { type: 'alert.repeat', ...head, data: { repeatOf: r.repeatOf, ruleId: r.route.ruleId, matchedBy: r.repeatMatch?.key, on: r.repeatMatch?.on, crossSource: r.repeatMatch?.crossSource } };
       out.push(JSON.stringify(repeat), '');

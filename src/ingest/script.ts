@@ -118,11 +118,12 @@ return out
  * ARGV: group, auditField, entryCount, then per entry: log, entryId, auditStream, slaDue,
  *   alertCount, then per alert: alertKey, logKey, alertBytes, deliveryCount, per delivery:
  *   [deliveryId, deliveryKey, fieldCount, field, value, ..., historyKey, historyEntry, slaDueAt or '', workSet],
- *   eventCount, per event: [eventJson, ''], or [sealedJson, 'alert'] for an event whose data holds
- *   the alert: the event sealed (src/audit/format.ts `sealForStream`), `data.alert` first and its
- *   placeholder the record's bodyHash, written with the alert's text cut from the record as its
- *   body (the text that hash was taken from). A record whose alert cannot be cut as it was
- *   written (an earlier version's) gives the event whole, the alert where its placeholder was.
+ *   eventCount, per event: [eventJson, ''], or [sealedJson, 'sealed' | 'whole'] for an event whose
+ *   data holds the alert: the event sealed (src/audit/format.ts `sealForStream`), `data.alert`
+ *   first and its placeholder the record's bodyHash. 'sealed': written with the alert's text cut
+ *   from the record as its body (the text that hash was taken from); 'whole' (the caller's choice,
+ *   src/audit/stream-format.ts), and for a record whose alert cannot be cut as it was written (an
+ *   earlier version's): the event whole, the alert where its placeholder was.
  * Jobs are due at once (the time of this call, by Redis's clock).
  * Returns per entry 1 when this call materialised it, 0 when it was gone already.
  */
@@ -181,9 +182,9 @@ for e = 1, tonumber(ARGV[3]) do
       if alert then
         local ev, holds = ARGV[i], ARGV[i + 1]
         if holds == '' then redis.call('XADD', audit, '*', field, ev)
-        elseif exact then redis.call('XADD', audit, '*', '${AUDIT_SEALED_FIELD}', ev, '${AUDIT_BODY_FIELD_PREFIX}data.alert', alert)
-        -- not the text its hash was taken from: the event whole, the alert where its placeholder was
-        else redis.call('XADD', audit, '*', field, string.sub(ev, 1, 17) .. alert .. string.sub(ev, 94)) end
+        elseif exact and holds == 'sealed' then redis.call('XADD', audit, '*', '${AUDIT_SEALED_FIELD}', ev, '${AUDIT_BODY_FIELD_PREFIX}data.alert', alert)
+        -- whole: the alert where its placeholder ('{"data":{"alert":{"$body":"<hash>"}') was
+        else redis.call('XADD', audit, '*', field, string.sub(ev, 1, 17) .. alert .. string.sub(ev, string.find(ev, '"}', 28, true) + 2)) end
       end
       i = i + 2
     end
