@@ -165,9 +165,15 @@ export function cpuOf(pid: number): number {
  * took ~10% of a core in the system row, and is counted when it ends.
  */
 export async function redisCpu(redis: Redis): Promise<number> {
+  const c = await redisCpuSplit(redis);
+  return c.main + c.forks;
+}
+
+/** redisCpu in two: the server's own threads, and its forks (AOF rewrites), µs. */
+export async function redisCpuSplit(redis: Redis): Promise<{ main: number; forks: number }> {
   const info = await redis.info('cpu');
   const v = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
-  return (v('used_cpu_user') + v('used_cpu_sys') + v('used_cpu_user_children') + v('used_cpu_sys_children')) * 1e6;
+  return { main: (v('used_cpu_user') + v('used_cpu_sys')) * 1e6, forks: (v('used_cpu_user_children') + v('used_cpu_sys_children')) * 1e6 };
 }
 
 export function percentile(sorted: number[], p: number): number {

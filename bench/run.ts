@@ -490,7 +490,7 @@ async function main(): Promise<void> {
         const cpu = phases.reduce((n, k) => n + archiver.cpuUsPerEvent[k], 0);
         log(`s ${row} archiver: ${archiver.events} events, ${fmt(cpu, 1)} CPU µs per event (${separateArchiver ? 'its own process' : 'the worker process: includes deliveries run while a phase waited'}); by phase, CPU / wall µs: ${phases.map((k) => `${k} ${fmt(archiver.cpuUsPerEvent[k], 1)} / ${fmt(archiver.wallUsPerEvent[k], 1)}`).join(', ')}`);
       }
-      log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice; ${fmt(x.tailCpuShare * 100, 1)}% of its API + worker CPU after its turns' load ended; RSS ${rssMb.join(' / ')} MB; ${logProblems} warn/error log lines${logProblems ? `: ${[...problems].map(([msg, n]) => `${n} × ${msg}`).join('; ')}` : ''}`);
+      log(`s ${row} ${fmt(x.deliveredPerSec)} alerts/s delivered, p99 ${fmt(x.p99)} ms, ${x.accepted} accepted, ${x.lost} lost, ${x.duplicates} sent twice; ${fmt(x.tailCpuShare * 100, 1)}% of its API + worker CPU after its turns' load ended; Redis CPU ${fmt(x.redisCpuUsPerAlert)} µs per alert, ${fmt(x.redisForkCpuUsPerAlert)} of it in AOF rewrites; RSS ${rssMb.join(' / ')} MB; ${logProblems} warn/error log lines${logProblems ? `: ${[...problems].map(([msg, n]) => `${n} × ${msg}`).join('; ')}` : ''}`);
       if (x.commandCalls) log(`s ${row} commands/alert: ${x.commandCalls}\ns ${row} Redis µs/alert by command (scripts include their inner calls): ${x.commandUsec}\ns ${row} Redis bytes/alert in ${fmt(x.netBytes![0])}, out ${fmt(x.netBytes![1])}`);
     };
     if (SYSTEM_SLICE > 0) {

@@ -20,7 +20,7 @@
  */
 import { Pool } from 'undici';
 import type { Redis } from 'ioredis';
-import { SOURCE_KEY, benchAlert, commandBreakdown, cpuOf, percentile, redisCalls, redisCommandCalls, redisCommandUsec, redisCpu, redisNet, sleep } from './lib.js';
+import { SOURCE_KEY, benchAlert, commandBreakdown, cpuOf, percentile, redisCalls, redisCommandCalls, redisCommandUsec, redisCpuSplit, redisNet, sleep } from './lib.js';
 
 /** One API + worker stack under test. */
 export interface SystemStack {
@@ -93,6 +93,8 @@ export interface SystemResult {
   apiCpuUsPerAlert: number;
   workerCpuUsPerAlert: number;
   redisCpuUsPerAlert: number;
+  /** Of redisCpuUsPerAlert, what its forks (AOF rewrites) took. */
+  redisForkCpuUsPerAlert: number;
   /** With `commands`: calls and Redis µs per alert by command (scripts include their inner calls). */
   commandCalls?: string;
   commandUsec?: string;
@@ -104,6 +106,7 @@ interface Costs {
   api: number;
   worker: number;
   redisCpu: number;
+  redisForks: number;
   redisCalls: number;
   calls?: Map<string, number>;
   usec?: Map<string, number>;
@@ -182,13 +185,13 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
     acceptedInWindows: 0,
     acceptedInSlices: 0,
     tailCpu: 0,
-    cost: { api: 0, worker: 0, redisCpu: 0, redisCalls: 0, ...(o.commands ? { calls: new Map(), usec: new Map(), net: [0, 0] as [number, number] } : {}) },
+    cost: { api: 0, worker: 0, redisCpu: 0, redisForks: 0, redisCalls: 0, ...(o.commands ? { calls: new Map(), usec: new Map(), net: [0, 0] as [number, number] } : {}) },
   }));
 
   const procCpu = (x: StackRun) => ({ api: cpuOf(x.s.apiPid), worker: x.s.workerPids.reduce((sum, pid) => sum + cpuOf(pid), 0) });
   const costSample = async (x: StackRun) => ({
     ...procCpu(x),
-    redisCpu: await redisCpu(x.s.redis),
+    ...(await redisCpuSplit(x.s.redis).then((c) => ({ redisCpu: c.main + c.forks, redisForks: c.forks }))),
     redisCalls: await redisCalls(x.s.redis),
     ...(o.commands ? { calls: await redisCommandCalls(x.s.redis), usec: await redisCommandUsec(x.s.redis), net: await redisNet(x.s.redis) } : {}),
   });
@@ -266,6 +269,7 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
     x.cost.api += c1.api - c0.api;
     x.cost.worker += c1.worker - c0.worker;
     x.cost.redisCpu += c1.redisCpu - c0.redisCpu;
+    x.cost.redisForks += c1.redisForks - c0.redisForks;
     // The INFO calls of the second sample are not the system's.
     x.cost.redisCalls += c1.redisCalls - c0.redisCalls - 2;
     if (x.cost.calls && c0.calls && c1.calls) {
@@ -328,6 +332,7 @@ export async function measureSystems(stacks: SystemStack[], o: SystemOptions): P
       apiCpuUsPerAlert: x.cost.api / n,
       workerCpuUsPerAlert: x.cost.worker / n,
       redisCpuUsPerAlert: x.cost.redisCpu / n,
+      redisForkCpuUsPerAlert: x.cost.redisForks / n,
       ...(x.cost.calls
         ? { commandCalls: commandBreakdown(new Map(), x.cost.calls, n), commandUsec: commandBreakdown(new Map(), x.cost.usec!, n), netBytes: [x.cost.net![0] / n, x.cost.net![1] / n] as [number, number] }
         : {}),
