@@ -113,10 +113,16 @@ t.test('a producer slip is never archived as an altered record: a wrong placehol
   const wrongHash = json.replace(/"\$body":"[0-9a-f]{64}"/, `"$body":"${'0'.repeat(64)}"`);
   t.not(wrongHash, json);
   const noPlace = [AUDIT_SEALED_FIELD, json, ...bodyFields, 'b:data.elsewhere', '"x"'];
-  const lines = (await archive('slip', [[AUDIT_SEALED_FIELD, wrongHash, ...bodyFields], noPlace])).split('\n').filter(Boolean).map(parseRecord);
+  // data.body's placeholder without its body field; then every body field given twice
+  const noBody = [AUDIT_SEALED_FIELD, json, ...bodyFields.slice(2)];
+  t.equal(bodyFields[0], 'b:data.body');
+  const twice = [AUDIT_SEALED_FIELD, json, ...bodyFields, ...bodyFields];
+  const lines = (await archive('slip', [[AUDIT_SEALED_FIELD, wrongHash, ...bodyFields], noPlace, noBody, twice])).split('\n').filter(Boolean).map(parseRecord);
   t.same(openRecord(lines[0]), ev, 'the wrong placeholder: the event with its body, sealed by the archiver');
   t.equal(lines[1].event.type, 'audit.malformed', 'a body with no place: malformed');
   t.same(openRecord(lines[1]).data, { fields: noPlace }, 'with every field as it came');
+  t.same((openRecord(lines[2]).data as Record<string, unknown>).body, JSON.parse(json).data.body, 'a placeholder without its body: kept as the entry gave it, sealed by the archiver');
+  t.same(openRecord(lines[3]), ev, 'a body given twice: once');
   t.ok((await verifyAuditDir(join(root, 'slip'))).ok, 'and the log verifies');
 });
 

@@ -28,7 +28,6 @@ import {
   BODIES_MARK,
   DEFAULT_BODY_PATHS,
   GENESIS,
-  bodiesJson,
   decodeStreamEntry,
   placeholderAt,
   sha256Hex,
@@ -590,6 +589,10 @@ function presealed(fields: string[]): { json: string; bodies: string; event: Aud
     return null;
   }
   if (!event || typeof event !== 'object' || typeof event.type !== 'string') return null;
-  for (const [path, text] of parts.bodies) if (placeholderAt(event, path) !== sha256Hex(text)) return null;
-  return { json: parts.json, bodies: bodiesJson(parts.bodies), event };
+  // Each body hashes to its placeholder, and each placeholder at a body path has its body: what
+  // `fenliu audit verify` checks of the line. (A field repeated in the entry counts once.)
+  const bodies = Object.fromEntries(parts.bodies);
+  for (const [path, text] of Object.entries(bodies)) if (placeholderAt(event, path) !== sha256Hex(text)) return null;
+  for (const path of DEFAULT_BODY_PATHS) if (!(path in bodies) && placeholderAt(event, path) !== undefined) return null;
+  return { json: parts.json, bodies: JSON.stringify(bodies), event };
 }

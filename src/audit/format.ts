@@ -240,13 +240,6 @@ export function placeholderAt(ev: AuditEvent, path: string): string | undefined 
   return typeof h === 'string' && Object.keys(v).length === 1 ? h : undefined;
 }
 
-/** `{"<path>":"<body JSON text>",…}`, as JSON.stringify(bodies) gives it. */
-export function bodiesJson(bodies: [string, string][]): string {
-  let out = '{';
-  for (let i = 0; i < bodies.length; i++) out += `${i ? ',' : ''}${JSON.stringify(bodies[i][0])}:${JSON.stringify(bodies[i][1])}`;
-  return `${out}}`;
-}
-
 /**
  * The event a stream entry holds, complete (bodies in place): an event written whole (`e`) or
  * sealed by its producer (`s` and `b:<path>`). An entry that is neither, or not JSON, is an

@@ -53,6 +53,6 @@ export function readStreamFormat(redis: Redis, prefix: string): Promise<boolean>
 export function sealedStream(redis: Redis, prefix: string): boolean {
   if (!isStandalone(prefix)) return false;
   const k = entry(redis, prefix);
-  if (Date.now() - k.at > REFRESH_MS && !k.reading) void readStreamFormat(redis, prefix);
+  if (Date.now() - k.at > REFRESH_MS) void readStreamFormat(redis, prefix);
   return k.sealed;
 }
