@@ -245,9 +245,9 @@ export function tempDir(tag: string): string {
   return d;
 }
 
-/** `node --import tsx src/cli.ts serve --config <file> --role <role>` */
-export function startFenliuProcess(configPath: string, role: 'all' | 'api' | 'worker' | 'archiver', nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
-  return startNode([join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configPath, '--role', role], { nodeArgs, env: { REDIS_URL: '', ...env } });
+/** `node --import tsx src/cli.ts serve --config <file> --role <role>`, from this checkout or `root` (another one: `--compare`). */
+export function startFenliuProcess(configPath: string, role: 'all' | 'api' | 'worker' | 'archiver', nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}, root = ROOT): Promise<Proc> {
+  return startNode([join(root, 'src', 'cli.ts'), 'serve', '--config', configPath, '--role', role], { nodeArgs, env: { REDIS_URL: '', ...env } });
 }
 
 /**

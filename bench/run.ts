@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400,semi32]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400,semi32 --compare DIR]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -19,6 +19,10 @@
  *            access log line), on a Redis that rewrites its AOF less often (auto-aof-rewrite-percentage
  *            200 or 400 instead of 100), or with a larger V8 young generation (--max-semi-space-size=32),
  *            to put a figure on what each costs; never part of the targets.
+ *   `--compare DIR`: with (s), fenliu again from another checkout (say a `git worktree` of the commit
+ *            before a change, its node_modules linked to these), in the same turns; the table gives
+ *            fenliu/compare in alerts/s and in CPU per alert. Runs minutes apart drift by ±10% on
+ *            these machines, more than most single changes save.
  * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
  *   `--slowlog`: with it, the script split (and plain commands by key shape) from the slow log, which
  *   inflates every figure of its run (Redis logs each call): a split, not a cost.
@@ -26,7 +30,7 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import autocannon from 'autocannon';
@@ -81,6 +85,7 @@ const { values: opt } = parseArgs({
     commands: { type: 'boolean', default: false },
     slowlog: { type: 'boolean', default: false },
     variants: { type: 'string' },
+    compare: { type: 'string' },
   },
 });
 const DURATION = Number(opt.duration);
@@ -221,7 +226,7 @@ async function main(): Promise<void> {
   const r = new Redis(redis.url);
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
-  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, systemSlice: SYSTEM_SLICE, archiver: opt.archiver } };
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, systemSlice: SYSTEM_SLICE, archiver: opt.archiver, compare: opt.compare } };
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
@@ -425,14 +430,14 @@ async function main(): Promise<void> {
     // fenliu's API and worker, and with --archiver separate the archiver process (its CPU counts with the worker's).
     // The process that archives serves /metrics on a port of its own: the archiver's cost by phase.
     const archiverMetrics = new Map<Proc, string>();
-    const fenliuProcs = async (doc: Record<string, unknown>, nodeArgs: string[] = []): Promise<Proc[]> => {
+    const fenliuProcs = async (doc: Record<string, unknown>, nodeArgs: string[] = [], root = ROOT): Promise<Proc[]> => {
       const cfg = writeConfig(doc);
       const args = [...profArgs, ...nodeArgs];
       const archives = (doc.audit as { archive?: boolean }).archive !== false;
       const metricsPort = String(await freePort());
       const archiverEnv = archives ? { FENLIU_METRICS_PORT: metricsPort } : {};
-      const procs = [await startFenliuProcess(cfg, 'api', args), await startFenliuProcess(cfg, 'worker', args, separateArchiver ? {} : archiverEnv)];
-      if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', args, archiverEnv));
+      const procs = [await startFenliuProcess(cfg, 'api', args, {}, root), await startFenliuProcess(cfg, 'worker', args, separateArchiver ? {} : archiverEnv, root)];
+      if (separateArchiver) procs.push(await startFenliuProcess(cfg, 'archiver', args, archiverEnv, root));
       if (archives) archiverMetrics.set(procs[procs.length - 1], `http://127.0.0.1:${metricsPort}/metrics`);
       return procs;
     };
@@ -453,6 +458,9 @@ async function main(): Promise<void> {
       const change = variant.config ?? ((doc) => doc);
       pairs.push([`fenliu-${v}`, async (url) => fenliuProcs(change(cfgDoc(await freePort(), url)), variant.nodeArgs), true, variant.redisArgs]);
     }
+    // Another checkout of fenliu (its own node_modules or a link to these), in the same turns: a
+    // change measured against the code before it, free of the machine's drift between runs.
+    if (opt.compare) pairs.push(['fenliu-compare', async (url) => fenliuProcs(cfgDoc(await freePort(), url), [], resolve(opt.compare!)), true]);
     interface Up {
       row: string;
       procs: Proc[];
@@ -525,6 +533,9 @@ async function main(): Promise<void> {
   if (lost.length) throw new Error(`system row: ${lost.map(([k, x]) => `${k} lost ${x.lost} of ${x.accepted} accepted alerts (e.g. ${x.lostSample.join(', ')})`).join('; ')}`);
 }
 
+/** What one alert cost the stack in CPU: API, worker (and archiver) and Redis, forks included. */
+const cpuPerAlert = (x: SystemResult) => x.apiCpuUsPerAlert + x.workerCpuUsPerAlert + x.redisCpuUsPerAlert;
+
 export function table(res: { machine: any; options: any; ingest: Record<string, IngestResult>; delivery: Record<string, DeliveryResult>; system: Record<string, SystemResult>; memory: any; ratios: any }): string {
   const rows: string[] = [];
   const { ingest: i, delivery: d, memory: m, ratios } = res;
@@ -551,8 +562,10 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
     rows.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: `(s) fenliu api + worker (archiving on${res.options.archiver === 'separate' ? ', in an archiver process counted as worker CPU' : ''})` };
     for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANTS[v].label} (--variants ${v}; not a target row)`;
+    sn['fenliu-compare'] = `(s) fenliu from ${res.options.compare} (--compare; not a target row)`;
     for (const x of Object.keys(sn)) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
     if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);
+    if (s.fenliu && s['fenliu-compare']) rows.push(`| fenliu/compare: alerts/s; CPU µs per alert, API + worker + Redis | ${fmt(s.fenliu.deliveredPerSec / s['fenliu-compare'].deliveredPerSec, 2)}; ${fmt(cpuPerAlert(s.fenliu))} vs ${fmt(cpuPerAlert(s['fenliu-compare']))} | | | | | | | | |`);
     if (ratios.systemRounds) rows.push(`| fenliu/naive per round (slices moments apart): median, min–max | ${fmt(ratios.systemRounds.median, 2)} (${fmt(ratios.systemRounds.min, 2)}–${fmt(ratios.systemRounds.max, 2)}) | | | | | | | | |`);
     rows.push('');
   }

@@ -31,24 +31,22 @@ import { bucketOf, type Keys } from '../store/keys.js';
  */
 const SCRIPT = `${ARGS_LUA}
 i = 8
-local fields = list(2)
-local dels = list(1)
+local f0, f1 = span(2)
+local d0, d1 = span(1)
 local slaKey, boardKey, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
 i = i + 3
-local kinds = list(3)
-local bodies = list(2)
+local k0, k1 = span(3)
+local b0, b1 = span(2)
 local ops = read_ops()
 run(ops, 'b')
 local cur = redis.call('HMGET', KEYS[1], 'state', 'overdue')
 local state, overdue = cur[1], cur[2]
 local applied = state and string.find(',' .. ARGV[2] .. ',', ',' .. state .. ',', 1, true) ~= nil
 if applied then
-  local set = {'state', ARGV[1]}
-  for j = 1, #fields do set[#set + 1] = fields[j] end
-  redis.call('HSET', KEYS[1], unpack(set))
-  if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, f0, f1))
+  if d1 >= d0 then redis.call('HDEL', KEYS[1], unpack(ARGV, d0, d1)) end
   redis.call('RPUSH', KEYS[2], ARGV[3])
-  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[5] .. ARGV[6], unpack(bodies))
+  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[5] .. ARGV[6], unpack(ARGV, b0, b1))
   if slaKey ~= '' then
     local flagged = {}
     local nflags = 0
@@ -57,10 +55,12 @@ if applied then
     end
     local best
     local open = {}
-    for j = 1, #kinds, 3 do
-      local due = tonumber(kinds[j + 1])
-      if kinds[j + 2] == '0' then open[kinds[j]] = true end
-      if kinds[j + 2] == '0' and not flagged[kinds[j]] and (best == nil or due < best) then best = due end
+    for j = k0, k1, 3 do
+      local kind, due = ARGV[j], tonumber(ARGV[j + 1])
+      if ARGV[j + 2] == '0' then
+        open[kind] = true
+        if not flagged[kind] and (best == nil or due < best) then best = due end
+      end
     end
     if best then redis.call('ZADD', KEYS[tonumber(slaKey)], best, id) else redis.call('ZREM', KEYS[tonumber(slaKey)], id) end
     if nflags > 0 then
@@ -71,7 +71,7 @@ if applied then
   end
   run(ops, 'y')
 else
-  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[6], unpack(bodies))
+  redis.call('XADD', KEYS[3], '*', ARGV[7], ARGV[4] .. ARGV[6], unpack(ARGV, b0, b1))
   run(ops, 'n')
 end
 run(ops, 'a')

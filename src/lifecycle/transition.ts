@@ -36,7 +36,10 @@ end
 /**
  * Lua shared by scripts that take counted lists and extra writes (ScriptOps, by phase) in ARGV,
  * as `encodeOps` lays them out: set `i` to the first list's index, then `list(step)` reads one
- * counted list, `read_ops()` the ops, `run(ops, phase)` runs one phase's.
+ * counted list into a table, or `span(step)` gives its first and last index in ARGV; `read_ops()`
+ * reads the ops, `run(ops, phase)` runs one phase's. An op is kept as indexes into ARGV and run
+ * with `unpack(ARGV, from, to)`: a hot script (the attempt's record) spent about a sixth of its
+ * Redis time copying its ~70 arguments into tables (docs/performance.md, tenth step).
  */
 export const ARGS_LUA = `
 local i = 1
@@ -47,20 +50,32 @@ local function list(step)
   i = i + 1 + n * step
   return out
 end
+local function span(step)
+  local a = i + 1
+  i = a + tonumber(ARGV[i]) * step
+  return a, i - 1
+end
 local function read_ops()
   local ops = {b = {}, a = {}, y = {}, n = {}}
   local nops = tonumber(ARGV[i])
   i = i + 1
   for _ = 1, nops do
+    local t = ops[ARGV[i]]
     local na = tonumber(ARGV[i + 2])
-    local op = {ARGV[i + 3], KEYS[tonumber(ARGV[i + 1])]}
-    for j = 1, na do op[#op + 1] = ARGV[i + 3 + j] end
-    table.insert(ops[ARGV[i]], op)
+    t[#t + 1] = i + 3
+    t[#t + 1] = tonumber(ARGV[i + 1])
+    t[#t + 1] = na
     i = i + 4 + na
   end
   return ops
 end
-local function run(ops, phase) for _, op in ipairs(ops[phase]) do redis.call(unpack(op)) end end
+local function run(ops, phase)
+  local t = ops[phase]
+  for j = 1, #t, 3 do
+    local s = t[j]
+    redis.call(ARGV[s], KEYS[t[j + 1]], unpack(ARGV, s + 1, s + t[j + 2]))
+  end
+end
 `;
 
 /**
