@@ -16,6 +16,7 @@ import { layoutKey, migrateDeliveryQueues, migrateLayout } from '../src/store/mi
 import { listJobs } from '../src/delivery/work.js';
 import { auditCheckpointKey } from '../src/audit/checkpoint-log.js';
 import { getAlertView } from '../src/store/records.js';
+import { until } from './helpers/engine.js';
 
 t.test('old single-node data is converted to the bucket layout at start, once', async (t) => {
   const redis = await useRedis(t);
@@ -132,6 +133,35 @@ t.test('a BullMQ queue an earlier version still serves is left to it, and moved 
   t.equal((await listJobs(r, k, 'p1')).length, 0, 'no job in the work sets');
   t.ok(await r.exists(`${prefix}:${deliveryQueueName('p1')}:delayed`), 'the old queue is still there');
   await old.close();
+  t.equal(await migrateDeliveryQueues(r, k, ['p1']), 1, 'moved once the worker is gone');
+  t.same((await listJobs(r, k, 'p1')).map((j) => j.id), [id]);
+});
+
+// Managed services (GCP Memorystore among them) refuse CLIENT LIST, so the earlier version's
+// workers cannot be listed: its stalled-jobs check, which each worker repeats while it runs, is
+// then the sign that one serves the queue.
+t.test('where Redis refuses CLIENT, a queue whose worker still checks for stalled jobs is left to it', async (t) => {
+  const redis = await useRedis(t, { args: ['--rename-command', 'CLIENT', ''] });
+  const r = new Redis(redis.url, { maxRetriesPerRequest: null });
+  t.teardown(() => r.disconnect());
+  await t.rejects(r.client('LIST'), /unknown command/i, 'this Redis refuses CLIENT');
+  const k = keys('bw');
+  const prefix = k.queuePrefixOf('p1');
+  const base = `${prefix}:${deliveryQueueName('p1')}`;
+  const q = new Queue(deliveryQueueName('p1'), { connection: r, prefix });
+  const id = 'dlv_0000000000000000000000008.p1';
+  await q.add('deliver', { alertId: 'alt_0000000000000000000000008', deliveryId: id, platformId: 'p1', kind: 'deliver' }, { jobId: id, delay: 60_000 });
+  await q.close();
+  const old = new Worker(deliveryQueueName('p1'), async () => undefined, { connection: r, prefix, stalledInterval: 1_000 });
+  old.on('error', () => undefined);
+  await old.waitUntilReady();
+  await until(async () => (await r.exists(`${base}:stalled-check`)) === 1, 10_000, 'the worker checked for stalled jobs');
+  t.equal(await migrateDeliveryQueues(r, k, ['p1']), 0, 'nothing moved while the worker runs');
+  t.equal((await listJobs(r, k, 'p1')).length, 0, 'no job in the work sets');
+  t.ok(await r.exists(`${base}:delayed`), 'the old queue is still there');
+  await old.close();
+  // Its last check lapses within one stalledInterval of its end.
+  await until(async () => (await r.exists(`${base}:stalled-check`)) === 0, 10_000, 'the last check lapsed');
   t.equal(await migrateDeliveryQueues(r, k, ['p1']), 1, 'moved once the worker is gone');
   t.same((await listJobs(r, k, 'p1')).map((j) => j.id), [id]);
 });

@@ -153,6 +153,21 @@ async function moveJobs(redis: Redis, k: Keys, platformId: string, q: Queue): Pr
 }
 
 /**
+ * Whether a BullMQ worker serves the queue now. Its connections are named, so CLIENT LIST shows
+ * them. Where Redis refuses CLIENT LIST (managed services such as GCP Memorystore; BullMQ then
+ * answers with a placeholder), the sign is the queue's `stalled-check` key, which every running
+ * worker sets again each `stalledInterval` (default 30 s) and which lapses as long after its
+ * last: a queue whose worker stopped is moved by a later sweep.
+ */
+async function servedByWorker(redis: Redis, q: Queue, base: string): Promise<boolean> {
+  const workers = await q.getWorkers();
+  const listed = workers.filter((w) => w.name && !/does not support client list/.test(w.name));
+  if (listed.length) return true;
+  if (listed.length === workers.length) return false;
+  return (await redis.exists(`${base}:stalled-check`)) === 1;
+}
+
+/**
  * From the BullMQ delivery queues to fenliu's work sets (src/delivery/work.ts), at a worker's
  * start and in every retention sweep (src/lifecycle/worker.ts): the jobs still pending in a
  * platform's old queue are put in its work sets, then the old queue is removed; each delivery an
@@ -173,9 +188,8 @@ export async function migrateDeliveryQueues(redis: Redis, k: Keys, platformIds: 
     try {
       // A worker of the earlier version still serves this queue (a rolling upgrade): its jobs,
       // the one it is sending included, stay with it; a later sweep moves what is left once it is
-      // gone. (Where Redis refuses CLIENT LIST, BullMQ answers with a placeholder: no worker known.)
-      const workers = (await q.getWorkers()).filter((w) => w.name && !/does not support client list/.test(w.name));
-      if (workers.length) continue;
+      // gone.
+      if (await servedByWorker(redis, q, base)) continue;
       moved += await moveJobs(redis, k, p, q);
       await q.obliterate({ force: true });
     } finally {

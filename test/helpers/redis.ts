@@ -33,6 +33,8 @@ export interface StartRedisOptions {
   appendonly?: boolean;
   /** Data dir; default a fresh temp dir (removed at process exit). */
   dir?: string;
+  /** More redis-server arguments, such as a managed service's restrictions (`--rename-command CLIENT ""`). */
+  args?: string[];
 }
 
 const children = new Set<ChildProcess>();
@@ -95,7 +97,7 @@ function waitExit(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-function launch(port: number, dir: string, appendonly: boolean): Promise<ChildProcess> {
+function launch(port: number, dir: string, appendonly: boolean, extra: string[] = []): Promise<ChildProcess> {
   const args = [
     '--port', String(port),
     '--bind', '127.0.0.1',
@@ -107,6 +109,7 @@ function launch(port: number, dir: string, appendonly: boolean): Promise<ChildPr
     '--loglevel', 'warning',
   ];
   if (appendonly) args.push('--appendfsync', 'always');
+  args.push(...extra);
   const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
@@ -160,7 +163,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
   for (let i = 0; i < 5 && !child; i++) {
     port = await freePort();
     try {
-      child = await launch(port, dir, appendonly);
+      child = await launch(port, dir, appendonly, opts.args);
     } catch (err) {
       lastErr = err; // port taken in between: try another
     }
@@ -187,7 +190,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
   };
   const restart = async (): Promise<void> => {
     await stop();
-    child = await launch(port, dataDir, appendonly);
+    child = await launch(port, dataDir, appendonly, opts.args);
   };
   const pause = (): (() => void) => {
     const c = child!;
