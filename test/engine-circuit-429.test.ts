@@ -1,6 +1,6 @@
 import t from 'tap';
 import { startRedis } from './helpers/redis.js';
-import { startEngineEnv } from './helpers/engine.js';
+import { startEngineEnv, until } from './helpers/engine.js';
 
 const redis = await startRedis();
 
@@ -31,6 +31,34 @@ t.test('429 with Retry-After is pacing, not failure: the circuit stays closed', 
     void tick();
   });
   t.pass('two 5xx open the circuit');
+});
+
+// The circuit counts consecutive transport faults. An attempt whose claim found the circuit
+// clean may end after others failed; its success must still count as the success between them.
+t.test('a success that ends after failures resets the count, though its claim found the circuit clean', async (t) => {
+  const env = await startEngineEnv(t, {
+    redis,
+    prefix: 'cc',
+    platforms: [{ id: 'p-12345', kind: 'hotline-12345', circuitBreaker: { failureThreshold: 3, cooldownMs: 60_000 }, retry: { delaysMs: [60_000], jitter: 'none' }, timeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 5000 } }],
+  });
+  const sb = env.sandbox.get('p-12345');
+  const circuitKey = 'cc:circuit:p-12345';
+  // A success still trickling in while two others fail.
+  sb.setFault({ fault: 'slow-body', times: 1, slowBodyMs: 1_500 });
+  const slow = await env.submit();
+  await until(() => sb.received.length === 1, 10_000, 'the slow request arrived');
+  sb.setFault({ fault: '5xx', times: 2 });
+  const [f1, f2] = [await env.submit(), await env.submit()];
+  await until(async () => (await env.delivery(f1.deliveries['p-12345'])).lastError && (await env.delivery(f2.deliveries['p-12345'])).lastError, 10_000, 'both failed');
+  t.equal(await env.r.hget(circuitKey, 'failures'), '2', 'two failures counted');
+  await env.waitForState(slow.deliveries['p-12345'], 'delivered', 10_000);
+  t.equal(await env.r.exists(circuitKey), 0, 'the success after them reset the count');
+  // One more failure: the first of a new run, not the third.
+  sb.setFault({ fault: '5xx', times: 1 });
+  const f3 = await env.submit();
+  await until(async () => (await env.delivery(f3.deliveries['p-12345'])).lastError, 10_000, 'the third failed');
+  t.equal(await env.r.hget(circuitKey, 'failures'), '1', 'one failure counted');
+  t.notOk(await env.r.hget(circuitKey, 'openedAt'), 'the circuit is closed');
 });
 
 t.test('stop redis', async () => {

@@ -119,6 +119,13 @@ export class DeliveryEngine {
   /** One loop per platform. */
   readonly workers = new Map<string, PlatformLoop>();
   readonly circuits = new Map<string, Circuit>();
+  /**
+   * Per platform, the transport faults this process counted in its circuit and no success of its
+   * own has reset since. A success resets the circuit if its claim found failures counted, or if
+   * this process counted one while it was in flight; otherwise failures on both sides of it would
+   * add up as consecutive (attempts run concurrently, and the claim reads the circuit before).
+   */
+  private readonly unresetFailures = new Map<string, number>();
   private closing = false;
   private leaseTimer?: NodeJS.Timeout;
   private recoverTimer?: NodeJS.Timeout;
@@ -417,6 +424,8 @@ export class DeliveryEngine {
     const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable' && status !== 429;
     const closeCircuit = !transportFault && status !== undefined;
     if (transportFault) {
+      // Counted before the call: a success that ends meanwhile resets, which is right either way.
+      this.unresetFailures.set(p.id, (this.unresetFailures.get(p.id) ?? 0) + 1);
       if ((await circuit.failure()) === 'open') bus.emitEvent('circuit.change', { platformId: p.id, state: 'open' });
     } else if (!closeCircuit && probeToken) await circuit.releaseProbe(probeToken);
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: decision.outcome, errorClass: decision.errorClass, durationMs });
@@ -449,7 +458,9 @@ export class DeliveryEngine {
     // Closing a circuit that holds nothing (no failure counted) is skipped; on a standalone Redis
     // the platform's circuit may share the script, on Cluster it is another slot.
     const after: ScriptOp[] = [];
-    if (closeCircuit && (circuitDirty || probeToken)) {
+    const unreset = this.unresetFailures.get(p.id) ?? 0;
+    const resets = closeCircuit && (circuitDirty || probeToken !== undefined || unreset > 0);
+    if (resets) {
       if (isStandalone(prefix)) after.push(...circuit.successOps());
       else await circuit.success();
     }
@@ -503,6 +514,8 @@ export class DeliveryEngine {
       ifRefused,
       after,
     });
+    // Unless another fault was counted while this reset was on its way.
+    if (resets && unreset > 0 && this.unresetFailures.get(p.id) === unreset) this.unresetFailures.delete(p.id);
 
     if (to === 'delivered') bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
     if (t.ok) {
