@@ -61,6 +61,25 @@ t.test('a success that ends after failures resets the count, though its claim fo
   t.notOk(await env.r.hget(circuitKey, 'openedAt'), 'the circuit is closed');
 });
 
+// On a standalone Redis every success resets, so faults another worker process counts while an
+// attempt is in flight do not survive its success either. (Counted here as that process's script
+// counts them: HINCRBY on the circuit.)
+t.test('a success resets faults another process counted while it was in flight', async (t) => {
+  const env = await startEngineEnv(t, {
+    redis,
+    prefix: 'cp',
+    platforms: [{ id: 'p-12345', kind: 'hotline-12345', circuitBreaker: { failureThreshold: 3, cooldownMs: 60_000 }, timeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 5000 } }],
+  });
+  const sb = env.sandbox.get('p-12345');
+  const circuitKey = 'cp:circuit:p-12345';
+  sb.setFault({ fault: 'slow-body', times: 1, slowBodyMs: 1_500 });
+  const slow = await env.submit();
+  await until(() => sb.received.length === 1, 10_000, 'the slow request arrived');
+  await env.r.hincrby(circuitKey, 'failures', 2);
+  await env.waitForState(slow.deliveries['p-12345'], 'delivered', 10_000);
+  t.equal(await env.r.exists(circuitKey), 0, 'the success reset the count');
+});
+
 t.test('stop redis', async () => {
   await redis.stop();
 });

@@ -58,12 +58,14 @@ export class Circuit {
     return 'closed';
   }
 
-  /** success() as writes for the caller's script, so closing costs no round trip of its own. */
-  successOps(): ScriptOp[] {
-    return [
-      { cmd: 'DEL', key: this.key, args: [] },
-      { cmd: 'DEL', key: `${this.key}:probe`, args: [] },
-    ];
+  /**
+   * success() as writes for the caller's script, so closing costs no round trip of its own.
+   * `probe: false` leaves the probe lock alone: with the circuit closed nobody reads it, and it expires.
+   */
+  successOps(probe = true): ScriptOp[] {
+    const ops: ScriptOp[] = [{ cmd: 'DEL', key: this.key, args: [] }];
+    if (probe) ops.push({ cmd: 'DEL', key: `${this.key}:probe`, args: [] });
+    return ops;
   }
 
   /** Frees the half-open probe slot without a verdict (the probe sent nothing). */

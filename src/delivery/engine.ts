@@ -121,9 +121,10 @@ export class DeliveryEngine {
   readonly circuits = new Map<string, Circuit>();
   /**
    * Per platform, the transport faults this process counted in its circuit and no success of its
-   * own has reset since. A success resets the circuit if its claim found failures counted, or if
-   * this process counted one while it was in flight; otherwise failures on both sides of it would
-   * add up as consecutive (attempts run concurrently, and the claim reads the circuit before).
+   * own has reset since. On Redis Cluster, where a reset is a round trip of its own, a success
+   * resets the circuit only if its claim found failures counted or this process counted one while
+   * it was in flight; otherwise failures on both sides of it would add up as consecutive (attempts
+   * run concurrently, and the claim reads the circuit before).
    */
   private readonly unresetFailures = new Map<string, number>();
   private closing = false;
@@ -455,13 +456,17 @@ export class DeliveryEngine {
     // the adapter and the exact bytes sent (redacted of credentials), so replay needs nothing else.
     const data: Record<string, unknown> = { ...attempt };
     if (payload !== undefined && n === 1) Object.assign(data, { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: bodySha256, body: redactBody(payload, sent?.headers['content-type']) });
-    // Closing a circuit that holds nothing (no failure counted) is skipped; on a standalone Redis
-    // the platform's circuit may share the script, on Cluster it is another slot.
+    // On a standalone Redis the reset shares the attempt's script, and deleting a circuit that
+    // holds nothing writes nothing (not even to the AOF): every success resets, so no fault counted
+    // by any process while this attempt was in flight survives it. On Cluster the circuit is another
+    // slot: a round trip, made only when this process knows of something to reset.
     const after: ScriptOp[] = [];
+    const standalone = isStandalone(prefix);
     const unreset = this.unresetFailures.get(p.id) ?? 0;
-    const resets = closeCircuit && (circuitDirty || probeToken !== undefined || unreset > 0);
+    const known = circuitDirty || probeToken !== undefined || unreset > 0;
+    const resets = closeCircuit && (standalone || known);
     if (resets) {
-      if (isStandalone(prefix)) after.push(...circuit.successOps());
+      if (standalone) after.push(...circuit.successOps(known));
       else await circuit.success();
     }
 
