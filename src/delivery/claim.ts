@@ -12,8 +12,8 @@ import type { AlertRecord } from '../store/records.js';
  * every key of a delivery is in its bucket (src/store/keys.ts). The platform's circuit is not: on
  * a standalone Redis the script reads it too (the last key); on Cluster it is read just before
  * (a circuit that opens in between lets these attempts through, as one that opens during them
- * does). Either way the answer says whether the circuit holds anything (a failure count), so a
- * success with nothing to reset costs no write.
+ * does). Either way the answer says whether the circuit holds anything (a failure count): on
+ * Cluster, a success with nothing to reset then costs no round trip (the engine, `attempt`).
  *
  * The move is the transitions table's queued → sending (always legal); the state was read in
  * this script, so the history entry arrives complete and Redis does no JSON work.
