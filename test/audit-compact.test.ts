@@ -1,8 +1,6 @@
 import t from 'tap';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
 import { auditCompactCommand } from '../src/audit/cli.js';
 import { compactSegments } from '../src/audit/compact.js';
@@ -10,16 +8,9 @@ import { addAudit, appendAudit, type AuditEvent } from '../src/audit/events.js';
 import { listSegments, parseRecord, readManifest, sha256Hex } from '../src/audit/format.js';
 import { queryAudit, readAlertTimeline } from '../src/audit/query.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
-import { startRedis } from './helpers/redis.js';
+import { redisAndDir } from './helpers/audit.js';
 
-const server = await startRedis();
-const redis = new Redis(server.url);
-const root = await mkdtemp(join(tmpdir(), 'fenliu-audit-compact-'));
-t.teardown(async () => {
-  await redis.quit();
-  await server.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const { redis, dir: root } = await redisAndDir(t, 'fenliu-audit-compact-');
 let n = 0;
 const fresh = () => ({ prefix: `c${++n}`, dir: join(root, `d${n}`) });
 

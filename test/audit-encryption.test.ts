@@ -1,24 +1,15 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
 import { compactSegments } from '../src/audit/compact.js';
 import { addAudit } from '../src/audit/events.js';
 import { listSegments, openRecord, parseRecord, type AuditKeyring } from '../src/audit/format.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
-import { startRedis } from './helpers/redis.js';
+import { redisAndDir } from './helpers/audit.js';
 
-const server = await startRedis();
-const redis = new Redis(server.url);
-const dir = await mkdtemp(join(tmpdir(), 'fenliu-audit-enc-'));
-t.teardown(async () => {
-  await redis.quit();
-  await server.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const { redis, dir } = await redisAndDir(t, 'fenliu-audit-enc-');
 
 t.test('bodies stored encrypted: no personal data on disk, chain verifies without the key', async (t) => {
   const ring: AuditKeyring = { current: 'k2026', keys: new Map([['k2026', randomBytes(32)]]) };

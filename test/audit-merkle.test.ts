@@ -1,17 +1,15 @@
 import t from 'tap';
 import { createHash, verify } from 'node:crypto';
 import { parseNote, parseSigner, parseVerifier, signNote, verifierOf } from '../src/audit/checkpoint.js';
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
 import { addAudit, type AuditEvent } from '../src/audit/events.js';
 import { listSegments } from '../src/audit/format.js';
 import { recordLeafHash, syncTree } from '../src/audit/merkle-log.js';
 import { EMPTY_ROOT, consistencyProof, inclusionProof, leafHash, memoryReader, nodeHash, rootHash, verifyConsistency, verifyInclusion } from '../src/audit/merkle.js';
 import { TileTree, tilePath } from '../src/audit/tiles.js';
-import { startRedis } from './helpers/redis.js';
+import { redisAndDir } from './helpers/audit.js';
 
 /** RFC 9162 MTH, written out directly (the reference the tiled code is checked against). */
 function mth(leaves: Buffer[]): Buffer {
@@ -55,14 +53,7 @@ t.test('tile paths follow C2SP tlog-tiles', async (t) => {
   t.equal(tilePath(2, 1000), 'tile/2/x001/000');
 });
 
-const redisServer = await startRedis();
-const redis = new Redis(redisServer.url);
-const root = await mkdtemp(join(tmpdir(), 'fenliu-merkle-'));
-t.teardown(async () => {
-  await redis.quit();
-  await redisServer.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const { redis, dir: root } = await redisAndDir(t, 'fenliu-merkle-');
 let n = 0;
 const fresh = () => ({ prefix: `m${++n}`, dir: join(root, `d${n}`) });
 

@@ -4,10 +4,8 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
 import { SIG_COSIGNATURE_V1, generateKey, parseSigner, signNote } from '../src/audit/checkpoint.js';
 import { CheckpointCache, CheckpointPublisher, readPublishedCheckpoint, refreshCheckpoint } from '../src/audit/checkpoint-log.js';
@@ -19,7 +17,7 @@ import { verifyConsistencySince } from '../src/audit/consistency.js';
 import { ROOT, childEnv } from './helpers/fenliu.js';
 
 t.setTimeout(400_000); // a dozen CLI runs as child processes on a shared machine
-import { startRedis } from './helpers/redis.js';
+import { redisAndDir } from './helpers/audit.js';
 
 // the compiled CLI is what users run: build it when src/audit is newer
 const distCli = join(ROOT, 'dist', 'src', 'cli.js');
@@ -39,14 +37,7 @@ function fenliu(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const redisServer = await startRedis();
-const redis = new Redis(redisServer.url);
-const base = await mkdtemp(join(tmpdir(), 'fenliu-proof-'));
-t.teardown(async () => {
-  await redis.quit();
-  await redisServer.stop();
-  await rm(base, { recursive: true, force: true });
-});
+const { redis, dir: base } = await redisAndDir(t, 'fenliu-proof-');
 let n = 0;
 const fresh = () => ({ prefix: `p${++n}`, dir: join(base, `d${n}`) });
 

@@ -1,7 +1,6 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -9,7 +8,7 @@ import { AuditArchiver } from '../src/audit/archiver.js';
 import { addAudit, auditStreamKey, type AuditEvent } from '../src/audit/events.js';
 import { listSegments, parseRecord } from '../src/audit/format.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
-import { startRedis } from './helpers/redis.js';
+import { redisAndDir } from './helpers/audit.js';
 
 // ---- child mode: an archiver that announces its first fsync, then hangs until SIGKILLed ----
 if (process.env.AUDIT_CHILD) {
@@ -25,14 +24,7 @@ if (process.env.AUDIT_CHILD) {
 }
 
 async function main() {
-  const server = await startRedis();
-  const redis = new Redis(server.url);
-  const root = await mkdtemp(join(tmpdir(), 'fenliu-audit-resume-'));
-  t.teardown(async () => {
-    await redis.quit();
-    await server.stop();
-    await rm(root, { recursive: true, force: true });
-  });
+  const { server, redis, dir: root } = await redisAndDir(t, 'fenliu-audit-resume-');
   let n = 0;
   const fresh = () => ({ prefix: `r${++n}`, dir: join(root, `d${n}`) });
   const ev = (i: number): AuditEvent => ({ type: 'delivery.attempt', at: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString(), deliveryId: `D-${i}`, data: { i, response: { ok: true, i } } });

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -12,20 +11,13 @@ import { keys, setStandalone } from '../src/store/keys.js';
 import { decodeStreamEntry, listSegments, openRecord, parseRecord, sealForStream, serializeRecord, type AuditKeyring } from '../src/audit/format.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
 import { until } from './helpers/engine.js';
-import { startRedis } from './helpers/redis.js';
+import { redisAndDir } from './helpers/audit.js';
 
 // Producers write the hot events sealed (`s` + `b:<path>`, src/audit/format.ts sealForStream) so
 // the archiver joins strings. Whatever the form, the archived record must be the one the archiver
 // makes from the event written whole: the same bytes, the same chain and tree, verifiable.
 
-const redisServer = await startRedis();
-const redis = new Redis(redisServer.url);
-const root = await mkdtemp(join(tmpdir(), 'fenliu-sealed-'));
-t.teardown(async () => {
-  await redis.quit();
-  await redisServer.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const { redis, dir: root } = await redisAndDir(t, 'fenliu-sealed-');
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 

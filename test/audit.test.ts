@@ -1,7 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { AuditArchiver } from '../src/audit/archiver.js';
@@ -9,16 +8,9 @@ import { auditVerifyCommand } from '../src/audit/cli.js';
 import { addAudit, auditStreamKey, type AuditEvent } from '../src/audit/events.js';
 import { listSegments, parseRecord, readManifest } from '../src/audit/format.js';
 import { verifyAuditDir } from '../src/audit/verify.js';
-import { startRedis } from './helpers/redis.js';
+import { redisAndDir } from './helpers/audit.js';
 
-const redisServer = await startRedis();
-const redis = new Redis(redisServer.url);
-const root = await mkdtemp(join(tmpdir(), 'fenliu-audit-'));
-t.teardown(async () => {
-  await redis.quit();
-  await redisServer.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const { server: redisServer, redis, dir: root } = await redisAndDir(t, 'fenliu-audit-');
 
 let n = 0;
 const fresh = () => ({ prefix: `t${++n}`, dir: join(root, `d${n}`) });
