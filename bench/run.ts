@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400,semi32 --compare DIR]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400,semi32 --compare DIR --baselines kept]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -23,6 +23,12 @@
  *            before a change, its node_modules linked to these), in the same turns; the table gives
  *            fenliu/compare in alerts/s and in CPU per alert. Runs minutes apart drift by ±10% on
  *            these machines, more than most single changes save.
+ *   `--baselines kept`: with (s), one more pair in the same turns: the naive pair made to keep the
+ *            promises of fenliu's 202 and of its worker, written plainly with BullMQ (bench/servers/
+ *            kept.ts, kept-worker.ts: key check, idempotency, the record, its indexes, deadline and
+ *            repeat key, audit events archived with a hash chain, per-attempt state). The table gives
+ *            fenliu/kept: what fenliu's way of keeping them costs, apart from what keeping them costs.
+ *            Not a target row.
  * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
  *   `--slowlog`: with it, the script split (and plain commands by key shape) from the slow log, which
  *   inflates every figure of its run (Redis logs each call): a split, not a cost.
@@ -86,6 +92,7 @@ const { values: opt } = parseArgs({
     slowlog: { type: 'boolean', default: false },
     variants: { type: 'string' },
     compare: { type: 'string' },
+    baselines: { type: 'string' },
   },
 });
 const DURATION = Number(opt.duration);
@@ -226,7 +233,7 @@ async function main(): Promise<void> {
   const r = new Redis(redis.url);
   statsRedis = r;
   const receiver = await startNode([join(ROOT, 'bench', 'receiver.ts')]);
-  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, systemSlice: SYSTEM_SLICE, archiver: opt.archiver, compare: opt.compare } };
+  const results: Record<string, unknown> = { machine, options: { duration: DURATION, connections: CONNECTIONS, sustain: SUSTAIN, deliveries: N, deliveryWarmup: W, rate: RATE, concurrency: CONCURRENCY, systemSeconds: SYSTEM_SECONDS, systemBacklog: SYSTEM_BACKLOG, systemSlice: SYSTEM_SLICE, archiver: opt.archiver, compare: opt.compare, baselines: opt.baselines } };
   const ingest: Record<string, IngestRow> = {};
   const delivery: Record<string, DeliveryResult & { redisCallsPerDelivery?: number; auditEventsPerDelivery?: number }> = {};
   const memory: Record<string, number | string> = {};
@@ -452,6 +459,17 @@ async function main(): Promise<void> {
       ],
       ['fenliu', async (url) => fenliuProcs(cfgDoc(await freePort(), url)), true],
     ];
+    for (const b of opt.baselines?.split(',').filter(Boolean) ?? []) {
+      if (b !== 'kept') throw new Error(`--baselines: unknown ${b} (known: kept)`);
+      pairs.push([
+        'kept',
+        async (url) => [
+          await startNode([join(ROOT, 'bench', 'servers', 'kept.ts')], { env: { REDIS_URL: url } }),
+          await startNode([join(ROOT, 'bench', 'servers', 'kept-worker.ts')], { env: { REDIS_URL: url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
+        ],
+        true,
+      ]);
+    }
     for (const v of opt.variants?.split(',').filter(Boolean) ?? []) {
       const variant = VARIANTS[v];
       if (!variant) throw new Error(`--variants: unknown ${v} (known: ${Object.keys(VARIANTS).join(', ')})`);
@@ -563,8 +581,10 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
     const sn: Record<string, string> = { naive: '(s) naive server + naive worker', fenliu: `(s) fenliu api + worker (archiving on${res.options.archiver === 'separate' ? ', in an archiver process counted as worker CPU' : ''})` };
     for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANTS[v].label} (--variants ${v}; not a target row)`;
     sn['fenliu-compare'] = `(s) fenliu from ${res.options.compare} (--compare; not a target row)`;
+    sn.kept = '(s) naive pair keeping fenliu\'s promises, plainly (--baselines kept; not a target row)';
     for (const x of Object.keys(sn)) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
     if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);
+    if (s.fenliu && s.kept) rows.push(`| fenliu/kept: alerts/s; CPU µs per alert, API + worker + Redis | ${fmt(s.fenliu.deliveredPerSec / s.kept.deliveredPerSec, 2)}; ${fmt(cpuPerAlert(s.fenliu))} vs ${fmt(cpuPerAlert(s.kept))} | | | | | | | | |`);
     if (s.fenliu && s['fenliu-compare']) rows.push(`| fenliu/compare: alerts/s; CPU µs per alert, API + worker + Redis | ${fmt(s.fenliu.deliveredPerSec / s['fenliu-compare'].deliveredPerSec, 2)}; ${fmt(cpuPerAlert(s.fenliu))} vs ${fmt(cpuPerAlert(s['fenliu-compare']))} | | | | | | | | |`);
     if (ratios.systemRounds) rows.push(`| fenliu/naive per round (slices moments apart): median, min–max | ${fmt(ratios.systemRounds.median, 2)} (${fmt(ratios.systemRounds.min, 2)}–${fmt(ratios.systemRounds.max, 2)}) | | | | | | | | |`);
     rows.push('');
