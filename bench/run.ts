@@ -448,27 +448,18 @@ async function main(): Promise<void> {
       if (archives) archiverMetrics.set(procs[procs.length - 1], `http://127.0.0.1:${metricsPort}/metrics`);
       return procs;
     };
+    // A pair of bench/servers: its API, then its worker.
+    const serversPair = (name: string) => async (url: string) => [
+      await startNode([join(ROOT, 'bench', 'servers', `${name}.ts`)], { env: { REDIS_URL: url } }),
+      await startNode([join(ROOT, 'bench', 'servers', `${name}-worker.ts`)], { env: { REDIS_URL: url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
+    ];
     const pairs: [string, (redisUrl: string) => Promise<Proc[]>, boolean, string[]?][] = [
-      [
-        'naive',
-        async (url) => [
-          await startNode([join(ROOT, 'bench', 'servers', 'naive.ts')], { env: { REDIS_URL: url } }),
-          await startNode([join(ROOT, 'bench', 'servers', 'naive-worker.ts')], { env: { REDIS_URL: url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
-        ],
-        false,
-      ],
+      ['naive', serversPair('naive'), false],
       ['fenliu', async (url) => fenliuProcs(cfgDoc(await freePort(), url)), true],
     ];
     for (const b of opt.baselines?.split(',').filter(Boolean) ?? []) {
       if (b !== 'kept') throw new Error(`--baselines: unknown ${b} (known: kept)`);
-      pairs.push([
-        'kept',
-        async (url) => [
-          await startNode([join(ROOT, 'bench', 'servers', 'kept.ts')], { env: { REDIS_URL: url } }),
-          await startNode([join(ROOT, 'bench', 'servers', 'kept-worker.ts')], { env: { REDIS_URL: url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
-        ],
-        true,
-      ]);
+      pairs.push(['kept', serversPair('kept'), true]);
     }
     for (const v of opt.variants?.split(',').filter(Boolean) ?? []) {
       const variant = VARIANTS[v];
