@@ -117,8 +117,8 @@ async function failover(t: Test, waitReplicas: number) {
   const ackedBefore = s.acked.size;
   const killedAt = Date.now();
   const oldPort = await top.killMaster();
-  // SIGKILL takes effect when the master next runs: a master busy with the backlog above answered
-  // requests sent after killedAt (a 202 30 ms later, once). Recovery counts from its exit.
+  // killMaster asks the sentinels for the master before it kills it, so the old master can still
+  // answer requests sent after killedAt (a 202 30 ms later, once in CI). Recovery counts from its exit.
   const goneAt = Date.now();
   for (const rep of top.replicas) rep.child.kill('SIGCONT');
   // /readyz while the master is gone, and ingest's first 202 after it.
