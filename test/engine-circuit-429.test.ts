@@ -13,24 +13,17 @@ t.test('429 with Retry-After is pacing, not failure: the circuit stays closed', 
   const { deliveries } = await env.submit();
   const d = await env.waitForState(deliveries['p-12345'], 'delivered', 10_000);
   t.equal(d.attempts, 4, 'three 429s, then delivered');
-  const platforms = (await env.admin.get('/v1/platforms')).body.items;
-  t.equal(platforms.find((p: { id: string }) => p.id === 'p-12345').circuit, 'closed', 'circuit never opened');
+  const circuitOf = async () => (await env.admin.get('/v1/platforms')).body.items.find((p: { id: string }) => p.id === 'p-12345').circuit;
+  t.equal(await circuitOf(), 'closed', 'circuit never opened');
 
-  // A real fault still opens it.
-  env.sandbox.get('p-12345').setFault({ fault: '5xx', times: 2 });
+  // A real fault still opens it. The fault lasts: with only two 5xx answers, a retry answered 200
+  // after them may end after the second failure and close the circuit again, rightly (the
+  // platform's last answer was a success), which is a race this test must not depend on.
+  env.sandbox.get('p-12345').setFault({ fault: '5xx' });
   await env.submit();
   await env.submit();
-  await new Promise<void>((resolve, reject) => {
-    const end = Date.now() + 10_000;
-    const tick = async () => {
-      const items = (await env.admin.get('/v1/platforms')).body.items;
-      if (items.find((p: { id: string }) => p.id === 'p-12345').circuit !== 'closed') return resolve();
-      if (Date.now() > end) return reject(new Error('circuit did not open on 5xx'));
-      setTimeout(tick, 20);
-    };
-    void tick();
-  });
-  t.pass('two 5xx open the circuit');
+  await until(async () => (await circuitOf()) === 'open', 20_000, 'the circuit to open on 5xx');
+  t.pass('5xx answers open the circuit');
 });
 
 // The circuit counts consecutive transport faults. An attempt whose claim found the circuit
