@@ -69,7 +69,8 @@ const worker = new Worker(
 await worker.waitUntilReady();
 
 // The archiver: the stream in batches to a hash-chained file, durable before it leaves Redis.
-const file = await open(join(mkdtempSync(join(tmpdir(), 'fenliu-bench-kept-audit-')), 'audit.jsonl'), 'a');
+// AUDIT_DIR: where test/bench-kept.test.ts reads the file back to verify the chain.
+const file = await open(join(process.env.AUDIT_DIR ?? mkdtempSync(join(tmpdir(), 'fenliu-bench-kept-audit-')), 'audit.jsonl'), 'a');
 const reader = new Redis(process.env.REDIS_URL!, { maxRetriesPerRequest: null });
 let head = createHash('sha256').update('kept').digest('hex');
 let seq = 0;
