@@ -86,7 +86,7 @@ t.test('circuit state is visible from an API-only process too', async (t) => {
   await e.submit();
   await e.sandbox.get('p1').waitFor(2, 3000);
   const { startTestFenliu } = await import('./helpers/fenliu.js');
-  const apiOnly = await startTestFenliu({ redisUrl: e.redis.url, cfg: e.doc, role: 'api' });
+  const apiOnly = await startTestFenliu({ redisUrl: e.redis!.url, cfg: e.doc, role: 'api' });
   t.teardown(() => apiOnly.stop());
   await until(async () => (await api(apiOnly.url, KEYS.admin).get('/v1/platforms')).body.items[0].circuit === 'open', 2000, 'open via API role');
   t.same((await api(apiOnly.url).get('/readyz')).body.checks.circuits, { p1: 'open' });

@@ -52,16 +52,17 @@ export class Circuit {
     return { ok: false, waitMs: Math.max(1_000, Math.min(this.opts.cooldownMs, 5_000)) };
   }
 
-  async success(): Promise<CircuitState> {
-    // Two keys of two slots (Redis Cluster): not one MULTI. A probe lock left alone expires.
-    await Promise.all([this.redis.del(this.key), this.redis.del(`${this.key}:probe`)]);
+  /**
+   * Closes the circuit. `probe: false` leaves the probe lock alone: the caller holds none, with the
+   * circuit closed nobody reads one, and it expires.
+   */
+  async success(probe = true): Promise<CircuitState> {
+    // Two keys of two slots (Redis Cluster): not one MULTI.
+    await Promise.all([this.redis.del(this.key), probe ? this.redis.del(`${this.key}:probe`) : undefined]);
     return 'closed';
   }
 
-  /**
-   * success() as writes for the caller's script, so closing costs no round trip of its own.
-   * `probe: false` leaves the probe lock alone: with the circuit closed nobody reads it, and it expires.
-   */
+  /** success() as writes for the caller's script (standalone Redis), so closing costs no round trip of its own. */
   successOps(probe = true): ScriptOp[] {
     const ops: ScriptOp[] = [{ cmd: 'DEL', key: this.key, args: [] }];
     if (probe) ops.push({ cmd: 'DEL', key: `${this.key}:probe`, args: [] });

@@ -12,24 +12,20 @@ import type { AlertRecord } from '../store/records.js';
  * every key of a delivery is in its bucket (src/store/keys.ts). The platform's circuit is not: on
  * a standalone Redis the script reads it too (the last key); on Cluster it is read just before
  * (a circuit that opens in between lets these attempts through, as one that opens during them
- * does). Either way the answer says whether the circuit holds anything (a failure count): on
- * Cluster, a success with nothing to reset then costs no round trip (the engine, `attempt`).
+ * does).
  *
  * The move is the transitions table's queued → sending (always legal); the state was read in
  * this script, so the history entry arrives complete and Redis does no JSON work.
  *
  * KEYS: per delivery: delivery, history, alert; then the circuit, standalone only.
- * ARGV: count, circuit (0 clean, 1 failures counted or not known, 2 open), history entry, updatedAt,
- *   then per delivery: deliver (1|0), alert id.
- * Returns per delivery {status, hash[, alert record, state before, circuit dirty]}.
+ * ARGV: count, circuit open (1|0: read beside the script, or not to be read), history entry,
+ *   updatedAt, then per delivery: deliver (1|0), alert id.
+ * Returns per delivery {status, hash[, alert record, state before]}.
  */
 const SCRIPT = `
 local n = tonumber(ARGV[1])
-local dirty = ARGV[2]
-if #KEYS > n * 3 and dirty ~= '2' then
-  local c = redis.call('HMGET', KEYS[n * 3 + 1], 'openedAt', 'failures')
-  if c[1] then dirty = '2' elseif c[2] then dirty = '1' end
-end
+local open = ARGV[2] == '1'
+if #KEYS > n * 3 and not open then open = redis.call('HEXISTS', KEYS[n * 3 + 1], 'openedAt') == 1 end
 local out = {}
 for j = 0, n - 1 do
   local a = 5 + j * 2
@@ -42,7 +38,7 @@ for j = 0, n - 1 do
       if h[i] == 'state' then state = h[i + 1] elseif h[i] == 'alertId' then alertId = h[i + 1] end
     end
     if ARGV[a] ~= '1' or (state ~= 'queued' and state ~= 'sending') then out[j + 1] = {'skip', h}
-    elseif dirty == '2' then out[j + 1] = {'circuit', h}
+    elseif open then out[j + 1] = {'circuit', h}
     elseif alertId ~= ARGV[a + 1] then out[j + 1] = {'other-alert', h}
     else
       local rec = redis.call('GET', KEYS[j * 3 + 3])
@@ -52,7 +48,7 @@ for j = 0, n - 1 do
           redis.call('HSET', KEYS[j * 3 + 1], 'state', 'sending', 'updatedAt', ARGV[4])
           redis.call('RPUSH', KEYS[j * 3 + 2], ARGV[3])
         end
-        out[j + 1] = {'ok', h, rec, state, dirty}
+        out[j + 1] = {'ok', h, rec, state}
       end
     end
   end
@@ -65,7 +61,7 @@ export type Claim =
   /** Not a first delivery in a sendable state: nothing was changed. */
   | { status: 'skip' | 'circuit' | 'other-alert' | 'no-alert'; hash: Record<string, string> }
   /** `from` is the state before: queued (now sending) or sending (a re-run after a crash). */
-  | { status: 'ok'; hash: Record<string, string>; rec: AlertRecord; from: 'queued' | 'sending'; at: string; circuitDirty: boolean };
+  | { status: 'ok'; hash: Record<string, string>; rec: AlertRecord; from: 'queued' | 'sending'; at: string };
 
 type WithClaim = Redis & { fenliuClaim?: (...args: string[]) => Promise<unknown> };
 
@@ -92,15 +88,11 @@ export async function claimMany(redis: Redis, k: Keys, prefix: string, reqs: Cla
   // Keys vary (count of deliveries; the circuit is a key only on a standalone Redis), so the key count travels with each call.
   if (!r.fenliuClaim) r.defineCommand('fenliuClaim', { lua: SCRIPT });
   const inScript = circuitKey !== undefined && isStandalone(prefix);
-  let circuit = circuitKey ? '0' : '1';
-  if (circuitKey && !inScript) {
-    const [openedAt, failures] = await redis.hmget(circuitKey, 'openedAt', 'failures');
-    circuit = openedAt ? '2' : failures ? '1' : '0';
-  }
+  const open = circuitKey && !inScript && (await redis.hexists(circuitKey, 'openedAt')) === 1 ? '1' : '0';
   const at = new Date().toISOString();
   const history = JSON.stringify({ at, to: 'sending', source: 'engine', from: 'queued' });
   const keyList: string[] = [];
-  const args: string[] = [String(reqs.length), circuit, history, at];
+  const args: string[] = [String(reqs.length), open, history, at];
   for (const c of reqs) {
     // A job naming an alert of another bucket cannot name this delivery's alert: the script
     // answers other-alert before reading it, and the key stays in the delivery's slot.
@@ -108,12 +100,12 @@ export async function claimMany(redis: Redis, k: Keys, prefix: string, reqs: Cla
     args.push(c.deliver ? '1' : '0', c.alertId);
   }
   if (inScript) keyList.push(circuitKey!);
-  const res = (await r.fenliuClaim!(String(keyList.length), ...keyList, ...args)) as [string, string[]?, string?, string?, string?][];
+  const res = (await r.fenliuClaim!(String(keyList.length), ...keyList, ...args)) as [string, string[]?, string?, string?][];
   return res.map((x): Claim => {
     const status = x[0] as Claim['status'];
     if (status === 'missing') return { status };
     const hash = pairs(x[1] ?? []);
     if (status !== 'ok') return { status, hash };
-    return { status, hash, rec: JSON.parse(x[2]!) as AlertRecord, from: x[3] as 'queued' | 'sending', at, circuitDirty: x[4] === '1' };
+    return { status, hash, rec: JSON.parse(x[2]!) as AlertRecord, from: x[3] as 'queued' | 'sending', at };
   });
 }

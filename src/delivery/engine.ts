@@ -119,14 +119,6 @@ export class DeliveryEngine {
   /** One loop per platform. */
   readonly workers = new Map<string, PlatformLoop>();
   readonly circuits = new Map<string, Circuit>();
-  /**
-   * Per platform, the transport faults this process counted in its circuit and no success of its
-   * own has reset since. On Redis Cluster, where a reset is a round trip of its own, a success
-   * resets the circuit only if its claim found failures counted or this process counted one while
-   * it was in flight; otherwise failures on both sides of it would add up as consecutive (attempts
-   * run concurrently, and the claim reads the circuit before).
-   */
-  private readonly unresetFailures = new Map<string, number>();
   private closing = false;
   private leaseTimer?: NodeJS.Timeout;
   private recoverTimer?: NodeJS.Timeout;
@@ -380,7 +372,7 @@ export class DeliveryEngine {
         if (admitted.probe) await circuit.releaseProbe(probeToken);
         throw new RetryLaterError(1_000, 'delivery changed while being claimed');
       }
-      if (c.status === 'ok') return this.attempt(p, circuit, c.rec, { ...d, state: 'sending', updatedAt: c.at }, admitted.probe ? probeToken : undefined, c.circuitDirty, job);
+      if (c.status === 'ok') return this.attempt(p, circuit, c.rec, { ...d, state: 'sending', updatedAt: c.at }, admitted.probe ? probeToken : undefined, job);
       if (c.status === 'circuit') {
         // Not closed: the slow path asks the circuit (cool-down, half-open probe), then claims without it.
         admitted = await circuit.admit(probeToken);
@@ -410,7 +402,7 @@ export class DeliveryEngine {
    * (record.ts) with one audit event: `delivery.attempt`, which carries the request body on the
    * first attempt and the state change the attempt led to (docs/audit.md).
    */
-  private async attempt(p: Platform, circuit: Circuit, rec: AlertRecord, d: DeliveryRecord, probeToken: string | undefined, circuitDirty: boolean, job: WorkJob): Promise<boolean> {
+  private async attempt(p: Platform, circuit: Circuit, rec: AlertRecord, d: DeliveryRecord, probeToken: string | undefined, job: WorkJob): Promise<boolean> {
     const { redis, keys: k, prefix } = this.o;
     const n = d.attempts + 1;
     const started = new Date();
@@ -425,8 +417,6 @@ export class DeliveryEngine {
     const transportFault = decision.outcome === 'retry' && decision.errorClass !== 'unreadable' && status !== 429;
     const closeCircuit = !transportFault && status !== undefined;
     if (transportFault) {
-      // Counted before the call: a success that ends meanwhile resets, which is right either way.
-      this.unresetFailures.set(p.id, (this.unresetFailures.get(p.id) ?? 0) + 1);
       if ((await circuit.failure()) === 'open') bus.emitEvent('circuit.change', { platformId: p.id, state: 'open' });
     } else if (!closeCircuit && probeToken) await circuit.releaseProbe(probeToken);
     bus.emitEvent('delivery.attempt', { platformId: p.id, outcome: decision.outcome, errorClass: decision.errorClass, durationMs });
@@ -456,19 +446,17 @@ export class DeliveryEngine {
     // the adapter and the exact bytes sent (redacted of credentials), so replay needs nothing else.
     const data: Record<string, unknown> = { ...attempt };
     if (payload !== undefined && n === 1) Object.assign(data, { adapter: p.adapter.id, adapterVersion: p.adapter.version, sha256: bodySha256, body: redactBody(payload, sent?.headers['content-type']) });
-    // On a standalone Redis the reset shares the attempt's script, and deleting a circuit that
-    // holds nothing writes nothing (not even to the AOF): every success resets, so no fault counted
-    // by any process while this attempt was in flight survives it. On Cluster the circuit is another
-    // slot: a round trip, made only when this process knows of something to reset.
+    // Every success resets the circuit, so no fault counted by any process while this attempt was
+    // in flight survives it: the platform's answer to this attempt came after theirs. On a
+    // standalone Redis the reset shares the attempt's script, and deleting a circuit that holds
+    // nothing writes nothing (not even to the AOF). On Cluster the circuit is another slot: its
+    // DEL goes out beside the script, at the same time, so it adds a command but no wait. A reset
+    // that fails is left to the next success: the attempt's record must not depend on it.
     const after: ScriptOp[] = [];
     const standalone = isStandalone(prefix);
-    const unreset = this.unresetFailures.get(p.id) ?? 0;
-    const known = circuitDirty || probeToken !== undefined || unreset > 0;
-    const resets = closeCircuit && (standalone || known);
-    if (resets) {
-      if (standalone) after.push(...circuit.successOps(known));
-      else await circuit.success();
-    }
+    const probe = probeToken !== undefined;
+    if (closeCircuit && standalone) after.push(...circuit.successOps(probe));
+    const reset = closeCircuit && !standalone ? circuit.success(probe).catch((err: Error) => this.o.log.warn({ platform: p.id, err: { message: err.message } }, 'circuit reset failed; the next success resets it')) : undefined;
 
     const to: DeliveryState = decision.outcome === 'delivered' ? 'delivered' : giveUp ? 'failed' : 'queued';
     const at = new Date().toISOString();
@@ -519,8 +507,7 @@ export class DeliveryEngine {
       ifRefused,
       after,
     });
-    // Unless another fault was counted while this reset was on its way.
-    if (resets && unreset > 0 && this.unresetFailures.get(p.id) === unreset) this.unresetFailures.delete(p.id);
+    await reset;
 
     if (to === 'delivered') bus.emitEvent('delivery.delivered', { platformId: p.id, latencyMs: now - Date.parse(d.createdAt) });
     if (t.ok) {

@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { startSandbox, type Sandbox, type SandboxKind } from '../../src/sandbox/index.js';
 import { keys as redisKeys } from '../../src/store/keys.js';
 import { KEYS, ROOT, alert, api, childEnv, startTestFenliu, testConfig, type ConfigDoc, type TestFenliu } from './fenliu.js';
@@ -59,12 +59,15 @@ export interface EngineEnvOptions {
   role?: 'all' | 'api' | 'worker';
   /** Use this Redis instead of starting one (give each env its own `prefix` then). */
   redis?: TestRedis;
+  /** Redis Cluster seed nodes (`host:port`; test/helpers/cluster.ts) instead of a standalone Redis. */
+  cluster?: string[];
   /** Redis key prefix; default a fresh one per env. */
   prefix?: string;
 }
 
 export interface EngineEnv {
-  redis: TestRedis;
+  /** Absent on Cluster. */
+  redis?: TestRedis;
   sandbox: Sandbox;
   f: TestFenliu;
   url: string;
@@ -88,7 +91,7 @@ let seq = 0;
  * once the event loop is idle, which the delivery loops and the lifecycle worker never let happen.)
  */
 export async function startEngineEnv(t: { teardown(fn: () => unknown): void }, o: EngineEnvOptions): Promise<EngineEnv> {
-  const redis = o.redis ?? (await startRedis());
+  const redis = o.cluster ? undefined : (o.redis ?? (await startRedis()));
   const sandbox = await startSandbox({ platforms: o.platforms.filter((p) => p.kind && !p.url).map((p) => ({ id: p.id, kind: p.kind! })) });
   const platforms = o.platforms.map((p) => {
     const { kind, adapter, url, options, ...rest } = p;
@@ -103,12 +106,13 @@ export async function startEngineEnv(t: { teardown(fn: () => unknown): void }, o
   const doc = testConfig({
     platforms,
     routes: o.routes ?? [{ id: 'default', default: true, targets: platforms.map((p) => p.id) }],
-    redis: { prefix: o.prefix ?? `eng${++seq}` },
+    redis: { prefix: o.prefix ?? `eng${++seq}`, ...(o.cluster ? { cluster: o.cluster } : {}) },
     ...(o.engine ? { engine: o.engine } : {}),
     ...o.extra,
   });
-  const f = await startTestFenliu({ redisUrl: redis.url, cfg: doc, role: o.role ?? 'all' });
-  const r = new Redis(redis.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+  const f = await startTestFenliu({ redisUrl: redis?.url, cfg: doc, role: o.role ?? 'all' });
+  // On Cluster the client reaches every shard; the helpers here use it as a Redis.
+  const r = o.cluster ? (new Cluster(o.cluster, { redisOptions: { maxRetriesPerRequest: 1 } }) as unknown as Redis) : new Redis(redis!.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
   r.on('error', () => undefined);
   const k = redisKeys(f.cfg.redis.prefix);
   const admin = api(f.url, KEYS.admin);
@@ -128,7 +132,7 @@ export async function startEngineEnv(t: { teardown(fn: () => unknown): void }, o
     await sandbox.close().catch(() => undefined);
     await f.stop().catch(() => undefined);
     r.disconnect();
-    if (!o.redis) await redis.stop().catch(() => undefined);
+    if (redis && !o.redis) await redis.stop().catch(() => undefined);
   };
   t.teardown(close);
 
