@@ -26,15 +26,16 @@ t.teardown(() => r.disconnect());
 const auditDir = mkdtempSync(join(tmpdir(), 'fenliu-kept-test-'));
 t.teardown(() => rmSync(auditDir, { recursive: true, force: true }));
 
-// The platform: a ticket id per request; the first request about an alert in `failOnce` gets a 503.
+// The platform: a ticket id per request; the first request about an alert whose source id is in
+// `failOnce` gets a 503 (known before the alert is posted: the worker may send it before the 202 is read).
 const received: { idempotencyKey: string; body: string; status: number }[] = [];
 const failOnce = new Set<string>();
 const receiver = createServer((req, res) => {
   let body = '';
   req.on('data', (c) => (body += c));
   req.on('end', () => {
-    const alertId = (JSON.parse(body) as { alertId: string }).alertId;
-    const status = failOnce.delete(alertId) ? 503 : 200;
+    const sourceId = (JSON.parse(body) as { alert: { source: { alertId: string } } }).alert.source.alertId;
+    const status = failOnce.delete(sourceId) ? 503 : 200;
     received.push({ idempotencyKey: String(req.headers['idempotency-key']), body, status });
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(status === 200 ? JSON.stringify({ id: `T-${received.length}` }) : '{"error":"busy"}');
@@ -74,10 +75,10 @@ t.test('concurrent repeats of one alert: exactly one 202, the others 200 with it
 
 t.test('accepted alerts are recorded, indexed, timed and delivered once, without the caller', async (t) => {
   const failing = benchAlert('retry');
+  failOnce.add((failing.source as { alertId: string }).alertId);
   for (const alert of [benchAlert('one'), failing, benchAlert('two')]) {
     const a = await post(alert);
     t.equal(a.status, 202);
-    if (alert === failing) failOnce.add(a.body.id);
     accepted.push({ id: a.body.id, deliveryId: a.body.deliveries![0].id, alert });
   }
   for (const a of accepted) {

@@ -59,8 +59,8 @@ export interface EngineEnvOptions {
   role?: 'all' | 'api' | 'worker';
   /** Use this Redis instead of starting one (give each env its own `prefix` then). */
   redis?: TestRedis;
-  /** Redis Cluster seed nodes (`host:port`; test/helpers/cluster.ts) instead of a standalone Redis. */
-  cluster?: string[];
+  /** Redis Cluster seed nodes (test/helpers/cluster.ts `nodes`) instead of a standalone Redis. */
+  cluster?: { host: string; port: number }[];
   /** Redis key prefix; default a fresh one per env. */
   prefix?: string;
 }
