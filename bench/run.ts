@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400,semi32 --compare DIR --baselines kept]`
+ * `npm run bench [-- --duration 8 --connections 50 --sustain 20 --deliveries 4000 --delivery-warmup 2000 --rate 100 --concurrency 50 --system-seconds 60 --system-backlog 500 --system-slice 10 --only a,b,c,w,d,e,s --profile DIR --node-args=... --archiver worker|separate --commands --slowlog --variants noarchive,norepeat,noaccess,aof200,aof400,semi32 --compare DIR --baselines kept,kept-atomic]`
  *
  * One run, on a private redis-server (AOF everysec, noeviction), servers in child processes and
  * autocannon in this one:
@@ -28,7 +28,8 @@
  *            kept.ts, kept-worker.ts: key check, idempotency, the record, its indexes, deadline and
  *            repeat key, audit events archived with a hash chain, per-attempt state). The table gives
  *            fenliu/kept: what fenliu's way of keeping them costs, apart from what keeping them costs.
- *            Not a target row.
+ *            Not a target row. `kept-atomic`: the same pair with the API's claim and writes in one
+ *            script (KEPT_ATOMIC=1), so a crash between them cannot leave a claim without a record.
  * Prints a table and writes bench/results.json. `--commands`: Redis calls (and µs) by command per delivery for (d) and (e), per alert for (s).
  *   `--slowlog`: with it, the script split (and plain commands by key shape) from the slow log, which
  *   inflates every figure of its run (Redis logs each call): a split, not a cost.
@@ -449,8 +450,8 @@ async function main(): Promise<void> {
       return procs;
     };
     // A pair of bench/servers: its API, then its worker.
-    const serversPair = (name: string) => async (url: string) => [
-      await startNode([join(ROOT, 'bench', 'servers', `${name}.ts`)], { env: { REDIS_URL: url } }),
+    const serversPair = (name: string, apiEnv: NodeJS.ProcessEnv = {}) => async (url: string) => [
+      await startNode([join(ROOT, 'bench', 'servers', `${name}.ts`)], { env: { REDIS_URL: url, ...apiEnv } }),
       await startNode([join(ROOT, 'bench', 'servers', `${name}-worker.ts`)], { env: { REDIS_URL: url, TARGET_URL: receiver.url, CONCURRENCY: String(CONCURRENCY) } }),
     ];
     const pairs: [string, (redisUrl: string) => Promise<Proc[]>, boolean, string[]?][] = [
@@ -458,8 +459,8 @@ async function main(): Promise<void> {
       ['fenliu', async (url) => fenliuProcs(cfgDoc(await freePort(), url)), true],
     ];
     for (const b of opt.baselines?.split(',').filter(Boolean) ?? []) {
-      if (b !== 'kept') throw new Error(`--baselines: unknown ${b} (known: kept)`);
-      pairs.push(['kept', serversPair('kept'), true]);
+      if (b !== 'kept' && b !== 'kept-atomic') throw new Error(`--baselines: unknown ${b} (known: kept, kept-atomic)`);
+      pairs.push([b, serversPair('kept', b === 'kept-atomic' ? { KEPT_ATOMIC: '1' } : {}), true]);
     }
     for (const v of opt.variants?.split(',').filter(Boolean) ?? []) {
       const variant = VARIANTS[v];
@@ -573,9 +574,10 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
     for (const v of Object.keys(VARIANTS)) sn[`fenliu-${v}`] = `(s) fenliu, ${VARIANTS[v].label} (--variants ${v}; not a target row)`;
     sn['fenliu-compare'] = `(s) fenliu from ${res.options.compare} (--compare; not a target row)`;
     sn.kept = '(s) naive pair keeping fenliu\'s promises, plainly (--baselines kept; not a target row)';
+    sn['kept-atomic'] = '(s) the same, its claim and writes in one script (--baselines kept-atomic; not a target row)';
     for (const x of Object.keys(sn)) if (s[x]) rows.push(`| ${sn[x]} | ${fmt(s[x].deliveredPerSec)} | ${fmt(s[x].acceptedPerSec)} | ${fmt(s[x].p50)} | ${fmt(s[x].p99)} | ${s[x].accepted} / ${s[x].lost} / ${s[x].duplicates} | ${fmt(s[x].redisCallsPerAlert, 1)} | ${fmt(s[x].apiCpuUsPerAlert)} | ${fmt(s[x].workerCpuUsPerAlert)} | ${fmt(s[x].redisCpuUsPerAlert)} |`);
     if (ratios.systemFenliuOverNaive !== undefined) rows.push(`| **fenliu/naive** | **${fmt(ratios.systemFenliuOverNaive, 2)}** | | | | | | | | |`);
-    if (s.fenliu && s.kept) rows.push(`| fenliu/kept: alerts/s; CPU µs per alert, API + worker + Redis | ${fmt(s.fenliu.deliveredPerSec / s.kept.deliveredPerSec, 2)}; ${fmt(cpuPerAlert(s.fenliu))} vs ${fmt(cpuPerAlert(s.kept))} | | | | | | | | |`);
+    for (const b of ['kept', 'kept-atomic']) if (s.fenliu && s[b]) rows.push(`| fenliu/${b}: alerts/s; CPU µs per alert, API + worker + Redis | ${fmt(s.fenliu.deliveredPerSec / s[b].deliveredPerSec, 2)}; ${fmt(cpuPerAlert(s.fenliu))} vs ${fmt(cpuPerAlert(s[b]))} | | | | | | | | |`);
     if (s.fenliu && s['fenliu-compare']) rows.push(`| fenliu/compare: alerts/s; CPU µs per alert, API + worker + Redis | ${fmt(s.fenliu.deliveredPerSec / s['fenliu-compare'].deliveredPerSec, 2)}; ${fmt(cpuPerAlert(s.fenliu))} vs ${fmt(cpuPerAlert(s['fenliu-compare']))} | | | | | | | | |`);
     if (ratios.systemRounds) rows.push(`| fenliu/naive per round (slices moments apart): median, min–max | ${fmt(ratios.systemRounds.median, 2)} (${fmt(ratios.systemRounds.min, 2)}–${fmt(ratios.systemRounds.max, 2)}) | | | | | | | | |`);
     rows.push('');

@@ -4,7 +4,8 @@
  * on a private redis-server with a real receiver on loopback: key check, validation, exact
  * idempotency under concurrent repeats, the record and its indexes, the caller's personal data
  * left out of the request, a platform fault retried, and an audit archive whose hash chain
- * verifies and holds every event.
+ * verifies and holds every event. Both ways the kept API can run: two round trips (SET NX, then
+ * a MULTI) and one script (KEPT_ATOMIC=1, `--baselines kept-atomic`).
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
@@ -19,12 +20,6 @@ import { request } from 'undici';
 import { ROOT, SOURCE_KEY, benchAlert, startNode } from '../bench/lib.js';
 import { useRedis } from './helpers/redis.js';
 import { until } from './helpers/engine.js';
-
-const redis = await useRedis(t);
-const r = new Redis(redis.url);
-t.teardown(() => r.disconnect());
-const auditDir = mkdtempSync(join(tmpdir(), 'fenliu-kept-test-'));
-t.teardown(() => rmSync(auditDir, { recursive: true, force: true }));
 
 // The platform: a ticket id per request; the first request about an alert whose source id is in
 // `failOnce` gets a 503 (known before the alert is posted: the worker may send it before the 202 is read).
@@ -45,89 +40,98 @@ await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
 t.teardown(() => new Promise((resolve) => receiver.close(resolve)));
 const target = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
-const api = await startNode([join(ROOT, 'bench', 'servers', 'kept.ts')], { env: { REDIS_URL: redis.url } });
-const worker = await startNode([join(ROOT, 'bench', 'servers', 'kept-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: target, CONCURRENCY: '4', AUDIT_DIR: auditDir } });
-t.teardown(() => worker.stop());
-t.teardown(() => api.stop());
+for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)' : 'two round trips', async (t) => {
+  const redis = await useRedis(t);
+  const r = new Redis(redis.url);
+  t.teardown(() => r.disconnect());
+  const auditDir = mkdtempSync(join(tmpdir(), 'fenliu-kept-test-'));
+  t.teardown(() => rmSync(auditDir, { recursive: true, force: true }));
+  received.length = 0;
 
-async function post(body: unknown, key = SOURCE_KEY) {
-  const res = await request(`${api.url}/v1/alerts`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.statusCode, body: (await res.body.json()) as { id: string; status: string; deliveries?: { id: string }[] } };
-}
+  const api = await startNode([join(ROOT, 'bench', 'servers', 'kept.ts')], { env: { REDIS_URL: redis.url, KEPT_ATOMIC: atomic ? '1' : '0' } });
+  const worker = await startNode([join(ROOT, 'bench', 'servers', 'kept-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: target, CONCURRENCY: '4', AUDIT_DIR: auditDir } });
+  t.teardown(() => worker.stop());
+  t.teardown(() => api.stop());
 
-t.test('a wrong key is refused, an invalid alert too, and neither is kept', async (t) => {
-  t.equal((await post(benchAlert('k'), 'not-the-key')).status, 401);
-  t.equal((await post({ source: { system: 'x' } })).status, 400);
-  t.equal(await r.zcard('kept:alerts:t'), 0, 'nothing recorded');
-});
-
-const accepted: { id: string; deliveryId: string; alert: Record<string, any> }[] = [];
-
-t.test('concurrent repeats of one alert: exactly one 202, the others 200 with its id', async (t) => {
-  const alert = benchAlert('idem');
-  const answers = await Promise.all(Array.from({ length: 20 }, () => post(alert)));
-  const first = answers.filter((a) => a.status === 202);
-  t.equal(first.length, 1, 'one 202');
-  t.equal(answers.filter((a) => a.status === 200 && a.body.id === first[0].body.id).length, 19, 'nineteen 200s naming it');
-  accepted.push({ id: first[0].body.id, deliveryId: first[0].body.deliveries![0].id, alert });
-  t.equal((await post(alert)).body.id, first[0].body.id, 'a later repeat too');
-});
-
-t.test('accepted alerts are recorded, indexed, timed and delivered once, without the caller', async (t) => {
-  const failing = benchAlert('retry');
-  failOnce.add((failing.source as { alertId: string }).alertId);
-  for (const alert of [benchAlert('one'), failing, benchAlert('two')]) {
-    const a = await post(alert);
-    t.equal(a.status, 202);
-    accepted.push({ id: a.body.id, deliveryId: a.body.deliveries![0].id, alert });
+  async function post(body: unknown, key = SOURCE_KEY) {
+    const res = await request(`${api.url}/v1/alerts`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.statusCode, body: (await res.body.json()) as { id: string; status: string; deliveries?: { id: string }[] } };
   }
-  for (const a of accepted) {
-    const record = JSON.parse((await r.get(`kept:alert:${a.id}`))!);
-    t.same(record.alert, a.alert, 'the record holds the alert');
-    t.ok((await r.ttl(`kept:alert:${a.id}`)) > 29 * 86_400, 'kept for 30 days');
-    t.ok(await r.zscore('kept:alerts:t', a.id), 'listed by time');
-    t.ok(await r.zscore(`kept:alerts:src:${a.alert.source.system}`, a.id), 'listed by source');
-    t.ok(await r.zscore('kept:sla:due', a.deliveryId), 'its deadline is set');
-  }
-  await until(async () => {
-    const states = await Promise.all(accepted.map((a) => r.hget(`kept:delivery:${a.deliveryId}`, 'state')));
-    return states.every((s) => s === 'delivered');
-  }, 20_000, 'every delivery delivered');
-  const queue = new Queue('kept', { connection: { url: redis.url }, prefix: 'kept' });
-  t.teardown(() => queue.close());
-  for (const a of accepted) {
-    const requests = received.filter((x) => x.idempotencyKey === a.deliveryId);
-    const retried = a.alert === failing;
-    t.same(requests.map((x) => x.status), retried ? [503, 200] : [200], retried ? 'the 503 retried, then delivered' : 'sent once');
-    for (const x of requests) {
-      t.notMatch(x.body, a.alert.caller.name, 'no caller name');
-      t.notMatch(x.body, a.alert.caller.phone, 'no caller phone');
-    }
-    const d = await r.hgetall(`kept:delivery:${a.deliveryId}`);
-    t.match(d.remoteTicketId, /^T-\d+$/, 'the ticket id kept');
-    t.equal(await r.llen(`kept:history:${a.deliveryId}`), requests.length, 'a history entry per attempt');
-    t.equal(await queue.getJobState(a.deliveryId), 'completed', 'the finished job is kept');
-  }
-});
 
-t.test('the audit archive: every event, in a hash chain that verifies, and gone from Redis', async (t) => {
-  const attempts = received.length;
-  await until(async () => (await r.xlen('kept:audit')) === 0, 10_000, 'the stream archived');
-  const lines = readFileSync(join(auditDir, 'audit.jsonl'), 'utf8').trimEnd().split('\n');
-  let head = createHash('sha256').update('kept').digest('hex');
-  const events: { type: string; alertId: string }[] = [];
-  lines.forEach((line, i) => {
-    const l = JSON.parse(line) as { seq: number; prev: string; event: { type: string; alertId: string } };
-    if (l.seq !== i + 1 || l.prev !== head) t.fail(`line ${i + 1} breaks the chain`);
-    head = createHash('sha256').update(line).digest('hex');
-    events.push(l.event);
+  t.test('a wrong key is refused, an invalid alert too, and neither is kept', async (t) => {
+    t.equal((await post(benchAlert('k'), 'not-the-key')).status, 401);
+    t.equal((await post({ source: { system: 'x' } })).status, 400);
+    t.equal(await r.zcard('kept:alerts:t'), 0, 'nothing recorded');
   });
-  t.equal(lines.length, accepted.length + attempts, 'one alert.received per alert, one delivery.attempt per request');
-  for (const a of accepted) {
-    t.equal(events.filter((e) => e.type === 'alert.received' && e.alertId === a.id).length, 1, 'received once');
-    t.ok(events.some((e) => e.type === 'delivery.attempt' && e.alertId === a.id), 'its attempts');
-  }
-  // The check can fail: one changed byte breaks it.
-  const tampered = lines[0].replace('alert.received', 'alert.receiveD');
-  t.not(createHash('sha256').update(tampered).digest('hex'), JSON.parse(lines[1]).prev, 'a changed line no longer chains');
+
+  const accepted: { id: string; deliveryId: string; alert: Record<string, any> }[] = [];
+
+  t.test('concurrent repeats of one alert: exactly one 202, the others 200 with its id', async (t) => {
+    const alert = benchAlert('idem');
+    const answers = await Promise.all(Array.from({ length: 20 }, () => post(alert)));
+    const first = answers.filter((a) => a.status === 202);
+    t.equal(first.length, 1, 'one 202');
+    t.equal(answers.filter((a) => a.status === 200 && a.body.id === first[0].body.id).length, 19, 'nineteen 200s naming it');
+    accepted.push({ id: first[0].body.id, deliveryId: first[0].body.deliveries![0].id, alert });
+    t.equal((await post(alert)).body.id, first[0].body.id, 'a later repeat too');
+  });
+
+  t.test('accepted alerts are recorded, indexed, timed and delivered once, without the caller', async (t) => {
+    const failing = benchAlert('retry');
+    failOnce.add((failing.source as { alertId: string }).alertId);
+    for (const alert of [benchAlert('one'), failing, benchAlert('two')]) {
+      const a = await post(alert);
+      t.equal(a.status, 202);
+      accepted.push({ id: a.body.id, deliveryId: a.body.deliveries![0].id, alert });
+    }
+    for (const a of accepted) {
+      const record = JSON.parse((await r.get(`kept:alert:${a.id}`))!);
+      t.same(record.alert, a.alert, 'the record holds the alert');
+      t.ok((await r.ttl(`kept:alert:${a.id}`)) > 29 * 86_400, 'kept for 30 days');
+      t.ok(await r.zscore('kept:alerts:t', a.id), 'listed by time');
+      t.ok(await r.zscore(`kept:alerts:src:${a.alert.source.system}`, a.id), 'listed by source');
+      t.ok(await r.zscore('kept:sla:due', a.deliveryId), 'its deadline is set');
+    }
+    await until(async () => {
+      const states = await Promise.all(accepted.map((a) => r.hget(`kept:delivery:${a.deliveryId}`, 'state')));
+      return states.every((s) => s === 'delivered');
+    }, 20_000, 'every delivery delivered');
+    const queue = new Queue('kept', { connection: { url: redis.url }, prefix: 'kept' });
+    t.teardown(() => queue.close());
+    for (const a of accepted) {
+      const requests = received.filter((x) => x.idempotencyKey === a.deliveryId);
+      const retried = a.alert === failing;
+      t.same(requests.map((x) => x.status), retried ? [503, 200] : [200], retried ? 'the 503 retried, then delivered' : 'sent once');
+      for (const x of requests) {
+        t.notMatch(x.body, a.alert.caller.name, 'no caller name');
+        t.notMatch(x.body, a.alert.caller.phone, 'no caller phone');
+      }
+      const d = await r.hgetall(`kept:delivery:${a.deliveryId}`);
+      t.match(d.remoteTicketId, /^T-\d+$/, 'the ticket id kept');
+      t.equal(await r.llen(`kept:history:${a.deliveryId}`), requests.length, 'a history entry per attempt');
+      t.equal(await queue.getJobState(a.deliveryId), 'completed', 'the finished job is kept');
+    }
+  });
+
+  t.test('the audit archive: every event, in a hash chain that verifies, and gone from Redis', async (t) => {
+    const attempts = received.length;
+    await until(async () => (await r.xlen('kept:audit')) === 0, 10_000, 'the stream archived');
+    const lines = readFileSync(join(auditDir, 'audit.jsonl'), 'utf8').trimEnd().split('\n');
+    let head = createHash('sha256').update('kept').digest('hex');
+    const events: { type: string; alertId: string }[] = [];
+    lines.forEach((line, i) => {
+      const l = JSON.parse(line) as { seq: number; prev: string; event: { type: string; alertId: string } };
+      if (l.seq !== i + 1 || l.prev !== head) t.fail(`line ${i + 1} breaks the chain`);
+      head = createHash('sha256').update(line).digest('hex');
+      events.push(l.event);
+    });
+    t.equal(lines.length, accepted.length + attempts, 'one alert.received per alert, one delivery.attempt per request');
+    for (const a of accepted) {
+      t.equal(events.filter((e) => e.type === 'alert.received' && e.alertId === a.id).length, 1, 'received once');
+      t.ok(events.some((e) => e.type === 'delivery.attempt' && e.alertId === a.id), 'its attempts');
+    }
+    // The check can fail: one changed byte breaks it.
+    const tampered = lines[0].replace('alert.received', 'alert.receiveD');
+    t.not(createHash('sha256').update(tampered).digest('hex'), JSON.parse(lines[1]).prev, 'a changed line no longer chains');
+  });
 });
