@@ -47,7 +47,8 @@ return {1, repeatOf}
 const validate = alertValidator();
 const keyHash = createHash('sha256').update(SOURCE_KEY).digest();
 const redis = new Redis(process.env.REDIS_URL!, { maxRetriesPerRequest: null });
-redis.defineCommand('keptAccept', { numberOfKeys: 7, lua: ACCEPT }); // EVALSHA, as ioredis does for commands it defines
+// Defined once and sent by its SHA: the script's text does not travel with every request.
+redis.defineCommand('keptAccept', { numberOfKeys: 7, lua: ACCEPT });
 const accept = (keys: string[], args: (string | number)[]) => (redis as unknown as { keptAccept(...a: (string | number)[]): Promise<[number, string | null]> }).keptAccept(...keys, ...args);
 const queue = new Queue('kept', { connection: redis, prefix: 'kept' });
 await queue.waitUntilReady();
