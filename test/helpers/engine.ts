@@ -183,6 +183,21 @@ export async function until<T>(check: () => Promise<T | undefined | null | false
 }
 
 /**
+ * The circuit scenario both topologies check: a success held in flight (a slow body) while two
+ * faults are counted in `circuitKey` as another worker process's failure script counts them
+ * (HINCRBY); resolves once that success is delivered. Platform `p-12345` (hotline-12345) with a
+ * threshold above 2. test/engine-circuit-429.test.ts, test/ha/circuit-cluster.ha.ts.
+ */
+export async function faultsDuringSuccess(env: EngineEnv, circuitKey: string): Promise<void> {
+  const sb = env.sandbox.get('p-12345');
+  sb.setFault({ fault: 'slow-body', times: 1, slowBodyMs: 1_500 });
+  const slow = await env.submit();
+  await until(() => sb.received.length === 1, 10_000, 'the slow request arrived');
+  await env.r.hincrby(circuitKey, 'failures', 2);
+  await env.waitForState(slow.deliveries['p-12345'], 'delivered', 10_000);
+}
+
+/**
  * Worker-role processes (test/fixtures/worker-child.ts) on this config and Redis, each resolved
  * once it says ready; tests kill them for real, and any still running is SIGKILLed at the end.
  */
