@@ -41,6 +41,34 @@ t.test('a cancel added by the API reaches the platform long before the worker wo
   t.ok(Date.now() - asked < 10_000, `sent ${Date.now() - asked} ms after the API added it (the worker's poll is 30 s)`);
 });
 
+t.test('write-through ingest (engine.ingestWriteThrough): the ingest script itself wakes the worker, with no ingest log', async (t) => {
+  const e = await startEngineEnv(t, { redis, role: 'api', prefix: 'wt', engine: { pollMs: 30_000, ingestWriteThrough: true }, platforms: [{ id: 'p1', kind: 'hotline-12345' }, { id: 'p2', kind: 'hotline-12345' }] });
+  const startWorker = workerChildren(t, e.doc, redis.url);
+  await startWorker();
+  // the worker's first look is over: from now on only a wake-up brings it before 30 s
+  await e.waitForState((await e.submit()).deliveries.p1, 'delivered', 15_000);
+  const sent = Date.now();
+  const { deliveries } = await e.submit();
+  for (const p of ['p1', 'p2']) await e.waitForState(deliveries[p], 'delivered', 10_000);
+  t.ok(Date.now() - sent < 10_000, `both delivered ${Date.now() - sent} ms after the POST (the worker's poll is 30 s)`);
+  // entries ever added (a dispatcher deletes what it materialises; a log never written does not exist)
+  const added = async (b: number) => {
+    const info = (await e.r.xinfo('STREAM', e.k.ingestLog(b)).catch(() => null)) as unknown[] | null;
+    return info ? Number(info[info.indexOf('entries-added') + 1]) : 0;
+  };
+  t.equal((await Promise.all(e.k.bucketList.map(added))).reduce((a, x) => a + x, 0), 0, 'nothing went through the ingest log');
+});
+
+t.test('a wake-up message may name several platforms, separated by spaces', async (t) => {
+  const { pub, sub } = clients(t);
+  const heard: string[] = [];
+  const w = await subscribeWork(sub, 'many', (p) => heard.push(p));
+  t.teardown(() => w.close());
+  await pub.publish(workChannel('many'), 'p-a p-b');
+  await until(() => heard.length === 2, 5_000, 'both heard');
+  t.same(heard, ['p-a', 'p-b']);
+});
+
 t.test('subscribeWork hears what any connection publishes, and unsubscribes when closed', async (t) => {
   const { pub, sub } = clients(t);
   const heard: string[] = [];

@@ -16,7 +16,7 @@ import { AUDIT_FIELD, AUDIT_SEALED_FIELD, auditLockKey, auditStreamKey, type Aud
 import { newId } from '../src/store/ids.js';
 import { newDelivery } from '../src/store/ingest-log.js';
 import { keys, setStandalone } from '../src/store/keys.js';
-import { getDeliveries, type AlertRecord } from '../src/store/records.js';
+import { deliveryHash, getDeliveries, type AlertRecord } from '../src/store/records.js';
 import { createLogger } from '../src/log.js';
 import { startRedis } from './helpers/redis.js';
 import { alert } from './helpers/fenliu.js';
@@ -24,6 +24,7 @@ import { each, zcardAll } from '../src/store/fanout.js';
 import { bucketOf } from '../src/store/keys.js';
 import { decodeStreamEntry, placeholderAt } from '../src/audit/format.js';
 import { ARCHIVER_TOKEN_PREFIX, readStreamFormat } from '../src/audit/stream-format.js';
+import { workChannel } from '../src/delivery/wake.js';
 
 const actor = { kind: 'source', id: 's1', keyId: 'k1' } as const;
 
@@ -232,3 +233,90 @@ async function standaloneWriter(t: { teardown(fn: () => unknown): void }, prefix
   });
   return { PREFIX: prefix, k, r, writer: new IngestWriter(r, k, prefix) };
 }
+
+/** What one alert's materialisation wrote: the log-first and the write-through paths are compared on it. */
+async function written(r: Redis, k: ReturnType<typeof keys>, prefix: string, x: PendingAlert) {
+  const ids = x.record.deliveryIds;
+  const work = (id: string, urgent: boolean) => r.zscore(k.work(bucketOf(id), id.slice(id.indexOf('.') + 1), urgent), id);
+  return {
+    record: JSON.parse((await r.get(k.alert(x.record.id)))!) as AlertRecord,
+    deliveries: await Promise.all(ids.map((id) => r.hgetall(k.delivery(id)))),
+    history: await Promise.all(ids.map(async (id) => (await r.lrange(k.history(id), 0, -1)).map((h) => JSON.parse(h)))),
+    timers: await Promise.all(ids.map((id) => r.zscore(k.slaDue(bucketOf(id)), id))),
+    jobs: await Promise.all(ids.map(async (id) => [(await work(id, true)) !== null, (await work(id, false)) !== null])),
+    events: (await r.xrange(auditStreamKey(prefix), '-', '+')).map(([id, f]) => decodeStreamEntry(id, f) as AuditEvent & { data: Record<string, unknown> }).filter((e) => e.alertId === x.record.id),
+    logKey: await r.get(k.alertLog(x.record.id)),
+  };
+}
+
+// Sealed or whole events (the archiver's lock says which), as the log-first tests above.
+for (const sealed of [false, true]) t.test(`write-through (engine.ingestWriteThrough, events ${sealed ? 'sealed' : 'whole'}): one script call writes what the log and the dispatcher would, and wakes the engines`, async (t) => {
+  const { PREFIX, k, r, writer: logFirst } = await standaloneWriter(t, sealed ? 'wts' : 'wtw');
+  if (sealed) await r.set(auditLockKey(PREFIX), `${ARCHIVER_TOKEN_PREFIX}test`);
+  t.equal(await readStreamFormat(r, PREFIX), sealed);
+  const through = new IngestWriter(r, k, PREFIX, undefined, true);
+  const sub = new Redis(r.options);
+  t.teardown(() => sub.disconnect());
+  const messages: string[] = [];
+  sub.on('message', (_c: string, m: string) => messages.push(m));
+  await sub.subscribe(workChannel(PREFIX));
+
+  // The same alerts (urgent and normal, two platforms, a repeat call, non-ASCII text) both ways.
+  const batch = (from: number) => {
+    const xs = [0, 1, 2, 3].map((i) => pending(k, PREFIX, from + i));
+    const [a, b, rep] = xs;
+    a.record.alert.summary = '中文摘要，含“引号”与 \\ 反斜杠';
+    a.alertJson = canonicalJson(a.record.alert);
+    const d2 = newDelivery(b.record.id, 'p2', 'urgent', b.record.receivedAt, {});
+    b.record.deliveryIds = [...b.record.deliveryIds, d2.id];
+    b.record.route = { ...b.record.route, targets: ['p1', 'p2'] };
+    b.deliveries = [newDelivery(b.record.id, 'p1', 'urgent', b.record.receivedAt, b.deliveries[0].ackBy ? { ackBy: b.deliveries[0].ackBy } : {}), d2];
+    (b.record.alert as { priority?: string }).priority = 'urgent';
+    b.alertJson = canonicalJson(b.record.alert);
+    Object.assign(rep.record, { deliveryIds: [], repeatOf: a.record.id, repeatMatch: { key: 'phone+family', on: 'consumer', crossSource: false } });
+    rep.deliveries = [];
+    for (const x of xs) x.record.bodyHash = createHash('sha256').update(x.alertJson ?? JSON.stringify(x.record.alert)).digest('hex');
+    return xs;
+  };
+  const viaLog = batch(0);
+  t.same((await Promise.all(viaLog.map((x) => logFirst.submit(x)))).map((o) => o.kind), ['created', 'created', 'created', 'created']);
+  t.equal(await new Dispatcher(r, k, PREFIX, new Materialiser(r, k, PREFIX), createLogger('silent')).drain(), 4);
+  messages.length = 0;
+
+  const direct = batch(10);
+  const calls0 = await commandCalls(r);
+  t.same((await Promise.all(direct.map((x) => through.submit(x)))).map((o) => o.kind), ['created', 'created', 'created', 'created']);
+  t.equal((await commandCalls(r)).script - calls0.script, 1, 'one script call for the batch');
+  t.equal((await Promise.all(k.bucketList.map((b) => r.xlen(k.ingestLog(b))))).reduce((a, x) => a + x, 0), 0, 'nothing in the ingest log');
+  // Redis sends a script's PUBLISH to subscribers at once; it has reached ours once a PING after it answers.
+  await sub.ping();
+  t.same(messages.map((m) => m.split(' ').sort()), [['p1', 'p2']], "one wake-up message for the call, naming the batch's platforms");
+  for (const [i, x] of direct.entries()) {
+    const [got, want] = [await written(r, k, PREFIX, x), await written(r, k, PREFIX, viaLog[i])];
+    t.same(got.record.alert, x.record.alert, `alert ${i}: the record holds the alert`);
+    t.equal(got.logKey, null, `alert ${i}: no log key`);
+    t.same(got.deliveries, x.deliveries.map(deliveryHash), `alert ${i}: each delivery hash as ingest answered it`);
+    t.same(got.history, x.deliveries.map((d) => [{ at: d.createdAt, to: 'queued', source: 'ingest' }]), `alert ${i}: one ingest history entry per delivery`);
+    t.same(got.timers, x.deliveries.map((d) => (d.ackBy ? String(Date.parse(d.ackBy)) : null)), `alert ${i}: each SLA timer at its deadline`);
+    t.same(got.jobs, x.deliveries.map((d) => [d.priority === 'urgent', d.priority !== 'urgent']), `alert ${i}: one job each, in its priority's work set`);
+    t.same(got.jobs, want.jobs, `alert ${i}: as log-first`);
+    t.same(got.events.map((e) => [e.type, Object.keys(e.data)]), want.events.map((e) => [e.type, Object.keys(e.data)]), `alert ${i}: the same audit events as log-first`);
+    const received = got.events.find((e) => e.type === 'alert.received');
+    t.same(received?.data, { alert: x.record.alert, bodyHash: x.record.bodyHash, idempotencyKey: x.record.idempotencyKey, ...(x.record.repeatOf ? {} : { ruleId: 'default', targets: x.record.route.targets, deliveryIds: x.record.deliveryIds }) }, `alert ${i}: alert.received holds the alert${x.record.repeatOf ? '' : ' and its route'}`);
+    t.same(received?.actor, actor, `alert ${i}: and who sent it`);
+  }
+
+  // A copy and a held repeat-call key write nothing more: no second event, delivery or message.
+  messages.length = 0;
+  const before = await r.xlen(auditStreamKey(PREFIX));
+  const copy = batch(10)[2];
+  const held = pending(k, PREFIX, 30);
+  await r.set(k.repeatPlace('held'), 'alt_other');
+  held.repeat = { place: k.repeatPlace('held'), windowMs: 60_000 };
+  t.same((await Promise.all([through.submit({ ...copy, record: { ...direct[2].record } }), through.submit(held)])).map((o) => o.kind), ['duplicate', 'repeat-held']);
+  t.equal(await r.xlen(auditStreamKey(PREFIX)), before, 'no event for a copy or a held alert');
+  t.equal(await r.exists(k.delivery(held.deliveries[0].id)), 0, 'no delivery for a held alert');
+  t.equal(await r.zscore(k.work(bucketOf(held.deliveries[0].id), 'p1', false), held.deliveries[0].id), null, 'and no job');
+  await sub.ping();
+  t.same(messages, [], 'and no wake-up');
+});

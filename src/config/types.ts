@@ -123,7 +123,7 @@ export interface Config {
   retention: { alertsDays: number; sweepEveryMs: number };
   repeat: { enabled: boolean; window: string; secret?: string; crossSource?: boolean };
   audit: { dir: string; archive: boolean; archiveIn: 'workers' | 'archiver'; segmentMaxBytes: number; streamLimit: number; bodyRetentionDays?: number; encryption?: { currentKey: string; keys: Record<string, string> }; signing?: AuditSigningConfig };
-  engine: { lockDurationMs: number; stalledIntervalMs: number; pollMs?: number; slaSweepMs: number; ingestClaimIdleMs: number };
+  engine: { lockDurationMs: number; stalledIntervalMs: number; pollMs?: number; slaSweepMs: number; ingestClaimIdleMs: number; ingestWriteThrough: boolean };
   /** Inbound standards shared by all sources (category tables, nesting limit). */
   inbound?: { categories?: CategoryTables; maxDepth?: number; /** Largest CAP/EIDO body (default 2 MiB). */ bodyLimitBytes?: number };
   /** The installation's category table: code → display name (Chinese, or {zh, en}). */

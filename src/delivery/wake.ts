@@ -7,8 +7,10 @@ import { settledWithin } from '../bounded.js';
  * Work enqueued in one process wakes the engines of the others at once, instead of at their next
  * look (`engine.pollMs`: 200 ms, 1 s on Redis Cluster). A follow-up added by an API process (a
  * cancel from 110, an urge for a repeat call, an operator's redelivery) reaches its platform as
- * soon as one added by the worker itself. First deliveries need none of this: the dispatcher that
- * writes them runs in the worker and wakes its engine in-process.
+ * soon as one added by the worker itself. First deliveries need none of this when the dispatcher
+ * writes them (it runs in the worker and wakes its engine in-process); with write-through ingest
+ * (`engine.ingestWriteThrough`) the ingest script publishes one message per call, naming the
+ * platforms of its batch separated by spaces (src/ingest/script.ts).
  *
  * One Redis pub/sub message per job added (by platform id). A lost message costs only the delay
  * the poll already bounds: the work sets in Redis, not the message, say what is due.
@@ -45,7 +47,10 @@ export function publishWork(redis: Redis, prefix: string): () => void {
 export async function subscribeWork(redis: Redis, prefix: string, onWork: (platformId: string) => void, waitMs = 2_000): Promise<{ close(): void }> {
   const sub = duplicateConnection(redis, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null });
   sub.on('error', () => undefined);
-  sub.on('message', (_channel: string, platformId: string) => onWork(platformId));
+  // one platform id, or several separated by spaces (the ingest script's one message per call)
+  sub.on('message', (_channel: string, ids: string) => {
+    for (const id of ids.split(' ')) onWork(id);
+  });
   let refused: Error | undefined;
   const subscribed = sub.subscribe(workChannel(prefix)).catch((err: Error) => {
     refused = err;

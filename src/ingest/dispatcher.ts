@@ -145,33 +145,42 @@ export class Materialiser {
 
   /** The script's arguments for one alert (layout documented in script.ts). */
   private args(out: (string | number)[], item: LogItem, sealed: boolean): void {
-    const { r, x } = item;
-    const k = this.keys;
-    const ds = itemDeliveries(item);
-    out.push(k.alert(r.id), k.alertLog(r.id), x.n, ds.length);
-    for (const d of ds) {
-      const h = deliveryHash(d);
-      const fields = Object.keys(h);
-      out.push(d.id, k.delivery(d.id), fields.length);
-      for (const f of fields) out.push(f, h[f]);
-      out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '', k.work(bucketOf(d.id), d.platformId, d.priority === 'urgent'));
-    }
-    const head = { at: r.receivedAt, alertId: r.id, sourceId: r.sourceId };
-    // alert.received holds the alert: sealed here, its placeholder the alert's hash (data.alert
-    // first: the script can put the alert itself in its place), the alert's text added by the
-    // script from the record, as the body of a sealed entry or in the placeholder's place
-    // (src/audit/stream-format.ts). A routed alert's route is on it too (one event, not a separate
-    // alert.routed: docs/audit.md, "One event per received alert"); a repeat call's link stays an
-    // alert.repeat of its own.
-    const alert = { $body: r.bodyHash };
-    const data = r.repeatOf
-      ? { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey }
-      : { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey, ruleId: r.route.ruleId, targets: r.route.targets, deliveryIds: r.deliveryIds };
-    out.push(r.repeatOf ? 2 : 1, JSON.stringify({ data, type: 'alert.received', ...head, actor: x.a }), sealed ? 'sealed' : 'whole');
-    if (r.repeatOf) {
-      const repeat = { type: 'alert.repeat', ...head, data: { repeatOf: r.repeatOf, ruleId: r.route.ruleId, matchedBy: r.repeatMatch?.key, on: r.repeatMatch?.on, crossSource: r.repeatMatch?.crossSource } };
-      out.push(JSON.stringify(repeat), '');
-    }
+    out.push(this.keys.alert(item.r.id), this.keys.alertLog(item.r.id), item.x.n);
+    materialiseArgs(out, this.keys, item, sealed);
+  }
+}
+
+/**
+ * What writing out one alert takes, as script arguments (per delivery its hash, history entry,
+ * deadline and work set; then its audit events): the materialise script's and the inline ingest
+ * script's common part (layout documented in script.ts).
+ */
+export function materialiseArgs(out: (string | number)[], k: Keys, item: LogItem, sealed: boolean): void {
+  const { r, x } = item;
+  const ds = itemDeliveries(item);
+  out.push(ds.length);
+  for (const d of ds) {
+    const h = deliveryHash(d);
+    const fields = Object.keys(h);
+    out.push(d.id, k.delivery(d.id), fields.length);
+    for (const f of fields) out.push(f, h[f]);
+    out.push(k.history(d.id), JSON.stringify({ at: d.createdAt, to: d.state, source: 'ingest' }), nextSla(d)?.dueAt ?? '', k.work(bucketOf(d.id), d.platformId, d.priority === 'urgent'));
+  }
+  const head = { at: r.receivedAt, alertId: r.id, sourceId: r.sourceId };
+  // alert.received holds the alert: sealed here, its placeholder the alert's hash (data.alert
+  // first: the script can put the alert itself in its place), the alert's text added by the
+  // script from the record, as the body of a sealed entry or in the placeholder's place
+  // (src/audit/stream-format.ts). A routed alert's route is on it too (one event, not a separate
+  // alert.routed: docs/audit.md, "One event per received alert"); a repeat call's link stays an
+  // alert.repeat of its own.
+  const alert = { $body: r.bodyHash };
+  const data = r.repeatOf
+    ? { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey }
+    : { alert, bodyHash: r.bodyHash, idempotencyKey: r.idempotencyKey, ruleId: r.route.ruleId, targets: r.route.targets, deliveryIds: r.deliveryIds };
+  out.push(r.repeatOf ? 2 : 1, JSON.stringify({ data, type: 'alert.received', ...head, actor: x.a }), sealed ? 'sealed' : 'whole');
+  if (r.repeatOf) {
+    const repeat = { type: 'alert.repeat', ...head, data: { repeatOf: r.repeatOf, ruleId: r.route.ruleId, matchedBy: r.repeatMatch?.key, on: r.repeatMatch?.on, crossSource: r.repeatMatch?.crossSource } };
+    out.push(JSON.stringify(repeat), '');
   }
 }
 

@@ -13,6 +13,43 @@ end
 `;
 
 /**
+ * Lua both scripts write an alert's deliveries and events with (needs `field`, `now` and `zadd`
+ * defined before it): from ARGV[i], deliveryCount, per delivery [...], eventCount, per event [...]
+ * (layout in MATERIALISE_SCRIPT's comment). Writes only when `alert` (its JSON) is given; `exact`:
+ * that JSON is the text the event's placeholder hashes, so a sealed event may hold it as its body.
+ * Returns the index after the alert's arguments.
+ */
+const LUA_WRITE_ALERT = `local function writeAlert(i, alert, exact, audit, slaDue)
+  local nd = tonumber(ARGV[i])
+  i = i + 1
+  for d = 1, nd do
+    local did, key, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    local h = i + 3 + 2 * nf
+    if alert then
+      redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
+      redis.call('RPUSH', ARGV[h], ARGV[h + 1])
+      if ARGV[h + 2] ~= '' then zadd(slaDue, ARGV[h + 2], did) end
+      zadd(ARGV[h + 3], now, did)
+    end
+    i = h + 4
+  end
+  local ne = tonumber(ARGV[i])
+  i = i + 1
+  for v = 1, ne do
+    if alert then
+      local ev, holds = ARGV[i], ARGV[i + 1]
+      if holds == '' then redis.call('XADD', audit, '*', field, ev)
+      elseif exact and holds == 'sealed' then redis.call('XADD', audit, '*', '${AUDIT_SEALED_FIELD}', ev, '${AUDIT_BODY_FIELD_PREFIX}data.alert', alert)
+      -- whole: the alert where its placeholder ('{"data":{"alert":{"$body":"<hash>"}') was
+      else redis.call('XADD', audit, '*', field, string.sub(ev, 1, 17) .. alert .. string.sub(ev, string.find(ev, '"}', 28, true) + 2)) end
+    end
+    i = i + 2
+  end
+  return i
+end
+`;
+
+/**
  * The batch write of ingest, as one Lua script: the alerts of one event-loop turn in one call per
  * group of key-layout buckets (`k.groups`: all of them on a single Redis, one per call on Redis
  * Cluster, where KEYS[1], a log of the group, routes the call; docs/scaling.md). Key names come
@@ -23,10 +60,19 @@ end
  * ingest log (src/store/ingest-log.ts), which the dispatcher turns into deliveries, timers, audit
  * events and jobs (src/ingest/dispatcher.ts). The alert's log key (`k.alertLog`) names that entry.
  *
+ * Write-through (`engine.ingestWriteThrough`, auditField given): no log entry and no log key; each
+ * alert written also gets, in this same call, what the dispatcher would write for it (the
+ * materialise script's per-alert part, same argument layout), its events holding the alert from
+ * ARGV, and one PUBLISH per call on the work channel (the platforms' ids, space-separated) wakes
+ * the engines of every process (src/delivery/wake.ts).
+ *
  * KEYS: a log of the group.
- * ARGV: bucketCount, repeatWindowMs, then per bucket: alertsIndex, ingestLog, alertCount, then per
- *   alert: idemKey, claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest,
- *   score, bySourceIndex, extra (LogExtra JSON), placeKey, phoneKey, logKey.
+ * ARGV: bucketCount, repeatWindowMs, auditField ('' = log-first), workChannel, platformIds, then
+ *   per bucket: alertsIndex, ingestLog, alertCount, auditStream, slaDue, then per alert: idemKey,
+ *   claim ("<alertId> <bodyHash>"), alertId, alertKey, alertJson, recordRest, score,
+ *   bySourceIndex, extra (LogExtra JSON; '' write-through), placeKey, phoneKey, logKey ('' write-
+ *   through), then write-through only: deliveryCount, per delivery [...], eventCount, per event
+ *   [...], as in MATERIALISE_SCRIPT.
  * The alert's JSON travels once and is spliced into the record here (recordRest is the record's
  * JSON without it); the log item is `{"r":<recordRest>,"x":<extra>}`.
  *
@@ -55,11 +101,26 @@ local function each(cmd, key, t)
     else redis.call(cmd, unpack(t, s, math.min(s + 999, #t))) end
   end
 end
-local px = ARGV[2]
-local i = 3
+local px, field, channel, platforms = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local inline = field ~= ''
+local wrote = false
+local now
+if inline then
+  local t = redis.call('TIME')
+  now = t[1] * 1000 + math.floor(t[2] / 1000)
+end
+local zsets, zkeys = {}, {}
+local function zadd(key, score, member)
+  if not zsets[key] then
+    zsets[key] = {}
+    zkeys[#zkeys + 1] = key
+  end
+  push(zsets[key], score, member)
+end
+${LUA_WRITE_ALERT}local i = 6
 for b = 1, tonumber(ARGV[1]) do
-  local alerts, log, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local alerts, log, n, audit, slaDue = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
   local byScore, bySourceKeys, bySourceMembers, items, recs = {}, {}, {}, {}, {}
   for a = 1, n do
     local idemKey, alertId, alertKey, recordRest, score, bySource = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -74,6 +135,7 @@ for b = 1, tonumber(ARGV[1]) do
       end
     end
     if not held then
+      wrote = true
       push(mset, idemKey, ARGV[i + 1])
       recs[#recs + 1] = i
       push(byScore, score, alertId)
@@ -82,10 +144,14 @@ for b = 1, tonumber(ARGV[1]) do
         bySourceKeys[#bySourceKeys + 1] = bySource
       end
       push(bySourceMembers[bySource], score, alertId)
-      push(items, alertId, '{"r":' .. recordRest .. ',"x":' .. ARGV[i + 8] .. '}')
+      if inline then push(mset, alertKey, '{"alert":' .. ARGV[i + 4] .. rest(recordRest))
+      else push(items, alertId, '{"r":' .. recordRest .. ',"x":' .. ARGV[i + 8] .. '}') end
     end
     out[#out + 1] = held or ''
+    local alert = ARGV[i + 4]
     i = i + 12
+    -- write-through: what the dispatcher would write for it, now (the alert as it came: exact)
+    if inline then i = writeAlert(i, not held and alert, true, audit, slaDue) end
   end
   -- One entry per bucket and call (500 alerts at most per entry: the stack limit above).
   for s = 1, #items, 1000 do
@@ -100,6 +166,9 @@ for b = 1, tonumber(ARGV[1]) do
   for _, k in ipairs(bySourceKeys) do each('ZADD', k, bySourceMembers[k]) end
 end
 each('MSET', nil, mset)
+for _, k in ipairs(zkeys) do each('ZADD', k, zsets[k]) end
+-- the engines of every process wake at once (src/delivery/wake.ts), one message per call
+if inline and wrote then redis.call('PUBLISH', channel, platforms) end
 return out
 `;
 
@@ -140,14 +209,14 @@ local function zadd(key, score, member)
   end
   push(zsets[key], score, member)
 end
-local i = 4
+${LUA_WRITE_ALERT}local i = 4
 for e = 1, tonumber(ARGV[3]) do
   local log, id, audit, slaDue, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   i = i + 5
   local live = #redis.call('XRANGE', log, id, id) > 0
   for a = 1, n do
     local rec = live and redis.call('GET', ARGV[i])
-    local bytes, nd = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    local bytes = tonumber(ARGV[i + 2])
     local alert, exact
     if rec then
       redis.call('DEL', ARGV[i + 1])
@@ -164,30 +233,7 @@ for e = 1, tonumber(ARGV[3]) do
         alert = cjson.encode(cjson.decode(rec).alert)
       end
     end
-    i = i + 4
-    for d = 1, nd do
-      local did, key, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-      local h = i + 3 + 2 * nf
-      if alert then
-        redis.call('HSET', key, unpack(ARGV, i + 3, h - 1))
-        redis.call('RPUSH', ARGV[h], ARGV[h + 1])
-        if ARGV[h + 2] ~= '' then zadd(slaDue, ARGV[h + 2], did) end
-        zadd(ARGV[h + 3], now, did)
-      end
-      i = h + 4
-    end
-    local ne = tonumber(ARGV[i])
-    i = i + 1
-    for v = 1, ne do
-      if alert then
-        local ev, holds = ARGV[i], ARGV[i + 1]
-        if holds == '' then redis.call('XADD', audit, '*', field, ev)
-        elseif exact and holds == 'sealed' then redis.call('XADD', audit, '*', '${AUDIT_SEALED_FIELD}', ev, '${AUDIT_BODY_FIELD_PREFIX}data.alert', alert)
-        -- whole: the alert where its placeholder ('{"data":{"alert":{"$body":"<hash>"}') was
-        else redis.call('XADD', audit, '*', field, string.sub(ev, 1, 17) .. alert .. string.sub(ev, string.find(ev, '"}', 28, true) + 2)) end
-      end
-      i = i + 2
-    end
+    i = writeAlert(i + 3, alert, exact, audit, slaDue)
   end
   -- No group yet (no dispatcher has started): nothing is pending, nothing to acknowledge.
   redis.pcall('XACK', log, group, id)

@@ -5,6 +5,10 @@ import type { LogExtra } from '../store/ingest-log.js';
 import type { AlertRecord, DeliveryRecord } from '../store/records.js';
 import { INGEST_SCRIPT } from './script.js';
 import { ProblemError } from '../errors.js';
+import { AUDIT_FIELD } from '../audit/events.js';
+import { sealedStream } from '../audit/stream-format.js';
+import { workChannel } from '../delivery/wake.js';
+import { materialiseArgs } from './dispatcher.js';
 
 export interface PendingAlert {
   record: AlertRecord;
@@ -48,7 +52,8 @@ const REPEAT_HELD = '!';
  * key-layout buckets (`k.groups`: one call on a single Redis, one per bucket on Redis Cluster),
  * which claims each idempotency key, stores each record with its index entries, and appends the
  * alerts to their buckets' ingest logs. Deliveries, timers, audit events and jobs are the
- * dispatcher's (src/ingest/dispatcher.ts), in the worker processes, not the request's.
+ * dispatcher's (src/ingest/dispatcher.ts), in the worker processes, not the request's; or, with
+ * `engine.ingestWriteThrough`, written by the same script call, with no log entry (script.ts).
  */
 export class IngestWriter {
   private batch: Waiter[] = [];
@@ -61,6 +66,11 @@ export class IngestWriter {
     private readonly prefix: string,
     /** `redis.waitReplicas`/`waitTimeoutMs`: no answer before that many replicas have the write. */
     private readonly replication: { replicas: number; timeoutMs: number } = { replicas: 0, timeoutMs: 1_000 },
+    /**
+     * Write-through (`engine.ingestWriteThrough`, one Redis only): deliveries, timers, audit events
+     * and jobs in the ingest script itself, not through the ingest log. Default false: log-first.
+     */
+    private readonly writeThrough = false,
   ) {}
 
   /**
@@ -166,13 +176,16 @@ export class IngestWriter {
     for (const [w] of groups) if (w.item.repeat && w.item.repeat.windowMs > windowMs) windowMs = w.item.repeat.windowMs;
     await Promise.all(
       k.groups(byBucket.keys()).map(async (buckets) => {
-        const args: (string | number)[] = [buckets.length, windowMs];
+        const platforms = new Set<string>();
+        if (this.writeThrough) for (const b of buckets) for (const i of byBucket.get(b)!) for (const d of groups[i][0].item.deliveries) platforms.add(d.platformId);
+        const args: (string | number)[] = [buckets.length, windowMs, this.writeThrough ? AUDIT_FIELD : '', workChannel(this.prefix), [...platforms].join(' ')];
         const order: number[] = [];
+        const sealed = this.writeThrough && sealedStream(this.redis, this.prefix);
         for (const b of buckets) {
           const ix = byBucket.get(b)!;
-          args.push(k.alerts(b), k.ingestLog(b), ix.length);
+          args.push(k.alerts(b), k.ingestLog(b), ix.length, k.audit(b), k.slaDue(b));
           for (const i of ix) {
-            this.args(args, groups[i][0].item);
+            this.args(args, groups[i][0].item, sealed);
             order.push(i);
           }
         }
@@ -212,7 +225,7 @@ export class IngestWriter {
   }
 
   /** The script's arguments for one alert (layout documented in script.ts). */
-  private args(out: (string | number)[], item: PendingAlert): void {
+  private args(out: (string | number)[], item: PendingAlert, sealed: boolean): void {
     const { record, deliveries } = item;
     const k = this.keys;
     const { alert, ...rest } = record;
@@ -223,7 +236,8 @@ export class IngestWriter {
       a: item.actor,
       d: deliveries.map((d) => ({ ackBy: d.ackBy, interveneBy: d.interveneBy, resolveBy: d.resolveBy })),
     };
-    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), alertJson, JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), JSON.stringify(extra), item.repeat?.place ?? '', item.repeat?.phone ?? '', k.alertLog(record.id));
+    out.push(item.idemKey, `${record.id} ${record.bodyHash}`, record.id, k.alert(record.id), alertJson, JSON.stringify(rest), Date.parse(record.receivedAt), k.alertsBySource(bucketOf(record.id), record.sourceId), this.writeThrough ? '' : JSON.stringify(extra), item.repeat?.place ?? '', item.repeat?.phone ?? '', this.writeThrough ? '' : k.alertLog(record.id));
+    if (this.writeThrough) materialiseArgs(out, k, { r: rest, x: extra }, sealed);
   }
 
   /** Someone else stored this key first: answer with their alert. */

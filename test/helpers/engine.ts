@@ -53,7 +53,7 @@ export interface EngineEnvOptions {
   platforms: EnginePlatform[];
   /** Routes; default: one default route to every platform. */
   routes?: unknown[];
-  engine?: { lockDurationMs?: number; stalledIntervalMs?: number; ingestClaimIdleMs?: number; pollMs?: number };
+  engine?: { lockDurationMs?: number; stalledIntervalMs?: number; ingestClaimIdleMs?: number; pollMs?: number; ingestWriteThrough?: boolean };
   /** Other top-level config keys (retention, audit, ...), as testConfig takes them. */
   extra?: ConfigDoc;
   role?: 'all' | 'api' | 'worker';
