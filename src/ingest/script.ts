@@ -13,13 +13,24 @@ end
 `;
 
 /**
- * Lua both scripts write an alert's deliveries and events with (needs `field`, `now` and `zadd`
- * defined before it): from ARGV[i], deliveryCount, per delivery [...], eventCount, per event [...]
+ * Lua both scripts write an alert's deliveries and events with (needs `push` and `field` defined
+ * before it; jobs are due at `now`, Redis's clock): from ARGV[i], deliveryCount, per delivery [...], eventCount, per event [...]
  * (layout in MATERIALISE_SCRIPT's comment). Writes only when `alert` (its JSON) is given; `exact`:
  * that JSON is the text the event's placeholder hashes, so a sealed event may hold it as its body.
  * Returns the index after the alert's arguments.
  */
-const LUA_WRITE_ALERT = `local function writeAlert(i, alert, exact, audit, slaDue)
+const LUA_WRITE_ALERT = `local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- ZADDs gathered per key, made once at the end of the script
+local zsets, zkeys = {}, {}
+local function zadd(key, score, member)
+  if not zsets[key] then
+    zsets[key] = {}
+    zkeys[#zkeys + 1] = key
+  end
+  push(zsets[key], score, member)
+end
+local function writeAlert(i, alert, exact, audit, slaDue)
   local nd = tonumber(ARGV[i])
   i = i + 1
   for d = 1, nd do
@@ -104,19 +115,6 @@ end
 local px, field, channel, platforms = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local inline = field ~= ''
 local wrote = false
-local now
-if inline then
-  local t = redis.call('TIME')
-  now = t[1] * 1000 + math.floor(t[2] / 1000)
-end
-local zsets, zkeys = {}, {}
-local function zadd(key, score, member)
-  if not zsets[key] then
-    zsets[key] = {}
-    zkeys[#zkeys + 1] = key
-  end
-  push(zsets[key], score, member)
-end
 ${LUA_WRITE_ALERT}local i = 6
 for b = 1, tonumber(ARGV[1]) do
   local alerts, log, n, audit, slaDue = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
@@ -199,17 +197,7 @@ return out
 export const MATERIALISE_SCRIPT = `
 local group, field = ARGV[1], ARGV[2]
 local out = {}
-${LUA_HELPERS}local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local zsets, zkeys = {}, {}
-local function zadd(key, score, member)
-  if not zsets[key] then
-    zsets[key] = {}
-    zkeys[#zkeys + 1] = key
-  end
-  push(zsets[key], score, member)
-end
-${LUA_WRITE_ALERT}local i = 4
+${LUA_HELPERS}${LUA_WRITE_ALERT}local i = 4
 for e = 1, tonumber(ARGV[3]) do
   local log, id, audit, slaDue, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   i = i + 5
