@@ -585,6 +585,7 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
     };
     for (const b of ['kept', 'kept-atomic']) if (s.fenliu && s[b]) versus(b, s[b]);
     if (s.fenliu && s['fenliu-compare']) versus('compare', s['fenliu-compare']);
+    for (const v of Object.keys(VARIANTS)) if (s.fenliu && s[`fenliu-${v}`]) versus(v, s[`fenliu-${v}`]);
     if (ratios.systemRounds) rows.push(`| fenliu/naive per round (slices moments apart): median, min–max | ${fmt(ratios.systemRounds.median, 2)} (${fmt(ratios.systemRounds.min, 2)}–${fmt(ratios.systemRounds.max, 2)}) | | | | | | | | |`);
     rows.push('');
   }
