@@ -152,7 +152,7 @@ export class Materialiser {
 
 /**
  * What writing out one alert takes, as script arguments (per delivery its hash, history entry,
- * deadline and work set; then its audit events): the materialise script's and the inline ingest
+ * deadline and work set; then its audit events): the materialise script's and the write-through ingest
  * script's common part (layout documented in script.ts).
  */
 export function materialiseArgs(out: (string | number)[], k: Keys, item: LogItem, sealed: boolean): void {

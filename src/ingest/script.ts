@@ -14,8 +14,8 @@ end
 
 /**
  * Lua both scripts write an alert's deliveries and events with (needs `push` and `field` defined
- * before it; jobs are due at `now`, Redis's clock): from ARGV[i], deliveryCount, per delivery [...], eventCount, per event [...]
- * (layout in MATERIALISE_SCRIPT's comment). Writes only when `alert` (its JSON) is given; `exact`:
+ * before it; jobs are due at `now`, Redis's clock): from ARGV[i], deliveryCount, per delivery
+ * [...], eventCount, per event [...] (layout in MATERIALISE_SCRIPT's comment). Writes only when `alert` (its JSON) is given; `exact`:
  * that JSON is the text the event's placeholder hashes, so a sealed event may hold it as its body.
  * Returns the index after the alert's arguments.
  */
