@@ -9,10 +9,12 @@ import { startRedis } from '../helpers/redis.js';
 import { KEYS, Receiver, alert, api, faultConfig, inspector, serve, settle, sleep, stream, until, writeConfig } from './harness.js';
 import { each, zcardAll, zMembersByScore } from '../../src/store/fanout.js';
 
-t.test('Redis stop/restart and crash/restart under a stream of alerts', async (t) => {
+// Log-first (the default) and write-through ingest (engine.ingestWriteThrough: the deliveries and
+// jobs in the same script as the record): the same promises either way.
+for (const writeThrough of [false, true]) t.test(`Redis stop/restart and crash/restart under a stream of alerts (${writeThrough ? 'write-through' : 'log-first'} ingest)`, async (t) => {
   const redis = await startRedis({ appendonly: true });
   const receiver = await new Receiver().listen();
-  const file = writeConfig(faultConfig(receiver.url));
+  const file = writeConfig(faultConfig(receiver.url, writeThrough ? { engine: { lockDurationMs: 2_000, stalledIntervalMs: 500, ingestWriteThrough: true } } : {}));
   const ins = inspector(redis.url);
   t.teardown(async () => {
     ins.close();
@@ -64,10 +66,18 @@ t.test('Redis stop/restart and crash/restart under a stream of alerts', async (t
     t.same([retry.status, retry.body?.id, retry.headers['idempotent-replayed']], [200, id, 'true'], `stored without a 202 (${rec.alert.source.alertId}): the retry is an idempotent replay`);
     extraDeliveries.push(...rec.deliveryIds);
   }
-  const tally = await settle('redis-outage', ins, receiver, [...s.deliveryIds(), ...extraDeliveries], 60_000, { refused503: s.count(503), storedWithout202: unanswered.length });
+  const tally = await settle(`redis-outage${writeThrough ? '-write-through' : ''}`, ins, receiver, [...s.deliveryIds(), ...extraDeliveries], 60_000, { refused503: s.count(503), storedWithout202: unanswered.length });
   t.equal(tally.lost, 0, 'nothing that got a 202 (or was stored) was lost');
   t.equal(tally.delivered, tally.accepted, 'every stored alert delivered');
   t.ok(tally.maxConcurrentPerKey <= 1, 'no delivery was ever sent twice at the same time');
+  if (writeThrough) {
+    // entries ever added to the ingest logs (a dispatcher deletes what it materialises)
+    const added = await Promise.all(ins.k.bucketList.map(async (b) => {
+      const info = (await ins.r.xinfo('STREAM', ins.k.ingestLog(b)).catch(() => null)) as unknown[] | null;
+      return info ? Number(info[info.indexOf('entries-added') + 1]) : 0;
+    }));
+    t.equal(added.reduce((a, x) => a + x, 0), 0, 'write-through: nothing went through the ingest log');
+  }
   t.equal(apiProc.child.exitCode, null, 'the API process never died');
   t.equal(worker.child.exitCode, null, 'the worker process never died');
 });
