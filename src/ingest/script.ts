@@ -135,7 +135,6 @@ for b = 1, tonumber(ARGV[1]) do
     if not held then
       wrote = true
       push(mset, idemKey, ARGV[i + 1])
-      recs[#recs + 1] = i
       push(byScore, score, alertId)
       if not bySourceMembers[bySource] then
         bySourceMembers[bySource] = {}
@@ -143,7 +142,10 @@ for b = 1, tonumber(ARGV[1]) do
       end
       push(bySourceMembers[bySource], score, alertId)
       if inline then push(mset, alertKey, '{"alert":' .. ARGV[i + 4] .. rest(recordRest))
-      else push(items, alertId, '{"r":' .. recordRest .. ',"x":' .. ARGV[i + 8] .. '}') end
+      else
+        recs[#recs + 1] = i
+        push(items, alertId, '{"r":' .. recordRest .. ',"x":' .. ARGV[i + 8] .. '}')
+      end
     end
     out[#out + 1] = held or ''
     local alert = ARGV[i + 4]

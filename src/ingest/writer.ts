@@ -176,19 +176,22 @@ export class IngestWriter {
     for (const [w] of groups) if (w.item.repeat && w.item.repeat.windowMs > windowMs) windowMs = w.item.repeat.windowMs;
     await Promise.all(
       k.groups(byBucket.keys()).map(async (buckets) => {
+        // ARGV[5], the wake-up's platforms, is filled in once the alerts' arguments are written
+        const args: (string | number)[] = [buckets.length, windowMs, this.writeThrough ? AUDIT_FIELD : '', workChannel(this.prefix), ''];
         const platforms = new Set<string>();
-        if (this.writeThrough) for (const b of buckets) for (const i of byBucket.get(b)!) for (const d of groups[i][0].item.deliveries) platforms.add(d.platformId);
-        const args: (string | number)[] = [buckets.length, windowMs, this.writeThrough ? AUDIT_FIELD : '', workChannel(this.prefix), [...platforms].join(' ')];
         const order: number[] = [];
         const sealed = this.writeThrough && sealedStream(this.redis, this.prefix);
         for (const b of buckets) {
           const ix = byBucket.get(b)!;
           args.push(k.alerts(b), k.ingestLog(b), ix.length, k.audit(b), k.slaDue(b));
           for (const i of ix) {
-            this.args(args, groups[i][0].item, sealed);
+            const { item } = groups[i][0];
+            this.args(args, item, sealed);
+            if (this.writeThrough) for (const d of item.deliveries) platforms.add(d.platformId);
             order.push(i);
           }
         }
+        args[4] = [...platforms].join(' ');
         const res = (await client[COMMAND](k.ingestLog(buckets[0]), ...args)) as string[];
         order.forEach((i, j) => (held[i] = res[j]));
       }),

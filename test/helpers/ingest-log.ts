@@ -13,6 +13,17 @@ export async function auditEvents(r: Redis, prefix: string): Promise<any[]> {
   return (await r.xrange(auditStreamKey(prefix), '-', '+')).map(([id, f]) => decodeStreamEntry(id, f));
 }
 
+/** Entries ever added to the ingest logs (XINFO entries-added): a dispatcher deletes what it materialises, a log never written does not exist. */
+export async function logEntriesAdded(r: Redis, k: { bucketList: number[]; ingestLog(b: number): string }): Promise<number> {
+  const added = await Promise.all(
+    k.bucketList.map(async (b) => {
+      const info = (await r.xinfo('STREAM', k.ingestLog(b)).catch(() => null)) as unknown[] | null;
+      return info ? Number(info[info.indexOf('entries-added') + 1]) : 0;
+    }),
+  );
+  return added.reduce((a, x) => a + x, 0);
+}
+
 export async function logLength(e: { r: Redis; k: { bucketList: number[]; ingestLog(b: number): string } }): Promise<number> {
   return (await Promise.all(e.k.bucketList.map((b) => e.r.xlen(e.k.ingestLog(b))))).reduce((a, x) => a + x, 0);
 }
