@@ -69,9 +69,7 @@ export async function createRuntime(cfg: Config, log: Logger, target: RedisTarge
   if (converted) log.warn({ alerts: converted }, 'converted Redis data to the bucket key layout (docs/scaling.md)');
   const queues = new QueueRegistry(redis, k, cfg.platforms.map((p) => p.id));
   await queues.waitUntilReady();
-  const writeThrough = cfg.engine.ingestWriteThrough && redisTarget.kind !== 'cluster';
-  if (cfg.engine.ingestWriteThrough && !writeThrough) log.warn({}, 'engine.ingestWriteThrough: not on Redis Cluster; ingest stays log-first');
-  const writer = new IngestWriter(redis, k, prefix, { replicas: cfg.redis.waitReplicas, timeoutMs: cfg.redis.waitTimeoutMs }, writeThrough);
+  const writer = new IngestWriter(redis, k, prefix, { replicas: cfg.redis.waitReplicas, timeoutMs: cfg.redis.waitTimeoutMs }, cfg.engine.ingestWriteThrough);
   const materialiser = new Materialiser(redis, k, prefix, log);
   const lifecycle = new Lifecycle(redis, k, cfg, queues, queues.lifecycle, log);
   lifecycle.materialise = (id, rec) => materialiser.alert(id, rec);

@@ -9,6 +9,7 @@ import { AUDIT_FIELD } from '../audit/events.js';
 import { sealedStream } from '../audit/stream-format.js';
 import { workChannel } from '../delivery/wake.js';
 import { materialiseArgs } from './dispatcher.js';
+import { relayAudit } from '../store/audit-relay.js';
 
 export interface PendingAlert {
   record: AlertRecord;
@@ -67,8 +68,8 @@ export class IngestWriter {
     /** `redis.waitReplicas`/`waitTimeoutMs`: no answer before that many replicas have the write. */
     private readonly replication: { replicas: number; timeoutMs: number } = { replicas: 0, timeoutMs: 1_000 },
     /**
-     * Write-through (`engine.ingestWriteThrough`, one Redis only): deliveries, timers, audit events
-     * and jobs in the ingest script itself, not through the ingest log. Default false: log-first.
+     * Write-through (`engine.ingestWriteThrough`): deliveries, timers, audit events and jobs in the
+     * ingest script itself, not through the ingest log. Default false: log-first.
      */
     private readonly writeThrough = false,
   ) {}
@@ -194,6 +195,9 @@ export class IngestWriter {
         args[4] = [...platforms].join(' ');
         const res = (await client[COMMAND](k.ingestLog(buckets[0]), ...args)) as string[];
         order.forEach((i, j) => (held[i] = res[j]));
+        // Redis Cluster: write-through's events went to the bucket's own stream (src/store/audit-relay.ts;
+        // a no-op on one Redis). Not awaited, like every writer's: the archiver relays what this misses.
+        if (this.writeThrough && res.includes('')) for (const b of buckets) void relayAudit(this.redis, this.prefix, b).catch(() => 0);
       }),
     );
     // With redis.waitReplicas: no answer before the replicas of every master written to have it.
