@@ -298,6 +298,18 @@ async function main(): Promise<void> {
     }
     await api.stop();
     await r.flushall();
+    // `--variants`: the same ingest run for fenliu with one piece of its work changed, each right
+    // after a run of fenliu as installed (c0, c1…), so each pair is minutes closer than (c) and the variant.
+    for (const v of ingestVariants()) {
+      for (const [row, variant] of [[`c-${v}-base`, undefined], [`c-${v}`, VARIANTS[v]]] as const) {
+        const doc = cfgDoc(await freePort());
+        const p = await startFenliuProcess(writeConfig(variant?.config?.(doc) ?? doc), 'api', [...profArgs, ...(variant?.nodeArgs ?? [])]);
+        ingest[row] = await measureIngest(p.url, row, p.child.pid!, true);
+        log(`${row} ${fmt(ingest[row].reqPerSec)} req/s p99 ${ingest[row].p99} ms`);
+        await p.stop();
+        await r.flushall();
+      }
+    }
   }
 
   // (w) the price of waitReplicas: one replica attached to the bench Redis, fenliu ingest measured
@@ -556,6 +568,13 @@ export function table(res: { machine: any; options: any; ingest: Record<string, 
   const names: Record<string, string> = { a: '(a) bare Fastify + Ajv', b: '(b) naive + queue.add', c: '(c) fenliu POST /v1/alerts', cr: '(w) (c) with 1 replica attached', cw: '(w) (c) with 1 replica, waitReplicas: 1', cr1: '(w) same, 1 connection', cw1: '(w) same, 1 connection, waitReplicas: 1' };
   for (const x of ['a', 'b', 'c', 'cr', 'cw']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
   if (ratios.ingestCoverB !== undefined) rows.push(`| **c/b** | **${fmt(ratios.ingestCoverB, 2)}** | | | | | | |`);
+  // --variants at ingest: each variant beside a run of fenliu as installed made just before it
+  for (const v of Object.keys(VARIANTS)) {
+    const [base, x] = [i[`c-${v}-base`], i[`c-${v}`]];
+    if (!base || !x) continue;
+    for (const [row, label] of [[base, `(c) fenliu, run just before the next (--variants ${v})`], [x, `(c) fenliu, ${VARIANTS[v].label} (--variants ${v}; not a target row)`]] as const) rows.push(`| ${label} | ${fmt(row.reqPerSec)} | ${row.p50} | ${row.p99} | ${row.non2xx + row.errors} | ${fmt((row as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((row as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((row as any).redisCpuUsPerRequest ?? NaN)} |`);
+    rows.push(`| **${v}/installed**: req/s; server CPU µs per request | **${fmt(x.reqPerSec / base.reqPerSec, 2)}**; ${fmt((x as any).serverCpuUsPerRequest / (base as any).serverCpuUsPerRequest, 2)} | | | | | | |`);
+  }
   if (ratios.waitCost !== undefined) rows.push(`| **waitReplicas: 1 / 0** | **${fmt(ratios.waitCost, 2)}** | | | | | | |`);
   for (const x of ['cr1', 'cw1']) if (i[x]) rows.push(`| ${names[x]} | ${fmt(i[x].reqPerSec)} | ${i[x].p50} | ${i[x].p99} | ${i[x].non2xx + i[x].errors} | ${fmt((i[x] as any).redisCallsPerRequest ?? NaN, 1)} | ${fmt((i[x] as any).serverCpuUsPerRequest ?? NaN)} | ${fmt((i[x] as any).redisCpuUsPerRequest ?? NaN)} |`);
   if (ratios.waitCostSerial !== undefined) rows.push(`| **waitReplicas: 1 / 0, 1 connection** | **${fmt(ratios.waitCostSerial, 2)}** | | | | | | |`);
@@ -635,6 +654,11 @@ const VARIANTS: Record<string, { label: string; config?: (doc: Record<string, un
   // V8's young generation is three semi-spaces: fewer scavenges, for more resident memory.
   semi32: { label: 'node --max-semi-space-size=32', nodeArgs: ['--max-semi-space-size=32'] },
 };
+
+/** The `--variants` that change fenliu's API process (its config or Node's flags), in (c) too; one that changes Redis needs the system row's own. */
+function ingestVariants(): string[] {
+  return (opt.variants?.split(',').filter(Boolean) ?? []).filter((v) => VARIANTS[v] && !VARIANTS[v].redisArgs);
+}
 
 /** Every command into the slow log from now on (`--slowlog`), for slowlogSplit. */
 async function slowlogStart(r: Redis): Promise<void> {

@@ -16,7 +16,7 @@ import { checkOnce, logLength } from './helpers/ingest-log.js';
 const redis = await startRedis();
 
 t.test('a worker killed (SIGKILL) mid-way through a backlog: another takes its entries over; every alert delivered once', async (t) => {
-  const e = await startEngineEnv(t, { redis, role: 'api', engine: { ingestClaimIdleMs: 500, lockDurationMs: 2_000, stalledIntervalMs: 500 }, platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const e = await startEngineEnv(t, { redis, role: 'api', engine: { ingestWriteThrough: false, ingestClaimIdleMs: 500, lockDurationMs: 2_000, stalledIntervalMs: 500 }, platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
   const prefix = e.f.cfg.redis.prefix;
   const startWorker = workerChildren(t, e.doc, redis.url);
   const N = 600;

@@ -15,7 +15,7 @@ import { alert, materialise } from './helpers/fenliu.js';
 const redis = await startRedis();
 
 t.test('before the dispatcher runs: reads show queued deliveries, and a cancel materialises the alert first', async (t) => {
-  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }, { id: 'p2', kind: 'city-ops' }] });
+  const e = await startEngineEnv(t, { redis, role: 'api', engine: { ingestWriteThrough: false }, platforms: [{ id: 'p1', kind: 'hotline-12345' }, { id: 'p2', kind: 'city-ops' }] });
   const prefix = e.f.cfg.redis.prefix;
   const res = await e.source.post('/v1/alerts', alert('LOG-1'));
   t.equal(res.status, 202);
@@ -59,7 +59,7 @@ t.test('before the dispatcher runs: reads show queued deliveries, and a cancel m
 });
 
 t.test('a record of the earlier version, which holds its log entry id itself: read as pending, then materialised and the field dropped', async (t) => {
-  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const e = await startEngineEnv(t, { redis, role: 'api', engine: { ingestWriteThrough: false }, platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
   const res = await e.source.post('/v1/alerts', alert('LOG-OLD'));
   t.equal(res.status, 202);
   const id = res.body.id;
@@ -80,7 +80,7 @@ t.test('a record of the earlier version, which holds its log entry id itself: re
 });
 
 t.test('a dispatcher stopped mid-way through a backlog: the next one finishes it, nothing doubled', async (t) => {
-  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const e = await startEngineEnv(t, { redis, role: 'api', engine: { ingestWriteThrough: false }, platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
   const prefix = e.f.cfg.redis.prefix;
   const N = 150;
   for (let i = 0; i < N; i += 50) {
@@ -110,7 +110,7 @@ t.test('a dispatcher stopped mid-way through a backlog: the next one finishes it
 });
 
 t.test('an unreadable log entry is moved to the parked stream, not lost, and does not block the log', async (t) => {
-  const e = await startEngineEnv(t, { redis, role: 'api', platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
+  const e = await startEngineEnv(t, { redis, role: 'api', engine: { ingestWriteThrough: false }, platforms: [{ id: 'p1', kind: 'hotline-12345' }] });
   const rt = e.f.rt;
   const d = new Dispatcher(rt.redis, rt.keys, e.f.cfg.redis.prefix, rt.materialiser, rt.log);
   await d.drain();

@@ -221,3 +221,8 @@ export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS
 export async function materialise(f: Fenliu): Promise<number> {
   return new Dispatcher(f.rt.redis, f.rt.keys, f.rt.cfg.redis.prefix, f.rt.materialiser, f.rt.log).drain();
 }
+
+/** How many of `n` alerts just stored went through the ingest log: all of them log-first, none with `engine.ingestWriteThrough`. */
+export function logged(f: Fenliu, n: number): number {
+  return f.rt.cfg.engine.ingestWriteThrough ? 0 : n;
+}
