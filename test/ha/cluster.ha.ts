@@ -6,6 +6,9 @@
  * with CROSSSLOT), so the run itself checks the key layout. Then the master serving bucket 0 is
  * SIGKILLed mid-run; its replica takes over without a fenliu restart.
  *
+ * Run twice: log-first ingest, and write-through (`engine.ingestWriteThrough`), where no entry may
+ * reach an ingest log.
+ *
  * Printed (`# fault {...}`): seconds from the kill to the first 202 of a request sent after it,
  * alerts acknowledged and then missing, deliveries lost (asserted 0) and sent twice. Afterwards
  * the audit relay has moved every bucket's events to the archiver's stream, and retention
@@ -18,6 +21,7 @@ import { bucketTag, keys as redisKeys } from '../../src/store/keys.js';
 import { each, zcardAll, zMembersByScore } from '../../src/store/fanout.js';
 import { sweepRetention } from '../../src/store/retention.js';
 import { startCluster } from '../helpers/cluster.js';
+import { logEntriesAdded } from '../helpers/ingest-log.js';
 import { KEYS, LogCapture, alert, api, startTestFenliu } from '../helpers/fenliu.js';
 import { Receiver, faultConfig, settle, sleep, until, type inspector } from '../faults/harness.js';
 
@@ -29,7 +33,9 @@ interface Attempt {
   problem?: string;
 }
 
-t.test('Cluster: the delivery path on 3 shards; SIGKILL a master under load', async (t) => {
+// Both ingest modes: log-first (the dispatcher materialises and relays), and write-through (the
+// ingest script writes the deliveries and the API relays the events).
+for (const writeThrough of [false, true]) t.test(`Cluster: the delivery path on 3 shards; SIGKILL a master under load (${writeThrough ? 'write-through' : 'log-first'} ingest)`, async (t) => {
   const c = await startCluster({ masters: 3, replicas: 1 });
   let f: Awaited<ReturnType<typeof startTestFenliu>> | undefined;
   const r = new Cluster(c.nodes, { clusterRetryStrategy: () => 100, redisOptions: { maxRetriesPerRequest: null } });
@@ -41,8 +47,9 @@ t.test('Cluster: the delivery path on 3 shards; SIGKILL a master under load', as
     await receiver.close();
     await c.stop();
   });
-  const prefix = 'hac';
+  const prefix = writeThrough ? 'hacw' : 'hac';
   const doc = faultConfig(receiver.url, { redis: { prefix, cluster: c.nodes }, log: { level: 'silent' } });
+  doc.engine.ingestWriteThrough = writeThrough;
   // Errors only: a 500 in the run is shown with the error behind it.
   const logs = new LogCapture();
   f = await startTestFenliu({ cfg: doc, role: 'all', logStream: logs, logLevel: 'error' });
@@ -110,7 +117,7 @@ t.test('Cluster: the delivery path on 3 shards; SIGKILL a master under load', as
   const present = await Promise.all(ackedIds.map((id) => rr.exists(k.alert(id))));
   const missing = ackedIds.filter((_, i) => present[i] !== 1);
   const deliveryIds = ackedIds.filter((id) => !missing.includes(id)).flatMap((id) => acked.get(id)!);
-  const tally = await settle('cluster failover', ins, receiver, deliveryIds, 90_000, {
+  const tally = await settle(`cluster failover, ${writeThrough ? 'write-through' : 'log-first'}`, ins, receiver, deliveryIds, 90_000, {
     recoverySec: Number(((firstOk!.sentAt + firstOk!.ms - killedAt) / 1000).toFixed(2)),
     promotedAfterSec: Number(((promotedAt - killedAt) / 1000).toFixed(2)),
     ackedBeforeKill: ackedBefore,
@@ -120,6 +127,7 @@ t.test('Cluster: the delivery path on 3 shards; SIGKILL a master under load', as
     newMaster: newPort !== oldPort,
   });
   t.equal(tally.lost, 0, 'no delivery of a stored alert was lost');
+  if (writeThrough) t.equal(await logEntriesAdded(rr, k), 0, 'write-through: nothing went through an ingest log');
   t.ok(tally.maxConcurrentPerKey <= 1, 'no delivery was sent twice at the same time');
   t.comment(`acknowledged and then missing (no waitReplicas): ${missing.length}; sent twice: ${tally.duplicated}`);
 

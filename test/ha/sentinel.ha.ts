@@ -69,7 +69,7 @@ function load(base: string, prefix: string, workers = 4) {
   };
 }
 
-async function failover(t: Test, waitReplicas: number) {
+async function failover(t: Test, waitReplicas: number, writeThrough = false) {
   const top = await startSentinelTopology({ replicas: 2, sentinels: 3 });
   let f: Awaited<ReturnType<typeof startTestFenliu>> | undefined;
   let r: Redis | undefined;
@@ -81,8 +81,9 @@ async function failover(t: Test, waitReplicas: number) {
     await receiver.close();
     await top.stop();
   });
-  const prefix = `ha${waitReplicas}`;
+  const prefix = `ha${waitReplicas}${writeThrough ? 'w' : ''}`;
   const doc = faultConfig(receiver.url, { redis: { prefix, sentinels: top.sentinels, name: top.name, waitReplicas, waitTimeoutMs: 1_000 }, log: { level: 'silent' } });
+  doc.engine.ingestWriteThrough = writeThrough;
   f = await startTestFenliu({ cfg: doc, role: 'all' });
   // The test's own view of Redis, through the sentinels like fenliu's.
   r = new Redis({ sentinels: top.sentinels, name: top.name, maxRetriesPerRequest: null, retryStrategy: () => 100 });
@@ -165,7 +166,7 @@ async function failover(t: Test, waitReplicas: number) {
   t.equal(unanswered.length, 0, 'every stored alert was answered in the end (retries found it by its idempotency key)');
 
   const deliveryIds = ackedIds.filter((id) => !missing.includes(id)).flatMap((id) => s.acked.get(id)!);
-  const tally = await settle(`sentinel waitReplicas=${waitReplicas}`, ins, receiver, deliveryIds, 60_000, {
+  const tally = await settle(`sentinel waitReplicas=${waitReplicas}${writeThrough ? ', write-through' : ''}`, ins, receiver, deliveryIds, 60_000, {
     recoverySec: Number(((firstOk.sentAt + firstOk.ms - goneAt) / 1000).toFixed(2)),
     promotedAfterSec: Number(((promotedAt - killedAt) / 1000).toFixed(2)),
     ackedBeforeKill: ackedBefore,
@@ -185,6 +186,11 @@ async function failover(t: Test, waitReplicas: number) {
 
 t.test('Sentinel: SIGKILL the master under load, waitReplicas: 1', async (t) => {
   const { missing } = await failover(t, 1);
+  t.equal(missing, 0, 'no alert acknowledged under waitReplicas: 1 was lost with the old master');
+});
+
+t.test('Sentinel: SIGKILL the master under load, waitReplicas: 1, write-through ingest (the deliveries and jobs replicated with the record)', async (t) => {
+  const { missing } = await failover(t, 1, true);
   t.equal(missing, 0, 'no alert acknowledged under waitReplicas: 1 was lost with the old master');
 });
 
