@@ -299,7 +299,7 @@ async function main(): Promise<void> {
     await api.stop();
     await r.flushall();
     // `--variants`: the same ingest run for fenliu with one piece of its work changed, each right
-    // after a run of fenliu as installed (c0, c1…), so each pair is minutes closer than (c) and the variant.
+    // after a run of fenliu as installed (`c-<variant>-base`): each pair minutes apart at most.
     for (const v of ingestVariants()) {
       for (const [row, variant] of [[`c-${v}-base`, undefined], [`c-${v}`, VARIANTS[v]]] as const) {
         const doc = cfgDoc(await freePort());
