@@ -2,9 +2,11 @@
  * The bench's kept pair (bench/servers/kept.ts, kept-worker.ts) claims to keep, plainly, the
  * promises of fenliu's 202 and worker; `fenliu/kept` is only worth reading if it does. Checked here
  * on a private redis-server with a real receiver on loopback: key check, validation, exact
- * idempotency under concurrent repeats, the record and its indexes, the caller's personal data
- * left out of the request, a platform fault retried, and an audit archive whose hash chain
- * verifies and holds every event. Both ways the kept API can run: two round trips (SET NX, then
+ * idempotency under concurrent repeats (and 409 for another body), repeat calls linked by their
+ * keyed place key, the record, its indexes and its delivery's hash, deadlines and history, the
+ * caller's and parties' personal data left out of the request, a platform fault retried, a 4xx
+ * dead-lettered, attempt log and ticket index, and an audit archive whose hash chain verifies and
+ * holds every event. Both ways the kept API can run: two round trips (SET NX, then
  * a MULTI) and one script (KEPT_ATOMIC=1, `--baselines kept-atomic`).
  */
 import t from 'tap';
@@ -22,15 +24,17 @@ import { useRedis } from './helpers/redis.js';
 import { until } from './helpers/engine.js';
 
 // The platform: a ticket id per request; the first request about an alert whose source id is in
-// `failOnce` gets a 503 (known before the alert is posted: the worker may send it before the 202 is read).
+// `failOnce` gets a 503, every one about an alert in `refuse` a 400 (known before the alert is
+// posted: the worker may send it before the 202 is read).
 const received: { idempotencyKey: string; body: string; status: number }[] = [];
 const failOnce = new Set<string>();
+const refuse = new Set<string>();
 const receiver = createServer((req, res) => {
   let body = '';
   req.on('data', (c) => (body += c));
   req.on('end', () => {
     const sourceId = (JSON.parse(body) as { alert: { source: { alertId: string } } }).alert.source.alertId;
-    const status = failOnce.delete(sourceId) ? 503 : 200;
+    const status = refuse.has(sourceId) ? 400 : failOnce.delete(sourceId) ? 503 : 200;
     received.push({ idempotencyKey: String(req.headers['idempotency-key']), body, status });
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(status === 200 ? JSON.stringify({ id: `T-${received.length}` }) : '{"error":"busy"}');
@@ -55,7 +59,7 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
 
   async function post(body: unknown, key = SOURCE_KEY) {
     const res = await request(`${api.url}/v1/alerts`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    return { status: res.statusCode, body: (await res.body.json()) as { id: string; status: string; deliveries?: { id: string }[] } };
+    return { status: res.statusCode, body: (await res.body.json()) as { id: string; status: string; repeatOf?: string; existingId?: string; deliveries?: { id: string }[] } };
   }
 
   t.test('a wrong key is refused, an invalid alert too, and neither is kept', async (t) => {
@@ -65,6 +69,7 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
   });
 
   const accepted: { id: string; deliveryId: string; alert: Record<string, any> }[] = [];
+  const linked: string[] = [];
 
   t.test('concurrent repeats of one alert: exactly one 202, the others 200 with its id', async (t) => {
     const alert = benchAlert('idem');
@@ -74,12 +79,28 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
     t.equal(answers.filter((a) => a.status === 200 && a.body.id === first[0].body.id).length, 19, 'nineteen 200s naming it');
     accepted.push({ id: first[0].body.id, deliveryId: first[0].body.deliveries![0].id, alert });
     t.equal((await post(alert)).body.id, first[0].body.id, 'a later repeat too');
+    const other = await post({ ...alert, summary: '另一警情' });
+    t.equal(other.status, 409, 'another alert under the same id: 409');
+    t.equal(other.body.existingId, first[0].body.id, 'naming the alert kept');
+  });
+
+  t.test('a repeat call (same place and category, another alert id) is kept and linked, with no delivery', async (t) => {
+    const first = accepted[0];
+    const again = await post({ ...first.alert, source: { ...first.alert.source, alertId: `${first.alert.source.alertId}-again` } });
+    t.equal(again.status, 200);
+    t.equal(again.body.status, 'linked');
+    t.equal(again.body.repeatOf, first.id, 'linked to the first case');
+    const record = JSON.parse((await r.get(`kept:alert:${again.body.id}`))!);
+    t.equal(record.repeatOf, first.id, 'its record names the case');
+    t.same(record.deliveries, [], 'no delivery');
+    linked.push(again.body.id);
   });
 
   t.test('accepted alerts are recorded, indexed, timed and delivered once, without the caller', async (t) => {
     const failing = benchAlert('retry');
     failOnce.add((failing.source as { alertId: string }).alertId);
-    for (const alert of [benchAlert('one'), failing, benchAlert('two')]) {
+    const withParties = { ...benchAlert('one'), parties: [{ role: '店主', name: '王五', phone: '13912345678', idNumber: '420204198001011234' }] };
+    for (const alert of [withParties, failing, benchAlert('two')]) {
       const a = await post(alert);
       t.equal(a.status, 202);
       accepted.push({ id: a.body.id, deliveryId: a.body.deliveries![0].id, alert });
@@ -91,6 +112,9 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
       t.ok(await r.zscore('kept:alerts:t', a.id), 'listed by time');
       t.ok(await r.zscore(`kept:alerts:src:${a.alert.source.system}`, a.id), 'listed by source');
       t.ok(await r.zscore('kept:sla:due', a.deliveryId), 'its deadline is set');
+      const d = await r.hgetall(`kept:delivery:${a.deliveryId}`);
+      t.ok(d.ackBy && d.interveneBy && d.resolveBy, 'the delivery holds its three deadlines');
+      t.match(JSON.parse((await r.lindex(`kept:history:${a.deliveryId}`, 0))!), { to: 'queued' }, 'its history starts queued');
     }
     await until(async () => {
       const states = await Promise.all(accepted.map((a) => r.hget(`kept:delivery:${a.deliveryId}`, 'state')));
@@ -105,12 +129,28 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
       for (const x of requests) {
         t.notMatch(x.body, a.alert.caller.name, 'no caller name');
         t.notMatch(x.body, a.alert.caller.phone, 'no caller phone');
+        for (const p of a.alert.parties ?? []) for (const v of [p.name, p.phone, p.idNumber]) t.notMatch(x.body, v, 'no party’s personal data');
       }
       const d = await r.hgetall(`kept:delivery:${a.deliveryId}`);
       t.match(d.remoteTicketId, /^T-\d+$/, 'the ticket id kept');
-      t.equal(await r.llen(`kept:history:${a.deliveryId}`), requests.length, 'a history entry per attempt');
+      t.equal(await r.hget('kept:tickets', d.remoteTicketId), a.deliveryId, 'the ticket index names the delivery');
+      t.equal(await r.llen(`kept:history:${a.deliveryId}`), 1 + 2 * requests.length, 'queued, then sending and its outcome per attempt');
+      t.equal(await r.llen(`kept:attempts:${a.deliveryId}`), requests.length, 'an attempt log entry per attempt');
       t.equal(await queue.getJobState(a.deliveryId), 'completed', 'the finished job is kept');
     }
+  });
+
+  t.test('a 4xx is not retried: the delivery fails and is dead-lettered', async (t) => {
+    const alert = benchAlert('refused');
+    refuse.add((alert.source as { alertId: string }).alertId);
+    const a = await post(alert);
+    t.equal(a.status, 202);
+    const deliveryId = a.body.deliveries![0].id;
+    await until(async () => (await r.hget(`kept:delivery:${deliveryId}`, 'state')) === 'failed', 20_000, 'failed');
+    t.ok(await r.zscore('kept:dead', deliveryId), 'in the dead letters');
+    t.equal(received.filter((x) => x.idempotencyKey === deliveryId).length, 1, 'sent once');
+    t.equal(await r.zscore('kept:sla:due', deliveryId), null, 'no timer left');
+    accepted.push({ id: a.body.id, deliveryId, alert });
   });
 
   t.test('the audit archive: every event, in a hash chain that verifies, and gone from Redis', async (t) => {
@@ -125,7 +165,7 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
       head = createHash('sha256').update(line).digest('hex');
       events.push(l.event);
     });
-    t.equal(lines.length, accepted.length + attempts, 'one alert.received per alert, one delivery.attempt per request');
+    t.equal(lines.length, accepted.length + linked.length + attempts, 'one alert.received per alert (linked ones too), one delivery.attempt per request');
     for (const a of accepted) {
       t.equal(events.filter((e) => e.type === 'alert.received' && e.alertId === a.id).length, 1, 'received once');
       t.ok(events.some((e) => e.type === 'delivery.attempt' && e.alertId === a.id), 'its attempts');

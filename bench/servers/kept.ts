@@ -4,13 +4,16 @@
  * (`npm run bench -- --only s --baselines kept`). Per alert, as fenliu's API:
  * - the source's key checked against its stored SHA-256, in constant time;
  * - the alert validated (the same Ajv schema);
- * - idempotency decided exactly: SET NX on (source, the source's alert id); a repeat answers 200;
- * - the alert kept for reads and retention, listed by time and by source, its intervention
- *   deadline set, its caller looked up and noted for repeat-call matching, and an
+ * - idempotency decided exactly: SET NX on (source, the source's alert id) holding the id and the
+ *   SHA-256 of the alert's canonical JSON; a copy answers 200, another alert under the same id 409;
+ * - repeat calls: two keyed hashes (place + category, phone + category family: fenliu's
+ *   `hmacSha256` over the same normalised text) claimed with SET NX PX GET for the window; a held
+ *   key links the alert to that case (200, stored, no delivery: fenliu's urge is not sent here);
+ * - the alert kept for reads and retention, listed by time and by source; its delivery written as
+ *   a hash (state `queued`, its three deadlines) with a history entry and its SLA timer; an
  *   `alert.received` audit event (the alert in it) appended to a stream that kept-worker.ts
  *   archives with a hash chain: one MULTI;
- * - its delivery queued with BullMQ (`queue.add`, the job kept after completion as the delivery's
- *   record), then 202;
+ * - its delivery queued with BullMQ (`queue.add`, the job kept after completion), then 202;
  * - one access log line.
  * Redis persistence is the bench's (AOF, as fenliu's stack).
  * Two promises it keeps less well than fenliu, where a crash falls between two round trips:
@@ -27,35 +30,59 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { alertValidator } from '../../src/ingest/validate.js';
+import { alertValidator, canonicalJson } from '../../src/ingest/validate.js';
+import { categoryFamily, hmacSha256 } from '../../src/lifecycle/repeat.js';
 import { SOURCE_KEY } from '../lib.js';
 
 const DAY = 86_400;
+/** fenliu's defaults: repeat window 72 h; deadlines to acknowledge 30 min, to intervene 12 h, to resolve 3 days. */
+const WINDOW_MS = 72 * 3600_000;
+const ACK_MS = 30 * 60_000;
+const INTERVENE_MS = 12 * 3600_000;
+const RESOLVE_MS = 3 * DAY * 1000;
 const ATOMIC = process.env.KEPT_ATOMIC === '1';
-// KEPT_ATOMIC: the claim and the MULTI's writes in one step. Returns {1, repeat-of} or {0, the id kept}.
+// KEPT_ATOMIC: the claim and the MULTI's writes in one step. Returns {1, repeat-of or false} or {0, the claim kept}.
+// KEYS: idem, alert, by time, by source, SLA timers, audit, place, phone ('' none), delivery, history.
+// ARGV: claim, ttl, record, now, ackBy ms, deliveryId, event, window ms, delivery hash fields (JSON array), history entry, alert id.
 const ACCEPT = `
 if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return {0, redis.call('GET', KEYS[1])} end
+local id = ARGV[11]
+local repeatOf = redis.call('SET', KEYS[7], id, 'NX', 'PX', ARGV[8], 'GET')
+if not repeatOf and KEYS[8] ~= '' then repeatOf = redis.call('SET', KEYS[8], id, 'NX', 'PX', ARGV[8], 'GET') end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6])
+redis.call('ZADD', KEYS[3], ARGV[4], id)
+redis.call('ZADD', KEYS[4], ARGV[4], id)
+if not repeatOf then
+  redis.call('HSET', KEYS[9], unpack(cjson.decode(ARGV[9])))
+  redis.call('RPUSH', KEYS[10], ARGV[10])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6])
+end
 redis.call('XADD', KEYS[6], '*', 'e', ARGV[7])
-local repeatOf = redis.call('GET', KEYS[7])
-redis.call('SET', KEYS[7], ARGV[1], 'EX', ARGV[8])
 return {1, repeatOf}
 `;
 const validate = alertValidator();
 const keyHash = createHash('sha256').update(SOURCE_KEY).digest();
+const mac = hmacSha256(createHash('sha256').update('kept-repeat-secret').digest('hex'));
 const redis = new Redis(process.env.REDIS_URL!, { maxRetriesPerRequest: null });
 // Defined once and sent by its SHA: the script's text does not travel with every request.
-redis.defineCommand('keptAccept', { numberOfKeys: 7, lua: ACCEPT });
+redis.defineCommand('keptAccept', { numberOfKeys: 10, lua: ACCEPT });
 const accept = (keys: string[], args: (string | number)[]) => (redis as unknown as { keptAccept(...a: (string | number)[]): Promise<[number, string | null]> }).keptAccept(...keys, ...args);
 const queue = new Queue('kept', { connection: redis, prefix: 'kept' });
 await queue.waitUntilReady();
 const app = Fastify({ logger: { level: 'info' }, disableRequestLogging: true });
 app.addHook('onResponse', async (req, reply) => req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'access'));
 
-type Alert = { source: { system: string; alertId: string }; caller?: { phone?: string }; location: { address: string } };
+type Alert = { source: { system: string; alertId: string }; category: string; caller?: { phone?: string }; location: { address: string; regionCode: string } };
+
+/** The alert's repeat-call keys, as fenliu's RepeatMatcher.keysFor names them (its own secret). */
+function repeatKeys(alert: Alert): { place: string; phone: string } {
+  const phone = alert.caller?.phone?.replace(/\D/g, '').replace(/^86(?=1\d{10}$)/, '');
+  const address = alert.location.address.normalize('NFKC').toLowerCase().replace(/[\s\p{P}\p{S}]/gu, '');
+  return {
+    place: `kept:repeat:place:${mac(`place:${alert.source.system}|${alert.location.regionCode.slice(0, 6)}|${address}|${alert.category}`).slice(0, 32)}`,
+    phone: phone && phone.length >= 5 ? `kept:repeat:phone:${mac(`phone:${alert.source.system}|${categoryFamily(alert.category)}|${phone}`).slice(0, 32)}` : '',
+  };
+}
 
 app.post('/v1/alerts', async (req, reply) => {
   const given = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
@@ -65,37 +92,46 @@ app.post('/v1/alerts', async (req, reply) => {
   const id = randomUUID();
   const deliveryId = randomUUID();
   const now = Date.now();
+  const at = new Date(now).toISOString();
+  const bodyHash = createHash('sha256').update(canonicalJson(alert)).digest('hex');
+  const claim = `${id} ${bodyHash}`;
   const idemKey = `kept:idem:${alert.source.system}:${alert.source.alertId}`;
-  const record = JSON.stringify({ id, receivedAt: new Date(now).toISOString(), route: ['p-hook'], deliveries: [deliveryId], alert });
-  const callerKey = `kept:repeat:${createHash('sha256').update(alert.caller?.phone ?? alert.location.address).digest('hex')}`;
-  const event = JSON.stringify({ type: 'alert.received', at: new Date(now).toISOString(), alertId: id, data: { route: ['p-hook'], deliveries: [deliveryId], alert } });
+  const record = (repeatOf: string | null) => JSON.stringify({ id, receivedAt: at, bodyHash, route: ['p-hook'], deliveries: repeatOf ? [] : [deliveryId], ...(repeatOf ? { repeatOf } : {}), alert });
+  const rk = repeatKeys(alert);
+  const event = JSON.stringify({ type: 'alert.received', at, alertId: id, data: { route: ['p-hook'], deliveries: [deliveryId], alert } });
+  const deliveryFields = ['state', 'queued', 'alertId', id, 'platform', 'p-hook', 'createdAt', at, 'updatedAt', at, 'ackBy', new Date(now + ACK_MS).toISOString(), 'interveneBy', new Date(now + INTERVENE_MS).toISOString(), 'resolveBy', new Date(now + RESOLVE_MS).toISOString()];
+  const history = JSON.stringify({ at, to: 'queued', source: 'ingest' });
+  const deliveryKey = `kept:delivery:${deliveryId}`;
+  const historyKey = `kept:history:${deliveryId}`;
+  const duplicate = (held: string) => {
+    const [heldId, heldHash] = held.split(' ');
+    if (heldHash !== bodyHash) return reply.code(409).send({ code: 'idempotency-conflict', existingId: heldId });
+    return reply.code(200).send({ id: heldId, status: 'duplicate' });
+  };
   let repeatOf: string | null;
   if (ATOMIC) {
-    const keys = [idemKey, `kept:alert:${id}`, 'kept:alerts:t', `kept:alerts:src:${alert.source.system}`, 'kept:sla:due', 'kept:audit', callerKey];
-    const [stored, other] = await accept(keys, [id, 30 * DAY, record, now, now + 12 * 3600_000, deliveryId, event, DAY]);
-    if (stored === 0) {
-      reply.code(200);
-      return { id: other, status: 'duplicate' };
-    }
-    repeatOf = other;
+    const keys = [idemKey, `kept:alert:${id}`, 'kept:alerts:t', `kept:alerts:src:${alert.source.system}`, 'kept:sla:due', 'kept:audit', rk.place, rk.phone, deliveryKey, historyKey];
+    // The record is written before the repeat decision is known: a repeat's record names its case (below).
+    const [stored, other] = await accept(keys, [claim, 30 * DAY, record(null), now, now + ACK_MS, deliveryId, event, WINDOW_MS, JSON.stringify(deliveryFields), history, id]);
+    if (stored === 0) return duplicate(other!);
+    repeatOf = other || null;
+    if (repeatOf) await redis.set(`kept:alert:${id}`, record(repeatOf), 'KEEPTTL');
   } else {
-    const prior = await redis.set(idemKey, id, 'EX', 30 * DAY, 'NX');
-    if (prior === null) {
-      reply.code(200);
-      return { id: await redis.get(idemKey), status: 'duplicate' };
-    }
-    [, , , , , [, repeatOf]] = (await redis
+    if ((await redis.set(idemKey, claim, 'EX', 30 * DAY, 'NX')) === null) return duplicate((await redis.get(idemKey))!);
+    const claims = redis.multi().set(rk.place, id, 'PX', WINDOW_MS, 'NX', 'GET');
+    if (rk.phone) claims.set(rk.phone, id, 'PX', WINDOW_MS, 'NX', 'GET');
+    const held = ((await claims.exec()) ?? []).map(([, v]) => v as string | null);
+    repeatOf = held.find((v) => v) ?? null;
+    const m = redis
       .multi()
-      .set(`kept:alert:${id}`, record, 'EX', 30 * DAY)
+      .set(`kept:alert:${id}`, record(repeatOf), 'EX', 30 * DAY)
       .zadd('kept:alerts:t', now, id)
-      .zadd(`kept:alerts:src:${alert.source.system}`, now, id)
-      .zadd('kept:sla:due', now + 12 * 3600_000, deliveryId)
-      .xadd('kept:audit', '*', 'e', event)
-      .getex(callerKey)
-      .set(callerKey, id, 'EX', DAY)
-      .exec())! as [unknown, unknown, unknown, unknown, unknown, [Error | null, string | null]];
+      .zadd(`kept:alerts:src:${alert.source.system}`, now, id);
+    if (!repeatOf) m.hset(deliveryKey, ...deliveryFields).rpush(historyKey, history).zadd('kept:sla:due', now + ACK_MS, deliveryId);
+    await m.xadd('kept:audit', '*', 'e', event).exec();
   }
-  await queue.add('deliver', { alertId: id, deliveryId, platform: 'p-hook', repeatOf: repeatOf ?? null, acceptedAt: now }, { jobId: deliveryId, removeOnComplete: { age: 30 * DAY }, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
+  if (repeatOf) return reply.code(200).send({ id, status: 'linked', repeatOf });
+  await queue.add('deliver', { alertId: id, deliveryId, platform: 'p-hook', acceptedAt: now }, { jobId: deliveryId, removeOnComplete: { age: 30 * DAY }, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
   reply.code(202);
   return { id, status: 'queued', deliveries: [{ id: deliveryId, platform: 'p-hook', status: 'queued' }] };
 });
