@@ -31,7 +31,7 @@ import Fastify from 'fastify';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { alertValidator, canonicalJson } from '../../src/ingest/validate.js';
-import { categoryFamily, hmacSha256 } from '../../src/lifecycle/repeat.js';
+import { hmacSha256, repeatTexts } from '../../src/lifecycle/repeat.js';
 import { SOURCE_KEY } from '../lib.js';
 
 const DAY = 86_400;
@@ -72,16 +72,12 @@ await queue.waitUntilReady();
 const app = Fastify({ logger: { level: 'info' }, disableRequestLogging: true });
 app.addHook('onResponse', async (req, reply) => req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'access'));
 
-type Alert = { source: { system: string; alertId: string }; category: string; caller?: { phone?: string }; location: { address: string; regionCode: string } };
+type Alert = Parameters<typeof repeatTexts>[0];
 
-/** The alert's repeat-call keys, as fenliu's RepeatMatcher.keysFor names them (its own secret). */
+/** The alert's repeat-call keys: fenliu's texts (RepeatMatcher.keysFor), under this pair's own secret and prefix. */
 function repeatKeys(alert: Alert): { place: string; phone: string } {
-  const phone = alert.caller?.phone?.replace(/\D/g, '').replace(/^86(?=1\d{10}$)/, '');
-  const address = alert.location.address.normalize('NFKC').toLowerCase().replace(/[\s\p{P}\p{S}]/gu, '');
-  return {
-    place: `kept:repeat:place:${mac(`place:${alert.source.system}|${alert.location.regionCode.slice(0, 6)}|${address}|${alert.category}`).slice(0, 32)}`,
-    phone: phone && phone.length >= 5 ? `kept:repeat:phone:${mac(`phone:${alert.source.system}|${categoryFamily(alert.category)}|${phone}`).slice(0, 32)}` : '',
-  };
+  const t = repeatTexts(alert, alert.source.system);
+  return { place: `kept:repeat:place:${mac(t.place).slice(0, 32)}`, phone: t.phone ? `kept:repeat:phone:${mac(t.phone).slice(0, 32)}` : '' };
 }
 
 app.post('/v1/alerts', async (req, reply) => {

@@ -81,12 +81,10 @@ export class RepeatMatcher {
   private hmac?: (s: string) => string;
 
   keysFor(alert: Alert): RepeatKeys {
-    const scope = this.crossSource ? '*' : alert.source.system;
-    const phone = alert.caller?.phone?.replace(/\D/g, '').replace(/^86(?=1\d{10}$)/, '');
-    const address = alert.location.address.normalize('NFKC').toLowerCase().replace(/[\s\p{P}\p{S}]/gu, '');
+    const t = repeatTexts(alert, this.crossSource ? '*' : alert.source.system);
     return {
-      phone: phone && phone.length >= 5 ? this.keys.repeatPhone(this.mac(`phone:${scope}|${categoryFamily(alert.category)}|${phone}`)) : undefined,
-      place: this.keys.repeatPlace(this.mac(`place:${scope}|${alert.location.regionCode.slice(0, 6)}|${address}|${alert.category}`)),
+      phone: t.phone !== undefined ? this.keys.repeatPhone(this.mac(t.phone)) : undefined,
+      place: this.keys.repeatPlace(this.mac(t.place)),
     };
   }
 
@@ -385,6 +383,19 @@ export function hmacSha256(secret: string): (s: string) => string {
   return (s) => {
     hash('sha256', ipad + s, 'buffer').copy(outer, 64);
     return hash('sha256', outer, 'hex');
+  };
+}
+
+/**
+ * The texts an alert's repeat-call keys are the keyed hashes of (`scope`: its source, or '*' across
+ * sources): place + category, and phone + category family when the caller gave a phone number.
+ */
+export function repeatTexts(alert: Pick<Alert, 'source' | 'category' | 'caller' | 'location'>, scope: string): { place: string; phone?: string } {
+  const phone = alert.caller?.phone?.replace(/\D/g, '').replace(/^86(?=1\d{10}$)/, '');
+  const address = alert.location.address.normalize('NFKC').toLowerCase().replace(/[\s\p{P}\p{S}]/gu, '');
+  return {
+    place: `place:${scope}|${alert.location.regionCode.slice(0, 6)}|${address}|${alert.category}`,
+    phone: phone && phone.length >= 5 ? `phone:${scope}|${categoryFamily(alert.category)}|${phone}` : undefined,
   };
 }
 
