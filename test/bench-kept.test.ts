@@ -22,6 +22,9 @@ import { request } from 'undici';
 import { ROOT, SOURCE_KEY, benchAlert, startNode } from '../bench/lib.js';
 import { useRedis } from './helpers/redis.js';
 import { until } from './helpers/engine.js';
+import { AuditIndex } from '../src/audit/event-index.js';
+import { inclusionProof, leafHash, nodeHash, rootFromInclusionProof, rootHash } from '../src/audit/merkle.js';
+import { tileReader } from '../src/audit/tiles.js';
 
 // The platform: a ticket id per request; the first request about an alert whose source id is in
 // `failOnce` gets a 503, every one about an alert in `refuse` a 400 (known before the alert is
@@ -29,12 +32,14 @@ import { until } from './helpers/engine.js';
 const received: { idempotencyKey: string; body: string; status: number }[] = [];
 const failOnce = new Set<string>();
 const refuse = new Set<string>();
+/** While set, every request gets a 503: the platform is down. */
+let down = false;
 const receiver = createServer((req, res) => {
   let body = '';
   req.on('data', (c) => (body += c));
   req.on('end', () => {
     const sourceId = (JSON.parse(body) as { alert: { source: { alertId: string } } }).alert.source.alertId;
-    const status = refuse.has(sourceId) ? 400 : failOnce.delete(sourceId) ? 503 : 200;
+    const status = down ? 503 : refuse.has(sourceId) ? 400 : failOnce.delete(sourceId) ? 503 : 200;
     received.push({ idempotencyKey: String(req.headers['idempotency-key']), body, status });
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(status === 200 ? JSON.stringify({ id: `T-${received.length}` }) : '{"error":"busy"}');
@@ -53,7 +58,9 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
   received.length = 0;
 
   const api = await startNode([join(ROOT, 'bench', 'servers', 'kept.ts')], { env: { REDIS_URL: redis.url, KEPT_ATOMIC: atomic ? '1' : '0' } });
-  const worker = await startNode([join(ROOT, 'bench', 'servers', 'kept-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: target, CONCURRENCY: '4', AUDIT_DIR: auditDir } });
+  // fenliu's retry schedule and circuit cool-down, shortened
+  const startWorker = () => startNode([join(ROOT, 'bench', 'servers', 'kept-worker.ts')], { env: { REDIS_URL: redis.url, TARGET_URL: target, CONCURRENCY: '4', AUDIT_DIR: auditDir, KEPT_RETRY_DELAYS: '50,50,50,50,50,50', KEPT_CIRCUIT_COOLDOWN_MS: '1000' } });
+  let worker = await startWorker();
   t.teardown(() => worker.stop());
   t.teardown(() => api.stop());
 
@@ -153,7 +160,35 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
     accepted.push({ id: a.body.id, deliveryId, alert });
   });
 
-  t.test('the audit archive: every event, in a hash chain that verifies, and gone from Redis', async (t) => {
+  t.test('a platform that is down opens its circuit after five faults; a probe after the cool-down closes it', async (t) => {
+    down = true;
+    const alerts = [benchAlert('down-1'), benchAlert('down-2')];
+    const posted = [];
+    for (const alert of alerts) posted.push(await post(alert));
+    const ids = posted.map((a) => a.body.deliveries![0].id);
+    await until(() => r.hget('kept:circuit:p-hook', 'openedAt'), 10_000, 'the circuit open');
+    down = false;
+    const faults = received.filter((x) => ids.includes(x.idempotencyKey)).length;
+    t.ok(faults >= 5 && faults <= 6, `five faults opened it (and at most one in flight then): ${faults}`);
+    await until(async () => (await Promise.all(ids.map((id) => r.hget(`kept:delivery:${id}`, 'state')))).every((s) => s === 'delivered'), 20_000, 'both delivered after the cool-down');
+    t.same(received.filter((x) => ids.includes(x.idempotencyKey)).map((x) => x.status).filter((s) => s === 200), [200, 200], 'each sent once more, after the cool-down');
+    t.equal(await r.exists('kept:circuit:p-hook'), 0, 'the success closed the circuit');
+    const held = (await Promise.all(ids.map((id) => r.lrange(`kept:history:${id}`, 0, -1)))).flat().map((h) => JSON.parse(h) as { reason?: string });
+    t.ok(held.some((h) => h.reason === 'circuit open'), 'a delivery waited for the cool-down, queued');
+    posted.forEach((a, i) => accepted.push({ id: a.body.id, deliveryId: ids[i], alert: alerts[i] }));
+  });
+
+  t.test('a restarted worker goes on with the chain, the tree and the index', async (t) => {
+    await worker.stop();
+    worker = await startWorker();
+    const alert = benchAlert('after-restart');
+    const a = await post(alert);
+    const deliveryId = a.body.deliveries![0].id;
+    await until(async () => (await r.hget(`kept:delivery:${deliveryId}`, 'state')) === 'delivered', 20_000, 'delivered');
+    accepted.push({ id: a.body.id, deliveryId, alert });
+  });
+
+  t.test('the audit archive: every event, in a hash chain, a Merkle tree and an index that verify, and gone from Redis', async (t) => {
     const attempts = received.length;
     await until(async () => (await r.xlen('kept:audit')) === 0, 10_000, 'the stream archived');
     const lines = readFileSync(join(auditDir, 'audit.jsonl'), 'utf8').trimEnd().split('\n');
@@ -173,5 +208,27 @@ for (const atomic of [false, true]) t.test(atomic ? 'one script (KEPT_ATOMIC=1)'
     // The check can fail: one changed byte breaks it.
     const tampered = lines[0].replace('alert.received', 'alert.receiveD');
     t.not(createHash('sha256').update(tampered).digest('hex'), JSON.parse(lines[1]).prev, 'a changed line no longer chains');
+
+    // The Merkle tree in tiles: its head is the root of the lines' leaves, and a proof from the tiles holds.
+    const leaves = lines.map((l) => leafHash(l));
+    const node = (level: number, index: number): Buffer => (level === 0 ? leaves[index] : nodeHash(node(level - 1, 2 * index), node(level - 1, 2 * index + 1)));
+    const treeHead = JSON.parse(readFileSync(join(auditDir, 'tree', 'tree.json'), 'utf8')) as { size: number; root: string };
+    t.equal(treeHead.size, lines.length, 'a leaf per line');
+    const root = await rootHash(async (level, index) => node(level, index), lines.length);
+    t.equal(treeHead.root, root.toString('base64'), 'the stored root is the lines\' root');
+    const i = lines.length - 3;
+    const proof = await inclusionProof(tileReader(join(auditDir, 'tree')), i, lines.length);
+    t.ok(rootFromInclusionProof(i, lines.length, leaves[i], proof).equals(root), 'an inclusion proof from the tiles');
+    t.notOk(rootFromInclusionProof(i, lines.length, leafHash(lines[i].replace('"seq"', '"Seq"')), proof).equals(root), 'which a changed line fails');
+
+    // The index: every event of an alert found, at the offset of its line in the file.
+    const file = readFileSync(join(auditDir, 'audit.jsonl'));
+    const index = AuditIndex.open(auditDir);
+    t.teardown(() => index.close());
+    for (const a of accepted) {
+      const rows = index.find({ alertId: a.id }, 100);
+      t.equal(rows.length, events.filter((e) => e.alertId === a.id).length, 'every event of the alert indexed');
+      for (const row of rows) t.equal(JSON.parse(file.subarray(row.offset, row.offset + row.length).toString('utf8')).seq, row.seq, 'at its line');
+    }
   });
 });

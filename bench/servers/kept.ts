@@ -32,9 +32,12 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { alertValidator, canonicalJson } from '../../src/ingest/validate.js';
 import { hmacSha256, repeatTexts } from '../../src/lifecycle/repeat.js';
+import { DEFAULT_RETRY, maxAttempts } from '../../src/delivery/policy.js';
 import { SOURCE_KEY } from '../lib.js';
 
 const DAY = 86_400;
+/** fenliu's retry horizon: the first attempt and one per delay of its default schedule (kept-worker.ts backs off along it). */
+const ATTEMPTS = maxAttempts(DEFAULT_RETRY);
 /** fenliu's defaults: repeat window 72 h; deadlines to acknowledge 30 min, to intervene 12 h, to resolve 3 days. */
 const WINDOW_MS = 72 * 3600_000;
 const ACK_MS = 30 * 60_000;
@@ -94,7 +97,7 @@ app.post('/v1/alerts', async (req, reply) => {
   const idemKey = `kept:idem:${alert.source.system}:${alert.source.alertId}`;
   const record = (repeatOf: string | null) => JSON.stringify({ id, receivedAt: at, bodyHash, route: ['p-hook'], deliveries: repeatOf ? [] : [deliveryId], ...(repeatOf ? { repeatOf } : {}), alert });
   const rk = repeatKeys(alert);
-  const event = JSON.stringify({ type: 'alert.received', at, alertId: id, data: { route: ['p-hook'], deliveries: [deliveryId], alert } });
+  const event = JSON.stringify({ type: 'alert.received', at, alertId: id, sourceId: alert.source.system, data: { route: ['p-hook'], deliveries: [deliveryId], alert } });
   const deliveryFields = ['state', 'queued', 'alertId', id, 'platform', 'p-hook', 'createdAt', at, 'updatedAt', at, 'ackBy', new Date(now + ACK_MS).toISOString(), 'interveneBy', new Date(now + INTERVENE_MS).toISOString(), 'resolveBy', new Date(now + RESOLVE_MS).toISOString()];
   const history = JSON.stringify({ at, to: 'queued', source: 'ingest' });
   const deliveryKey = `kept:delivery:${deliveryId}`;
@@ -127,7 +130,7 @@ app.post('/v1/alerts', async (req, reply) => {
     await m.xadd('kept:audit', '*', 'e', event).exec();
   }
   if (repeatOf) return reply.code(200).send({ id, status: 'linked', repeatOf });
-  await queue.add('deliver', { alertId: id, deliveryId, platform: 'p-hook', acceptedAt: now }, { jobId: deliveryId, removeOnComplete: { age: 30 * DAY }, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
+  await queue.add('deliver', { alertId: id, deliveryId, platform: 'p-hook', acceptedAt: now }, { jobId: deliveryId, removeOnComplete: { age: 30 * DAY }, attempts: ATTEMPTS, backoff: { type: 'fenliu' } });
   reply.code(202);
   return { id, status: 'queued', deliveries: [{ id: deliveryId, platform: 'p-hook', status: 'queued' }] };
 });
