@@ -4,7 +4,7 @@ import { loadAdapter } from '../../adapters/index.js';
 import type { Adapter } from '../../adapters/sdk.js';
 import { ConfigError } from '../config/load.js';
 import type { Config, PlatformConfig } from '../config/types.js';
-import { newAjv } from '../schemas.js';
+import { compileOnce } from '../schemas.js';
 import { DEFAULT_CIRCUIT, type CircuitOptions } from './circuit.js';
 import { createAgent, DEFAULT_TIMEOUTS, PlatformClient, type OutboundAuth, type Timeouts, type TlsFiles } from './http.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './policy.js';
@@ -64,8 +64,7 @@ export async function loadPlatforms(cfg: Config, sharedAgent?: Dispatcher): Prom
       problems.push({ path: `/platforms/${i}/adapter`, message: (err as Error).message });
       continue;
     }
-    const ajv = newAjv({ useDefaults: true });
-    const checkOptions = ajv.compile(adapter.configSchema);
+    const checkOptions = compileOnce(adapter.configSchema, { useDefaults: true });
     if (!checkOptions(p.options)) {
       for (const e of checkOptions.errors ?? []) {
         const extra = e.keyword === 'required' ? `/${(e.params as { missingProperty: string }).missingProperty}` : '';
@@ -82,7 +81,7 @@ export async function loadPlatforms(cfg: Config, sharedAgent?: Dispatcher): Prom
       cfg: p,
       adapter,
       settings,
-      validateOutput: newAjv().compile(outputSchema),
+      validateOutput: compileOnce(outputSchema),
       client: new PlatformClient(p.id, p.url, dispatcher, settings.auth, settings.timeouts),
     });
   }

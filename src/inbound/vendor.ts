@@ -4,14 +4,14 @@
  * other direction: `path` reads the vendor document, the mapping's shape is the alert's.
  */
 import webhook, { evaluate } from '../../adapters/webhook/index.js';
-import { newAjv } from '../schemas.js';
+import { compileOnce } from '../schemas.js';
 import { dottedToPointer, isObj, ptr, type Normalised } from './common.js';
 
 const DIRECTIVES = ['path', 'template', 'const', 'map', 'join', 'each'] as const;
 
 /** Problems of a mapping against the webhook adapter's mapping schema, as pointers below `at`. */
 export function mappingProblems(mapping: unknown, at: string): { path: string; message: string }[] {
-  const validate = newAjv().compile(webhook.configSchema);
+  const validate = compileOnce(webhook.configSchema);
   if (validate({ path: '/', mapping })) return [];
   // anyOf failures list every branch; the deepest path is the most useful one to name.
   const errs = (validate.errors ?? []).filter((e) => e.instancePath.startsWith('/mapping'));

@@ -11,6 +11,15 @@ import { ROOT, readJson } from '../../schemas.js';
  * bundled (the schemas inlined under components) so clients need one document.
  */
 export function bundledOpenApi(): Record<string, any> {
+  // The files do not change while the process runs; a process that builds several apps (tests, a
+  // config reload) parses them once. A copy each time: the swagger plugin may add to what it gets.
+  bundled ??= bundle();
+  return structuredClone(bundled);
+}
+
+let bundled: Record<string, any> | undefined;
+
+function bundle(): Record<string, any> {
   const doc = parse(readFileSync(join(ROOT, 'openapi', 'openapi.yaml'), 'utf8'));
   const files = new Map<string, string>();
   const rewrite = (v: any): any => {
