@@ -13,7 +13,10 @@
  *   a hash (state `queued`, its three deadlines) with a history entry and its SLA timer; an
  *   `alert.received` audit event (the alert in it) appended to a stream that kept-worker.ts
  *   archives with a hash chain: one MULTI;
- * - its delivery queued with BullMQ (`queue.add`, the job kept after completion), then 202;
+ * - its delivery queued with BullMQ (`queue.add`; the finished job removed, as fenliu removes its
+ *   work item: the delivery hash is the record), then 202;
+ * - a rate limit per key, counted in Redis (@fastify/rate-limit's Redis store: fenliu's counts once
+ *   per key per event-loop turn), and a metrics counter;
  * - one access log line.
  * Redis persistence is the bench's (AOF, as fenliu's stack).
  * Two promises it keeps less well than fenliu, where a crash falls between two round trips:
@@ -28,6 +31,8 @@
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import { Counter } from 'prom-client';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { alertValidator, canonicalJson } from '../../src/ingest/validate.js';
@@ -46,7 +51,7 @@ const RESOLVE_MS = 3 * DAY * 1000;
 const ATOMIC = process.env.KEPT_ATOMIC === '1';
 // KEPT_ATOMIC: the claim and the MULTI's writes in one step. Returns {1, repeat-of or false} or {0, the claim kept}.
 // KEYS: idem, alert, by time, by source, SLA timers, audit, place, phone ('' none), delivery, history.
-// ARGV: claim, ttl, record, now, ackBy ms, deliveryId, event, window ms, delivery hash fields (JSON array), history entry, alert id.
+// ARGV: claim, ttl, record, now, ackBy ms, deliveryId, event, window ms, delivery hash fields (JSON array), history entry, alert id, event metadata.
 const ACCEPT = `
 if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return {0, redis.call('GET', KEYS[1])} end
 local id = ARGV[11]
@@ -60,7 +65,7 @@ if not repeatOf then
   redis.call('RPUSH', KEYS[10], ARGV[10])
   redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6])
 end
-redis.call('XADD', KEYS[6], '*', 'e', ARGV[7])
+redis.call('XADD', KEYS[6], '*', 'e', ARGV[7], 'm', ARGV[12])
 return {1, repeatOf}
 `;
 const validate = alertValidator();
@@ -73,6 +78,14 @@ const accept = (keys: string[], args: (string | number)[]) => (redis as unknown 
 const queue = new Queue('kept', { connection: redis, prefix: 'kept' });
 await queue.waitUntilReady();
 const app = Fastify({ logger: { level: 'info' }, disableRequestLogging: true });
+// A budget per key, counted in Redis (shared by all API processes), as fenliu's; never reached here.
+await app.register(rateLimit, {
+  max: 1_000_000,
+  timeWindow: 1000,
+  redis,
+  keyGenerator: (req) => `key:${createHash('sha256').update(String(req.headers.authorization)).digest('hex').slice(0, 16)}`,
+});
+const accepted = new Counter({ name: 'kept_alerts_accepted_total', help: 'alerts accepted' });
 app.addHook('onResponse', async (req, reply) => req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'access'));
 
 type Alert = Parameters<typeof repeatTexts>[0];
@@ -98,6 +111,8 @@ app.post('/v1/alerts', async (req, reply) => {
   const record = (repeatOf: string | null) => JSON.stringify({ id, receivedAt: at, bodyHash, route: ['p-hook'], deliveries: repeatOf ? [] : [deliveryId], ...(repeatOf ? { repeatOf } : {}), alert });
   const rk = repeatKeys(alert);
   const event = JSON.stringify({ type: 'alert.received', at, alertId: id, sourceId: alert.source.system, data: { route: ['p-hook'], deliveries: [deliveryId], alert } });
+  // What the archiver's index needs, beside the event: it does not parse the event for it.
+  const meta = `alert.received\t${at}\t${id}\t\t\t${alert.source.system}`;
   const deliveryFields = ['state', 'queued', 'alertId', id, 'platform', 'p-hook', 'createdAt', at, 'updatedAt', at, 'ackBy', new Date(now + ACK_MS).toISOString(), 'interveneBy', new Date(now + INTERVENE_MS).toISOString(), 'resolveBy', new Date(now + RESOLVE_MS).toISOString()];
   const history = JSON.stringify({ at, to: 'queued', source: 'ingest' });
   const deliveryKey = `kept:delivery:${deliveryId}`;
@@ -111,7 +126,7 @@ app.post('/v1/alerts', async (req, reply) => {
   if (ATOMIC) {
     const keys = [idemKey, `kept:alert:${id}`, 'kept:alerts:t', `kept:alerts:src:${alert.source.system}`, 'kept:sla:due', 'kept:audit', rk.place, rk.phone, deliveryKey, historyKey];
     // The record is written before the repeat decision is known: a repeat's record names its case (below).
-    const [stored, other] = await accept(keys, [claim, 30 * DAY, record(null), now, now + ACK_MS, deliveryId, event, WINDOW_MS, JSON.stringify(deliveryFields), history, id]);
+    const [stored, other] = await accept(keys, [claim, 30 * DAY, record(null), now, now + ACK_MS, deliveryId, event, WINDOW_MS, JSON.stringify(deliveryFields), history, id, meta]);
     if (stored === 0) return duplicate(other!);
     repeatOf = other || null;
     if (repeatOf) await redis.set(`kept:alert:${id}`, record(repeatOf), 'KEEPTTL');
@@ -127,10 +142,11 @@ app.post('/v1/alerts', async (req, reply) => {
       .zadd('kept:alerts:t', now, id)
       .zadd(`kept:alerts:src:${alert.source.system}`, now, id);
     if (!repeatOf) m.hset(deliveryKey, ...deliveryFields).rpush(historyKey, history).zadd('kept:sla:due', now + ACK_MS, deliveryId);
-    await m.xadd('kept:audit', '*', 'e', event).exec();
+    await m.xadd('kept:audit', '*', 'e', event, 'm', meta).exec();
   }
   if (repeatOf) return reply.code(200).send({ id, status: 'linked', repeatOf });
-  await queue.add('deliver', { alertId: id, deliveryId, platform: 'p-hook', acceptedAt: now }, { jobId: deliveryId, removeOnComplete: { age: 30 * DAY }, attempts: ATTEMPTS, backoff: { type: 'fenliu' } });
+  await queue.add('deliver', { alertId: id, deliveryId, platform: 'p-hook', acceptedAt: now }, { jobId: deliveryId, removeOnComplete: true, attempts: ATTEMPTS, backoff: { type: 'fenliu' } });
+  accepted.inc();
   reply.code(202);
   return { id, status: 'queued', deliveries: [{ id: deliveryId, platform: 'p-hook', status: 'queued' }] };
 });
