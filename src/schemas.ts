@@ -42,8 +42,8 @@ const compiled = new Map<string, ValidateFunction>();
 /**
  * `newAjv(opts).compile(schema)`, once per process for each distinct schema and options: the
  * platforms' option and output schemas are compiled again at every start otherwise (~40 ms each),
- * and one process may start fenliu many times (tests, a config reload). Ajv's validators hold no
- * state between calls except `errors`, which each call sets.
+ * and one process may start fenliu many times (the tests do, and an embedding program may).
+ * Ajv's validators hold no state between calls except `errors`, which each call sets.
  */
 export function compileOnce(schema: unknown, opts: Pick<Options, 'useDefaults'> = {}): ValidateFunction {
   const key = `${opts.useDefaults ? 'd' : '-'}${JSON.stringify(schema)}`;

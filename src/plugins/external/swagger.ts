@@ -11,8 +11,8 @@ import { ROOT, readJson } from '../../schemas.js';
  * bundled (the schemas inlined under components) so clients need one document.
  */
 export function bundledOpenApi(): Record<string, any> {
-  // The files do not change while the process runs; a process that builds several apps (tests, a
-  // config reload) parses them once. A copy each time: the swagger plugin may add to what it gets.
+  // The files do not change while the process runs; a process that builds several apps (the tests
+  // do) parses them once. A copy each time: the swagger plugin may add to what it gets.
   bundled ??= bundle();
   return structuredClone(bundled);
 }
