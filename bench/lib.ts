@@ -312,3 +312,27 @@ export function commandBreakdown(before: Map<string, number>, after: Map<string,
     .map(([cmd, n]) => `${cmd} ${n.toFixed(1)}`)
     .join(', ');
 }
+
+/** The fields of an audit event the kept pair's archiver indexes (src/audit/event-index.ts). */
+export interface KeptEventMeta {
+  type: string;
+  at: string;
+  alertId: string;
+  deliveryId?: string;
+  platformId?: string;
+  sourceId?: string;
+}
+
+/**
+ * The kept pair's stream entries carry these fields beside the event (field `m`), so its archiver
+ * indexes without parsing the event: written by bench/servers/kept.ts and kept-worker.ts.
+ */
+export function keptMeta(m: KeptEventMeta): string {
+  return [m.type, m.at, m.alertId, m.deliveryId ?? '', m.platformId ?? '', m.sourceId ?? ''].join('\t');
+}
+
+/** keptMeta's fields back (kept-worker.ts's archiver). */
+export function parseKeptMeta(s: string): KeptEventMeta {
+  const [type, at, alertId, deliveryId, platformId, sourceId] = s.split('\t');
+  return { type, at, alertId, deliveryId: deliveryId || undefined, platformId: platformId || undefined, sourceId: sourceId || undefined };
+}

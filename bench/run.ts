@@ -27,8 +27,10 @@
  *            promises of fenliu's 202 and of its worker, written plainly with BullMQ (bench/servers/
  *            kept.ts, kept-worker.ts: key check, idempotency with body hash, keyed repeat keys, the
  *            record, its indexes, the delivery with deadlines, history and SLA timer, minimisation,
- *            per-attempt state, attempt log and indexes, dead letters, audit events archived with a
- *            hash chain; since 2026-12-01, before that a lighter subset). The table gives
+ *            per-attempt state, attempt log and indexes, dead letters, fenliu's retry horizon and
+ *            circuit breaker, a rate limit in Redis, metrics, audit events archived with a hash
+ *            chain, Merkle tiles and an index; since 2026-12-01, before that a lighter subset: see
+ *            docs/performance.md, the fourteenth and fifteenth steps). The table gives
  *            fenliu/kept: what fenliu's way of keeping them costs, apart from what keeping them costs.
  *            Not a target row. `kept-atomic`: the same pair with the API's claim and writes in one
  *            script (KEPT_ATOMIC=1), so a crash between them cannot leave a claim without a record.

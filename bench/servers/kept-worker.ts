@@ -44,6 +44,7 @@ import { Circuit, DEFAULT_CIRCUIT } from '../../src/delivery/circuit.js';
 import { minimise } from '../../src/delivery/minimise.js';
 import { DEFAULT_RETRY, parseRetryAfter, retryDelay } from '../../src/delivery/policy.js';
 import type { Alert } from '../../adapters/sdk.js';
+import { keptMeta, parseKeptMeta } from '../lib.js';
 
 const target = process.env.TARGET_URL!;
 const concurrency = Number(process.env.CONCURRENCY ?? 50);
@@ -134,7 +135,7 @@ const worker = new Worker(
     const attempt = { n: job.attemptsMade + 1, at, ms: now - started, status, error, ticket };
     const m = redis
       .multi()
-      .xadd('kept:audit', '*', 'e', JSON.stringify({ type: 'delivery.attempt', at, alertId: d.alertId, deliveryId: d.deliveryId, platformId: d.platform, data: { ...attempt, request: { url: `${target}/tickets`, body }, response: { status, body: text.slice(0, 8192) }, from: 'sending', to: state } }), 'm', `delivery.attempt\t${at}\t${d.alertId}\t${d.deliveryId}\t${d.platform}\t`)
+      .xadd('kept:audit', '*', 'e', JSON.stringify({ type: 'delivery.attempt', at, alertId: d.alertId, deliveryId: d.deliveryId, platformId: d.platform, data: { ...attempt, request: { url: `${target}/tickets`, body }, response: { status, body: text.slice(0, 8192) }, from: 'sending', to: state } }), 'm', keptMeta({ type: 'delivery.attempt', at, alertId: d.alertId, deliveryId: d.deliveryId, platformId: d.platform }))
       .hset(key, 'state', state, 'updatedAt', at, 'attempts', attempt.n, ...(ticket ? ['remoteTicketId', ticket, 'deliveredAt', at] : ['lastError', error ?? `HTTP ${status}`]))
       .rpush(historyKey, JSON.stringify({ at, to: state, from: 'sending', source: 'engine' }))
       .rpush(`kept:attempts:${d.deliveryId}`, JSON.stringify(attempt));
@@ -200,9 +201,7 @@ const archiving = (async () => {
       out += line + '\n';
       leaves.push(leafHash(line));
       const length = Buffer.byteLength(line);
-      const [type, at, alertId, deliveryId, platformId, sourceId] = fields[3].split('\t');
-      const event = { type, at, alertId, deliveryId: deliveryId || undefined, platformId: platformId || undefined, sourceId: sourceId || undefined } as AuditEvent;
-      archived.push({ seq, streamId, segment: 'audit.jsonl', offset, length, event });
+      archived.push({ seq, streamId, segment: 'audit.jsonl', offset, length, event: parseKeptMeta(fields[3]) as AuditEvent });
       offset += length + 1;
     }
     await file.write(out);

@@ -38,7 +38,7 @@ import { Redis } from 'ioredis';
 import { alertValidator, canonicalJson } from '../../src/ingest/validate.js';
 import { hmacSha256, repeatTexts } from '../../src/lifecycle/repeat.js';
 import { DEFAULT_RETRY, maxAttempts } from '../../src/delivery/policy.js';
-import { SOURCE_KEY } from '../lib.js';
+import { SOURCE_KEY, keptMeta } from '../lib.js';
 
 const DAY = 86_400;
 /** fenliu's retry horizon: the first attempt and one per delay of its default schedule (kept-worker.ts backs off along it). */
@@ -112,7 +112,7 @@ app.post('/v1/alerts', async (req, reply) => {
   const rk = repeatKeys(alert);
   const event = JSON.stringify({ type: 'alert.received', at, alertId: id, sourceId: alert.source.system, data: { route: ['p-hook'], deliveries: [deliveryId], alert } });
   // What the archiver's index needs, beside the event: it does not parse the event for it.
-  const meta = `alert.received\t${at}\t${id}\t\t\t${alert.source.system}`;
+  const meta = keptMeta({ type: 'alert.received', at, alertId: id, sourceId: alert.source.system });
   const deliveryFields = ['state', 'queued', 'alertId', id, 'platform', 'p-hook', 'createdAt', at, 'updatedAt', at, 'ackBy', new Date(now + ACK_MS).toISOString(), 'interveneBy', new Date(now + INTERVENE_MS).toISOString(), 'resolveBy', new Date(now + RESOLVE_MS).toISOString()];
   const history = JSON.stringify({ at, to: 'queued', source: 'ingest' });
   const deliveryKey = `kept:delivery:${deliveryId}`;
