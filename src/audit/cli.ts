@@ -2,6 +2,7 @@
  * `fenliu audit verify DIR [--json]` and `fenliu audit compact DIR --older-than <ISO|Nd> [--fields a,b] [--json]`.
  * Each returns the process exit code: 0 ok, 1 broken / failed, 2 usage error.
  */
+import { parseArgs, parseOlderThan, std, type Out } from './cli-args.js';
 import { compactSegments } from './compact.js';
 import { verifyAuditDir } from './verify.js';
 import { verifySinceCommand } from './merkle-cli.js';
@@ -9,26 +10,10 @@ import { checkStoredTree } from './consistency.js';
 import { readTreeHead } from './tiles.js';
 import { closeAuditIndexes, rebuildIndex } from './event-index.js';
 
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const std: Out = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
-
-function parseArgs(argv: string[]): { positional: string[]; flags: Map<string, string | true> } {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (i + 1 < argv.length && !argv[i + 1].startsWith('--') && a !== '--json') flags.set(a.slice(2), argv[++i]);
-      else flags.set(a.slice(2), true);
-    } else positional.push(a);
-  }
-  return { positional, flags };
-}
+const BOOLEAN = new Set(['json']);
 
 export async function auditVerifyCommand(argv: string[], io: Out = std): Promise<number> {
-  const { positional, flags } = parseArgs(argv);
+  const { positional, flags } = parseArgs(argv, BOOLEAN);
   if (positional.length !== 1) {
     io.err('usage: fenliu audit verify DIR [--json]');
     return 2;
@@ -87,17 +72,8 @@ function printVerify(dir: string, res: Awaited<ReturnType<typeof verifyAuditDir>
   return 1;
 }
 
-/** "2024-01-01", an ISO time, or a duration back from now: "30d", "12h". */
-export function parseOlderThan(v: string, now = Date.now()): Date {
-  const m = /^(\d+)([dh])$/.exec(v);
-  if (m) return new Date(now - Number(m[1]) * (m[2] === 'd' ? 86_400_000 : 3_600_000));
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime())) throw new RangeError(`--older-than: not a date or duration: ${v}`);
-  return d;
-}
-
 export async function auditCompactCommand(argv: string[], io: Out = std): Promise<number> {
-  const { positional, flags } = parseArgs(argv);
+  const { positional, flags } = parseArgs(argv, BOOLEAN);
   const older = flags.get('older-than');
   if (positional.length !== 1 || typeof older !== 'string') {
     io.err('usage: fenliu audit compact DIR --older-than <ISO date|30d|12h> [--fields data.alert,data.body] [--json]');
@@ -125,7 +101,7 @@ export async function auditCompactCommand(argv: string[], io: Out = std): Promis
 
 /** `fenliu audit index DIR [--json]`: rebuilds the SQLite index (index.sqlite) from the segments. */
 export async function auditIndexCommand(argv: string[], io: Out = std): Promise<number> {
-  const { positional, flags } = parseArgs(argv);
+  const { positional, flags } = parseArgs(argv, BOOLEAN);
   if (positional.length !== 1) {
     io.err('usage: fenliu audit index DIR [--json]');
     return 2;

@@ -6,6 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
+import { parseArgs, parseOlderThan, std, type Out } from './cli-args.js';
 import { NoteError, SIG_COSIGNATURE_V1, SIG_ED25519, generateKey, parseSigner } from './checkpoint.js';
 import { refreshCheckpoint } from './checkpoint-log.js';
 import { verifyConsistencySince, witnessCheckpoint, type ConsistencyResult } from './consistency.js';
@@ -14,26 +15,7 @@ import { proveAlert, verifyAlertProof } from './proof.js';
 import { pruneSegments } from './prune.js';
 import { TileError } from './tiles.js';
 
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const std: Out = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
-
 const BOOLEAN = new Set(['json', 'cosigner', 'write']);
-
-function parseArgs(argv: string[]): { positional: string[]; flags: Map<string, string | true> } {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-      if (eq > 0) flags.set(name, a.slice(eq + 1));
-      else if (!BOOLEAN.has(name) && i + 1 < argv.length) flags.set(name, argv[++i]);
-      else flags.set(name, true);
-    } else positional.push(a);
-  }
-  return { positional, flags };
-}
 
 function str(flags: Map<string, string | true>, name: string): string | undefined {
   const v = flags.get(name);
@@ -73,7 +55,7 @@ export const TREE_USAGE = `  fenliu audit tree DIR [--json]
 export async function auditTreeCommand(sub: string | undefined, argv: string[], io: Out = std): Promise<number | undefined> {
   const run = handlers[sub ?? ''];
   if (!run) return undefined;
-  const { positional, flags } = parseArgs(argv);
+  const { positional, flags } = parseArgs(argv, BOOLEAN);
   try {
     return await run(positional, flags, io);
   } catch (err) {
@@ -180,7 +162,6 @@ const handlers: Record<string, Handler> = {
   async prune([dir], flags, io) {
     const before = str(flags, 'before');
     if (!dir || !before) return usage(io, 'fenliu audit prune DIR --before ISO|30d [--move-to DIR] [--json]');
-    const { parseOlderThan } = await import('./cli.js');
     const moveTo = str(flags, 'move-to');
     const done = await pruneSegments(dir, { before: parseOlderThan(before), ...(moveTo ? { moveTo } : {}) });
     if (flags.has('json')) io.out(JSON.stringify({ pruned: done }));

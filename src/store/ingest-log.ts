@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { AuditActor } from '../audit/events.js';
 import { deliveryId } from './ids.js';
 import { bucketOf, type Keys } from './keys.js';
-import type { AlertRecord, DeliveryRecord } from './records.js';
+import type { AlertRecord, DeliveryRecord } from './record-types.js';
 
 /**
  * The ingest log (docs/reliability.md, "What a 202 means"). The API's ingest script stores an
